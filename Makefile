@@ -1,0 +1,49 @@
+# servicedesk-sidecar: every target installs what it needs first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= config.yaml
+PROTOS := $(shell find proto -name '*.proto' | sort)
+
+.PHONY: install run test lint proto devnet bench cometbft clean docs
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+# The pinned CometBFT node (v0.38.25), built with `go install` into ~/.cache when missing.
+cometbft: install
+	$(BIN)/python -m devnet.cometbft install
+
+run: install
+	$(BIN)/servicedesk-sidecar run --config $(CONFIG)
+
+test: install cometbft
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check sidecar devnet tests bench
+	$(BIN)/mypy
+
+proto: install
+	rm -rf gen/virtengine
+	mkdir -p gen
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
+	find gen/virtengine -type d -exec touch {}/__init__.py \;
+
+devnet: install cometbft
+	$(BIN)/python -m devnet
+
+bench: install cometbft
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerate the README's configuration reference from the schema (a test fails when it drifts).
+docs: install
+	$(BIN)/python -c "import re,pathlib; from sidecar.cli import reference_markdown as r; p=pathlib.Path('README.md'); s=p.read_text(); p.write_text(re.sub(r'(<!-- config-reference:start -->\n).*?(<!-- config-reference:end -->)', lambda m: m.group(1)+r()+'\n'+m.group(2), s, flags=re.S))"

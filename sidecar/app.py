@@ -1,0 +1,152 @@
+"""The composition root: builds every component with explicit arguments and runs them in one TaskGroup.
+
+Shutdown order (on SIGINT/SIGTERM or stop()): stop intake (HTTP, gRPC), stop the loops, let
+in-flight work finish within the grace period, then close clients and the database last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import signal
+import time
+from dataclasses import asdict
+
+from sidecar.chain.probe import ChainProbe
+from sidecar.chain.rpc import CometRpc
+from sidecar.config import Config
+from sidecar.control.server import ControlServer
+from sidecar.loops import run_loop
+from sidecar.observe.health import HealthState
+from sidecar.observe.metrics import Metrics
+from sidecar.store.audit import AuditEntry, append_audit_txn
+from sidecar.store.db import Store
+from sidecar.store.status import queue_figures
+from sidecar.web.server import WebServer, build_web_app
+
+log = logging.getLogger(__name__)
+SHUTDOWN_GRACE = 5.0
+
+
+def settings_digest(config: Config) -> str:
+    """A hash of the effective non-secret settings: lets the audit log show that config changed."""
+    canonical = json.dumps(asdict(config.settings), sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class App:
+    """One running sidecar. `ready` is set once every server listens; ports are then known."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.ready = asyncio.Event()
+        self.web_port: int | None = None
+        self.grpc_port: int | None = None
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        settings = self.config.settings
+        store = await Store.open(settings.store.path)
+        try:
+            await self._run_with(store)
+        finally:
+            await store.close()
+            log.info("stopped")
+
+    async def _run_with(self, store: Store) -> None:
+        settings = self.config.settings
+        metrics = Metrics()
+        health = HealthState()
+        for desk, url in (("jira", settings.jira.base_url), ("waldur", settings.waldur.base_url)):
+            health.desks[desk] = "unknown" if url and settings.enabled else "not_configured"
+        if all(state == "not_configured" for state in health.desks.values()):
+            log.warning("no desk configured: following the chain only (set jira.base_url or waldur.base_url)")
+        if not settings.enabled:
+            log.warning("servicedesk.enabled is false: serving health and metrics only")
+        await store.write("audit config at start", append_audit_txn, self._config_audit(), time.time())
+
+        rpc = CometRpc(settings.chain.rpc_url, settings.chain.request_timeout)
+        web = WebServer(
+            build_web_app(settings.webhook.path_prefix, store, health, metrics), settings.webhook.listen_addr
+        )
+        self.web_port = web.port
+        control = ControlServer(settings.grpc.listen, store, health) if settings.grpc.enabled else None
+        if control is not None:
+            self.grpc_port = control.port
+            await control.start()
+        probe = ChainProbe(rpc, health, metrics, settings.chain.chain_id, settings.chain.poll_interval)
+
+        async def refresh_health() -> float:
+            figures = await store.read("queue figures", queue_figures)
+            metrics.set_queue(figures.pending_events, figures.failed_events)
+            metrics.set_health(health.healthy, health.chain.reachable)
+            if control is not None:
+                await control.refresh_health()
+            return 2.0
+
+        loop_stop = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(web.serve(), name="web")
+                if settings.enabled:
+                    tg.create_task(run_loop("chain-probe", probe.step, loop_stop, metrics), name="chain-probe")
+                tg.create_task(run_loop("health", refresh_health, loop_stop, metrics), name="health")
+                await web.wait_started()
+                self.ready.set()
+                log.info(
+                    "started",
+                    extra={
+                        "http": f"{web.host}:{web.port}",
+                        "grpc": settings.grpc.listen if control else "disabled",
+                        "grpc_port": self.grpc_port,
+                        "store": settings.store.path,
+                        "chain_rpc": settings.chain.rpc_url,
+                    },
+                )
+                await self._stop.wait()
+                log.info("stopping")
+                web.stop()
+                if control is not None:
+                    await control.stop(SHUTDOWN_GRACE)
+                loop_stop.set()
+        finally:
+            await rpc.aclose()
+
+    def _config_audit(self) -> AuditEntry:
+        settings = self.config.settings
+        return AuditEntry(
+            event_type="config_loaded",
+            actor="sidecar",
+            status="ok",
+            details={
+                "settings_sha256": settings_digest(self.config),
+                "file": self.config.file,
+                "desks": sorted(
+                    d for d, url in (("jira", settings.jira.base_url), ("waldur", settings.waldur.base_url)) if url
+                ),
+                "secrets": sorted(self.config.secrets),
+            },
+        )
+
+
+async def run_until_signalled(config: Config) -> int:
+    """Run the app until SIGINT or SIGTERM; return the process exit code."""
+    app = App(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, app.stop)
+    try:
+        await app.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    stray = [t.get_name() for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    if stray:
+        log.error("tasks still running at shutdown", extra={"tasks": stray})
+        return 1
+    return 0

@@ -1,0 +1,80 @@
+"""Async client of CometBFT's HTTP JSON-RPC. int64 parameters travel as strings, as the node wants."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from sidecar.errors import ChainRpcError
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    chain_id: str
+    latest_height: int
+    latest_block_time: str
+    earliest_height: int
+    catching_up: bool
+    version: str
+
+
+class CometRpc:
+    """One long-lived HTTP client to the node; opened and closed by app.py."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url.rstrip("/")
+        self._client = httpx.AsyncClient(base_url=self.url, timeout=timeout)
+        self._ids = itertools.count(1)
+
+    async def call(self, method: str, **params: Any) -> Any:
+        """POST one JSON-RPC request; return `result` or raise ChainRpcError."""
+        body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": _stringify(params)}
+        try:
+            response = await self._client.post("/", json=body)
+        except httpx.TimeoutException:
+            raise ChainRpcError(f"node RPC {method} timed out at {self.url}", retryable=True) from None
+        except httpx.HTTPError as exc:
+            raise ChainRpcError(
+                f"node RPC {method} unreachable at {self.url}: {type(exc).__name__}", retryable=True
+            ) from None
+        if response.status_code >= 500 and not response.content:
+            raise ChainRpcError(f"node RPC {method} answered HTTP {response.status_code}", retryable=True)
+        try:
+            doc = response.json()
+        except ValueError:
+            raise ChainRpcError(
+                f"node RPC {method} answered non-JSON (HTTP {response.status_code})", retryable=True
+            ) from None
+        if doc.get("error"):
+            err = doc["error"]
+            detail = err.get("data") or err.get("message") or str(err)
+            raise ChainRpcError(f"node RPC {method} failed: {detail}", retryable=_retryable_rpc_error(str(detail)))
+        return doc.get("result")
+
+    async def status(self) -> NodeStatus:
+        result = await self.call("status")
+        sync = result["sync_info"]
+        return NodeStatus(
+            chain_id=result["node_info"]["network"],
+            latest_height=int(sync["latest_block_height"]),
+            latest_block_time=sync.get("latest_block_time", ""),
+            earliest_height=int(sync.get("earliest_block_height") or 1),
+            catching_up=bool(sync.get("catching_up", False)),
+            version=result["node_info"].get("version", ""),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _stringify(params: dict[str, Any]) -> dict[str, Any]:
+    """CometBFT decodes int64 from JSON strings only."""
+    return {k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in params.items()}
+
+
+def _retryable_rpc_error(detail: str) -> bool:
+    permanent = ("must be less than or equal to", "is not available, lowest height is", "invalid")
+    return not any(p in detail for p in permanent)

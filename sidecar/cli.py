@@ -1,0 +1,142 @@
+"""The servicedesk-sidecar command. The only place that maps errors to exit codes.
+
+Exit codes: 0 ok, 1 runtime failure, 2 invalid configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import sidecar
+from sidecar.config import KEYS, Config, load_config
+from sidecar.errors import ConfigError, SidecarError
+from sidecar.observe.logs import setup_logging
+from sidecar.secrets import SECRET_SPECS
+
+log = logging.getLogger("sidecar")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", metavar="FILE", help="YAML configuration file")
+    group = parser.add_argument_group("settings (each overrides its VIRTENGINE_SERVICEDESK_* variable)")
+    for spec in KEYS:
+        group.add_argument(spec.flag, dest=f"key:{spec.path}", metavar="VALUE", help=f"{spec.path}: {spec.help}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="servicedesk-sidecar", description="Sync VirtEngine support tickets with Jira and Waldur."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {sidecar.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="run the sidecar until SIGINT/SIGTERM")
+    _add_config_flags(run)
+    config = commands.add_parser("config", help="inspect the configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    check = config_commands.add_parser("check", help="validate and print the effective configuration")
+    check.add_argument("--format", choices=("text", "json"), default="text")
+    _add_config_flags(check)
+    config_commands.add_parser("reference", help="print the configuration reference as a Markdown table")
+    return parser
+
+
+def _flags(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        name.removeprefix("key:"): value
+        for name, value in vars(args).items()
+        if name.startswith("key:") and value is not None
+    }
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(args.config, flags=_flags(args))
+
+
+def describe(config: Config) -> dict[str, Any]:
+    """The effective configuration with the source of each value; secrets show only where they came from."""
+    values: dict[str, Any] = {}
+    settings: Any = config.settings
+    for spec in KEYS:
+        value: Any = settings
+        for part in spec.path.split("."):
+            value = getattr(value, part)
+        values[spec.path] = {
+            "value": list(value) if isinstance(value, tuple) else value,
+            "source": config.sources[spec.path],
+        }
+    secrets = {
+        spec.name: {
+            "value": "<redacted>" if spec.name in config.secrets else None,
+            "source": config.secrets[spec.name].source if spec.name in config.secrets else "unset",
+        }
+        for spec in SECRET_SPECS
+    }
+    return {"file": config.file, "settings": values, "secrets": secrets, "warnings": list(config.warnings)}
+
+
+def _print_check(config: Config, fmt: str) -> None:
+    doc = describe(config)
+    if fmt == "json":
+        print(json.dumps(doc, indent=2))
+        return
+    print(f"configuration OK ({config.file or 'no file'})")
+    width = max(len(k) for k in doc["settings"]) + 1
+    for path, item in doc["settings"].items():
+        print(f"  {path:<{width}} = {json.dumps(item['value']):<28} [{item['source']}]")
+    print("secrets:")
+    for name, item in doc["secrets"].items():
+        shown = "<redacted>" if item["value"] else "(unset)"
+        print(f"  {name:<{width}} = {shown:<28} [{item['source']}]")
+    for warning in doc["warnings"]:
+        print(f"warning: {warning}")
+
+
+def reference_markdown() -> str:
+    """Every key, its variable, flag and default: the README's configuration reference."""
+    rows = ["| key (under `servicedesk:`) | environment variable | flag | default | meaning |", "|---|---|---|---|---|"]
+    for spec in KEYS:
+        default = json.dumps(list(spec.default) if isinstance(spec.default, tuple) else spec.default)
+        if spec.kind == "duration":
+            default = f"{spec.default:g}s"
+        allowed = f" ({', '.join(spec.choices)})" if spec.choices else ""
+        rows.append(f"| `{spec.path}` | `{spec.env}` | `{spec.flag}` | `{default}` | {spec.help}{allowed} |")
+    rows += ["", "| secret | secrets-dir file | Vault key | environment variable (warned) | meaning |",
+             "|---|---|---|---|---|"]
+    for secret in SECRET_SPECS:
+        rows.append(f"| `{secret.name}` | `{secret.file_names[0]}` | `{secret.name}` | `{secret.env}` | {secret.help} |")
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "config" and args.config_command == "reference":
+        print(reference_markdown())
+        return 0
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        print(f"servicedesk-sidecar: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "config":
+        _print_check(config, args.format)
+        return 0
+    settings = config.settings
+    setup_logging(settings.audit.log_level, settings.logging.format, config.secret_values())
+    for warning in config.warnings:
+        log.warning(warning)
+    try:
+        from sidecar.app import run_until_signalled
+
+        return asyncio.run(run_until_signalled(config))
+    except SidecarError as exc:
+        log.error("fatal: %s", exc)
+        return 1
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,185 @@
+"""The configuration's shape: one frozen dataclass per section, each key declared once.
+
+Each field's metadata carries its help text, its environment variable, its accepted values and
+its kind (duration, listen address...). Loading, `config check`, the flags and the README's
+reference table are all derived from these declarations, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ENV_PREFIX = "VIRTENGINE_SERVICEDESK_"
+
+ConflictStrategy = Literal["on_chain_wins", "external_wins", "newest_wins", "manual"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["json", "text"]
+
+
+def key(
+    default: Any,
+    help: str,
+    *,
+    env: str | None = None,
+    kind: str = "",
+    bounds: tuple[float, float] | None = None,
+) -> Any:
+    """Declare one configuration key. `env` overrides the derived variable name (guide names)."""
+    meta: dict[str, Any] = {"help": help, "env": env, "kind": kind, "bounds": bounds}
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for list defaults")
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class JiraConfig:
+    base_url: str = key("", "Jira Cloud site URL; empty disables Jira", env="VIRTENGINE_SERVICEDESK_JIRA_URL")
+    username: str = key("", "account email the API token belongs to", env="VIRTENGINE_SERVICEDESK_JIRA_USERNAME")
+    project_key: str = key(
+        "VESUPPORT", "project new issues are created in", env="VIRTENGINE_SERVICEDESK_JIRA_PROJECT_KEY"
+    )
+    issue_type: str = key("Service Request", "issue type of created issues")
+    request_type_id: str = key("", "JSM request type id; empty creates plain issues")
+    account_id: str = key("", "the sidecar's own Jira accountId, so its own changes are not synced back")
+    timeout: float = key(30.0, "timeout of one Jira request", kind="duration", bounds=(0.1, 300))
+
+
+@dataclass(frozen=True)
+class WaldurConfig:
+    base_url: str = key(
+        "", "Waldur API URL ending in /api; empty disables Waldur", env="VIRTENGINE_SERVICEDESK_WALDUR_URL"
+    )
+    organization_uuid: str = key(
+        "", "Waldur customer (organization) UUID tickets belong to", env="VIRTENGINE_SERVICEDESK_WALDUR_ORG_UUID"
+    )
+    project_uuid: str = key("", "Waldur project UUID tickets belong to (optional)")
+    username: str = key("", "the sidecar's own Waldur username, so its own changes are not synced back")
+    timeout: float = key(30.0, "timeout of one Waldur request", kind="duration", bounds=(0.1, 300))
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    sync_interval: float = key(
+        30.0,
+        "how often desks are polled and reconciled",
+        env="VIRTENGINE_SERVICEDESK_SYNC_INTERVAL",
+        kind="duration",
+        bounds=(1, 86400),
+    )
+    batch_size: int = key(50, "jobs taken per batch", env="VIRTENGINE_SERVICEDESK_SYNC_BATCH_SIZE", bounds=(1, 500))
+    conflict_resolution: ConflictStrategy = key(
+        "on_chain_wins", "which side wins a field changed on both", env="VIRTENGINE_SERVICEDESK_CONFLICT_RESOLUTION"
+    )
+    enable_inbound: bool = key(True, "sync desk changes to the chain")
+    enable_outbound: bool = key(True, "sync chain changes to the desks")
+    sync_attachments: bool = key(True, "copy attachments between chain artifacts and desks")
+    max_pending: int = key(10_000, "pending events before the chain follower pauses", bounds=(10, 10_000_000))
+    allow_insecure_http: bool = key(False, "allow http:// desk URLs (development only)")
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    max_retries: int = key(5, "attempts before a job is dead-lettered", bounds=(0, 100))
+    initial_backoff: float = key(1.0, "first retry delay", kind="duration", bounds=(0.01, 3600))
+    max_backoff: float = key(300.0, "longest retry delay", kind="duration", bounds=(0.01, 86400))
+    backoff_multiplier: float = key(2.0, "growth of the delay per attempt", bounds=(1.0, 10.0))
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    enabled: bool = key(True, "serve the webhook receivers (health and metrics are always served)")
+    listen_addr: str = key(
+        ":8480",
+        "host:port of the HTTP server (':8480' = all interfaces)",
+        env="VIRTENGINE_SERVICEDESK_WEBHOOK_LISTEN",
+        kind="listen",
+    )
+    path_prefix: str = key(
+        "/webhooks", "URL prefix of receivers and health", env="VIRTENGINE_SERVICEDESK_WEBHOOK_PATH_PREFIX"
+    )
+    require_signature: bool = key(
+        True, "reject webhooks without a valid signature", env="VIRTENGINE_SERVICEDESK_WEBHOOK_REQUIRE_SIGNATURE"
+    )
+    rate_limit_per_second: int = key(100, "webhook requests accepted per second", bounds=(1, 100_000))
+    max_body_bytes: int = key(1_048_576, "largest webhook body accepted", bounds=(1024, 64 * 1_048_576))
+    allowed_sources: tuple[str, ...] = key((), "CIDRs webhooks may come from; empty allows any", kind="cidrs")
+    max_age: float = key(3600.0, "oldest webhook timestamp accepted", kind="duration", bounds=(60, 86400 * 7))
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    enabled: bool = key(True, "write the audit log")
+    log_level: LogLevel = key("info", "log level of the process")
+    retention_days: int = key(90, "days audit rows are kept", bounds=(1, 36500))
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    rpc_url: str = key("http://127.0.0.1:26657", "CometBFT RPC of the node", kind="url")
+    chain_id: str = key("", "expected chain id; empty adopts the node's on first start")
+    start_height: int = key(0, "height a new cursor starts at; 0 = the node's head at first start", bounds=(0, 2**62))
+    key_file: str = key("", "file with the signing key (hex or mnemonic), mode 0600")
+    address_prefix: str = key("virtengine", "bech32 prefix of addresses")
+    fee_denom: str = key("uve", "fee denomination")
+    gas_price: float = key(0.025, "fee per gas unit", bounds=(0, 1e6))
+    gas_multiplier: float = key(1.3, "simulated gas is multiplied by this", bounds=(1.0, 10.0))
+    gas_limit_max: int = key(2_000_000, "cap on a tx's gas limit", bounds=(10_000, 100_000_000))
+    gas_fallback: int = key(300_000, "gas limit used when simulation fails", bounds=(10_000, 100_000_000))
+    max_msgs_per_tx: int = key(20, "Msgs batched in one tx", bounds=(1, 200))
+    timeout_height_delta: int = key(20, "blocks a tx may wait before it expires", bounds=(2, 10_000))
+    poll_interval: float = key(2.0, "/status poll period", kind="duration", bounds=(0.05, 600))
+    no_block_alarm: float = key(
+        60.0, "alarm and reconnect when no block arrives for this long", kind="duration", bounds=(1, 86400)
+    )
+    request_timeout: float = key(10.0, "timeout of one RPC request", kind="duration", bounds=(0.1, 600))
+
+
+@dataclass(frozen=True)
+class GrpcConfig:
+    enabled: bool = key(True, "serve the gRPC control API")
+    listen: str = key("127.0.0.1:8481", "host:port of the gRPC control API", kind="listen")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str = key("./data/sidecar.db", "SQLite database file (WAL mode)")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    format: LogFormat = key("json", "json (one object per line) or text", env="VIRTENGINE_SERVICEDESK_LOG_FORMAT")
+
+
+@dataclass(frozen=True)
+class VaultConfig:
+    addr: str = key("", "Vault address; empty disables Vault", kind="url")
+    mount: str = key("secret", "KV v2 mount point")
+    path: str = key("virtengine/servicedesk", "secret path under the mount")
+    token_file: str = key("", "file holding the Vault token (else VAULT_TOKEN)")
+    timeout: float = key(10.0, "timeout of Vault requests", kind="duration", bounds=(0.1, 300))
+
+
+@dataclass(frozen=True)
+class SecretsConfig:
+    dir: str = key("", "secrets directory (Kubernetes secret mount), one file per secret")
+    allow_env: bool = key(True, "accept secrets from environment variables (with a warning)")
+    vault: VaultConfig = field(default_factory=VaultConfig)
+
+
+@dataclass(frozen=True)
+class ServiceDeskConfig:
+    enabled: bool = key(
+        True, "run the bridge; false keeps only health and metrics", env="VIRTENGINE_SERVICEDESK_ENABLED"
+    )
+    jira: JiraConfig = field(default_factory=JiraConfig)
+    waldur: WaldurConfig = field(default_factory=WaldurConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    chain: ChainConfig = field(default_factory=ChainConfig)
+    grpc: GrpcConfig = field(default_factory=GrpcConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    secrets: SecretsConfig = field(default_factory=SecretsConfig)

@@ -1,0 +1,1 @@
+"""Jira and Waldur clients behind one Desk protocol, with field mapping tables."""

@@ -1,0 +1,48 @@
+"""The sidecar's exception tree. Library exceptions are translated at one edge each.
+
+SidecarError
++-- ConfigError        a configuration key is wrong (names key path and source); exit 2
++-- StoreError         the database cannot be used (schema newer than the code, corrupt)
++-- ChainRpcError      the node's RPC failed; .retryable says whether to try again
++-- DeskError          a desk call failed; .retryable, .retry_after, .status
+"""
+
+from __future__ import annotations
+
+
+class SidecarError(Exception):
+    """Base of every error the sidecar raises on purpose."""
+
+
+class ConfigError(SidecarError):
+    """A configuration value is invalid. The message names the key path and where it came from."""
+
+    def __init__(self, path: str, problem: str, *, source: str) -> None:
+        self.path = path
+        self.problem = problem
+        self.source = source
+        super().__init__(f"{path} {problem} [{source}]")
+
+
+class StoreError(SidecarError):
+    """The SQLite store cannot be opened or migrated."""
+
+
+class ChainRpcError(SidecarError):
+    """A CometBFT RPC call failed."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class DeskError(SidecarError):
+    """A Jira or Waldur call failed. Messages carry the desk and status, never ticket content."""
+
+    def __init__(
+        self, message: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(message)

@@ -1,0 +1,83 @@
+"""Structured logging with redaction: one event per line, secrets removed from every line.
+
+The redaction runs in the handler's formatter, after the message, extras and traceback are
+rendered, so a secret cannot slip through any of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+# Anything that looks like an Authorization header value, wherever it appears.
+_AUTH_PATTERN = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(basic|bearer|token)\s+[A-Za-z0-9+/=._~-]+")
+_MASK = "<redacted>"
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
+
+
+class Redactor:
+    """Replaces known secret values and Authorization-shaped text with a mask."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first so a secret containing another is masked whole; tiny values would mask noise.
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, _MASK)
+        return _AUTH_PATTERN.sub(lambda m: m.group(1) + _MASK, text)
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, redact: Redactor, as_json: bool) -> None:
+        super().__init__()
+        self._redact = redact
+        self._as_json = as_json
+
+    def format(self, record: logging.LogRecord) -> str:
+        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+        message = record.getMessage()
+        error = self.formatException(record.exc_info) if record.exc_info else None
+        if self._as_json:
+            doc: dict[str, Any] = {
+                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "msg": message,
+                **extras,
+            }
+            if error:
+                doc["error"] = error
+            line = json.dumps(doc, default=str, separators=(",", ":"))
+        else:
+            fields = " ".join(f"{k}={v}" for k, v in extras.items())
+            line = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {message}"
+            line += f" {fields}" if fields else ""
+            line += f"\n{error}" if error else ""
+        return self._redact(line)
+
+
+def setup_logging(level: str, fmt: str, secrets: Iterable[str] = (), stream: TextIO | None = None) -> Redactor:
+    """Configure the root logger once for the process; return the redactor for other outputs."""
+    redactor = Redactor(secrets)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(_Formatter(redactor, as_json=(fmt == "json")))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for noisy in ("httpx", "httpcore", "websockets", "hpack", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return redactor

@@ -1,0 +1,127 @@
+"""Secret values: a type that never shows its value, and the sources secrets come from.
+
+Sources, in order of preference: a secrets directory (a Kubernetes secret mount, one file per
+key), HashiCorp Vault (KV v2), then the environment (accepted with a warning).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from sidecar.errors import ConfigError
+
+
+class Secret:
+    """A secret string. repr/str/format print a mask; only reveal() gives the value."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value
+        self.source = source
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(<redacted>, source={self.source!r})"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self.source)
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("secrets are not picklable")
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    """One secret the sidecar knows: its canonical name, file names and env var."""
+
+    name: str  # canonical, as in Vault: jira_api_token
+    env: str
+    help: str
+
+    @property
+    def file_names(self) -> tuple[str, str]:
+        """Names accepted in a secrets directory: the guide's dashed form and the underscore form."""
+        return (self.name.replace("_", "-"), self.name)
+
+
+SECRET_SPECS: tuple[SecretSpec, ...] = (
+    SecretSpec("jira_api_token", "VIRTENGINE_SERVICEDESK_JIRA_API_TOKEN", "Jira API token of jira.username"),
+    SecretSpec("jira_webhook_secret", "VIRTENGINE_SERVICEDESK_JIRA_WEBHOOK_SECRET", "HMAC secret of Jira webhooks"),
+    SecretSpec("waldur_token", "VIRTENGINE_SERVICEDESK_WALDUR_TOKEN", "Waldur API token"),
+    SecretSpec(
+        "waldur_webhook_secret", "VIRTENGINE_SERVICEDESK_WALDUR_WEBHOOK_SECRET", "shared secret of Waldur hooks"
+    ),
+    SecretSpec(
+        "signing_key",
+        "VIRTENGINE_SERVICEDESK_SIGNING_KEY",
+        "chain signing key (hex or BIP-39 mnemonic); chain.key_file is preferred",
+    ),
+    SecretSpec(
+        "support_private_key",
+        "VIRTENGINE_SERVICEDESK_SUPPORT_PRIVATE_KEY",
+        "X25519 private key (base64) that decrypts ticket payloads addressed to the support desk",
+    ),
+)
+
+SECRET_NAMES = frozenset(spec.name for spec in SECRET_SPECS)
+
+
+def read_secrets_dir(directory: Path) -> dict[str, Secret]:
+    """Read every known secret present in `directory`; trailing newlines are stripped."""
+    if not directory.is_dir():
+        raise ConfigError("secrets.dir", f"is not a directory: {directory}", source="secrets.dir")
+    found: dict[str, Secret] = {}
+    for spec in SECRET_SPECS:
+        for file_name in spec.file_names:
+            path = directory / file_name
+            if path.is_file():
+                value = path.read_text(encoding="utf-8").strip()
+                if value:
+                    found[spec.name] = Secret(value, f"secrets-dir:{path}")
+                break
+    return found
+
+
+def read_vault(addr: str, mount: str, path: str, token: Secret, timeout: float) -> dict[str, Secret]:
+    """Read the KV v2 secret at mount/path; keys named like SECRET_SPECS become secrets."""
+    import hvac  # imported here: only deployments that use Vault pay for it
+
+    try:
+        client = hvac.Client(url=addr, token=token.reveal(), timeout=timeout)
+        answer: dict[str, Any] = client.secrets.kv.v2.read_secret_version(
+            path=path, mount_point=mount, raise_on_deleted_version=True
+        )
+    except Exception as exc:  # hvac raises many types; translate at this one edge
+        raise ConfigError(
+            "secrets.vault",
+            f"could not read {mount}/{path} from Vault at {addr}: {type(exc).__name__}",
+            source="secrets.vault.addr",
+        ) from None
+    data = answer.get("data", {}).get("data", {})
+    return {
+        name: Secret(str(value), f"vault:{mount}/{path}#{name}")
+        for name, value in data.items()
+        if name in SECRET_NAMES and value
+    }
+
+
+def read_env_secrets(environ: dict[str, str] | os._Environ[str]) -> dict[str, Secret]:
+    """Secrets given as environment variables (discouraged: the caller warns)."""
+    return {spec.name: Secret(environ[spec.env], f"env:{spec.env}") for spec in SECRET_SPECS if environ.get(spec.env)}

@@ -1,0 +1,261 @@
+"""Versioned schema migrations, each recorded in the same transaction that applies it.
+
+The schema covers the whole ARCHITECTURE.md: later components fill tables that exist from v1.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from sidecar.errors import StoreError
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "initial schema",
+        """
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        -- The follower's position: the last height whose events are all in chain_inbox.
+        CREATE TABLE cursor (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            chain_id TEXT NOT NULL,
+            height INTEGER NOT NULL,
+            block_time TEXT,
+            updated_at REAL NOT NULL
+        );
+        -- Every support_event of committed blocks, exactly once (event_id is the dedupe key).
+        CREATE TABLE chain_inbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_id TEXT NOT NULL UNIQUE,
+            height INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            event_type TEXT NOT NULL,
+            ticket_id TEXT,
+            sequence INTEGER,
+            sender TEXT,
+            payload_json TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'processed', 'poison')),
+            error TEXT,
+            received_at REAL NOT NULL,
+            processed_at REAL
+        );
+        CREATE INDEX chain_inbox_pending ON chain_inbox (state, id);
+        CREATE INDEX chain_inbox_ticket ON chain_inbox (ticket_id, id);
+        -- The local mirror of on-chain tickets.
+        CREATE TABLE tickets (
+            ticket_id TEXT PRIMARY KEY,
+            ticket_number TEXT,
+            submitter TEXT,
+            category TEXT,
+            priority TEXT,
+            status TEXT,
+            assigned_agent TEXT,
+            recipients_json TEXT NOT NULL DEFAULT '[]',
+            related_entity_json TEXT,
+            payload_hash TEXT,
+            content_state TEXT NOT NULL DEFAULT 'none'
+                CHECK (content_state IN ('none', 'decrypted', 'placeholder')),
+            content_reason TEXT,
+            response_count INTEGER NOT NULL DEFAULT 0,
+            last_sequence INTEGER NOT NULL DEFAULT 0,
+            last_height INTEGER NOT NULL DEFAULT 0,
+            chain_updated_at INTEGER,
+            archived INTEGER NOT NULL DEFAULT 0,
+            purged INTEGER NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL
+        );
+        -- One external ticket per (ticket, desk): the idempotency anchor of outbound creates.
+        CREATE TABLE external_refs (
+            ticket_id TEXT NOT NULL,
+            desk TEXT NOT NULL,
+            external_id TEXT NOT NULL,
+            external_key TEXT,
+            external_url TEXT,
+            state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'closed', 'removed')),
+            registered_on_chain INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (ticket_id, desk),
+            UNIQUE (desk, external_id)
+        );
+        -- Per-field sync state: the base (last value both sides agreed on) for conflict detection.
+        CREATE TABLE field_state (
+            ticket_id TEXT NOT NULL,
+            desk TEXT NOT NULL,
+            field TEXT NOT NULL,
+            base_value TEXT,
+            chain_value TEXT,
+            desk_value TEXT,
+            chain_changed_at REAL,
+            desk_changed_at REAL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (ticket_id, desk, field)
+        );
+        -- The durable job queue: retry state is data.
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            dedupe_key TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            desk TEXT NOT NULL,
+            ticket_id TEXT,
+            inbox_id INTEGER REFERENCES chain_inbox (id),
+            payload_json TEXT NOT NULL DEFAULT '{}',
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'running', 'done', 'dead', 'skipped')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_run_at REAL NOT NULL,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            finished_at REAL
+        );
+        CREATE INDEX jobs_due ON jobs (state, next_run_at);
+        CREATE INDEX jobs_ticket ON jobs (ticket_id, desk, id);
+        -- Chain transactions the signer owns, persisted before signing and before broadcasting.
+        CREATE TABLE tx_intents (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            dedupe_key TEXT NOT NULL UNIQUE,
+            msg_type TEXT NOT NULL,
+            ticket_id TEXT,
+            msg_bytes BLOB NOT NULL,
+            state TEXT NOT NULL DEFAULT 'queued'
+                CHECK (state IN ('queued', 'signed', 'broadcast', 'included', 'failed', 'dead')),
+            batch_id INTEGER REFERENCES tx_batches (id),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            code INTEGER,
+            log TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX tx_intents_state ON tx_intents (state, id);
+        CREATE TABLE tx_batches (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            tx_hash TEXT UNIQUE,
+            tx_bytes BLOB,
+            account_sequence INTEGER,
+            timeout_height INTEGER,
+            state TEXT NOT NULL DEFAULT 'signed'
+                CHECK (state IN ('signed', 'broadcast', 'included', 'failed', 'expired')),
+            height INTEGER,
+            code INTEGER,
+            log TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        -- Fields changed on both sides since their base.
+        CREATE TABLE conflicts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ticket_id TEXT NOT NULL,
+            desk TEXT NOT NULL,
+            field TEXT NOT NULL,
+            base_value TEXT,
+            chain_value TEXT,
+            desk_value TEXT,
+            strategy TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'resolved')),
+            resolution TEXT,
+            detected_at REAL NOT NULL,
+            resolved_at REAL,
+            resolved_by TEXT
+        );
+        CREATE INDEX conflicts_open ON conflicts (state, id);
+        -- Webhook deliveries: replay protection and the inbound work list.
+        CREATE TABLE webhook_deliveries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            desk TEXT NOT NULL,
+            delivery_id TEXT NOT NULL,
+            event_type TEXT,
+            external_id TEXT,
+            body_sha256 TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'accepted'
+                CHECK (state IN ('accepted', 'processed', 'ignored', 'failed')),
+            reason TEXT,
+            received_at REAL NOT NULL,
+            processed_at REAL,
+            UNIQUE (desk, delivery_id)
+        );
+        -- Append-only audit log; each row carries the hash of the previous one.
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts REAL NOT NULL,
+            event_type TEXT NOT NULL,
+            ticket_id TEXT,
+            desk TEXT,
+            direction TEXT,
+            actor TEXT,
+            status TEXT,
+            error TEXT,
+            block_height INTEGER,
+            tx_hash TEXT,
+            details_json TEXT NOT NULL DEFAULT '{}',
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE INDEX audit_ts ON audit (ts);
+        """,
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").fetchone()
+    if row is None:
+        return 0
+    (version,) = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
+    return int(version)
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> list[int]:
+    """Apply pending migrations (each in its own BEGIN IMMEDIATE transaction); return the versions applied.
+
+    Refuses a database written by a newer sidecar: its schema may mean things this code cannot know.
+    """
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+    )
+    found = current_version(conn)
+    if found > LATEST_VERSION:
+        raise StoreError(
+            f"database {path} has schema version {found}, newer than this sidecar knows ({LATEST_VERSION}); "
+            "run the newer sidecar or restore a backup that matches this version"
+        )
+    applied: list[int] = []
+    for migration in MIGRATIONS:
+        if migration.version <= found:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(migration.sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, time.time()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(migration.version)
+    return applied
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements (executescript would commit on its own)."""
+    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

@@ -1,0 +1,1 @@
+"""Outbound and inbound engines, conflicts and the durable job queue."""

@@ -1,0 +1,1 @@
+"""The HTTP server: webhook receivers, /webhooks/health and /metrics."""
