@@ -14,10 +14,14 @@ import signal
 import time
 from dataclasses import asdict
 
+from sidecar.chain.envelope import EnvelopeError, EnvelopeKey
+from sidecar.chain.follower import ChainFollower, FollowerSettings
+from sidecar.chain.heads import HeadTracker, HeadWatcher
 from sidecar.chain.probe import ChainProbe
 from sidecar.chain.rpc import CometRpc
 from sidecar.config import Config
 from sidecar.control.server import ControlServer
+from sidecar.errors import ConfigError
 from sidecar.loops import run_loop
 from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics
@@ -34,6 +38,31 @@ def settings_digest(config: Config) -> str:
     """A hash of the effective non-secret settings: lets the audit log show that config changed."""
     canonical = json.dumps(asdict(config.settings), sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def follower_settings(config: Config) -> FollowerSettings:
+    chain = config.settings.chain
+    return FollowerSettings(
+        chain_id=chain.chain_id,
+        start_height=chain.start_height,
+        poll_interval=chain.poll_interval,
+        no_block_alarm=chain.no_block_alarm,
+        max_pending=config.settings.sync.max_pending,
+    )
+
+
+def support_key(config: Config) -> EnvelopeKey | None:
+    """The X25519 key that opens payloads addressed to the support desk, if configured."""
+    secret = config.secret("support_private_key")
+    if secret is None:
+        log.warning("no support_private_key: ticket content cannot be opened; desks get placeholders")
+        return None
+    try:
+        return EnvelopeKey.from_base64(secret.reveal())
+    except EnvelopeError:
+        raise ConfigError(
+            "support_private_key", "must be a base64 X25519 private key (32 bytes)", source=secret.source
+        ) from None
 
 
 class App:
@@ -79,7 +108,12 @@ class App:
         if control is not None:
             self.grpc_port = control.port
             await control.start()
-        probe = ChainProbe(rpc, health, metrics, settings.chain.chain_id, settings.chain.poll_interval)
+        probe = ChainProbe(rpc, health, metrics, settings.chain.chain_id)
+        heads = HeadTracker()
+        watcher = HeadWatcher(settings.chain.rpc_url, heads, metrics, settings.chain.no_block_alarm)
+        follower = ChainFollower(
+            rpc, store, probe, heads, health, metrics, follower_settings(self.config), support_key(self.config)
+        )
 
         async def refresh_health() -> float:
             figures = await store.read("queue figures", queue_figures)
@@ -94,7 +128,8 @@ class App:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(web.serve(), name="web")
                 if settings.enabled:
-                    tg.create_task(run_loop("chain-probe", probe.step, loop_stop, metrics), name="chain-probe")
+                    tg.create_task(run_loop("chain-follower", follower.step, loop_stop, metrics), name="chain-follower")
+                    tg.create_task(watcher.run(loop_stop), name="chain-heads")
                 tg.create_task(run_loop("health", refresh_health, loop_stop, metrics), name="health")
                 await web.wait_started()
                 self.ready.set()

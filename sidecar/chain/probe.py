@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
-from sidecar.chain.rpc import CometRpc
+from sidecar.chain.rpc import CometRpc, NodeStatus
 from sidecar.errors import ChainRpcError
 from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics
@@ -18,14 +18,14 @@ log = logging.getLogger(__name__)
 
 
 class ChainProbe:
-    def __init__(self, rpc: CometRpc, health: HealthState, metrics: Metrics, expected_chain_id: str, interval: float):
+    def __init__(self, rpc: CometRpc, health: HealthState, metrics: Metrics, expected_chain_id: str) -> None:
         self._rpc = rpc
         self._health = health
         self._metrics = metrics
         self._expected = expected_chain_id
-        self._interval = interval
 
-    async def step(self) -> float:
+    async def check(self) -> NodeStatus | None:
+        """Poll /status once; update health; None when the node did not answer."""
         chain = self._health.chain
         chain.checked_at = time.time()
         try:
@@ -37,7 +37,7 @@ class ChainProbe:
             chain.last_error = str(exc)
             self._health.set_problem("chain", f"chain unreachable at {self._rpc.url}")
             self._metrics.set_health(self._health.healthy, False)
-            return self._interval
+            return None
         if not chain.reachable:
             log.info("chain reachable", extra={"chain_id": status.chain_id, "height": status.latest_height})
         chain.reachable = True
@@ -56,4 +56,4 @@ class ChainProbe:
             self._health.set_problem("chain", None)
         self._metrics.set_chain(None, status.latest_height)
         self._metrics.set_health(self._health.healthy, True)
-        return self._interval
+        return status

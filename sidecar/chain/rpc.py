@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,37 @@ class CometRpc:
             version=result["node_info"].get("version", ""),
         )
 
+    async def block_results(self, height: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("block_results", height=height)
+        return result
+
+    async def block(self, height: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("block", height=height)
+        return result
+
+    async def abci_query(self, path: str, data: bytes, height: int = 0) -> dict[str, Any]:
+        """Query the app; returns the `response` object (code, log, value base64, height)."""
+        params: dict[str, Any] = {"path": path, "data": data.hex(), "prove": False}
+        if height:
+            params["height"] = height
+        result = await self.call("abci_query", **params)
+        response: dict[str, Any] = result["response"]
+        return response
+
+    async def broadcast_tx_sync(self, tx: bytes) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("broadcast_tx_sync", tx=base64.b64encode(tx).decode())
+        return result
+
+    async def tx(self, tx_hash: str) -> dict[str, Any] | None:
+        """The included tx by hash, or None while it is not (yet) in a block."""
+        try:
+            result: dict[str, Any] = await self.call("tx", hash="0x" + tx_hash.removeprefix("0x"), prove=False)
+        except ChainRpcError as exc:
+            if "not found" in str(exc):
+                return None
+            raise
+        return result
+
     async def aclose(self) -> None:
         await self._client.aclose()
 
@@ -76,5 +108,5 @@ def _stringify(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _retryable_rpc_error(detail: str) -> bool:
-    permanent = ("must be less than or equal to", "is not available, lowest height is", "invalid")
+    permanent = ("is not available, lowest height is", "could not find results for height", "invalid")
     return not any(p in detail for p in permanent)

@@ -1,0 +1,248 @@
+"""The chain follower: every support_event of every committed block, once, in chain order.
+
+For each height from cursor+1 to the head it fetches `block_results` (several heights in flight
+at once), decodes the support events, checks whether the sidecar can open their payloads, and
+commits them with the cursor advance in one transaction, strictly in height order. It never skips
+a height: a height that keeps failing stops the cursor and makes the sidecar unhealthy, saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from dataclasses import dataclass
+
+from sidecar.chain.envelope import EnvelopeError, EnvelopeKey
+from sidecar.chain.events import decode_block
+from sidecar.chain.heads import HeadTracker
+from sidecar.chain.probe import ChainProbe
+from sidecar.chain.rpc import CometRpc, NodeStatus
+from sidecar.errors import ChainRpcError
+from sidecar.observe.health import HealthState
+from sidecar.observe.metrics import Metrics
+from sidecar.store.db import Store
+from sidecar.store.inbox import BlockBatch, Cursor, commit_blocks_txn, init_cursor_txn, load_cursor, pending_count
+from sidecar.store.records import ContentCheck, SupportEvent
+
+log = logging.getLogger(__name__)
+RECHECK_REFUSED = 30.0
+
+
+class FollowerState(enum.Enum):
+    STARTING = "starting"
+    FOLLOWING = "following"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class FollowerSettings:
+    chain_id: str = ""
+    start_height: int = 0
+    poll_interval: float = 2.0
+    no_block_alarm: float = 60.0
+    max_pending: int = 10_000
+    window: int = 8  # heights fetched concurrently
+    max_batch: int = 64  # heights committed per transaction
+    fetch_attempts: int = 5
+
+
+class ChainFollower:
+    def __init__(
+        self,
+        rpc: CometRpc,
+        store: Store,
+        probe: ChainProbe,
+        heads: HeadTracker,
+        health: HealthState,
+        metrics: Metrics,
+        settings: FollowerSettings,
+        support_key: EnvelopeKey | None,
+    ) -> None:
+        self._rpc = rpc
+        self._store = store
+        self._probe = probe
+        self._heads = heads
+        self._health = health
+        self._metrics = metrics
+        self._settings = settings
+        self._key = support_key
+        self._base64_attributes = False
+        self.state = FollowerState.STARTING
+        self.cursor: Cursor | None = None
+
+    async def step(self) -> float:
+        status = await self._probe.check()
+        if status is None:
+            return self._settings.poll_interval
+        self._heads.observe(status.latest_height)
+        self._check_block_alarm()
+        if self.state is not FollowerState.FOLLOWING:
+            await self._start(status)
+            if self.state is FollowerState.REFUSED:
+                self.state = FollowerState.STARTING  # re-check later: the operator may fix the node
+                return RECHECK_REFUSED
+            if self.state is FollowerState.STARTING:
+                return self._settings.poll_interval
+        if await self._paused():
+            return self._settings.poll_interval
+        assert self.cursor is not None
+        if self.cursor.height < self._heads.height:
+            await self._catch_up()
+            return 0.0
+        await self._heads.wait_change(self._settings.poll_interval)
+        return 0.0
+
+    def _refuse(self, reason: str) -> None:
+        if self._health.problems.get("follower") != reason:
+            log.error("not following the chain", extra={"reason": reason})
+        self._health.set_problem("follower", reason)
+        self.state = FollowerState.REFUSED
+
+    async def _start(self, status: NodeStatus) -> None:
+        if status.catching_up:
+            self._health.set_problem("follower", "waiting for the node to catch up")
+            return
+        configured = self._settings.chain_id
+        if configured and configured != status.chain_id:
+            self._refuse(f"node serves chain {status.chain_id!r}, configured chain.chain_id is {configured!r}")
+            return
+        self._base64_attributes = status.version.startswith("0.34")
+        cursor = await self._store.read("load cursor", load_cursor)
+        if cursor is not None and cursor.chain_id != status.chain_id:
+            self._refuse(
+                f"the database follows chain {cursor.chain_id!r} but the node serves {status.chain_id!r} "
+                "(chain reset?); move the database aside to start over"
+            )
+            return
+        if cursor is None:
+            start = self._settings.start_height or status.latest_height
+            cursor = await self._store.write("init cursor", init_cursor_txn, status.chain_id, max(0, start - 1))
+            log.info("new cursor", extra={"chain_id": cursor.chain_id, "first_height": cursor.height + 1})
+        needed = cursor.height + 1
+        if needed < status.earliest_height:
+            self._refuse(
+                f"the node has pruned blocks below {status.earliest_height} but the cursor needs {needed}; "
+                "follow an archive node or move the database aside and set chain.start_height"
+            )
+            return
+        if needed <= status.latest_height:
+            try:
+                await self._rpc.block_results(needed)
+            except ChainRpcError as exc:
+                if exc.retryable:
+                    raise
+                self._refuse(
+                    f"the node cannot serve block results for height {needed} "
+                    f"(pruned, or discard_abci_responses is on): {exc}"
+                )
+                return
+        self.cursor = cursor
+        self.state = FollowerState.FOLLOWING
+        self._health.set_problem("follower", None)
+        log.info(
+            "following the chain",
+            extra={"chain_id": cursor.chain_id, "cursor": cursor.height, "head": status.latest_height},
+        )
+
+    async def _paused(self) -> bool:
+        pending = await self._store.read("pending inbox", pending_count)
+        if pending >= self._settings.max_pending:
+            if "backpressure" not in self._health.problems:
+                log.warning(
+                    "follower paused: inbox full", extra={"pending": pending, "max": self._settings.max_pending}
+                )
+            self._health.set_problem("backpressure", f"{pending} events pending (max {self._settings.max_pending})")
+            return True
+        if "backpressure" in self._health.problems:
+            log.info("follower resumed", extra={"pending": pending})
+            self._health.set_problem("backpressure", None)
+        return False
+
+    def _check_block_alarm(self) -> None:
+        silent = self._heads.silent_for()
+        if silent > self._settings.no_block_alarm:
+            if "blocks" not in self._health.problems:
+                log.error("no new block", extra={"seconds": int(silent)})
+            self._health.set_problem("blocks", f"no new block for {int(silent)}s")
+        elif "blocks" in self._health.problems:
+            self._health.set_problem("blocks", None)
+            log.info("blocks are coming again")
+
+    async def _catch_up(self) -> None:
+        """Fetch ahead in a window, commit in order, until the head, backpressure or a failure."""
+        assert self.cursor is not None
+        next_fetch = self.cursor.height + 1
+        inflight: dict[int, asyncio.Task[BlockBatch]] = {}
+        try:
+            while self.cursor.height < self._heads.height:
+                target = self._heads.height
+                while len(inflight) < self._settings.window and next_fetch <= target:
+                    inflight[next_fetch] = asyncio.create_task(self._fetch(next_fetch), name=f"fetch-{next_fetch}")
+                    next_fetch += 1
+                batches = [await inflight.pop(self.cursor.height + 1)]
+                while len(batches) < self._settings.max_batch:
+                    following = inflight.get(batches[-1].height + 1)
+                    if following is None or not following.done():
+                        break
+                    batches.append(inflight.pop(batches[-1].height + 1).result())
+                await self._commit(batches)
+                if await self._paused():
+                    return
+        except ChainRpcError as exc:
+            height = self.cursor.height + 1
+            if not exc.retryable:
+                self._refuse(f"cannot read block results at height {height}: {exc}")
+                return
+            self._health.set_problem("follower", f"stuck at height {height}: {exc}")
+            raise
+        finally:
+            for task in inflight.values():
+                task.cancel()
+            await asyncio.gather(*inflight.values(), return_exceptions=True)
+
+    async def _fetch(self, height: int) -> BlockBatch:
+        delay = 0.2
+        for attempt in range(1, self._settings.fetch_attempts + 1):
+            try:
+                results = await self._rpc.block_results(height)
+                break
+            except ChainRpcError as exc:
+                if not exc.retryable or attempt == self._settings.fetch_attempts:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        events = decode_block(results, base64_encoded=self._base64_attributes)
+        content = {e.event_id: self._check_content(e) for e in events if isinstance(e, SupportEvent) and _carries(e)}
+        return BlockBatch(height, events, content)
+
+    def _check_content(self, event: SupportEvent) -> ContentCheck:
+        payload = event.payload.get("payload") or {}
+        envelope = payload.get("envelope")
+        if not envelope:
+            return ContentCheck("placeholder", "payload held off-chain (envelope_ref); no artifact store configured")
+        if self._key is None:
+            return ContentCheck("placeholder", "no support key configured (secret support_private_key)")
+        try:
+            self._key.open(envelope)
+        except EnvelopeError as exc:
+            return ContentCheck("placeholder", str(exc))
+        return ContentCheck("decrypted")
+
+    async def _commit(self, batches: list[BlockBatch]) -> None:
+        assert self.cursor is not None
+        chain_id = self.cursor.chain_id
+        result = await self._store.write("commit blocks", commit_blocks_txn, chain_id, batches)
+        self.cursor = Cursor(chain_id, batches[-1].height)
+        self._metrics.set_chain(self.cursor.height, self._heads.height)
+        if result.poison:
+            log.error(
+                "undecodable support events kept as poison",
+                extra={"count": result.poison, "height": batches[-1].height},
+            )
+        if "follower" in self._health.problems:
+            self._health.set_problem("follower", None)
+
+
+def _carries(event: SupportEvent) -> bool:
+    return bool(event.payload.get("payload") or event.payload.get("envelope_ref"))

@@ -1,0 +1,157 @@
+"""The local mirror of on-chain tickets, updated from each support event as it enters the inbox.
+
+The mirror holds metadata only (status, priority, category, recipients, agent, counters); ticket
+content stays encrypted on chain and is opened in memory when a desk needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from sidecar.store.audit import AuditEntry, append_audit_txn
+from sidecar.store.records import ContentCheck, SupportEvent
+
+
+@dataclass(frozen=True)
+class Ticket:
+    ticket_id: str
+    ticket_number: str | None
+    submitter: str | None
+    category: str | None
+    priority: str | None
+    status: str | None
+    assigned_agent: str | None
+    recipients: tuple[str, ...]
+    content_state: str
+    response_count: int
+    last_sequence: int
+    last_height: int
+    archived: bool
+    purged: bool
+
+
+def _ensure_row(conn: sqlite3.Connection, ticket_id: str, now: float) -> None:
+    """Events of a ticket created before the cursor start still get a (partial) mirror row."""
+    conn.execute("INSERT OR IGNORE INTO tickets (ticket_id, updated_at) VALUES (?, ?)", (ticket_id, now))
+
+
+def apply_event_txn(conn: sqlite3.Connection, event: SupportEvent, content: ContentCheck | None, now: float) -> None:
+    """Fold one newly inserted event into the mirror (never called twice for one event id)."""
+    p = event.payload
+    tid = event.ticket_id
+    _ensure_row(conn, tid, now)
+    changes: dict[str, Any] = {}
+    kind = event.event_type
+    if kind == "support_request_created":
+        changes.update(
+            ticket_number=p.get("ticket_number"),
+            submitter=p.get("submitter"),
+            category=p.get("category"),
+            priority=p.get("priority"),
+            status=p.get("status"),
+            recipients_json=json.dumps(list(p.get("recipients") or [])),
+            related_entity_json=json.dumps(p["related_entity"]) if p.get("related_entity") else None,
+        )
+    elif kind == "support_request_updated":
+        for field in ("category", "priority", "status", "assigned_agent"):
+            if p.get(field) is not None:
+                changes[field] = p[field]
+    elif kind == "support_request_status_changed":
+        changes["status"] = p.get("new_status")
+    elif kind == "support_response_added":
+        conn.execute("UPDATE tickets SET response_count = response_count + 1 WHERE ticket_id = ?", (tid,))
+    elif kind == "support_request_archived":
+        changes.update(archived=1, status="archived")
+    elif kind == "support_request_purged":
+        changes["purged"] = 1
+    elif kind == "support_external_ticket_linked":
+        _record_chain_link(conn, event, now)
+    if p.get("payload_hash"):
+        changes["payload_hash"] = p["payload_hash"]
+    if content is not None and kind in ("support_request_created", "support_request_updated"):
+        changes.update(content_state=content.state, content_reason=content.reason)
+    if content is not None and content.state == "placeholder":
+        append_audit_txn(
+            conn,
+            AuditEntry(
+                "content_unavailable",
+                ticket_id=tid,
+                direction="outbound",
+                actor="sidecar",
+                status="placeholder",
+                error=content.reason,
+                block_height=event.height,
+                details={"event_id": event.event_id, "payload_hash": p.get("payload_hash")},
+            ),
+            now,
+        )
+    changes.update(
+        last_sequence=max(event.sequence, _current_sequence(conn, tid)),
+        last_height=event.height,
+        chain_updated_at=event.timestamp or None,
+        updated_at=now,
+    )
+    assignments = ", ".join(f"{name} = ?" for name in changes)
+    conn.execute(f"UPDATE tickets SET {assignments} WHERE ticket_id = ?", [*changes.values(), tid])
+
+
+def _current_sequence(conn: sqlite3.Connection, ticket_id: str) -> int:
+    row = conn.execute("SELECT last_sequence FROM tickets WHERE ticket_id = ?", (ticket_id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _record_chain_link(conn: sqlite3.Connection, event: SupportEvent, now: float) -> None:
+    """A ref registered on chain (by us or another sidecar) anchors the desk ticket: never create another."""
+    p = event.payload
+    try:
+        _upsert_ref(conn, event, now)
+    except sqlite3.IntegrityError:
+        # The same desk ticket is linked to two chain tickets: keep the first, say so, never stall.
+        append_audit_txn(
+            conn,
+            AuditEntry(
+                "external_ref_conflict",
+                ticket_id=event.ticket_id,
+                desk=p["external_system"],
+                actor="chain",
+                status="ignored",
+                block_height=event.height,
+                details={"event_id": event.event_id, "external_ticket_id": p["external_ticket_id"]},
+            ),
+            now,
+        )
+
+
+def _upsert_ref(conn: sqlite3.Connection, event: SupportEvent, now: float) -> None:
+    p = event.payload
+    conn.execute(
+        "INSERT INTO external_refs (ticket_id, desk, external_id, external_url, registered_on_chain, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, 1, ?, ?) ON CONFLICT (ticket_id, desk) DO UPDATE SET"
+        " registered_on_chain = 1, updated_at = excluded.updated_at",
+        (event.ticket_id, p["external_system"], p["external_ticket_id"], p.get("external_url"), now, now),
+    )
+
+
+def get_ticket(conn: sqlite3.Connection, ticket_id: str) -> Ticket | None:
+    row = conn.execute("SELECT * FROM tickets WHERE ticket_id = ?", (ticket_id,)).fetchone()
+    if row is None:
+        return None
+    return Ticket(
+        ticket_id=row["ticket_id"],
+        ticket_number=row["ticket_number"],
+        submitter=row["submitter"],
+        category=row["category"],
+        priority=row["priority"],
+        status=row["status"],
+        assigned_agent=row["assigned_agent"],
+        recipients=tuple(json.loads(row["recipients_json"])),
+        content_state=row["content_state"],
+        response_count=int(row["response_count"]),
+        last_sequence=int(row["last_sequence"]),
+        last_height=int(row["last_height"]),
+        archived=bool(row["archived"]),
+        purged=bool(row["purged"]),
+    )
