@@ -16,7 +16,7 @@ from dataclasses import asdict
 
 from sidecar.chain.envelope import EnvelopeError, EnvelopeKey
 from sidecar.chain.follower import ChainFollower, FollowerSettings
-from sidecar.chain.heads import HeadTracker, HeadWatcher
+from sidecar.chain.heads import HeadTracker, HeadWatcher, websocket_url
 from sidecar.chain.probe import ChainProbe
 from sidecar.chain.rpc import CometRpc
 from sidecar.config import Config
@@ -110,7 +110,8 @@ class App:
             await control.start()
         probe = ChainProbe(rpc, health, metrics, settings.chain.chain_id)
         heads = HeadTracker()
-        watcher = HeadWatcher(settings.chain.rpc_url, heads, metrics, settings.chain.no_block_alarm)
+        ws_url = settings.chain.ws_url or websocket_url(settings.chain.rpc_url)
+        watcher = HeadWatcher(ws_url, heads, metrics, settings.chain.no_block_alarm)
         follower = ChainFollower(
             rpc, store, probe, heads, health, metrics, follower_settings(self.config), support_key(self.config)
         )

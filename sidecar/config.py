@@ -166,7 +166,7 @@ def _check_kind(spec: KeySpec, value: Any) -> None:
             raise ValueError(f"{_num(low)}{unit}..{_num(high)}{unit}")
     if spec.kind == "listen":
         parse_listen(value)
-    elif spec.kind == "url" and value and not re.match(r"^(https?|unix)://", value):
+    elif spec.kind == "url" and value and not re.match(r"^(https?|wss?|unix)://", value):
         raise ValueError("an http:// or https:// URL")
     elif spec.kind == "cidrs":
         for item in value:

@@ -117,6 +117,7 @@ class AuditConfig:
 @dataclass(frozen=True)
 class ChainConfig:
     rpc_url: str = key("http://127.0.0.1:26657", "CometBFT RPC of the node", kind="url")
+    ws_url: str = key("", "CometBFT websocket; empty derives ws://<rpc host>/websocket", kind="url")
     chain_id: str = key("", "expected chain id; empty adopts the node's on first start")
     start_height: int = key(0, "height a new cursor starts at; 0 = the node's head at first start", bounds=(0, 2**62))
     key_file: str = key("", "file with the signing key (hex or mnemonic), mode 0600")

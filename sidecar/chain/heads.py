@@ -59,9 +59,9 @@ class HeadWatcher:
     """Subscribes to new block headers; reconnects with jittered backoff, and when the socket falls silent."""
 
     def __init__(
-        self, rpc_url: str, heads: HeadTracker, metrics: Metrics, no_block_alarm: float, ping_interval: float = 10.0
+        self, url: str, heads: HeadTracker, metrics: Metrics, no_block_alarm: float, ping_interval: float = 10.0
     ) -> None:
-        self.url = websocket_url(rpc_url)
+        self.url = url
         self._heads = heads
         self._metrics = metrics
         self._alarm_after = no_block_alarm
@@ -98,13 +98,16 @@ class HeadWatcher:
             await socket.send(
                 json.dumps({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {"query": QUERY}})
             )
+            last_message = time.monotonic()
             while not stop.is_set():
                 try:
                     raw = await asyncio.wait_for(socket.recv(), timeout=min(self._alarm_after, 5.0))
                 except TimeoutError:
-                    if time.monotonic() - self._heads.moved_at > self._alarm_after:
-                        return  # silent socket: replace it with a new one
+                    if time.monotonic() - last_message > self._alarm_after:
+                        log.info("block header websocket silent; reconnecting", extra={"url": self.url})
+                        return  # a stalled or half-open socket: replace it with a new one
                     continue
+                last_message = time.monotonic()
                 self._handle(json.loads(raw))
 
     def _handle(self, message: dict[str, Any]) -> None:

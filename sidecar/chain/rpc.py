@@ -108,5 +108,10 @@ def _stringify(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _retryable_rpc_error(detail: str) -> bool:
-    permanent = ("is not available, lowest height is", "could not find results for height", "invalid")
+    permanent = (
+        "is not available, lowest height is",
+        "could not find results for height",
+        "node is not persisting finalize block responses",
+        "invalid",
+    )
     return not any(p in detail for p in permanent)
