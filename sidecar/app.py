@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import signal
-import time
 from dataclasses import asdict
 
 from sidecar.chain.envelope import EnvelopeError, EnvelopeKey
@@ -23,9 +22,10 @@ from sidecar.config import Config
 from sidecar.control.server import ControlServer
 from sidecar.errors import ConfigError
 from sidecar.loops import run_loop
+from sidecar.observe.audit import Auditor, AuditRetention
 from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics
-from sidecar.store.audit import AuditEntry, append_audit_txn
+from sidecar.store.audit import AuditEntry
 from sidecar.store.db import Store
 from sidecar.store.status import queue_figures
 from sidecar.web.server import WebServer, build_web_app
@@ -97,7 +97,9 @@ class App:
             log.warning("no desk configured: following the chain only (set jira.base_url or waldur.base_url)")
         if not settings.enabled:
             log.warning("servicedesk.enabled is false: serving health and metrics only")
-        await store.write("audit config at start", append_audit_txn, self._config_audit(), time.time())
+        auditor = Auditor(store, enabled=settings.audit.enabled)
+        retention = AuditRetention(store, auditor, settings.audit.retention_days)
+        await auditor.record(self._config_audit())
 
         rpc = CometRpc(settings.chain.rpc_url, settings.chain.request_timeout)
         web = WebServer(
@@ -132,6 +134,7 @@ class App:
                     tg.create_task(run_loop("chain-follower", follower.step, loop_stop, metrics), name="chain-follower")
                     tg.create_task(watcher.run(loop_stop), name="chain-heads")
                 tg.create_task(run_loop("health", refresh_health, loop_stop, metrics), name="health")
+                tg.create_task(run_loop("audit-retention", retention.step, loop_stop, metrics), name="audit-retention")
                 await web.wait_started()
                 self.ready.set()
                 log.info(

@@ -12,6 +12,7 @@ import asyncio
 import enum
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from sidecar.chain.envelope import EnvelopeError, EnvelopeKey
 from sidecar.chain.events import decode_block
@@ -42,8 +43,8 @@ class FollowerSettings:
     poll_interval: float = 2.0
     no_block_alarm: float = 60.0
     max_pending: int = 10_000
-    window: int = 8  # heights fetched concurrently
-    max_batch: int = 64  # heights committed per transaction
+    window: int = 4  # batch requests in flight
+    chunk: int = 10  # heights per batch request (CometBFT's default rpc.max_request_batch_size) and transaction
     fetch_attempts: int = 5
 
 
@@ -170,23 +171,22 @@ class ChainFollower:
             log.info("blocks are coming again")
 
     async def _catch_up(self) -> None:
-        """Fetch ahead in a window, commit in order, until the head, backpressure or a failure."""
+        """Fetch chunks of heights ahead in a window, commit them in order, until the head, backpressure
+        or a failure. One chunk is one JSON-RPC batch request and one SQLite transaction."""
         assert self.cursor is not None
+        size = self._settings.chunk
         next_fetch = self.cursor.height + 1
-        inflight: dict[int, asyncio.Task[BlockBatch]] = {}
+        inflight: dict[int, asyncio.Task[list[BlockBatch]]] = {}
         try:
             while self.cursor.height < self._heads.height:
                 target = self._heads.height
                 while len(inflight) < self._settings.window and next_fetch <= target:
-                    inflight[next_fetch] = asyncio.create_task(self._fetch(next_fetch), name=f"fetch-{next_fetch}")
-                    next_fetch += 1
-                batches = [await inflight.pop(self.cursor.height + 1)]
-                while len(batches) < self._settings.max_batch:
-                    following = inflight.get(batches[-1].height + 1)
-                    if following is None or not following.done():
-                        break
-                    batches.append(inflight.pop(batches[-1].height + 1).result())
-                await self._commit(batches)
+                    last = min(target, next_fetch + size - 1)
+                    inflight[next_fetch] = asyncio.create_task(
+                        self._fetch(next_fetch, last), name=f"fetch-{next_fetch}"
+                    )
+                    next_fetch = last + 1
+                await self._commit(await inflight.pop(self.cursor.height + 1))
                 if await self._paused():
                     return
         except ChainRpcError as exc:
@@ -201,20 +201,23 @@ class ChainFollower:
                 task.cancel()
             await asyncio.gather(*inflight.values(), return_exceptions=True)
 
-    async def _fetch(self, height: int) -> BlockBatch:
+    async def _fetch(self, first: int, last: int) -> list[BlockBatch]:
         delay = 0.2
         for attempt in range(1, self._settings.fetch_attempts + 1):
             try:
-                results = await self._rpc.block_results(height)
+                blocks = await self._rpc.block_results_range(first, last)
                 break
             except ChainRpcError as exc:
                 if not exc.retryable or attempt == self._settings.fetch_attempts:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        return [self._decode(results) for results in blocks]
+
+    def _decode(self, results: dict[str, Any]) -> BlockBatch:
         events = decode_block(results, base64_encoded=self._base64_attributes)
         content = {e.event_id: self._check_content(e) for e in events if isinstance(e, SupportEvent) and _carries(e)}
-        return BlockBatch(height, events, content)
+        return BlockBatch(int(results["height"]), events, content)
 
     def _check_content(self, event: SupportEvent) -> ContentCheck:
         payload = event.payload.get("payload") or {}

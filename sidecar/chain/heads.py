@@ -79,7 +79,7 @@ class HeadWatcher:
                     log.info("block header websocket down; reconnecting", extra={"error": type(exc).__name__})
             if stop.is_set():
                 return
-            self._metrics.ws_reconnects.inc()
+            self._metrics.count_ws_reconnect()
             delay = min(30.0, 0.25 * 2 ** min(failures, 7)) * random.uniform(0.7, 1.3)
             try:
                 await asyncio.wait_for(stop.wait(), delay)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,9 @@ class CometRpc:
     async def call(self, method: str, **params: Any) -> Any:
         """POST one JSON-RPC request; return `result` or raise ChainRpcError."""
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": _stringify(params)}
+        return self._result(method, await self._post(method, body))
+
+    async def _post(self, method: str, body: Any) -> Any:
         try:
             response = await self._client.post("/", json=body)
         except httpx.TimeoutException:
@@ -44,11 +48,13 @@ class CometRpc:
         if response.status_code >= 500 and not response.content:
             raise ChainRpcError(f"node RPC {method} answered HTTP {response.status_code}", retryable=True)
         try:
-            doc = response.json()
+            return response.json()
         except ValueError:
             raise ChainRpcError(
                 f"node RPC {method} answered non-JSON (HTTP {response.status_code})", retryable=True
             ) from None
+
+    def _result(self, method: str, doc: dict[str, Any]) -> Any:
         if doc.get("error"):
             err = doc["error"]
             detail = err.get("data") or err.get("message") or str(err)
@@ -70,6 +76,29 @@ class CometRpc:
     async def block_results(self, height: int) -> dict[str, Any]:
         result: dict[str, Any] = await self.call("block_results", height=height)
         return result
+
+    async def block_results_range(self, first: int, last: int) -> list[dict[str, Any]]:
+        """block_results of first..last in one JSON-RPC batch request (one round trip, one HTTP request)."""
+        heights = range(first, last + 1)
+        body = [{"jsonrpc": "2.0", "id": h, "method": "block_results", "params": {"height": str(h)}} for h in heights]
+        docs = await self._post("block_results", body)
+        if isinstance(docs, dict) and "error" in docs and "id" not in docs:
+            limit = re.search(r"exceeds maximum \((\d+)\)", str(docs["error"].get("data", "")))
+            if limit and len(heights) > 1:  # the node's rpc.max_request_batch_size: split and retry
+                half = first + max(1, min(int(limit.group(1)), len(heights) // 2)) - 1
+                return await self.block_results_range(first, half) + await self.block_results_range(half + 1, last)
+            self._result("block_results", docs)
+        docs = [docs] if isinstance(docs, dict) else docs  # CometBFT answers a one-item batch with an object
+        if not isinstance(docs, list):
+            raise ChainRpcError("node RPC block_results batch answered neither a list nor an object", retryable=True)
+        by_id = {doc.get("id"): doc for doc in docs}
+        results = []
+        for height in heights:
+            doc = by_id.get(height)
+            if doc is None:
+                raise ChainRpcError(f"node RPC block_results batch lacks height {height}", retryable=True)
+            results.append(self._result("block_results", doc))
+        return results
 
     async def block(self, height: int) -> dict[str, Any]:
         result: dict[str, Any] = await self.call("block", height=height)

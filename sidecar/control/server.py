@@ -12,6 +12,7 @@ from virtengine.servicedesk.v1 import control_pb2, control_pb2_grpc
 
 import sidecar
 from sidecar.observe.health import HealthState
+from sidecar.observe.logs import current_redactor
 from sidecar.store.db import Store
 from sidecar.store.status import queue_figures
 from sidecar.web.health import iso
@@ -28,6 +29,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
         self, request: control_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.GetStatusResponse:
         figures = await self._store.read("control status", queue_figures)
+        redact = current_redactor()
         chain = self._health.chain
         desks = [
             control_pb2.DeskStatus(name=name, configured=state != "not_configured", status=state)
@@ -44,7 +46,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
             desks=desks,
             last_sync=iso(figures.last_sync) or "",
             version=sidecar.__version__,
-            problems=[f"{k}: {v}" for k, v in sorted(self._health.problems.items())],
+            problems=[redact(f"{k}: {v}") for k, v in sorted(self._health.problems.items())],
         )
 
 

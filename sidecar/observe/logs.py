@@ -39,6 +39,14 @@ class Redactor:
         return _AUTH_PATTERN.sub(lambda m: m.group(1) + _MASK, text)
 
 
+_current = Redactor()
+
+
+def current_redactor() -> Redactor:
+    """The process's redactor (every configured secret once setup_logging ran), for outputs other than logs."""
+    return _current
+
+
 class _Formatter(logging.Formatter):
     def __init__(self, redact: Redactor, as_json: bool) -> None:
         super().__init__()
@@ -70,7 +78,9 @@ class _Formatter(logging.Formatter):
 
 def setup_logging(level: str, fmt: str, secrets: Iterable[str] = (), stream: TextIO | None = None) -> Redactor:
     """Configure the root logger once for the process; return the redactor for other outputs."""
+    global _current
     redactor = Redactor(secrets)
+    _current = redactor
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(_Formatter(redactor, as_json=(fmt == "json")))
     root = logging.getLogger()

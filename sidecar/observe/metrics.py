@@ -1,22 +1,53 @@
 """One metrics registry, declared in one place, used through typed methods.
 
-Names, labels and types of the operations guide are kept exactly; no label carries an unbounded
-value (never a ticket id).
+Names, labels and types of the operations guide are kept exactly. Every label takes its values
+from one of the Literal sets below (never a ticket id, URL or error text), and every combination
+is created at start, so series exist (at 0) before the first event and `increase()` sees the first.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import platform
+from collections.abc import Mapping
+from itertools import product
+from typing import Literal, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+)
 
 import sidecar
 
 Direction = Literal["inbound", "outbound"]
+SyncStatus = Literal["success", "failed", "skipped"]
+Service = Literal["jira", "waldur"]
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+StatusClass = Literal["2xx", "3xx", "4xx", "5xx", "error"]
+TxState = Literal["queued", "signed", "broadcast", "included", "failed", "dead"]
+WebhookOutcome = Literal[
+    "accepted", "duplicate", "bad_signature", "stale", "forbidden_source", "rate_limited", "too_large", "malformed"
+]
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
+
+
+def status_class(status: int | None) -> StatusClass:
+    """An HTTP status as a bounded label value; None means no response (timeout, connection error)."""
+    if status is None or not 200 <= status < 600:
+        return "error"
+    classes: tuple[StatusClass, ...] = ("2xx", "3xx", "4xx", "5xx")
+    return classes[status // 100 - 2]
 
 
 class Metrics:
     def __init__(self) -> None:
+        # `*_created` series would double the exposition and nothing here alerts on them (process-wide switch).
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.sync_events = Counter("servicedesk_sync_events", "Total sync events", ["direction", "status"], registry=r)
@@ -24,7 +55,7 @@ class Metrics:
             "servicedesk_sync_latency_seconds",
             "Sync latency from chain event or webhook receipt to the effect landing",
             ["direction", "service"],
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.api_requests = Counter(
@@ -47,8 +78,21 @@ class Metrics:
             "servicedesk_loop_errors", "Errors raised by a background loop step", ["loop"], registry=r
         )
         self.build_info = Info("servicedesk_build", "Build information", registry=r)
-        self.build_info.info({"version": sidecar.__version__})
+        self.build_info.info({"version": sidecar.__version__, "python": platform.python_version()})
         self.health_check.set(0)
+        self._preinitialise()
+
+    def _preinitialise(self) -> None:
+        for direction, status in product(get_args(Direction), get_args(SyncStatus)):
+            self.sync_events.labels(direction=direction, status=status)
+        for direction, service in product(get_args(Direction), get_args(Service)):
+            self.sync_latency.labels(direction=direction, service=service)
+        for service, method, cls in product(get_args(Service), get_args(HttpMethod), get_args(StatusClass)):
+            self.api_requests.labels(service=service, method=method, status=cls)
+        for state in get_args(TxState):
+            self.tx_intents.labels(state=state)
+        for desk, outcome in product(get_args(Service), get_args(WebhookOutcome)):
+            self.webhook_deliveries.labels(desk=desk, outcome=outcome)
 
     def set_queue(self, pending: int, failed: int) -> None:
         self.queue_pending.set(pending)
@@ -66,10 +110,33 @@ class Metrics:
         if cursor is not None and head is not None:
             self.follower_lag.set(max(0, head - cursor))
 
-    def count_sync(self, direction: Direction, status: Literal["success", "failed", "skipped"]) -> None:
+    def count_ws_reconnect(self) -> None:
+        self.ws_reconnects.inc()
+
+    def count_sync(self, direction: Direction, status: SyncStatus) -> None:
         self.sync_events.labels(direction=direction, status=status).inc()
 
+    def observe_sync_latency(self, direction: Direction, service: Service, seconds: float) -> None:
+        """From the chain event's or webhook's receipt to the effect landing at the other side."""
+        self.sync_latency.labels(direction=direction, service=service).observe(max(0.0, seconds))
+
+    def count_api_request(self, service: Service, method: HttpMethod, status: int | None) -> None:
+        """One desk API call; `status` is the HTTP status, or None when no response came."""
+        self.api_requests.labels(service=service, method=method, status=status_class(status)).inc()
+
+    def set_tx_intents(self, counts: Mapping[TxState, int]) -> None:
+        """Counts by state from the store; a state missing from `counts` is 0."""
+        for state in get_args(TxState):
+            self.tx_intents.labels(state=state).set(counts.get(state, 0))
+
+    def set_signer_sequence(self, sequence: int) -> None:
+        self.signer_sequence.set(sequence)
+
+    def count_webhook(self, desk: Service, outcome: WebhookOutcome) -> None:
+        self.webhook_deliveries.labels(desk=desk, outcome=outcome).inc()
+
     def count_loop_error(self, loop: str) -> None:
+        """`loop` is a name fixed in code (app.py's run_loop calls), never data."""
         self.loop_errors.labels(loop=loop).inc()
 
     def render(self) -> bytes:

@@ -1,6 +1,11 @@
 """The append-only audit chain: each row's hash covers its fields and the previous row's hash.
 
-Details hold ids and hashes only; callers never pass ticket content or secrets.
+Tamper evidence: a changed row breaks its own hash; a removed row breaks the link (or the id
+sequence) after it; rows removed from the end no longer match the head recorded in `meta`.
+Retention removes a prefix only and records the last removed row as the anchor the chain then
+starts from. Someone who can rewrite the whole file and `meta` can forge a consistent chain:
+export the log elsewhere for stronger guarantees. Details hold ids and hashes only (the
+observe.audit.Auditor enforces it before rows get here).
 """
 
 from __future__ import annotations
@@ -8,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+from sidecar.errors import StoreError
 
 GENESIS_HASH = "0" * 64
 _FIELDS = (
@@ -27,6 +35,8 @@ _FIELDS = (
     "details_json",
     "prev_hash",
 )
+_HEAD_ID, _HEAD_HASH = "audit_head_id", "audit_head_hash"
+_ANCHOR_ID, _ANCHOR_HASH = "audit_anchor_id", "audit_anchor_hash"
 
 
 @dataclass(frozen=True)
@@ -43,22 +53,170 @@ class AuditEntry:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AuditRow:
+    """One stored row, as `audit export` writes it."""
+
+    id: int
+    ts: float
+    event_type: str
+    ticket_id: str | None
+    desk: str | None
+    direction: str | None
+    actor: str | None
+    status: str | None
+    error: str | None
+    block_height: int | None
+    tx_hash: str | None
+    details_json: str
+    prev_hash: str
+    hash: str
+
+    def computed_hash(self) -> str:
+        return row_hash(asdict(self))
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """Where the stored chain starts: genesis, or the last row a purge removed."""
+
+    id: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The result of walking the chain: `bad_id` is the first row that fails, with the reason."""
+
+    checked: int
+    bad_id: int | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.bad_id is None
+
+
+@dataclass(frozen=True)
+class Purge:
+    count: int
+    anchor: Anchor
+
+
 def row_hash(values: Mapping[str, Any]) -> str:
     """sha256 over the canonical JSON of the row's fields (prev_hash included)."""
     canonical = json.dumps([values[name] for name in _FIELDS], separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def audit_anchor(conn: sqlite3.Connection) -> Anchor:
+    anchor_id, anchor_hash = _meta(conn, _ANCHOR_ID), _meta(conn, _ANCHOR_HASH)
+    if anchor_id is None or anchor_hash is None:
+        return Anchor(0, GENESIS_HASH)
+    return Anchor(int(anchor_id), anchor_hash)
+
+
 def append_audit_txn(conn: sqlite3.Connection, entry: AuditEntry, ts: float) -> int:
-    """Append one entry, chained to the last row. Runs inside the caller's write transaction."""
+    """Append one entry, chained to the last row (or the anchor). Runs inside the caller's write transaction."""
     last = conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
     values = asdict(entry)
     values["details_json"] = json.dumps(values.pop("details"), sort_keys=True, separators=(",", ":"))
     values["ts"] = ts
-    values["prev_hash"] = last["hash"] if last else GENESIS_HASH
+    values["prev_hash"] = last["hash"] if last else audit_anchor(conn).hash
     digest = row_hash(values)
     cur = conn.execute(
         f"INSERT INTO audit ({', '.join(_FIELDS)}, hash) VALUES ({', '.join('?' * (len(_FIELDS) + 1))})",
         [values[name] for name in _FIELDS] + [digest],
     )
-    return int(cur.lastrowid or 0)
+    row_id = int(cur.lastrowid or 0)
+    _set_meta(conn, _HEAD_ID, str(row_id))
+    _set_meta(conn, _HEAD_HASH, digest)
+    return row_id
+
+
+def purge_audit_txn(conn: sqlite3.Connection, before_ts: float, limit: int) -> Purge:
+    """Remove up to `limit` rows of the oldest prefix whose rows are all older than `before_ts`.
+
+    Only a prefix goes (a row with a skewed, older clock behind a newer one stays), so what is left
+    is still one unbroken chain starting at the recorded anchor.
+    """
+    keep = conn.execute("SELECT MIN(id) FROM audit WHERE ts >= ?", (before_ts,)).fetchone()[0]
+    bound = "id < ?" if keep is not None else "1"
+    params: tuple[Any, ...] = (keep,) if keep is not None else ()
+    last = conn.execute(
+        f"SELECT id, hash FROM (SELECT id, hash FROM audit WHERE {bound} ORDER BY id LIMIT ?) ORDER BY id DESC LIMIT 1",
+        (*params, limit),
+    ).fetchone()
+    if last is None:
+        return Purge(0, audit_anchor(conn))
+    count = conn.execute("DELETE FROM audit WHERE id <= ?", (last["id"],)).rowcount
+    anchor = Anchor(int(last["id"]), str(last["hash"]))
+    _set_meta(conn, _ANCHOR_ID, str(anchor.id))
+    _set_meta(conn, _ANCHOR_HASH, anchor.hash)
+    return Purge(int(count), anchor)
+
+
+def _row(record: sqlite3.Row) -> AuditRow:
+    return AuditRow(**{key: record[key] for key in record.keys()})  # noqa: SIM118 - sqlite3.Row is not a Mapping
+
+
+def iter_audit_rows(
+    conn: sqlite3.Connection, since: float | None = None, until: float | None = None
+) -> Iterator[AuditRow]:
+    """Rows in chain order, optionally limited to since <= ts < until."""
+    sql = "SELECT * FROM audit WHERE (? IS NULL OR ts >= ?) AND (? IS NULL OR ts < ?) ORDER BY id"
+    for record in conn.execute(sql, (since, since, until, until)):
+        yield _row(record)
+
+
+def verify_audit(conn: sqlite3.Connection) -> Verdict:
+    """Walk the whole chain from the anchor; report the first row that is missing, changed or unlinked."""
+    anchor = audit_anchor(conn)
+    expected_id, prev_hash, checked = anchor.id + 1, anchor.hash, 0
+    for row in iter_audit_rows(conn):
+        if row.id != expected_id:
+            return Verdict(checked, expected_id, f"row {expected_id} is missing (next stored row is {row.id})")
+        if row.prev_hash != prev_hash:
+            return Verdict(checked, row.id, f"row {row.id} does not link to row {row.id - 1} (changed or removed)")
+        if row.computed_hash() != row.hash:
+            return Verdict(checked, row.id, f"row {row.id} was changed after it was written")
+        expected_id, prev_hash, checked = row.id + 1, row.hash, checked + 1
+    head_id, head_hash = _meta(conn, _HEAD_ID), _meta(conn, _HEAD_HASH)
+    if head_id is not None and head_hash is not None:
+        last_id = expected_id - 1
+        if last_id < int(head_id):
+            return Verdict(checked, last_id + 1, f"rows {last_id + 1}..{head_id} were removed from the end")
+        if last_id > int(head_id):
+            return Verdict(checked, int(head_id) + 1, f"rows after {head_id} were not written by the sidecar")
+        if prev_hash != head_hash:
+            return Verdict(checked, last_id, f"row {last_id} does not match the recorded head")
+    return Verdict(checked)
+
+
+def open_audit_reader(path: str) -> sqlite3.Connection:
+    """A read-only connection for `audit verify/export`; safe next to a running sidecar (WAL)."""
+    if not Path(path).is_file():
+        raise StoreError(f"no database at {path} (store.path)")
+    try:
+        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 30000")
+        found = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'audit'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot read database {path}: {exc}") from exc
+    if found is None:
+        conn.close()
+        raise StoreError(f"database {path} has no audit table")
+    return conn

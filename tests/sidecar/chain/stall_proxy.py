@@ -38,8 +38,10 @@ class StallProxy:
         if up_sock is not None:
             up_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         self._writers.update({writer, up_writer})
-        pumps = [asyncio.create_task(self._pump(reader, up_writer, stallable=False)),
-                 asyncio.create_task(self._pump(up_reader, writer, stallable=True))]
+        pumps = [
+            asyncio.create_task(self._pump(reader, up_writer, stallable=False)),
+            asyncio.create_task(self._pump(up_reader, writer, stallable=True)),
+        ]
         self._tasks.update(pumps)
         await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         for task in pumps:

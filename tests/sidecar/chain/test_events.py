@@ -45,7 +45,10 @@ def test_vector_life_decodes_in_order() -> None:
     events = [e for e in decoded if isinstance(e, SupportEvent)]
     assert [e.event_id for e in events] == [item["event"]["attributes"][1]["value"] for item in EVENTS]
     assert [e.event_type for e in events][:3] == [
-        "support_request_created", "support_request_updated", "support_request_status_changed"]
+        "support_request_created",
+        "support_request_updated",
+        "support_request_status_changed",
+    ]
     assert events[1].sequence == events[2].sequence  # status_changed shares the sequence
     assert events[0].sender == events[0].payload["submitter"]
     assert events[0].ticket_id == "virtengine1cust0mer0000000000000000000000000000x/support/1"
@@ -61,10 +64,16 @@ def test_failed_txs_are_ignored_and_block_events_ordered() -> None:
     results = block_results(100)
     assert results["txs_results"]
     results["txs_results"].insert(0, {"code": 5, "events": copy.deepcopy(results["txs_results"][0]["events"])})
-    end = {"type": "support_event", "attributes": [
-        {"key": "event_type", "value": "support_request_archived"}, {"key": "event_id", "value": "a/support/9/7"},
-        {"key": "sequence", "value": "7"}, {"key": "mode", "value": "EndBlock"},
-        {"key": "payload_json", "value": json.dumps({"ticket_id": "a/support/9", "archived_by": "system"})}]}
+    end = {
+        "type": "support_event",
+        "attributes": [
+            {"key": "event_type", "value": "support_request_archived"},
+            {"key": "event_id", "value": "a/support/9/7"},
+            {"key": "sequence", "value": "7"},
+            {"key": "mode", "value": "EndBlock"},
+            {"key": "payload_json", "value": json.dumps({"ticket_id": "a/support/9", "archived_by": "system"})},
+        ],
+    }
     begin = copy.deepcopy(end)
     begin["attributes"][1]["value"] = "a/support/9/6"
     begin["attributes"][3]["value"] = "BeginBlock"
@@ -79,11 +88,26 @@ def test_failed_txs_are_ignored_and_block_events_ordered() -> None:
         (lambda attrs: attrs.__setitem__("payload_json", "{not json"), "Expecting property name"),
         (lambda attrs: attrs.__setitem__("event_type", "support_request_exploded"), "unknown event_type"),
         (lambda attrs: attrs.pop("event_id"), "event_id attribute missing"),
-        (lambda attrs: attrs.__setitem__("payload_json", json.dumps({"ticket_id": "x/support/1"})),
-         "support_request_created lacks"),
-        (lambda attrs: attrs.__setitem__("payload_json", json.dumps({
-            "ticket_id": "x/tickets/1", "ticket_number": "SUP-1", "submitter": "x", "category": "other",
-            "priority": "low", "status": "open"})), "malformed ticket id"),
+        (
+            lambda attrs: attrs.__setitem__("payload_json", json.dumps({"ticket_id": "x/support/1"})),
+            "support_request_created lacks",
+        ),
+        (
+            lambda attrs: attrs.__setitem__(
+                "payload_json",
+                json.dumps(
+                    {
+                        "ticket_id": "x/tickets/1",
+                        "ticket_number": "SUP-1",
+                        "submitter": "x",
+                        "category": "other",
+                        "priority": "low",
+                        "status": "open",
+                    }
+                ),
+            ),
+            "malformed ticket id",
+        ),
     ],
 )
 def test_malformed_events_become_poison(mutate: Any, reason: str) -> None:
@@ -98,7 +122,9 @@ def test_malformed_events_become_poison(mutate: Any, reason: str) -> None:
     assert decoded.height == 100
 
 
-@pytest.mark.parametrize("bad", ["a/support", "a/support/0", "a/support/x", "a/tickets/1", "/support/1", "a/support/1/2"])
+@pytest.mark.parametrize(
+    "bad", ["a/support", "a/support/0", "a/support/x", "a/tickets/1", "/support/1", "a/support/1/2"]
+)
 def test_ticket_ids_parse_strictly(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_ticket_id(bad)

@@ -115,8 +115,17 @@ async def test_node_killed_and_restarted_mid_stream(devnet_node: DevnetNode, tmp
 async def test_sidecar_killed_at_random_moments(devnet_node: DevnetNode, tmp_path: Path) -> None:
     db = tmp_path / "sidecar.db"
     env = {**ENV, "VIRTENGINE_SERVICEDESK_STORE_PATH": str(db), "VIRTENGINE_SERVICEDESK_CHAIN_START_HEIGHT": "1"}
-    args = ["run", "--chain-rpc-url", devnet_node.rpc_url, "--chain-poll-interval", "200ms",
-            "--webhook-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"]
+    args = [
+        "run",
+        "--chain-rpc-url",
+        devnet_node.rpc_url,
+        "--chain-poll-interval",
+        "200ms",
+        "--webhook-listen",
+        "127.0.0.1:0",
+        "--grpc-listen",
+        "127.0.0.1:0",
+    ]
     rng = random.Random(20261127)
     creating = asyncio.create_task(_create_in_chunks(devnet_node, chunks=10, size=100))
     kills = 0
@@ -128,8 +137,9 @@ async def test_sidecar_killed_at_random_moments(devnet_node: DevnetNode, tmp_pat
                 start = await asyncio.to_thread(db_cursor, db)
                 # A random moment: after the cursor moved by a random number of heights (or a new event landed).
                 step = rng.randint(1, 8)
-                await async_wait_until(lambda s=start, n=step: _at_least(db, s + n), timeout=60,
-                                       what="the cursor to move before the kill")
+                await async_wait_until(
+                    lambda s=start, n=step: _at_least(db, s + n), timeout=60, what="the cursor to move before the kill"
+                )
                 proc.proc.kill()
                 proc.proc.wait(timeout=10)
                 kills += 1
@@ -161,9 +171,15 @@ async def _create_in_chunks(node: DevnetNode, chunks: int, size: int) -> list[st
 async def _run_with_stalled_websocket(node: DevnetNode, tmp_path: Path) -> None:
     rpc = urlparse(node.rpc_url)
     proxy = await StallProxy(rpc.hostname or "127.0.0.1", rpc.port or 80).start()
-    flags = app_flags(tmp_path, node.rpc_url, **{
-        "chain.start_height": "1", "chain.ws_url": f"ws://127.0.0.1:{proxy.port}/websocket",
-        "chain.no_block_alarm": "2s"})
+    flags = app_flags(
+        tmp_path,
+        node.rpc_url,
+        **{
+            "chain.start_height": "1",
+            "chain.ws_url": f"ws://127.0.0.1:{proxy.port}/websocket",
+            "chain.no_block_alarm": "2s",
+        },
+    )
     db = tmp_path / "sidecar.db"
     try:
         async with running_app(flags, ENV) as app:
@@ -221,8 +237,11 @@ async def test_node_that_discards_abci_responses_is_refused(devnet_node_factory:
 
 async def test_pruned_node_is_refused(devnet_node_factory: Any, tmp_path: Path) -> None:
     node = devnet_node_factory(retain_blocks=3)
-    wait_until(lambda: int(node.rpc("status")["sync_info"]["earliest_block_height"]) > 2, timeout=60,
-               what="the node to prune its first blocks")
+    wait_until(
+        lambda: int(node.rpc("status")["sync_info"]["earliest_block_height"]) > 2,
+        timeout=60,
+        what="the node to prune its first blocks",
+    )
     flags = app_flags(tmp_path, node.rpc_url, **{"chain.start_height": "1"})
     async with running_app(flags, ENV) as app:
         problem = await async_wait_until(lambda: _follower_problem(app), timeout=30, what="a refusal")

@@ -9,7 +9,7 @@ import pytest
 
 from sidecar.chain.events import decode_block
 from sidecar.store.db import Store
-from sidecar.store.inbox import BlockBatch, commit_blocks_txn, init_cursor_txn, inbox_event_ids, load_cursor
+from sidecar.store.inbox import BlockBatch, commit_blocks_txn, inbox_event_ids, init_cursor_txn, load_cursor
 from sidecar.store.records import ContentCheck, PoisonEvent, SupportEvent
 from sidecar.store.tickets import get_ticket
 from tests.sidecar.chain.test_events import all_heights, block_results
@@ -31,8 +31,12 @@ async def store(tmp_path: Path) -> Store:
 
 async def test_the_vector_life_builds_the_mirror(store: Store) -> None:
     created_id = f"{TICKET}/1"
-    result = await store.write("commit", commit_blocks_txn, "virtengine-devnet-1",
-                               batches(100, max(all_heights()), {created_id: ContentCheck("decrypted")}))
+    result = await store.write(
+        "commit",
+        commit_blocks_txn,
+        "virtengine-devnet-1",
+        batches(100, max(all_heights()), {created_id: ContentCheck("decrypted")}),
+    )
     assert result.duplicates == 0 and result.poison == 0
     ticket = await store.read("ticket", get_ticket, TICKET)
     assert ticket is not None
@@ -74,8 +78,9 @@ async def test_poison_and_placeholder_are_kept_and_audited(store: Store) -> None
     assert isinstance(event, SupportEvent)
     poison = PoisonEvent("poison:100:1", 100, 1, "payload_json is not an object", "[]")
     check = ContentCheck("placeholder", "the support key is not a recipient of this payload")
-    await store.write("p", commit_blocks_txn, "virtengine-devnet-1", [BlockBatch(100, [event, poison],
-                                                                                 {event.event_id: check})])
+    await store.write(
+        "p", commit_blocks_txn, "virtengine-devnet-1", [BlockBatch(100, [event, poison], {event.event_id: check})]
+    )
 
     def rows(conn: sqlite3.Connection) -> tuple[list[str], list[tuple[str, str]]]:
         states = [r[0] for r in conn.execute("SELECT state FROM chain_inbox ORDER BY position")]

@@ -1,0 +1,144 @@
+"""Backfill of a 5,000-block range holding >= 10,000 support events: the follower (real sidecar
+process) against a bare client that fetches the same heights one after another, in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.results import Figure, report
+from devnet.cometbft import DevnetNode
+from devnet.driver import ChainDriver, DevAccount
+from devnet.keys import TestAccount, genesis_app_state
+from devnet.waiting import wait_until
+
+BLOCKS = int(os.environ.get("BENCH_BLOCKS", "5000"))
+EVENTS = int(os.environ.get("BENCH_EVENTS", "10000"))
+
+
+def build_chain(node: DevnetNode) -> int:
+    """Put EVENTS tickets on chain early, then let empty blocks run the range up to BLOCKS."""
+    support = DevAccount.from_name("sidecar").box_public
+    with ChainDriver(node.rpc_url, DevAccount.from_name("customer")) as driver:
+        for start in range(0, EVENTS, 1000):
+            driver.create_tickets(min(1000, EVENTS - start), [support], per_tx=100, timeout=300)
+    print(f"  chain: {EVENTS} tickets created at height {node.height()}, waiting for height {BLOCKS}", flush=True)
+    return node.wait_for_height(BLOCKS, timeout=3600)
+
+
+async def bare_sequential(rpc_url: str, last: int) -> tuple[float, int]:
+    events = 0
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=rpc_url, timeout=30) as client:
+        for height in range(1, last + 1):
+            result = (await client.get("/block_results", params={"height": str(height)})).json()["result"]
+            for tx in result.get("txs_results") or []:
+                events += sum(1 for e in tx.get("events") or [] if e["type"] == "support_event")
+    return time.perf_counter() - started, events
+
+
+def cursor(db: Path) -> int:
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        row = conn.execute("SELECT height FROM cursor").fetchone()
+        conn.close()
+        return int(row[0]) if row else 0
+    except sqlite3.Error:
+        return 0
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_follower(rpc_url: str, last: int, workdir: Path) -> tuple[float, float, int]:
+    import subprocess
+
+    db = workdir / "sidecar.db"
+    env = {
+        **os.environ,
+        "VIRTENGINE_SERVICEDESK_STORE_PATH": str(db),
+        "VIRTENGINE_SERVICEDESK_CHAIN_START_HEIGHT": "1",
+        "VIRTENGINE_SERVICEDESK_SYNC_MAX_PENDING": "10000000",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sidecar",
+            "run",
+            "--chain-rpc-url",
+            rpc_url,
+            "--webhook-listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--chain-poll-interval",
+            "200ms",
+        ],
+        env=env,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: cursor(db) >= 1, timeout=60, what="the follower to start", interval=0.01)
+        started = time.perf_counter()
+        wait_until(lambda: cursor(db) >= last, timeout=3600, what=f"cursor >= {last}", interval=0.01)
+        elapsed = time.perf_counter() - started
+        rss = peak_rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    conn = sqlite3.connect(db)
+    events = conn.execute("SELECT COUNT(*) FROM chain_inbox WHERE height <= ?", (last,)).fetchone()[0]
+    conn.close()
+    return elapsed, rss, events
+
+
+def main() -> None:
+    accounts = [TestAccount.from_name(n) for n in ("customer", "agent", "sidecar")]
+    with tempfile.TemporaryDirectory(prefix="bench-follower-") as tmp:
+        node = DevnetNode(
+            genesis_app_state(accounts, agents=accounts[1:]),
+            home=Path(tmp) / "node",
+            timeout_commit="5ms",
+            log_level="error",
+        ).start()
+        try:
+            last = build_chain(node)
+            bare_time, bare_events = asyncio.run(bare_sequential(node.rpc_url, last))
+            follow_time, rss, events = run_follower(node.rpc_url, last, Path(tmp))
+        finally:
+            node.cleanup()
+    assert events == bare_events, f"follower stored {events} events, the bare scan saw {bare_events}"
+    report(
+        "follower_backfill",
+        [
+            Figure("blocks", last, "blocks"),
+            Figure("support_events", events, "events"),
+            Figure("follower_blocks_per_s", last / follow_time, "blocks/s", last / bare_time, bare_time / follow_time),
+            Figure(
+                "follower_events_per_s",
+                events / follow_time,
+                "events/s",
+                bare_events / bare_time,
+                bare_time / follow_time,
+            ),
+            Figure("follower_peak_rss", rss, "MB"),
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()

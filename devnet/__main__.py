@@ -1,0 +1,242 @@
+"""`make devnet`: the whole product locally, until Ctrl-C.
+
+A real CometBFT v0.38.25 node running the x/support app, the Jira and Waldur simulators, and the
+sidecar (a real `servicedesk-sidecar run` process) configured against them. Sample tickets are
+created at start and one more every --ticket-every seconds; a status line shows what syncs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+from virtengine.servicedesk.v1 import control_pb2, control_pb2_grpc
+
+from devnet.cometbft import DevnetNode, ensure_cometbft
+from devnet.driver import ChainDriver, DevAccount
+from devnet.jira_sim import JiraSim
+from devnet.keys import TestAccount, genesis_app_state
+from devnet.node_config import free_port
+from devnet.waiting import wait_until
+from devnet.waldur_sim import WaldurSim
+
+ACCOUNTS = ("customer", "customer2", "agent", "sidecar", "outsider")
+JIRA_HOOK_SECRET = "devnet-jira-webhook-secret"
+WALDUR_HOOK_SECRET = "devnet-waldur-webhook-secret"
+SAMPLES = (
+    ("technical", "high", {"subject": "Lease 42 unreachable", "description": "My deployment answers 502."}),
+    ("billing", "normal", {"subject": "Invoice for October", "description": "The invoice total looks wrong."}),
+    ("account", "low", {"subject": "Rotate my API key", "description": "Please help me rotate my key."}),
+)
+
+
+def write_secrets(home: Path, jira: JiraSim, waldur: WaldurSim) -> Path:
+    """The sidecar's secrets as a Kubernetes-style mount: one file per secret, mode 0600."""
+    secrets = home / "secrets"
+    secrets.mkdir(parents=True, exist_ok=True)
+    values = {
+        "jira-api-token": str(jira.api_token),
+        "jira-webhook-secret": JIRA_HOOK_SECRET,
+        "waldur-token": str(waldur.token),
+        "waldur-webhook-secret": WALDUR_HOOK_SECRET,
+        "support-private-key": base64.b64encode(hashlib.sha256(b"devnet-box:sidecar").digest()).decode(),
+    }
+    for name, value in values.items():
+        path = secrets / name
+        path.write_text(value)
+        path.chmod(0o600)
+    key_file = home / "signing.key"
+    key_file.write_text(hashlib.sha256(b"devnet-account:sidecar").hexdigest())
+    key_file.chmod(0o600)
+    return secrets
+
+
+def write_config(home: Path, node: DevnetNode, jira: JiraSim, waldur: WaldurSim, web: int, grpc: int) -> Path:
+    """A complete configuration file, the same shape operators deploy with."""
+    customer = next(iter(waldur.customers))
+    config = {
+        "servicedesk": {
+            "enabled": True,
+            "jira": {
+                "base_url": jira.base_url,
+                "username": jira.email,
+                "project_key": "VESUPPORT",
+                "account_id": jira.me.account_id,
+                "timeout": "10s",
+            },
+            "waldur": {"base_url": waldur.api_url, "organization_uuid": customer.hex, "timeout": "10s"},
+            "sync": {"sync_interval": "10s", "allow_insecure_http": True},
+            "webhook": {"listen_addr": f"127.0.0.1:{web}", "path_prefix": "/webhooks", "require_signature": True},
+            "chain": {
+                "rpc_url": node.rpc_url,
+                "chain_id": node.chain_id,
+                "start_height": 1,
+                "key_file": str(home / "signing.key"),
+                "poll_interval": "1s",
+            },
+            "grpc": {"listen": f"127.0.0.1:{grpc}"},
+            "store": {"path": str(home / "sidecar.db")},
+            "logging": {"format": "text"},
+            "secrets": {"dir": str(home / "secrets"), "allow_env": False},
+        }
+    }
+    path = home / "config.yaml"
+    path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    return path
+
+
+def create_samples(node: DevnetNode) -> list[str]:
+    recipients = [DevAccount.from_name("customer").box_public, DevAccount.from_name("sidecar").box_public]
+    ids = []
+    with ChainDriver(node.rpc_url, DevAccount.from_name("customer")) as customer:
+        for category, priority, text in SAMPLES:
+            ids.append(customer.create_ticket(category, priority, text, recipients))
+    with ChainDriver(node.rpc_url, DevAccount.from_name("agent")) as agent:
+        agent.reply(ids[0], "We are looking at the provider's ingress.", recipients)
+        agent.update(ids[1], status="in_progress", priority="high")
+    return ids
+
+
+def keep_creating(node: DevnetNode, every: float, stop: threading.Event) -> None:
+    recipients = [DevAccount.from_name("customer2").box_public, DevAccount.from_name("sidecar").box_public]
+    n = 0
+    with ChainDriver(node.rpc_url, DevAccount.from_name("customer2")) as driver:
+        while not stop.wait(every):
+            n += 1
+            try:
+                driver.create_ticket(
+                    "technical",
+                    "normal",
+                    {"subject": f"Periodic ticket {n}", "description": "Created by make devnet."},
+                    recipients,
+                )
+            except Exception as exc:  # keep the devnet up; say what failed
+                print(f"devnet: could not create periodic ticket {n}: {exc}", flush=True)
+
+
+def status_line(node: DevnetNode, jira: JiraSim, waldur: WaldurSim, grpc_port: int) -> str:
+    """What the sidecar says over its control API, beside what each desk holds."""
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            s = control_pb2_grpc.ControlStub(channel).GetStatus(control_pb2.GetStatusRequest(), timeout=3)
+        sidecar = (
+            f"sidecar cursor {s.cursor_height}/{s.head_height} healthy={s.healthy} "
+            f"pending={s.pending_events} failed={s.failed_events}"
+        )
+        sidecar += " desks=" + ",".join(f"{d.name}:{d.status}" for d in s.desks)
+        if s.problems:
+            sidecar += f" ({'; '.join(s.problems)})"
+    except grpc.RpcError as exc:
+        sidecar = f"sidecar control API unavailable ({exc.code().name})"
+    return (
+        f"height {node.height()}  {sidecar}  jira issues={len(jira.list_issues())}  "
+        f"waldur issues={len(waldur.list_issues())}"
+    )
+
+
+def banner(node: DevnetNode, jira: JiraSim, waldur: WaldurSim, home: Path, web: int, grpc: int) -> str:
+    def auth(user: str, token: str) -> str:
+        return base64.b64encode(f"{user}:{token}".encode()).decode()
+
+    return "\n".join(
+        [
+            "",
+            "devnet is up (Ctrl-C stops everything it started)",
+            f"  chain        {node.rpc_url}   chain id {node.chain_id}   curl {node.rpc_url}/status",
+            f"  jira sim     {jira.base_url}   issues: curl -s -X POST {jira.base_url}/rest/api/3/search/jql "
+            f"-H 'Authorization: Basic {auth(jira.email, str(jira.api_token))}' -H 'Content-Type: application/json' "
+            '-d \'{"jql":"project = VESUPPORT","fields":["summary","status"]}\'',
+            f"  waldur sim   {waldur.api_url}   issues: curl -s {waldur.api_url}/support-issues/ "
+            f"-H 'Authorization: Token {waldur.token}'",
+            f"  sidecar      health http://127.0.0.1:{web}/webhooks/health   metrics http://127.0.0.1:{web}/metrics",
+            f"               gRPC 127.0.0.1:{grpc} (grpcurl -plaintext 127.0.0.1:{grpc} "
+            "virtengine.servicedesk.v1.Control/GetStatus)",
+            f"  files        {home} (config.yaml, secrets/, sidecar.log, sidecar.db, node/)",
+            "",
+        ]
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    ensure_cometbft()
+    home = Path(args.home).resolve() / time.strftime("run-%Y%m%d-%H%M%S")
+    home.mkdir(parents=True)
+    accounts = [TestAccount.from_name(n) for n in ACCOUNTS]
+    app_state = genesis_app_state(accounts, agents=[a for a in accounts if a.name in ("agent", "sidecar")])
+    web, grpc_port = free_port(), free_port()
+    stop = threading.Event()
+    started: list[Any] = []
+    sidecar: subprocess.Popen[bytes] | None = None
+    try:
+        node = DevnetNode(app_state, chain_id=args.chain_id, home=home / "node").start()
+        started.append(node)
+        jira = JiraSim(webhook_url=f"http://127.0.0.1:{web}/webhooks/jira", webhook_secret=JIRA_HOOK_SECRET).start()
+        started.append(jira)
+        waldur = WaldurSim(hook_secret=WALDUR_HOOK_SECRET).start()
+        started.append(waldur)
+        write_secrets(home, jira, waldur)
+        config = write_config(home, node, jira, waldur, web, grpc_port)
+        log = (home / "sidecar.log").open("wb")
+        sidecar = subprocess.Popen(
+            [sys.executable, "-m", "sidecar", "run", "--config", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(lambda: _answers(web), timeout=60, what="the sidecar's health endpoint")
+        ids = create_samples(node)
+        print(banner(node, jira, waldur, home, web, grpc_port))
+        print(f"created sample tickets: {', '.join(ids)}", flush=True)
+        creator = threading.Thread(target=keep_creating, args=(node, args.ticket_every, stop), daemon=True)
+        creator.start()
+        while not stop.wait(args.status_every):
+            if sidecar.poll() is not None:
+                print(f"devnet: the sidecar exited with {sidecar.returncode}; see {home / 'sidecar.log'}")
+                return 1
+            print(status_line(node, jira, waldur, grpc_port), flush=True)
+    except KeyboardInterrupt:
+        print("\ndevnet: stopping", flush=True)
+    finally:
+        stop.set()
+        if sidecar is not None and sidecar.poll() is None:
+            sidecar.send_signal(signal.SIGTERM)
+            try:
+                sidecar.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                sidecar.kill()
+        for item in reversed(started):
+            item.stop()
+    return 0
+
+
+def _answers(port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/webhooks/health", timeout=2)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devnet", description=__doc__.splitlines()[0])
+    parser.add_argument("--home", default=os.environ.get("DEVNET_HOME", ".devnet"), help="where runs keep their files")
+    parser.add_argument("--chain-id", default="virtengine-devnet-1")
+    parser.add_argument("--ticket-every", type=float, default=20.0, help="seconds between periodic tickets")
+    parser.add_argument("--status-every", type=float, default=10.0, help="seconds between status lines")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

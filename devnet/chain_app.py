@@ -1,0 +1,272 @@
+"""The devnet's ABCI 2.0 application: accounts + SIGN_MODE_DIRECT ante checks + VirtEngine's x/support
+contract, served to a real CometBFT v0.38 node over the socket transport.
+
+    python -m devnet.chain_app --listen tcp://127.0.0.1:26658 --state-dir DIR
+        [--archive-after SECONDS] [--purge-after SECONDS] [--retain-blocks N]
+
+State branches follow the SDK: FinalizeBlock works on a copy of the last committed state, Commit
+persists it atomically; CheckTx has its own copy, reset on Commit. Genesis schema: devnet.app_state.
+Retention overrides apply at InitChain only, so a restart cannot change the app hash of old blocks."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from cosmpy.protos.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
+from cosmpy.protos.cosmos.tx.v1beta1 import service_pb2
+from cosmpy.protos.cosmos.tx.v1beta1 import tx_pb2 as sdk_tx
+from cosmpy.protos.tendermint.abci import types_pb2 as abci
+from google.protobuf.any_pb2 import Any as ProtoAny
+from google.protobuf.message import DecodeError
+
+from devnet import queries
+from devnet.abci_events import Event, to_abci
+from devnet.abci_socket import AbciServer
+from devnet.ante import GasMeter, Mode, TxError, decode_tx, run_ante
+from devnet.app_state import Snapshot, StateStore, app_hash, clone, genesis_state
+from devnet.support_module import BlockContext, SupportError, SupportKeeper
+
+log = logging.getLogger("devnet.chain_app")
+
+MSG_BASE_GAS = 10_000
+MSG_BYTE_GAS = 20
+SIMULATE_PATH = "/cosmos.tx.v1beta1.Service/Simulate"
+
+
+class TxOutcome:
+    """The result of running one tx on a state branch: the ABCI result and the state after it."""
+
+    def __init__(self, result: abci.ExecTxResult, state: dict[str, Any], msg_responses: list[ProtoAny]) -> None:
+        self.result = result
+        self.state = state
+        self.msg_responses = msg_responses
+
+
+def run_tx(state: dict[str, Any], tx_bytes: bytes, ctx: BlockContext, mode: Mode) -> TxOutcome:
+    """Decode, ante, then (except in CheckTx) the msgs; a msg failure keeps only the ante's effects."""
+    try:
+        tx = decode_tx(tx_bytes)
+    except TxError as exc:
+        return TxOutcome(_failed(exc, 0, 0, []), state, [])
+    gas_limit = tx.auth_info.fee.gas_limit
+    meter = GasMeter(None if mode == "simulate" else gas_limit)
+    after_ante = {**state, "accounts": clone(state["accounts"])}  # the ante handler touches accounts only
+    try:
+        events = run_ante(after_ante, tx, chain_id=state["chain_id"], height=ctx.height, mode=mode, meter=meter)
+    except TxError as exc:
+        return TxOutcome(_failed(exc, gas_limit, meter.consumed, []), state, [])
+    if mode in ("check", "recheck"):
+        return TxOutcome(abci.ExecTxResult(gas_wanted=gas_limit, gas_used=meter.consumed), after_ante, [])
+    after_msgs = clone(after_ante)
+    keeper = SupportKeeper(after_msgs, ctx)
+    responses: list[ProtoAny] = []
+    msg_events: list[Event] = []
+    for index, (type_url, msg) in enumerate(tx.msgs):
+        try:
+            meter.consume(MSG_BASE_GAS + MSG_BYTE_GAS * len(tx.body.messages[index].value), "msg execution")
+            response, events_of_msg = keeper.execute(msg)
+        except TxError as exc:
+            return TxOutcome(_failed(exc, gas_limit, meter.consumed, events), after_ante, [])
+        except SupportError as exc:
+            wrapped = TxError(exc.code, f"failed to execute message; message index: {index}: {exc.log}", "support")
+            return TxOutcome(_failed(wrapped, gas_limit, meter.consumed, events), after_ante, [])
+        action = Event("message", [("action", type_url), ("sender", msg.sender), ("module", "support")])
+        msg_events.extend(ev.with_attr("msg_index", str(index)) for ev in [action, *events_of_msg])
+        packed = ProtoAny()
+        packed.Pack(response, type_url_prefix="/")
+        responses.append(packed)
+    data = sdk_abci.TxMsgData(msg_responses=responses).SerializeToString()
+    result = abci.ExecTxResult(code=0, data=data, gas_wanted=gas_limit, gas_used=meter.consumed,
+                               events=to_abci(events + msg_events))
+    return TxOutcome(result, after_msgs, responses)
+
+
+def _failed(exc: TxError, gas_wanted: int, gas_used: int, events: list[Event]) -> abci.ExecTxResult:
+    return abci.ExecTxResult(code=exc.code, codespace=exc.codespace, log=exc.log, gas_wanted=gas_wanted,
+                             gas_used=gas_used, events=to_abci(events))
+
+
+class ChainApp:
+    """ABCI methods (named like the Request oneof fields); one lock serialises all connections."""
+
+    def __init__(self, state_dir: Path, *, archive_after: int | None = None, purge_after: int | None = None,
+                 retain_blocks: int = 0) -> None:
+        self.store = StateStore(state_dir)
+        self.lock = threading.RLock()
+        self.overrides = {"archive_after_seconds": archive_after, "purge_after_seconds": purge_after}
+        self.retain_blocks = retain_blocks
+        snap = self.store.load()
+        self.height = snap.height if snap else 0
+        self.last_hash = snap.app_hash if snap else b""
+        self.block_time = snap.block_time if snap else 0
+        self.base: dict[str, Any] | None = snap.state if snap else None
+        self.committed = self.base
+        self.check: dict[str, Any] | None = clone(self.base) if self.base else None
+        self.pending: set[bytes] = set()
+        self.check_touched = False  # a CheckTx ran since the last Commit: the check state may differ
+        self.working: Snapshot | None = None
+
+    def info(self, req: abci.RequestInfo) -> abci.ResponseInfo:
+        with self.lock:
+            return abci.ResponseInfo(data="virtengine-devnet", version="0.1.0", app_version=0,
+                                     last_block_height=self.height,
+                                     last_block_app_hash=self.last_hash if self.height else b"")
+
+    def init_chain(self, req: abci.RequestInitChain) -> abci.ResponseInitChain:
+        with self.lock:
+            app_state = json.loads(req.app_state_bytes or b"{}")
+            state = genesis_state(app_state, req.chain_id)
+            for key, value in self.overrides.items():
+                if value is not None:
+                    state["params"][key] = value
+            self.base = state
+            self.check = clone(state)
+            self.last_hash = app_hash(state)
+            self.block_time = req.time.seconds
+            return abci.ResponseInitChain(app_hash=self.last_hash)
+
+    def check_tx(self, req: abci.RequestCheckTx) -> abci.ResponseCheckTx:
+        with self.lock:
+            if self.check is None:
+                return abci.ResponseCheckTx(code=1, log="chain not initialised")
+            digest = hashlib.sha256(req.tx).digest()
+            recheck = req.type == abci.CheckTxType.Value("RECHECK")
+            if not recheck and digest in self.pending:
+                return abci.ResponseCheckTx(code=19, codespace="sdk", log="tx already in mempool")
+            ctx = BlockContext(self.height + 1, self.block_time)
+            self.check_touched = True
+            outcome = run_tx(self.check, req.tx, ctx, "recheck" if recheck else "check")
+            self.check = outcome.state
+            r = outcome.result
+            if r.code == 0:
+                self.pending.add(digest)
+            return abci.ResponseCheckTx(code=r.code, log=r.log, codespace=r.codespace, gas_wanted=r.gas_wanted,
+                                        gas_used=r.gas_used)
+
+    def prepare_proposal(self, req: abci.RequestPrepareProposal) -> abci.ResponsePrepareProposal:
+        txs, total = [], 0
+        for tx in req.txs:
+            total += len(tx)
+            if total > req.max_tx_bytes:
+                break
+            txs.append(tx)
+        return abci.ResponsePrepareProposal(txs=txs)
+
+    def process_proposal(self, req: abci.RequestProcessProposal) -> abci.ResponseProcessProposal:
+        return abci.ResponseProcessProposal(status=abci.ResponseProcessProposal.ACCEPT)
+
+    def verify_vote_extension(self, req: abci.RequestVerifyVoteExtension) -> abci.ResponseVerifyVoteExtension:
+        return abci.ResponseVerifyVoteExtension(status=abci.ResponseVerifyVoteExtension.ACCEPT)
+
+    def finalize_block(self, req: abci.RequestFinalizeBlock) -> abci.ResponseFinalizeBlock:
+        with self.lock:
+            if self.base is None:
+                raise RuntimeError("FinalizeBlock before InitChain")
+            ctx = BlockContext(req.height, req.time.seconds)
+            params = self.base["params"]
+            if not req.txs and params["archive_after_seconds"] is None and params["purge_after_seconds"] is None:
+                # An empty block with no retention changes nothing: skip the O(state) copy and hash.
+                self.working = Snapshot(req.height, self.last_hash, self.base, ctx.time)
+                return abci.ResponseFinalizeBlock(app_hash=self.last_hash)
+            state = clone(self.base)
+            results = []
+            for tx in req.txs:
+                outcome = run_tx(state, tx, ctx, "deliver")
+                state = outcome.state
+                results.append(outcome.result)
+            end_events = [ev.with_attr("mode", "EndBlock") for ev in SupportKeeper(state, ctx).end_block()]
+            digest = app_hash(state) if (req.txs or end_events) else self.last_hash
+            self.working = Snapshot(req.height, digest, state, ctx.time)
+            return abci.ResponseFinalizeBlock(events=to_abci(end_events), tx_results=results, app_hash=digest)
+
+    def commit(self, req: abci.RequestCommit) -> abci.ResponseCommit:
+        with self.lock:
+            snap = self.working
+            if snap is None:
+                raise RuntimeError("Commit without FinalizeBlock")
+            self.store.save(snap)
+            self.height, self.last_hash, self.block_time = snap.height, snap.app_hash, snap.block_time
+            if snap.state is not self.base or self.check_touched:
+                self.check = clone(snap.state)
+            self.check_touched = False
+            self.base = self.committed = snap.state
+            self.pending.clear()
+            self.working = None
+            retain = max(0, snap.height - self.retain_blocks) if self.retain_blocks else 0
+            return abci.ResponseCommit(retain_height=retain)
+
+    def query(self, req: abci.RequestQuery) -> abci.ResponseQuery:
+        with self.lock:
+            if self.committed is None or self.check is None:
+                return queries.error(18, "no committed state yet: invalid request", self.height)
+            if req.height not in (0, self.height):
+                return queries.error(26, f"only the latest height {self.height} is served: invalid height",
+                                     self.height)
+            if req.path == SIMULATE_PATH:
+                return self._simulate(req.data)
+            return queries.run_state_query(self.committed, req.path, req.data, self.height)
+
+    def _simulate(self, data: bytes) -> abci.ResponseQuery:
+        assert self.check is not None
+        try:
+            request = service_pb2.SimulateRequest.FromString(data)
+        except DecodeError as exc:
+            return queries.error(2, f"{exc}: tx parse error", self.height)
+        tx_bytes = request.tx_bytes
+        if not tx_bytes and request.HasField("tx"):
+            tx_bytes = sdk_tx.TxRaw(body_bytes=request.tx.body.SerializeToString(),
+                                    auth_info_bytes=request.tx.auth_info.SerializeToString(),
+                                    signatures=request.tx.signatures).SerializeToString()
+        ctx = BlockContext(self.height + 1, self.block_time)
+        r = run_tx(self.check, tx_bytes, ctx, "simulate")
+        if r.result.code:
+            return abci.ResponseQuery(code=r.result.code, codespace=r.result.codespace, log=r.result.log,
+                                      height=self.height)
+        answer = service_pb2.SimulateResponse(
+            gas_info=sdk_abci.GasInfo(gas_wanted=r.result.gas_wanted, gas_used=r.result.gas_used),
+            result=sdk_abci.Result(data=r.result.data, events=r.result.events, msg_responses=r.msg_responses),
+        )
+        return abci.ResponseQuery(code=0, value=answer.SerializeToString(), height=self.height)
+
+
+def _listen_address(value: str) -> tuple[str, int]:
+    host_port = value.removeprefix("tcp://")
+    host, _, port = host_port.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devnet.chain_app", description=__doc__.splitlines()[0])
+    parser.add_argument("--listen", required=True, help="tcp://HOST:PORT for CometBFT's proxy_app")
+    parser.add_argument("--state-dir", required=True, type=Path)
+    parser.add_argument("--archive-after", type=int, default=None, help="retention: archive after SECONDS")
+    parser.add_argument("--purge-after", type=int, default=None, help="retention: purge archived after SECONDS")
+    parser.add_argument("--retain-blocks", type=int, default=0, help="Commit retain_height = height - N (0: keep all)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = ChainApp(args.state_dir, archive_after=args.archive_after, purge_after=args.purge_after,
+                   retain_blocks=args.retain_blocks)
+    server = AbciServer(*_listen_address(args.listen), app)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    log.info("chain app listening on %s (height %d)", args.listen, app.height)
+    try:
+        server.serve_forever()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

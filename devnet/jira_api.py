@@ -1,0 +1,379 @@
+"""HTTP routes of the Jira simulator (the REST surface in DESKS.md), mapped onto JiraSim state."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from devnet import jira_search
+from devnet.jira_model import CATEGORIES, Comment, Issue, adf_to_text, jira_time, text_to_adf
+from devnet.sim_core import EXEMPT_HEADER
+
+if TYPE_CHECKING:
+    from devnet.jira_sim import JiraSim
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _errors(status: int, messages: list[str], errors: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"errorMessages": messages, "errors": errors or {}}, status_code=status)
+
+
+def build_routes(sim: JiraSim) -> Starlette:
+    """The Starlette app; every handler turns JiraError into Jira's error body."""
+    from devnet.jira_sim import JiraError
+
+    def guarded(fn: Handler) -> Handler:
+        async def run(request: Request) -> Response:
+            try:
+                return await fn(request)
+            except JiraError as exc:
+                if request.url.path.startswith("/rest/servicedeskapi/"):
+                    return JSONResponse({"errorMessage": str(exc), "i18nErrorMessage": {}}, status_code=exc.status)
+                return _errors(exc.status, [str(exc)] if str(exc) else [], exc.errors)
+
+        return run
+
+    root = sim._root
+
+    def status_json(name: str) -> dict[str, Any]:
+        status = sim.workflow.status(name)
+        cat = CATEGORIES[status.category]
+        return {
+            "self": f"{root()}/rest/api/3/status/{status.id}",
+            "id": status.id,
+            "name": status.name,
+            "description": "",
+            "iconUrl": f"{root()}/images/icons/statuses/generic.png",
+            "statusCategory": {**cat, "self": f"{root()}/rest/api/3/statuscategory/{cat['id']}"},
+        }
+
+    def comment_json(issue: Issue, c: Comment) -> dict[str, Any]:
+        out = {
+            "id": c.id,
+            "self": f"{root()}/rest/api/3/issue/{issue.id}/comment/{c.id}",
+            "author": sim.user_json(c.author),
+            "updateAuthor": sim.user_json(c.author),
+            "body": c.body,
+            "created": jira_time(c.created),
+            "updated": jira_time(c.updated),
+            "jsdPublic": c.public,
+        }
+        if not c.public:
+            out["properties"] = [{"key": "sd.public.comment", "value": {"internal": True}}]
+        return out
+
+    def attachment_json(issue: Issue, index: int) -> dict[str, Any]:
+        att = issue.attachments[index]
+        return {
+            "id": att.id,
+            "self": f"{root()}/rest/api/3/attachment/{att.id}",
+            "filename": att.filename,
+            "author": sim.user_json(att.author),
+            "created": jira_time(att.created),
+            "size": len(att.content),
+            "mimeType": att.mime_type,
+            "content": f"{root()}/rest/api/3/attachment/content/{att.id}",
+        }
+
+    def fields_json(snap: dict[str, Any], issue: Issue, wanted: set[str] | None) -> dict[str, Any]:
+        full: dict[str, Any] = {
+            "summary": snap["summary"],
+            "description": snap["description"],
+            "labels": snap["labels"],
+            "status": status_json(snap["status"]),
+            "priority": {
+                "self": f"{root()}/rest/api/3/priority/{snap['priority']}",
+                "name": snap["priority"],
+                "id": str(sim.priorities.index(snap["priority"]) + 1),
+            },
+            "issuetype": {"self": f"{root()}/rest/api/3/issuetype/1", "id": "1", "name": snap["issuetype"]},
+            "project": {
+                "self": f"{root()}/rest/api/3/project/{snap['project']}",
+                "key": snap["project"],
+                "id": sim.projects[snap["project"]],
+                "name": snap["project"],
+            },
+            "created": jira_time(snap["created"]),
+            "updated": jira_time(snap["updated"]),
+            "reporter": sim.user_json(issue.reporter),
+            "comment": {
+                "comments": [comment_json(issue, c) for c in issue.comments],
+                "maxResults": 5000,
+                "total": len(issue.comments),
+                "startAt": 0,
+            },
+            "attachment": [attachment_json(issue, i) for i in range(len(issue.attachments))],
+        }
+        if wanted is None:
+            return full
+        return {name: value for name, value in full.items() if name in wanted}
+
+    def wanted_fields(names: list[str]) -> set[str] | None:
+        if not names or any(n in ("*all", "*navigable") for n in names):
+            excluded = {n[1:] for n in names if n.startswith("-")}
+            return (
+                None
+                if not excluded
+                else {
+                    "summary",
+                    "description",
+                    "labels",
+                    "status",
+                    "priority",
+                    "issuetype",
+                    "project",
+                    "created",
+                    "updated",
+                    "reporter",
+                    "comment",
+                    "attachment",
+                }
+                - excluded
+            )
+        return {n for n in names if not n.startswith("-")}
+
+    def issue_json(issue: Issue, snap: dict[str, Any], wanted: set[str] | None, props: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": issue.id,
+            "key": issue.key,
+            "self": f"{root()}/rest/api/3/issue/{issue.id}",
+            "fields": fields_json(snap, issue, wanted),
+        }
+        if props:
+            out["properties"] = {k: issue.properties[k] for k in props if k in issue.properties}
+        return out
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise JiraError(400, "Unexpected character in the request body: invalid JSON.") from exc
+        if not isinstance(body, dict):
+            raise JiraError(400, "Request body must be a JSON object.")
+        return body
+
+    # issues ------------------------------------------------------------------------------------
+    async def create_issue(request: Request) -> Response:
+        body = await body_of(request)
+        issue = sim.create_issue(body.get("fields") or {}, body.get("properties") or [], None)
+        return JSONResponse(
+            {"id": issue.id, "key": issue.key, "self": f"{root()}/rest/api/3/issue/{issue.id}"}, status_code=201
+        )
+
+    async def get_issue(request: Request) -> Response:
+        issue = sim.issue(request.path_params["key"])
+        names = [n.strip() for n in request.query_params.get("fields", "").split(",") if n.strip()]
+        props = [p for p in request.query_params.get("properties", "").split(",") if p]
+        with sim.lock:
+            return JSONResponse(issue_json(issue, issue.snapshot(), wanted_fields(names), props))
+
+    async def edit_issue(request: Request) -> Response:
+        body = await body_of(request)
+        issue = sim.issue(request.path_params["key"])
+        fields = {k: v for k, v in (body.get("fields") or {}).items() if k != "status"}
+        sim.edit_issue(issue, fields, body.get("update") or {}, None)
+        for prop in body.get("properties") or []:
+            issue.properties[prop["key"]] = prop.get("value")
+        return Response(status_code=204)
+
+    async def get_transitions(request: Request) -> Response:
+        issue = sim.issue(request.path_params["key"])
+        out = [
+            {
+                "id": t.id,
+                "name": t.name,
+                "to": status_json(t.to),
+                "hasScreen": False,
+                "isGlobal": t.sources is None,
+                "isInitial": False,
+                "isAvailable": True,
+                "isConditional": False,
+                "isLooped": False,
+            }
+            for t in sim.workflow.available(issue.status)
+        ]
+        return JSONResponse({"transitions": out})
+
+    async def do_transition(request: Request) -> Response:
+        body = await body_of(request)
+        issue = sim.issue(request.path_params["key"])
+        transition = body.get("transition") or {}
+        if "id" not in transition:
+            raise JiraError(400, "Missing 'transition' identifier")
+        sim.transition(issue, str(transition["id"]), None)
+        return Response(status_code=204)
+
+    # comments ---------------------------------------------------------------------------------
+    async def add_comment(request: Request) -> Response:
+        body = await body_of(request)
+        issue = sim.issue(request.path_params["key"])
+        if not isinstance(body.get("body"), dict):
+            raise JiraError(400, "", {"comment": "Comment body can not be empty!"})
+        internal = any(
+            p.get("key") == "sd.public.comment" and (p.get("value") or {}).get("internal")
+            for p in body.get("properties") or []
+        )
+        comment = sim.add_comment(issue, body["body"], not internal, None)
+        with sim.lock:
+            return JSONResponse(comment_json(issue, comment), status_code=201)
+
+    async def list_comments(request: Request) -> Response:
+        issue = sim.issue(request.path_params["key"])
+        start = int(request.query_params.get("startAt", 0))
+        size = int(request.query_params.get("maxResults", 5000))
+        with sim.lock:
+            page = [comment_json(issue, c) for c in issue.comments[start : start + size]]
+            total = len(issue.comments)
+        return JSONResponse({"comments": page, "startAt": start, "maxResults": size, "total": total})
+
+    async def jsm_comment(request: Request) -> Response:
+        body = await body_of(request)
+        issue = sim.issue(request.path_params["key"])
+        if not isinstance(body.get("body"), str) or not body["body"]:
+            raise JiraError(400, "The comment body is required.")
+        comment = sim.add_comment(issue, text_to_adf(body["body"]), bool(body.get("public", True)), None)
+        created = comment.created
+        author = sim.user_json(comment.author)
+        return JSONResponse(
+            {
+                "id": comment.id,
+                "body": adf_to_text(comment.body),
+                "public": comment.public,
+                "author": {k: author[k] for k in ("accountId", "displayName", "active", "timeZone")},
+                "created": {
+                    "iso8601": created.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "jira": jira_time(created),
+                    "friendly": "Today",
+                    "epochMillis": int(created.timestamp() * 1000),
+                },
+                "_links": {"self": f"{root()}/rest/servicedeskapi/request/{issue.id}/comment/{comment.id}"},
+            },
+            status_code=201,
+        )
+
+    # attachments and properties ---------------------------------------------------------------
+    async def add_attachments(request: Request) -> Response:
+        issue = sim.issue(request.path_params["key"])
+        if request.headers.get("x-atlassian-token", "").lower() != "no-check":
+            return Response("XSRF check failed", status_code=403, headers={EXEMPT_HEADER.decode(): "1"})
+        raw = await request.body()
+        if len(raw) > sim.max_attachment_bytes:
+            return _errors(413, [f"The attachment exceeds the maximum size of {sim.max_attachment_bytes} bytes."])
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + request.headers.get("content-type", "").encode() + b"\r\n\r\n" + raw
+        )
+        parts = [p for p in message.iter_parts() if p.get_param("name", header="content-disposition") == "file"]
+        if not message.is_multipart() or not parts:
+            raise JiraError(400, "No multipart part named 'file' was found.")
+        created = []
+        for part in parts:
+            payload = part.get_payload(decode=True)
+            content = payload if isinstance(payload, bytes) else b""
+            if len(content) > sim.max_attachment_bytes:
+                return _errors(413, ["The attachment is too large."])
+            sim.add_attachment(issue, part.get_filename() or "file", part.get_content_type(), content)
+            created.append(attachment_json(issue, len(issue.attachments) - 1))
+        return JSONResponse(created)
+
+    async def get_property(request: Request) -> Response:
+        issue = sim.issue(request.path_params["key"])
+        name = request.path_params["prop"]
+        if name not in issue.properties:
+            raise JiraError(404, f"The property with key '{name}' does not exist.")
+        return JSONResponse({"key": name, "value": issue.properties[name]})
+
+    async def put_property(request: Request) -> Response:
+        issue = sim.issue(request.path_params["key"])
+        try:
+            value = await request.json()
+        except ValueError as exc:
+            raise JiraError(400, "The property value must be valid JSON.") from exc
+        existed = request.path_params["prop"] in issue.properties
+        issue.properties[request.path_params["prop"]] = value
+        return Response(status_code=200 if existed else 201)
+
+    # search -----------------------------------------------------------------------------------
+    async def search(request: Request) -> Response:
+        if request.method == "GET":
+            q = request.query_params
+            body: dict[str, Any] = {k: q[k] for k in ("jql", "nextPageToken") if k in q}
+            if "maxResults" in q:
+                body["maxResults"] = int(q["maxResults"])
+            body["fields"] = [f for f in q.get("fields", "").split(",") if f]
+            body["reconcileIssues"] = [int(i) for i in q.get("reconcileIssues", "").split(",") if i]
+            if "startAt" in q:
+                body["startAt"] = q["startAt"]
+        else:
+            body = await body_of(request)
+        if "startAt" in body:
+            raise JiraError(400, 'Unrecognized field "startAt": use nextPageToken for paging.')
+        jql = body.get("jql") or ""
+        try:
+            query = jira_search.parse(jql)
+            offset = jira_search.read_token(jql, body["nextPageToken"]) if body.get("nextPageToken") else 0
+        except jira_search.JqlError as exc:
+            raise JiraError(400, str(exc)) from exc
+        names = list(body.get("fields") or [])
+        wanted = wanted_fields(names) if names and names != ["id"] else set()
+        limit = 5000 if not wanted else 100
+        size = max(1, min(int(body.get("maxResults", 50)), limit))
+        reconcile = {str(i) for i in body.get("reconcileIssues") or []}
+        stamp, moment = time.monotonic(), datetime.now().astimezone()
+        with sim.lock:
+            views = []
+            for issue in sim.issues.values():
+                snap = issue.snapshot() if issue.id in reconcile else issue.indexed(stamp)
+                if snap is not None:
+                    views.append((snap, issue))
+            by_id = {snap["id"]: issue for snap, issue in views}
+            try:
+                hits = jira_search.sort(query, [s for s, _ in views if jira_search.matches(query, s, moment)])
+            except jira_search.JqlError as exc:
+                raise JiraError(400, str(exc)) from exc
+            page = hits[offset : offset + size]
+            issues = [
+                {"id": s["id"]} if not wanted else issue_json(by_id[s["id"]], s, wanted or None, []) for s in page
+            ]
+        out: dict[str, Any] = {"issues": issues, "isLast": offset + size >= len(hits)}
+        if not out["isLast"]:
+            out["nextPageToken"] = jira_search.make_token(jql, offset + size)
+        return JSONResponse(out)
+
+    async def old_search(request: Request) -> Response:
+        return JSONResponse(
+            {"errorMessages": ["The requested API has been removed. Please migrate to /rest/api/3/search/jql."]},
+            status_code=410,
+            headers={EXEMPT_HEADER.decode(): "1"},
+        )
+
+    async def myself(request: Request) -> Response:
+        return JSONResponse({**sim.user_json(sim.me.account_id), "emailAddress": sim.email})
+
+    issue_path = "/rest/api/3/issue/{key}"
+    routes = [
+        Route("/rest/api/3/issue", guarded(create_issue), methods=["POST"]),
+        Route(issue_path, guarded(get_issue), methods=["GET"]),
+        Route(issue_path, guarded(edit_issue), methods=["PUT"]),
+        Route(issue_path + "/transitions", guarded(get_transitions), methods=["GET"]),
+        Route(issue_path + "/transitions", guarded(do_transition), methods=["POST"]),
+        Route(issue_path + "/comment", guarded(add_comment), methods=["POST"]),
+        Route(issue_path + "/comment", guarded(list_comments), methods=["GET"]),
+        Route("/rest/servicedeskapi/request/{key}/comment", guarded(jsm_comment), methods=["POST"]),
+        Route(issue_path + "/attachments", guarded(add_attachments), methods=["POST"]),
+        Route(issue_path + "/properties/{prop}", guarded(get_property), methods=["GET"]),
+        Route(issue_path + "/properties/{prop}", guarded(put_property), methods=["PUT"]),
+        Route("/rest/api/3/search/jql", guarded(search), methods=["GET", "POST"]),
+        Route("/rest/api/3/search", old_search, methods=["GET", "POST"]),
+        Route("/rest/api/3/myself", myself, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)

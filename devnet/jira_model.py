@@ -1,0 +1,254 @@
+"""Jira simulator data: the workflow, ADF helpers and the issue records it keeps.
+
+Kept apart from the HTTP layer so the workflow can be configured per test and the ADF checks are
+reusable by the contract checker.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+CATEGORIES = {
+    "new": {"id": 2, "key": "new", "name": "To Do", "colorName": "blue-gray"},
+    "indeterminate": {"id": 4, "key": "indeterminate", "name": "In Progress", "colorName": "yellow"},
+    "done": {"id": 3, "key": "done", "name": "Done", "colorName": "green"},
+}
+
+
+@dataclass(frozen=True)
+class Status:
+    id: str
+    name: str
+    category: str  # a key of CATEGORIES
+
+
+@dataclass(frozen=True)
+class Transition:
+    id: str
+    name: str
+    to: str
+    sources: tuple[str, ...] | None = None  # None: a global transition, available from any status
+
+
+@dataclass
+class Workflow:
+    """Statuses and the transitions between them; the only way an issue's status changes."""
+
+    statuses: list[Status]
+    transitions: list[Transition]
+    initial: str
+
+    def status(self, name: str) -> Status:
+        for status in self.statuses:
+            if status.name.lower() == name.lower():
+                return status
+        raise KeyError(f"unknown status {name!r}")
+
+    def available(self, current: str) -> list[Transition]:
+        return [t for t in self.transitions if t.to != current and (t.sources is None or current in t.sources)]
+
+    @classmethod
+    def default(cls) -> Workflow:
+        """A JSM-like service workflow covering every status the sidecar maps."""
+        statuses = [
+            Status("1", "Open", "new"),
+            Status("3", "In Progress", "indeterminate"),
+            Status("10001", "Waiting for Customer", "indeterminate"),
+            Status("10002", "Waiting for Support", "indeterminate"),
+            Status("5", "Resolved", "done"),
+            Status("6", "Closed", "done"),
+        ]
+        active = ("Open", "In Progress", "Waiting for Customer", "Waiting for Support")
+        transitions = [
+            Transition("11", "Start progress", "In Progress", ("Open", "Waiting for Support", "Waiting for Customer")),
+            Transition("21", "Stop progress", "Open", ("In Progress",)),
+            Transition(
+                "31", "Wait for customer", "Waiting for Customer", ("Open", "In Progress", "Waiting for Support")
+            ),
+            Transition(
+                "41", "Respond to support", "Waiting for Support", ("Open", "In Progress", "Waiting for Customer")
+            ),
+            Transition("51", "Resolve", "Resolved", active),
+            Transition("61", "Close", "Closed", (*active, "Resolved")),
+            Transition("71", "Reopen", "Open", ("Resolved", "Closed")),
+        ]
+        return cls(statuses, transitions, "Open")
+
+    @classmethod
+    def from_config(cls, statuses: dict[str, str], transitions: list[dict[str, Any]], initial: str) -> Workflow:
+        """Build from {status name: category} and [{"name", "to", "from": [..] or "*"}]."""
+        built = [Status(str(i + 1), name, cat) for i, (name, cat) in enumerate(statuses.items())]
+        trans = [
+            Transition(str(11 + 10 * i), t["name"], t["to"], None if t.get("from", "*") == "*" else tuple(t["from"]))
+            for i, t in enumerate(transitions)
+        ]
+        return cls(built, trans, initial)
+
+
+# ADF -------------------------------------------------------------------------------------------
+BLOCK_NODES = {
+    "paragraph",
+    "heading",
+    "bulletList",
+    "orderedList",
+    "listItem",
+    "codeBlock",
+    "blockquote",
+    "rule",
+    "panel",
+    "table",
+    "tableRow",
+    "tableCell",
+    "tableHeader",
+    "mediaSingle",
+    "mediaGroup",
+    "media",
+    "expand",
+    "nestedExpand",
+    "taskList",
+    "taskItem",
+    "decisionList",
+    "decisionItem",
+}
+INLINE_NODES = {"text", "hardBreak", "mention", "emoji", "inlineCard", "date", "status", "inlineExtension"}
+
+
+def text_to_adf(text: str) -> dict[str, Any]:
+    """Plain text to an ADF document, one paragraph per line."""
+    paragraphs = []
+    for line in text.split("\n"):
+        node: dict[str, Any] = {"type": "paragraph", "content": []}
+        if line:
+            node["content"] = [{"type": "text", "text": line}]
+        paragraphs.append(node)
+    return {"type": "doc", "version": 1, "content": paragraphs}
+
+
+def adf_to_text(doc: Any) -> str:
+    """The text of an ADF document, block nodes separated by newlines."""
+    if not isinstance(doc, dict):
+        return "" if doc is None else str(doc)
+    if doc.get("type") == "text":
+        return str(doc.get("text", ""))
+    if doc.get("type") == "hardBreak":
+        return "\n"
+    parts = [adf_to_text(child) for child in doc.get("content", []) or []]
+    joiner = "\n" if doc.get("type") in ("doc", "bulletList", "orderedList", "table", "tableRow") else ""
+    return joiner.join(parts)
+
+
+def adf_problems(doc: Any, where: str) -> list[str]:
+    """Structural ADF check: the spec types rich text as free-form, so Jira's rules live here."""
+    if not isinstance(doc, dict):
+        return [f"{where}: expected an ADF document object, got {type(doc).__name__}"]
+    problems: list[str] = []
+    if doc.get("type") != "doc":
+        problems.append(f"{where}: top-level node type must be 'doc'")
+    if doc.get("version") != 1:
+        problems.append(f"{where}: ADF version must be 1")
+    content = doc.get("content")
+    if not isinstance(content, list):
+        return [*problems, f"{where}: 'content' must be a list"]
+    for i, node in enumerate(content):
+        problems += _node_problems(node, f"{where}.content[{i}]", top=True)
+    return problems
+
+
+def _node_problems(node: Any, where: str, *, top: bool) -> list[str]:
+    if not isinstance(node, dict) or not isinstance(node.get("type"), str):
+        return [f"{where}: a node must be an object with a string 'type'"]
+    kind = node["type"]
+    if kind not in BLOCK_NODES and kind not in INLINE_NODES:
+        return [f"{where}: unknown node type {kind!r}"]
+    if top and kind in INLINE_NODES:
+        return [f"{where}: inline node {kind!r} at the top level"]
+    problems: list[str] = []
+    if kind == "text":
+        if not isinstance(node.get("text"), str) or not node["text"]:
+            problems.append(f"{where}: a text node needs a non-empty string 'text'")
+        marks = node.get("marks", [])
+        if not isinstance(marks, list) or any(not isinstance(m, dict) or "type" not in m for m in marks):
+            problems.append(f"{where}: 'marks' must be a list of objects with 'type'")
+    children = node.get("content")
+    if children is not None:
+        if not isinstance(children, list):
+            return [*problems, f"{where}: 'content' must be a list"]
+        for i, child in enumerate(children):
+            problems += _node_problems(child, f"{where}.content[{i}]", top=False)
+    return problems
+
+
+# records ---------------------------------------------------------------------------------------
+def jira_time(moment: datetime) -> str:
+    """Jira's timestamp format, e.g. 2026-11-26T10:03:20.000+0000."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Comment:
+    id: str
+    author: str
+    body: dict[str, Any]
+    public: bool
+    created: datetime
+    updated: datetime
+
+
+@dataclass
+class Attachment:
+    id: str
+    filename: str
+    mime_type: str
+    content: bytes
+    author: str
+    created: datetime
+
+
+@dataclass
+class Issue:
+    """One issue; `versions` is what search sees, each version becoming visible at its time."""
+
+    id: str
+    key: str
+    project: str
+    issuetype: str
+    summary: str
+    description: dict[str, Any] | None
+    labels: list[str]
+    priority: str
+    status: str
+    reporter: str
+    created: datetime = field(default_factory=now)
+    updated: datetime = field(default_factory=now)
+    comments: list[Comment] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    properties: dict[str, Any] = field(default_factory=dict)
+    versions: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The searchable view of the issue at this moment."""
+        return {
+            "id": self.id,
+            "key": self.key,
+            "project": self.project,
+            "issuetype": self.issuetype,
+            "summary": self.summary,
+            "description": copy.deepcopy(self.description),
+            "labels": list(self.labels),
+            "priority": self.priority,
+            "status": self.status,
+            "created": self.created,
+            "updated": self.updated,
+        }
+
+    def indexed(self, at: float) -> dict[str, Any] | None:
+        """The newest version visible to search at monotonic time `at`, if any."""
+        visible = [snap for when, snap in self.versions if when <= at]
+        return visible[-1] if visible else None

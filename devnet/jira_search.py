@@ -1,0 +1,225 @@
+"""A small JQL subset and token paging for the Jira simulator's /rest/api/3/search/jql.
+
+Supports what a sync client needs: `labels`, `project`, `key`/`issuekey`, `id`, `status`,
+`priority`, `issuetype`, `summary ~`, `created`/`updated` comparisons, joined by AND, with an
+optional ORDER BY. Anything else is answered with 400, like a JQL error would be.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+TOKEN_RE = re.compile(
+    r'\s*(?:("(?:[^"\\]|\\.)*")|(\'(?:[^\'\\]|\\.)*\')|(>=|<=|!=|!~|=|>|<|~|\(|\)|,)|([^\s()=<>!~,"\']+))'
+)
+FIELD_ALIASES = {"issuekey": "key", "type": "issuetype"}
+FIELDS = {"labels", "project", "key", "id", "status", "priority", "issuetype", "summary", "created", "updated"}
+DATE_FIELDS = {"created", "updated"}
+
+
+class JqlError(ValueError):
+    """The query is not valid (or not in the supported subset)."""
+
+
+@dataclass
+class Clause:
+    field: str
+    op: str  # = != > >= < <= ~ in "not in"
+    values: list[str]
+
+
+@dataclass
+class Query:
+    clauses: list[Clause]
+    order: list[tuple[str, bool]]  # (field, descending)
+
+
+def tokenize(jql: str) -> list[tuple[str, str]]:
+    """(kind, text) tokens; kind is 'str', 'op' or 'word'."""
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    jql = jql.rstrip()
+    while pos < len(jql):
+        match = TOKEN_RE.match(jql, pos)
+        if not match or match.end() == pos:
+            raise JqlError(f"Error in the JQL Query: unexpected character at position {pos}.")
+        dq, sq, op, word = match.groups()
+        if dq or sq:
+            raw = (dq or sq)[1:-1]
+            tokens.append(("str", re.sub(r"\\(.)", r"\1", raw)))
+        elif op:
+            tokens.append(("op", op))
+        elif word:
+            tokens.append(("word", word))
+        pos = match.end()
+    return tokens
+
+
+def parse(jql: str) -> Query:
+    tokens = tokenize(jql)
+    clauses: list[Clause] = []
+    order: list[tuple[str, bool]] = []
+    i = 0
+
+    def peek(offset: int = 0) -> tuple[str, str]:
+        return tokens[i + offset] if i + offset < len(tokens) else ("end", "")
+
+    while i < len(tokens):
+        kind, text = peek()
+        if kind == "word" and text.lower() == "order" and peek(1)[1].lower() == "by":
+            i += 2
+            while i < len(tokens):
+                name = FIELD_ALIASES.get(peek()[1].lower(), peek()[1].lower())
+                i += 1
+                desc = False
+                if peek()[1].lower() in ("asc", "desc"):
+                    desc = peek()[1].lower() == "desc"
+                    i += 1
+                order.append((name, desc))
+                if peek()[1] != ",":
+                    break
+                i += 1
+            if i < len(tokens):
+                raise JqlError(f"Error in the JQL Query: unexpected {peek()[1]!r} after ORDER BY.")
+            break
+        if clauses:
+            if kind == "word" and text.lower() == "and":
+                i += 1
+            else:
+                raise JqlError(f"Error in the JQL Query: expected AND, got {text!r} (the simulator supports AND only).")
+        field_kind, field_name = peek()
+        name = FIELD_ALIASES.get(field_name.lower(), field_name.lower())
+        if field_kind not in ("word", "str") or name not in FIELDS:
+            raise JqlError(f"Field '{field_name}' does not exist or you do not have permission to view it.")
+        i += 1
+        kind, op = peek()
+        if kind == "word" and op.lower() == "not" and peek(1)[1].lower() == "in":
+            op, i = "not in", i + 2
+        elif kind == "word" and op.lower() == "in":
+            op, i = "in", i + 1
+        elif kind == "op" and op not in "(),":
+            i += 1
+        else:
+            raise JqlError(f"Error in the JQL Query: expected an operator after '{field_name}'.")
+        values: list[str] = []
+        if op in ("in", "not in"):
+            if peek()[1] != "(":
+                raise JqlError("Error in the JQL Query: expected '(' after IN.")
+            i += 1
+            while peek()[1] != ")":
+                if peek()[0] not in ("word", "str"):
+                    raise JqlError("Error in the JQL Query: expected a value in the list.")
+                values.append(peek()[1])
+                i += 1
+                if peek()[1] == ",":
+                    i += 1
+            i += 1
+        else:
+            if peek()[0] not in ("word", "str"):
+                raise JqlError(f"Error in the JQL Query: expected a value after '{op}'.")
+            values.append(peek()[1])
+            i += 1
+        clauses.append(Clause(name, op, values))
+    return Query(clauses, order)
+
+
+def parse_date(value: str, now: datetime) -> datetime:
+    """JQL date forms: 'yyyy-MM-dd[ HH:mm]', 'yyyy/MM/dd[ HH:mm]', relative '-5m', epoch ms."""
+    rel = re.fullmatch(r"([-+]?)(\d+)([wdhm])", value.strip())
+    if rel:
+        unit = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}[rel.group(3)]
+        delta = timedelta(**{unit: int(rel.group(2))})
+        return now - delta if rel.group(1) == "-" else now + delta
+    if value.isdigit():
+        return datetime.fromtimestamp(int(value) / 1000, UTC)
+    for fmt in ("%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d"):
+        try:
+            return datetime.strptime(value, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise JqlError(f"Date value '{value}' for field is invalid.")
+
+
+def _compare(left: Any, op: str, right: Any) -> bool:
+    ops: dict[str, Callable[[Any, Any], bool]] = {
+        "=": lambda a, b: a == b,
+        "!=": lambda a, b: a != b,
+        ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b,
+        "<": lambda a, b: a < b,
+        "<=": lambda a, b: a <= b,
+    }
+    if op not in ops:
+        raise JqlError(f"The operator '{op}' is not supported by the simulator for this field.")
+    return ops[op](left, right)
+
+
+def matches(query: Query, snap: dict[str, Any], now: datetime) -> bool:
+    """Whether a searchable snapshot satisfies every clause."""
+    return all(_clause_matches(clause, snap, now) for clause in query.clauses)
+
+
+def _clause_matches(clause: Clause, snap: dict[str, Any], now: datetime) -> bool:
+    name, op, values = clause.field, clause.op, clause.values
+    if name in DATE_FIELDS:
+        # JQL compares dates at minute resolution
+        left = snap[name].replace(second=0, microsecond=0)
+        return _compare(left, op, parse_date(values[0], now))
+    if name == "summary":
+        if op not in ("~", "!~"):
+            raise JqlError("The operator '=' is not supported by the 'summary' field.")
+        found = values[0].lower() in snap["summary"].lower()
+        return found if op == "~" else not found
+    actual = [v.lower() for v in snap["labels"]] if name == "labels" else [str(snap[name]).lower()]
+    wanted = [v.lower() for v in values]
+    if op in ("=", "in"):
+        return any(v in actual for v in wanted)
+    if op in ("!=", "not in"):
+        return not any(v in actual for v in wanted)
+    raise JqlError(f"The operator '{op}' is not supported by the '{name}' field.")
+
+
+def sort(query: Query, snaps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Apply ORDER BY (default: id ascending, which keeps pages stable as issues are added)."""
+    result = sorted(snaps, key=lambda s: int(s["id"]))
+    for name, desc in reversed(query.order):
+        if name == "key":
+            result.sort(key=lambda s: (s["project"], int(s["key"].rsplit("-", 1)[1])), reverse=desc)
+        elif name in ("id", "created", "updated", "summary", "status", "priority", "project", "issuetype"):
+            result.sort(key=_sort_key(name), reverse=desc)
+        else:
+            raise JqlError(f"Not able to sort using field '{name}'.")
+    return result
+
+
+def _sort_key(name: str) -> Callable[[dict[str, Any]], Any]:
+    def key(snap: dict[str, Any]) -> Any:
+        return int(snap["id"]) if name == "id" else snap[name]
+
+    return key
+
+
+def make_token(jql: str, offset: int) -> str:
+    digest = hashlib.sha256(jql.encode()).hexdigest()[:16]
+    raw = json.dumps({"q": digest, "o": offset}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def read_token(jql: str, token: str) -> int:
+    """The offset a token stands for; 400-worthy JqlError if it is foreign or malformed."""
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        offset = int(raw["o"])
+        same_query = raw["q"] == hashlib.sha256(jql.encode()).hexdigest()[:16]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise JqlError("The provided next page token is invalid or expired.") from exc
+    if not same_query or offset < 0:
+        raise JqlError("The provided next page token is invalid or expired.")
+    return offset

@@ -1,0 +1,369 @@
+"""A stateful Jira Cloud (+ JSM) simulator: issues, workflow, comments, search, signed webhooks.
+
+State changes go through the methods here, whether they come from HTTP (acting as the sidecar's
+account) or from the agent API (acting as a human agent), so both emit the same webhooks.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import random
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from devnet import jira_hooks
+from devnet.jira_hooks import changelog_item, sign_jira_body
+from devnet.jira_model import Attachment, Comment, Issue, Workflow, adf_to_text, now, text_to_adf
+from devnet.sim_core import SimCore, SimRequest, SimResponse, json_response
+from devnet.sim_runner import SimRunner
+from devnet.sim_webhooks import WebhookSender
+
+DEFAULT_ISSUE_TYPES = ("Task", "Bug", "Incident", "Service Request", "[System] Service request", "Support")
+DEFAULT_PRIORITIES = ("Lowest", "Low", "Medium", "High", "Highest")
+
+
+__all__ = ["JiraError", "JiraSim", "sign_jira_body"]
+
+
+class JiraError(Exception):
+    """A business-rule rejection that the HTTP layer turns into a Jira error body."""
+
+    def __init__(self, status: int, message: str, errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errors = errors or {}
+
+
+@dataclass
+class Account:
+    account_id: str
+    display_name: str
+    email: str = ""
+
+
+class JiraSim(SimCore):
+    """Jira Cloud simulator; use as `with JiraSim(...) as sim:` or `async with`."""
+
+    def __init__(
+        self,
+        *,
+        email: str = "sidecar@example.com",
+        api_token: str = "jira-test-token",
+        account_id: str = "5c0000000000000000516465",
+        display_name: str = "VirtEngine Sidecar",
+        agent_account_id: str = "5b10ac8d82e05b22cc7d4ef5",
+        agent_name: str = "Agent Smith",
+        projects: tuple[str, ...] = ("VESUPPORT",),
+        issue_types: tuple[str, ...] = DEFAULT_ISSUE_TYPES,
+        priorities: tuple[str, ...] = DEFAULT_PRIORITIES,
+        workflow: Workflow | None = None,
+        search_delay: float = 0.0,
+        max_attachment_bytes: int = 1_000_000,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        webhooks: WebhookSender | None = None,
+        seed: int = 0,
+        **core: Any,
+    ) -> None:
+        super().__init__(seed=seed, **core)
+        self.email = email
+        self.api_token: str | None = api_token
+        self.me = Account(account_id, display_name, email)
+        self.agent = Account(agent_account_id, agent_name, "agent@example.com")
+        self.api_actor = "self"  # "agent": changes made over REST are attributed to the agent account
+        self.projects = {key: str(10000 + i) for i, key in enumerate(projects)}
+        self.issue_types = issue_types
+        self.priorities = priorities
+        self.workflow = workflow or Workflow.default()
+        self.search_delay = search_delay
+        self.max_attachment_bytes = max_attachment_bytes
+        self.webhook_url = webhook_url
+        self.webhook_secret = webhook_secret
+        self.webhooks = webhooks or WebhookSender(seed=seed)
+        self.issues: dict[str, Issue] = {}
+        self.creates_by_label: Counter[str] = Counter()
+        self._rng = random.Random(seed)
+        self._ids = {"issue": 10000, "comment": 10000, "attachment": 10000, "changelog": 10000}
+        self._numbers: Counter[str] = Counter()
+        from devnet.jira_api import build_routes  # routes need this class; import late to avoid a cycle
+
+        self.inner = build_routes(self)
+        self.runner = SimRunner(self, on_start=self._start_hook, on_stop=self.webhooks.close)
+        if self.validate:
+            from devnet.contract_check import JiraContract
+
+            self.contract: JiraContract | None = JiraContract()
+        else:
+            self.contract = None
+
+    # lifecycle --------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return self.runner.base_url
+
+    # SimCore hooks ----------------------------------------------------------------------------
+    def authenticate(self, req: SimRequest) -> bool:
+        header = req.headers.get("authorization", "")
+        if not header.startswith("Basic ") or self.api_token is None:
+            return False
+        try:
+            user, _, token = base64.b64decode(header[6:]).decode().partition(":")
+        except ValueError:
+            return False
+        return hmac.compare_digest(user, self.email) and hmac.compare_digest(token, self.api_token)
+
+    def error(self, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> SimResponse:
+        return json_response(status, {"errorMessages": [message], "errors": {}}, extra)
+
+    def write_key(self, req: SimRequest) -> str | None:
+        match = re.match(r"^/rest/(?:api/3/issue|servicedeskapi/request)/([^/]+)", req.path)
+        if match is None:
+            return None
+        try:
+            return self.issue(match.group(1)).key  # an id and a key of one issue share a budget
+        except JiraError:
+            return match.group(1)
+
+    def check_request(self, req: SimRequest) -> list[str]:
+        return self.contract.check_request(req) if self.contract else []
+
+    def check_response(self, req: SimRequest, resp: SimResponse) -> list[str]:
+        return self.contract.check_response(req, resp) if self.contract else []
+
+    # auth control -----------------------------------------------------------------------------
+    def revoke_token(self) -> None:
+        """Every later request fails with 401, as after revoking the API token."""
+        self.api_token = None
+
+    def set_token(self, token: str) -> None:
+        self.api_token = token
+
+    # inspection -------------------------------------------------------------------------------
+    def list_issues(self) -> list[Issue]:
+        with self.lock:
+            return list(self.issues.values())
+
+    def issue(self, key_or_id: str) -> Issue:
+        with self.lock:
+            if key_or_id in self.issues:
+                return self.issues[key_or_id]
+            for issue in self.issues.values():
+                if issue.id == key_or_id:
+                    return issue
+        raise JiraError(404, "Issue does not exist or you do not have permission to see it.")
+
+    def creates_for_label(self, label: str) -> int:
+        with self.lock:
+            return self.creates_by_label[label]
+
+    # mutations (shared by REST and the agent API) ---------------------------------------------
+    def _actor(self, as_agent: bool | None) -> Account:
+        if as_agent is None:
+            as_agent = self.api_actor == "agent"
+        return self.agent if as_agent else self.me
+
+    def _next(self, kind: str) -> str:
+        with self.lock:
+            self._ids[kind] += 1
+            return str(self._ids[kind])
+
+    def _touch(self, issue: Issue) -> None:
+        issue.updated = now()
+        issue.versions.append((time.monotonic() + self.search_delay, issue.snapshot()))
+
+    def create_issue(self, fields: dict[str, Any], properties: list[dict[str, Any]], as_agent: bool | None) -> Issue:
+        project = (fields.get("project") or {}).get("key") or next(
+            (k for k, v in self.projects.items() if v == (fields.get("project") or {}).get("id")), None
+        )
+        errors: dict[str, str] = {}
+        if project not in self.projects:
+            errors["project"] = "valid project is required"
+        itype = (fields.get("issuetype") or {}).get("name")
+        if itype not in self.issue_types:
+            errors["issuetype"] = "valid issue type is required"
+        if not fields.get("summary"):
+            errors["summary"] = "You must specify a summary of the issue."
+        priority = (fields.get("priority") or {}).get("name", "Medium")
+        if priority not in self.priorities:
+            errors["priority"] = f"The priority selected is invalid: {priority}"
+        description = fields.get("description")
+        if description is not None and not isinstance(description, dict):
+            errors["description"] = "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
+        labels = fields.get("labels") or []
+        if any(" " in label for label in labels):
+            errors["labels"] = "The label must not contain spaces."
+        unknown = set(fields) - {"project", "issuetype", "summary", "description", "labels", "priority"}
+        for name in unknown:
+            errors[name] = f"Field '{name}' cannot be set. It is not on the appropriate screen, or unknown."
+        if errors:
+            raise JiraError(400, "", errors)
+        assert isinstance(project, str) and isinstance(itype, str)
+        actor = self._actor(as_agent)
+        with self.lock:
+            self._numbers[project] += 1
+            issue = Issue(
+                id=self._next("issue"),
+                key=f"{project}-{self._numbers[project]}",
+                project=project,
+                issuetype=itype,
+                summary=fields["summary"],
+                description=description,
+                labels=list(dict.fromkeys(labels)),
+                priority=priority,
+                status=self.workflow.initial,
+                reporter=actor.account_id,
+            )
+            issue.properties = {p["key"]: p.get("value") for p in properties}
+            self.issues[issue.key] = issue
+            self.creates_by_label.update(issue.labels)
+            self._touch(issue)
+        self._emit_issue("jira:issue_created", issue, actor, [], "issue_created")
+        return issue
+
+    def edit_issue(self, issue: Issue, fields: dict[str, Any], update: dict[str, Any], as_agent: bool | None) -> None:
+        """Edit summary/description/labels/priority; `status` is ignored, as in Jira."""
+        items: list[dict[str, Any]] = []
+        with self.lock:
+            if "summary" in fields and fields["summary"] != issue.summary:
+                items.append(changelog_item("summary", issue.summary, fields["summary"]))
+                issue.summary = fields["summary"]
+            if "description" in fields and fields["description"] != issue.description:
+                items.append(
+                    changelog_item("description", adf_to_text(issue.description), adf_to_text(fields["description"]))
+                )
+                issue.description = fields["description"]
+            if "priority" in fields:
+                name = (fields["priority"] or {}).get("name")
+                if name not in self.priorities:
+                    raise JiraError(400, "", {"priority": f"The priority selected is invalid: {name}"})
+                if name != issue.priority:
+                    items.append(changelog_item("priority", issue.priority, name))
+                    issue.priority = name
+            labels = list(issue.labels)
+            if "labels" in fields:
+                labels = list(dict.fromkeys(fields["labels"] or []))
+            for op in update.get("labels", []):
+                if "add" in op and op["add"] not in labels:
+                    labels.append(op["add"])
+                if "remove" in op and op["remove"] in labels:
+                    labels.remove(op["remove"])
+                if "set" in op:
+                    labels = list(dict.fromkeys(op["set"]))
+            if labels != issue.labels:
+                items.append(changelog_item("labels", " ".join(issue.labels), " ".join(labels)))
+                issue.labels = labels
+            if items:
+                self._touch(issue)
+        if items:
+            self._emit_issue("jira:issue_updated", issue, self._actor(as_agent), items, "issue_generic")
+
+    def transition(self, issue: Issue, transition_id: str, as_agent: bool | None) -> None:
+        with self.lock:
+            match = [t for t in self.workflow.available(issue.status) if t.id == str(transition_id)]
+            if not match:
+                raise JiraError(400, f"Transition id '{transition_id}' is not valid for this issue.")
+            old, new = self.workflow.status(issue.status), self.workflow.status(match[0].to)
+            issue.status = new.name
+            self._touch(issue)
+        item = {**changelog_item("status", old.name, new.name), "from": old.id, "to": new.id}
+        self._emit_issue("jira:issue_updated", issue, self._actor(as_agent), [item], "issue_generic")
+
+    def add_comment(self, issue: Issue, body: dict[str, Any], public: bool, as_agent: bool | None) -> Comment:
+        actor = self._actor(as_agent)
+        with self.lock:
+            stamp = now()
+            comment = Comment(self._next("comment"), actor.account_id, body, public, stamp, stamp)
+            issue.comments.append(comment)
+            self._touch(issue)
+        self._emit_comment("comment_created", issue, comment)
+        return comment
+
+    def add_attachment(self, issue: Issue, filename: str, mime: str, content: bytes) -> Attachment:
+        actor = self._actor(None)
+        with self.lock:
+            att = Attachment(self._next("attachment"), filename, mime, content, actor.account_id, now())
+            issue.attachments.append(att)
+            self._touch(issue)
+        item = {**changelog_item("Attachment", None, filename), "to": att.id}
+        self._emit_issue("jira:issue_updated", issue, actor, [item], "issue_updated")
+        return att
+
+    # agent API (a human in the Jira UI) -------------------------------------------------------
+    def agent_transition(self, key: str, status: str) -> None:
+        """Move `key` to `status` through a workflow transition, as the agent account."""
+        issue = self.issue(key)
+        options = [t for t in self.workflow.available(issue.status) if t.to.lower() == status.lower()]
+        if not options:
+            raise JiraError(400, f"no transition from {issue.status!r} to {status!r}")
+        self.transition(issue, options[0].id, as_agent=True)
+
+    def agent_comment(self, key: str, text: str, public: bool = True) -> str:
+        """Add a comment (public reply or internal note) as the agent; returns its id."""
+        return self.add_comment(self.issue(key), text_to_adf(text), public, as_agent=True).id
+
+    def agent_edit_comment(self, key: str, comment_id: str, text: str) -> None:
+        issue = self.issue(key)
+        with self.lock:
+            comment = next(c for c in issue.comments if c.id == comment_id)
+            comment.body, comment.updated = text_to_adf(text), now()
+            self._touch(issue)
+        self._emit_comment("comment_updated", issue, comment)
+
+    def agent_delete_comment(self, key: str, comment_id: str) -> None:
+        issue = self.issue(key)
+        with self.lock:
+            comment = next(c for c in issue.comments if c.id == comment_id)
+            issue.comments.remove(comment)
+            self._touch(issue)
+        self._emit_comment("comment_deleted", issue, comment)
+
+    def agent_update(self, key: str, **fields: Any) -> None:
+        """Edit fields as the agent: summary=, labels=, priority= (a name), description= (text)."""
+        if "priority" in fields:
+            fields["priority"] = {"name": fields["priority"]}
+        if isinstance(fields.get("description"), str):
+            fields["description"] = text_to_adf(fields["description"])
+        self.edit_issue(self.issue(key), fields, {}, as_agent=True)
+
+    def agent_create_issue(self, summary: str, labels: tuple[str, ...] = (), project: str | None = None) -> str:
+        fields: dict[str, Any] = {"project": {"key": project or next(iter(self.projects))}}
+        fields["issuetype"] = {"name": "Task"}
+        fields |= {"summary": summary, "labels": list(labels)}
+        return self.create_issue(fields, [], as_agent=True).key
+
+    def agent_delete_issue(self, key: str) -> None:
+        issue = self.issue(key)
+        with self.lock:
+            del self.issues[issue.key]
+        self._emit_issue("jira:issue_deleted", issue, self.agent, [], "issue_deleted")
+
+    # webhooks ---------------------------------------------------------------------------------
+    def user_json(self, account_id: str) -> dict[str, Any]:
+        account = self.me if account_id == self.me.account_id else self.agent
+        return {
+            "accountId": account.account_id,
+            "accountType": "atlassian",
+            "active": True,
+            "displayName": account.display_name,
+            "self": f"{self._root()}/rest/api/3/user?accountId={account.account_id}",
+            "timeZone": "UTC",
+        }
+
+    def _root(self) -> str:
+        return self.runner.base_url if self.runner.port else "http://127.0.0.1"
+
+    def _emit_issue(self, event: str, issue: Issue, actor: Account, items: list[dict[str, Any]], kind: str) -> None:
+        changelog_id = self._next("changelog") if items else None
+        self._send(event, jira_hooks.issue_event(self, event, issue, actor, items, kind, changelog_id))
+
+    def _emit_comment(self, event: str, issue: Issue, comment: Comment) -> None:
+        self._send(event, jira_hooks.comment_event(self, event, issue, comment))
+
+    def _send(self, event: str, payload: dict[str, Any]) -> None:
+        if self.webhook_url:
+            identifier = f"{self._rng.getrandbits(128):032x}"
+            jira_hooks.deliver(self.webhooks, self.webhook_url, self.webhook_secret, identifier, event, payload)

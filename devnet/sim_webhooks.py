@@ -1,0 +1,156 @@
+"""Outbound webhook delivery for the simulators: retries, duplicates and late deliveries.
+
+Real desks deliver at least once, sometimes twice, sometimes very late; the sidecar's receiver
+must cope, so the simulator can do all of that on purpose, reproducibly (seeded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+HeadersFor = Callable[[int], dict[str, str]]  # retry number -> headers for that attempt
+
+
+def default_retry_statuses() -> frozenset[int]:
+    """Jira retries on 408, 409, 425, 429 and every 5xx."""
+    return frozenset({408, 409, 425, 429, *range(500, 600)})
+
+
+@dataclass
+class DeliveryAttempt:
+    """One POST to the receiver, as the tests inspect it."""
+
+    identifier: str
+    retry: int
+    url: str
+    event: str
+    body: bytes
+    headers: dict[str, str]
+    status: int | None = None
+    error: str | None = None
+    at: float = field(default_factory=time.time)
+
+
+@dataclass
+class _Options:
+    duplicate: bool = False
+    delay: float | None = None
+
+
+class WebhookSender:
+    """Delivers bodies on the simulator's loop; `submit` may be called from any thread."""
+
+    def __init__(
+        self,
+        *,
+        max_retries: int = 3,
+        backoff: float = 0.05,
+        timeout: float = 5.0,
+        retry_statuses: frozenset[int] | None = None,
+        duplicate_probability: float = 0.0,
+        late_probability: float = 0.0,
+        late_delay: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.timeout = timeout
+        self.retry_statuses = default_retry_statuses() if retry_statuses is None else retry_statuses
+        self.duplicate_probability = duplicate_probability
+        self.late_probability = late_probability
+        self.late_delay = late_delay
+        self._rng = random.Random(seed)
+        self._scripted: list[_Options] = []
+        self._lock = threading.Lock()
+        self.attempts: list[DeliveryAttempt] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending = 0
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._client = httpx.AsyncClient(timeout=self.timeout)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+        self._loop = None
+
+    def next_options(self, *, duplicate: bool = False, delay: float | None = None) -> None:
+        """Script the next submitted event: deliver it twice and/or `delay` seconds late."""
+        with self._lock:
+            self._scripted.append(_Options(duplicate, delay))
+
+    @property
+    def idle(self) -> bool:
+        """No delivery is queued, waiting, or in flight."""
+        with self._lock:
+            return self._pending == 0
+
+    def attempts_for(self, event: str | None = None) -> list[DeliveryAttempt]:
+        with self._lock:
+            return [a for a in self.attempts if event is None or a.event == event]
+
+    def submit(self, url: str, identifier: str, event: str, body: bytes, headers_for: HeadersFor) -> None:
+        """Queue one event (thread-safe); duplicates and lateness follow the script or the dice."""
+        with self._lock:
+            options = self._scripted.pop(0) if self._scripted else None
+            if options is None:
+                late = self.late_probability > 0 and self._rng.random() < self.late_probability
+                options = _Options(
+                    duplicate=self.duplicate_probability > 0 and self._rng.random() < self.duplicate_probability,
+                    delay=self.late_delay if late else None,
+                )
+            copies = 2 if options.duplicate else 1
+            self._pending += copies
+        loop = self._loop
+        if loop is None:
+            with self._lock:
+                self._pending -= copies
+            return
+        for _ in range(copies):
+            loop.call_soon_threadsafe(self._spawn, url, identifier, event, body, headers_for, options.delay)
+
+    def _spawn(
+        self, url: str, identifier: str, event: str, body: bytes, headers_for: HeadersFor, delay: float | None
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(self._deliver(url, identifier, event, body, headers_for, delay))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(
+        self, url: str, identifier: str, event: str, body: bytes, headers_for: HeadersFor, delay: float | None
+    ) -> None:
+        try:
+            if delay:
+                await asyncio.sleep(delay)  # a deliberately late delivery
+            assert self._client is not None
+            for retry in range(self.max_retries + 1):
+                headers = headers_for(retry)
+                attempt = DeliveryAttempt(identifier, retry, url, event, body, headers)
+                with self._lock:
+                    self.attempts.append(attempt)
+                try:
+                    resp = await self._client.post(url, content=body, headers=headers)
+                    attempt.status = resp.status_code
+                    if resp.status_code not in self.retry_statuses:
+                        return
+                except httpx.HTTPError as exc:
+                    attempt.error = repr(exc)
+                if retry < self.max_retries:
+                    await asyncio.sleep(self.backoff * (2**retry))
+        finally:
+            with self._lock:
+                self._pending -= 1

@@ -1,0 +1,394 @@
+"""HTTP routes of the Waldur simulator, shaped like Waldur's DRF views (Link-header paging)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from devnet.sim_core import SimRequest
+from devnet.waldur_contract import multipart_fields, new_uuid, waldur_time
+
+if TYPE_CHECKING:
+    from devnet.waldur_sim import User, WaldurSim, WAttachment, WComment, WIssue
+
+Handler = Callable[[Request], Awaitable[Response]]
+HOOK_EVENTS = {
+    "issue_creation_succeeded",
+    "issue_update_succeeded",
+    "issue_deletion_succeeded",
+    "attachment_created",
+    "attachment_updated",
+    "attachment_deleted",
+}
+
+
+def build_routes(sim: WaldurSim) -> Starlette:
+    from devnet.waldur_sim import STATUSES, WaldurError
+
+    def guarded(fn: Handler) -> Handler:
+        async def run(request: Request) -> Response:
+            try:
+                return await fn(request)
+            except WaldurError as exc:
+                detail = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
+                return JSONResponse(detail, status_code=exc.status)
+
+        return run
+
+    def user_url(user: User) -> str:
+        return sim.url("users", user.uuid)
+
+    def issue_json(i: WIssue) -> dict[str, Any]:
+        customer = sim.customers.get(i.customer) if i.customer else None
+        project = sim.projects.get(i.project) if i.project else None
+        return {
+            "url": sim.url("support-issues", i.uuid),
+            "uuid": str(i.uuid),
+            "type": i.type,
+            "key": i.key,
+            "backend_id": i.key,
+            "backend_name": "waldur-sim",
+            "summary": i.summary,
+            "status": i.status,
+            "resolution": i.resolution,
+            "caller_uuid": str(i.reporter.uuid),
+            "caller_full_name": i.reporter.full_name,
+            "reporter": user_url(i.reporter),
+            "reporter_uuid": str(i.reporter.uuid),
+            "reporter_name": i.reporter.full_name,
+            "assignee_uuid": None,
+            "assignee_name": None,
+            "customer_uuid": str(i.customer) if i.customer else None,
+            "customer_name": customer,
+            "project_uuid": str(i.project) if i.project else None,
+            "project_name": project[0] if project else None,
+            "resource_type": "",
+            "resource_name": "",
+            "created": waldur_time(i.created),
+            "modified": waldur_time(i.modified),
+            "feedback": None,
+            "resolved": i.status in ("resolved", "closed"),
+            "update_is_available": True,
+            "destroy_is_available": False,
+            "available_statuses": list(STATUSES),
+            "add_comment_is_available": True,
+            "add_attachment_is_available": True,
+            "order_uuid": None,
+            "order_project_uuid": None,
+            "order_customer_uuid": None,
+            "order_resource_name": None,
+            "first_response_deadline": None,
+            "resolution_deadline": None,
+            "first_response_at": None,
+            "sla_breached": False,
+            "sla_status": "",
+            "parent_issue": "",
+            "provider_helpdesk": "",
+            "is_escalated": False,
+            "escalated_at": None,
+            "escalation_reason": "",
+            "is_routed": False,
+            "provider_ticket_info": None,
+            "remote_id": i.remote_id,
+            "link": sim.url("support-issues", i.uuid),
+            "description": i.description,
+            "priority": i.priority,
+            "caller": user_url(i.reporter),
+            "customer": sim.url("customers", i.customer) if i.customer else None,
+            "project": sim.url("projects", i.project) if i.project else None,
+        }
+
+    def comment_json(c: WComment) -> dict[str, Any]:
+        issue = sim.issues.get(c.issue)
+        return {
+            "url": sim.url("support-comments", c.uuid),
+            "uuid": str(c.uuid),
+            "issue": sim.url("support-issues", c.issue),
+            "issue_key": issue.key if issue else "",
+            "description": c.description,
+            "author_name": c.author.full_name,
+            "author_uuid": str(c.author.uuid),
+            "author_user": user_url(c.author),
+            "author_email": c.author.email,
+            "author_image": "",
+            "backend_id": None,
+            "created": waldur_time(c.created),
+            "update_is_available": True,
+            "destroy_is_available": False,
+            "is_public": c.is_public,
+            "remote_id": None,
+        }
+
+    def attachment_json(a: WAttachment) -> dict[str, Any]:
+        issue = sim.issues.get(a.issue)
+        return {
+            "url": sim.url("support-attachments", a.uuid),
+            "uuid": str(a.uuid),
+            "issue": sim.url("support-issues", a.issue),
+            "issue_key": issue.key if issue else "",
+            "created": waldur_time(a.created),
+            "file": f"{sim.api_url}/media/{a.uuid.hex}/{a.file_name}",
+            "mime_type": a.mime_type,
+            "file_size": len(a.content),
+            "file_name": a.file_name,
+            "backend_id": "",
+            "destroy_is_available": False,
+        }
+
+    def paged(request: Request, items: list[dict[str, Any]]) -> Response:
+        """Waldur paging: page/page_size, Link header (first/prev/next/last), X-Result-Count."""
+        try:
+            page = int(request.query_params.get("page", 1))
+            size = min(max(int(request.query_params.get("page_size", 10)), 1), 300)
+        except ValueError as exc:
+            raise WaldurError(404, "Invalid page.") from exc
+        last = max(1, -(-len(items) // size))
+        if page < 1 or page > last:
+            raise WaldurError(404, "Invalid page.")
+        base = {k: v for k, v in request.query_params.multi_items() if k not in ("page", "page_size")}
+
+        def link(n: int) -> str:
+            query = urlencode([*base.items(), ("page", n), ("page_size", size)])
+            return f"{sim.runner.base_url}{request.url.path}?{query}"
+
+        rels = [
+            ("first", 1),
+            ("prev", page - 1 if page > 1 else None),
+            ("next", page + 1 if page < last else None),
+            ("last", last),
+        ]
+        header = ", ".join(f'<{link(n)}>; rel="{rel}"' for rel, n in rels if n is not None)
+        body = items[(page - 1) * size : page * size]
+        return JSONResponse(body, headers={"Link": header, "X-Result-Count": str(len(items))})
+
+    def ordered(request: Request, rows: list[Any], keys: dict[str, Callable[[Any], Any]]) -> list[Any]:
+        for name in reversed([o for raw in request.query_params.getlist("o") for o in raw.split(",") if o]):
+            field = name.lstrip("-")
+            if field in keys:
+                rows.sort(key=keys[field], reverse=name.startswith("-"))
+        return rows
+
+    def parse_uuid(raw: str, what: str) -> uuid.UUID:
+        try:
+            return uuid.UUID(raw)
+        except ValueError as exc:
+            raise WaldurError(404, f"No {what} matches the given query.") from exc
+
+    def actor() -> User:
+        return sim.me
+
+    async def json_body(request: Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise WaldurError(400, "JSON parse error.") from exc
+        if not isinstance(body, dict):
+            raise WaldurError(400, {"non_field_errors": ["Invalid data. Expected a dictionary."]})
+        return body
+
+    # issues ------------------------------------------------------------------------------------
+    async def list_issues(request: Request) -> Response:
+        q = request.query_params
+        with sim.lock:
+            rows = sorted(sim.issues.values(), key=lambda i: i.created, reverse=True)
+            for name in ("remote_id", "key", "status", "type"):
+                if name in q:
+                    rows = [i for i in rows if (getattr(i, name) or "") == q[name]]
+            if "summary" in q:
+                rows = [i for i in rows if q["summary"].lower() in i.summary.lower()]
+            for name in ("customer_uuid", "project_uuid"):
+                if name in q:
+                    rows = [
+                        i
+                        for i in rows
+                        if getattr(i, name[:-5]) and getattr(i, name[:-5]).hex == q[name].replace("-", "")
+                    ]
+            rows = ordered(
+                request,
+                rows,
+                {
+                    "created": lambda i: i.created,
+                    "modified": lambda i: i.modified,
+                    "key": lambda i: i.key,
+                    "status": lambda i: i.status,
+                    "remote_id": lambda i: i.remote_id or "",
+                },
+            )
+            return paged(request, [issue_json(i) for i in rows])
+
+    async def create_issue(request: Request) -> Response:
+        issue = sim.create_issue(await json_body(request), actor())
+        with sim.lock:
+            return JSONResponse(issue_json(issue), status_code=201)
+
+    async def get_issue(request: Request) -> Response:
+        issue = sim.get_issue(request.path_params["uuid"])
+        with sim.lock:
+            return JSONResponse(issue_json(issue))
+
+    async def patch_issue(request: Request) -> Response:
+        issue = sim.get_issue(request.path_params["uuid"])
+        body = await json_body(request)
+        sim.update_issue(issue, {k: v for k, v in body.items() if k in ("summary", "description")})
+        with sim.lock:
+            return JSONResponse(issue_json(issue))
+
+    async def comment(request: Request) -> Response:
+        issue = sim.get_issue(request.path_params["uuid"])
+        body = await json_body(request)
+        if not isinstance(body.get("description"), str) or not body["description"].strip():
+            raise WaldurError(400, {"description": ["This field is required."]})
+        created = sim.add_comment(issue, body["description"], bool(body.get("is_public", False)), actor())
+        with sim.lock:
+            return JSONResponse(comment_json(created), status_code=201)
+
+    # comments and attachments -----------------------------------------------------------------
+    async def list_comments(request: Request) -> Response:
+        q = request.query_params
+        with sim.lock:
+            rows = list(sim.comments)
+            if "issue_uuid" in q:
+                rows = [c for c in rows if c.issue.hex == q["issue_uuid"].replace("-", "")]
+            if "is_public" in q:
+                rows = [c for c in rows if c.is_public == (q["is_public"].lower() == "true")]
+            rows = ordered(request, rows, {"created": lambda c: c.created})
+            return paged(request, [comment_json(c) for c in rows])
+
+    async def get_comment(request: Request) -> Response:
+        with sim.lock:
+            found = [c for c in sim.comments if c.uuid.hex == request.path_params["uuid"].replace("-", "")]
+            if not found:
+                raise WaldurError(404, "No Comment matches the given query.")
+            return JSONResponse(comment_json(found[0]))
+
+    async def add_attachment(request: Request) -> Response:
+        raw = await request.body()
+        fields = multipart_fields(
+            SimRequest("POST", "", "", {"content-type": request.headers.get("content-type", "")}, raw)
+        )
+        if "file" not in fields or "issue" not in fields:
+            raise WaldurError(400, {"file": ["No file was submitted."]})
+        link = fields["issue"][1].decode()
+        ident = link.rstrip("/").rsplit("/", 1)[-1]
+        if not link.startswith(("http://", "https://")) or "/api/support-issues/" not in link:
+            raise WaldurError(400, {"issue": ["Invalid hyperlink - No URL match."]})
+        issue = sim.get_issue(ident)
+        name = fields["file"][0] or "file"
+        att = sim.add_attachment(issue, name, "application/octet-stream", fields["file"][1])
+        with sim.lock:
+            return JSONResponse(attachment_json(att), status_code=201)
+
+    async def list_attachments(request: Request) -> Response:
+        q = request.query_params
+        with sim.lock:
+            rows = [
+                a for a in sim.attachments if "issue_uuid" not in q or a.issue.hex == q["issue_uuid"].replace("-", "")
+            ]
+            return paged(request, [attachment_json(a) for a in rows])
+
+    # structure ----------------------------------------------------------------------------------
+    async def get_customer(request: Request) -> Response:
+        ident = parse_uuid(request.path_params["uuid"], "Customer")
+        if ident not in sim.customers:
+            raise WaldurError(404, "No Customer matches the given query.")
+        name = sim.customers[ident]
+        return JSONResponse(
+            {
+                "url": sim.url("customers", ident),
+                "uuid": str(ident),
+                "name": name,
+                "display_name": name,
+                "abbreviation": name[:8],
+                "created": waldur_time(sim_created),
+            }
+        )
+
+    async def get_project(request: Request) -> Response:
+        ident = parse_uuid(request.path_params["uuid"], "Project")
+        if ident not in sim.projects:
+            raise WaldurError(404, "No Project matches the given query.")
+        name, cid = sim.projects[ident]
+        return JSONResponse(
+            {
+                "url": sim.url("projects", ident),
+                "uuid": str(ident),
+                "name": name,
+                "customer": sim.url("customers", cid),
+                "customer_uuid": str(cid),
+                "customer_name": sim.customers[cid],
+                "created": waldur_time(sim_created),
+            }
+        )
+
+    # hooks --------------------------------------------------------------------------------------
+    def hook_json(h: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": sim.url("hooks-web", h["uuid"]),
+            "uuid": str(h["uuid"]),
+            "author_uuid": str(sim.me.uuid),
+            "created": waldur_time(h["created"]),
+            "modified": waldur_time(h["created"]),
+            "hook_type": "webhook",
+            "author_fullname": sim.me.full_name,
+            "author_username": sim.me.username,
+            "author_email": sim.me.email,
+            "destination_url": h["destination_url"],
+            "is_active": h["is_active"],
+            "event_types": h["event_types"],
+            "event_groups": [],
+            "content_type": h["content_type"],
+        }
+
+    async def create_hook(request: Request) -> Response:
+        body = await json_body(request)
+        events = body.get("event_types") or []
+        bad = [e for e in events if e not in HOOK_EVENTS]
+        if not isinstance(body.get("destination_url"), str) or not body["destination_url"].startswith("http"):
+            raise WaldurError(400, {"destination_url": ["Enter a valid URL."]})
+        if bad:
+            raise WaldurError(400, {"event_types": [f'"{e}" is not a valid choice.' for e in bad]})
+        if body.get("content_type", "json") not in ("json", "form"):
+            raise WaldurError(400, {"content_type": [f'"{body["content_type"]}" is not a valid choice.']})
+        with sim.lock:
+            hook = {
+                "uuid": new_uuid(sim._rng),
+                "destination_url": body["destination_url"],
+                "event_types": events,
+                "content_type": body.get("content_type", "json"),
+                "is_active": body.get("is_active", True),
+                "created": sim_created,
+            }
+            sim.hooks[hook["uuid"]] = hook
+            return JSONResponse(hook_json(hook), status_code=201)
+
+    async def list_hooks(request: Request) -> Response:
+        with sim.lock:
+            return paged(request, [hook_json(h) for h in sim.hooks.values()])
+
+    from devnet.jira_model import now
+
+    sim_created = now()
+    u = "{uuid}"
+    routes = [
+        Route("/api/support-issues/", guarded(list_issues), methods=["GET"]),
+        Route("/api/support-issues/", guarded(create_issue), methods=["POST"]),
+        Route(f"/api/support-issues/{u}/", guarded(get_issue), methods=["GET"]),
+        Route(f"/api/support-issues/{u}/", guarded(patch_issue), methods=["PATCH"]),
+        Route(f"/api/support-issues/{u}/comment/", guarded(comment), methods=["POST"]),
+        Route("/api/support-comments/", guarded(list_comments), methods=["GET"]),
+        Route(f"/api/support-comments/{u}/", guarded(get_comment), methods=["GET"]),
+        Route("/api/support-attachments/", guarded(add_attachment), methods=["POST"]),
+        Route("/api/support-attachments/", guarded(list_attachments), methods=["GET"]),
+        Route(f"/api/customers/{u}/", guarded(get_customer), methods=["GET"]),
+        Route(f"/api/projects/{u}/", guarded(get_project), methods=["GET"]),
+        Route("/api/hooks-web/", guarded(create_hook), methods=["POST"]),
+        Route("/api/hooks-web/", guarded(list_hooks), methods=["GET"]),
+    ]
+    return Starlette(routes=routes)

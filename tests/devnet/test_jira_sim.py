@@ -1,0 +1,389 @@
+"""The Jira simulator over real loopback HTTP: REST surface, search, limits, faults, webhooks, contract."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devnet.contract_check import SPEC_DIR
+from devnet.jira_hooks import sign_jira_body
+from devnet.jira_model import Workflow, text_to_adf
+from devnet.jira_sim import JiraSim
+from devnet.sim_faults import FaultPlan
+from devnet.waiting import wait_until
+from devnet.webhook_receiver import WebhookReceiver
+
+VECTORS = SPEC_DIR.parent / "vectors" / "jira_webhooks.json"
+AUTH = ("sidecar@example.com", "jira-test-token")
+
+
+def client(sim: JiraSim, **kwargs: Any) -> httpx.Client:
+    return httpx.Client(base_url=sim.base_url, auth=AUTH, timeout=kwargs.pop("timeout", 5.0), **kwargs)
+
+
+@pytest.fixture
+def http(jira_sim: JiraSim) -> Iterator[httpx.Client]:
+    with client(jira_sim) as c:
+        yield c
+
+
+def new_issue(c: httpx.Client, summary: str = "Lease 42 unreachable", labels: list[str] | None = None) -> str:
+    fields = {
+        "project": {"key": "VESUPPORT"},
+        "issuetype": {"name": "Service Request"},
+        "summary": summary,
+        "description": text_to_adf("The lease does not answer.\nSince 10:00."),
+        "labels": labels if labels is not None else ["ve-sup-000001"],
+        "priority": {"name": "High"},
+    }
+    resp = c.post("/rest/api/3/issue", json={"fields": fields, "properties": [{"key": "ve", "value": {"t": 1}}]})
+    assert resp.status_code == 201, resp.text
+    assert set(resp.json()) == {"id", "key", "self"}
+    return str(resp.json()["key"])
+
+
+def search(c: httpx.Client, jql: str, **body: Any) -> httpx.Response:
+    return c.post("/rest/api/3/search/jql", json={"jql": jql, **body})
+
+
+def test_create_get_and_edit(http: httpx.Client, jira_sim: JiraSim) -> None:
+    key = new_issue(http)
+    fields = http.get(f"/rest/api/3/issue/{key}").json()["fields"]
+    assert fields["summary"] == "Lease 42 unreachable"
+    assert fields["description"]["type"] == "doc"
+    assert fields["labels"] == ["ve-sup-000001"]
+    assert fields["priority"]["name"] == "High"
+    assert fields["status"]["name"] == "Open"
+    assert http.get(f"/rest/api/3/issue/{key}/properties/ve").json() == {"key": "ve", "value": {"t": 1}}
+    edit = {"fields": {"summary": "Renamed"}, "update": {"labels": [{"add": "extra"}]}}
+    assert http.put(f"/rest/api/3/issue/{key}", json=edit).status_code == 204
+    got = http.get(f"/rest/api/3/issue/{key}", params={"fields": "summary,labels,status"}).json()["fields"]
+    assert got == {"summary": "Renamed", "labels": ["ve-sup-000001", "extra"], "status": got["status"]}
+    assert got["status"]["name"] == "Open"  # status is not editable through PUT
+    assert http.put(f"/rest/api/3/issue/{key}/properties/other", json=[1]).status_code == 201
+    assert http.put(f"/rest/api/3/issue/{key}/properties/other", json=[2]).status_code == 200
+    assert http.get(f"/rest/api/3/issue/{key}/properties/missing").status_code == 404
+    assert http.get("/rest/api/3/issue/NOPE-1").status_code == 404
+    assert jira_sim.creates_for_label("ve-sup-000001") == 1
+    assert [i.key for i in jira_sim.list_issues()] == [key]
+
+
+def test_plain_text_description_is_rejected_like_jira(make_jira_sim: Callable[..., JiraSim]) -> None:
+    sim = make_jira_sim(validate=False)
+    with client(sim) as c:
+        fields = {"project": {"key": "VESUPPORT"}, "issuetype": {"name": "Task"}, "summary": "x", "description": "txt"}
+        resp = c.post("/rest/api/3/issue", json={"fields": fields})
+    assert resp.status_code == 400
+    assert "description" in resp.json()["errors"]
+
+
+def test_transitions_follow_the_workflow(http: httpx.Client, jira_sim: JiraSim) -> None:
+    key = new_issue(http)
+    options = http.get(f"/rest/api/3/issue/{key}/transitions").json()["transitions"]
+    by_target = {t["to"]["name"]: t["id"] for t in options}
+    assert "In Progress" in by_target and "Open" not in by_target
+    bad = http.post(f"/rest/api/3/issue/{key}/transitions", json={"transition": {"id": "71"}})  # Reopen
+    assert bad.status_code == 400
+    ok = http.post(f"/rest/api/3/issue/{key}/transitions", json={"transition": {"id": by_target["In Progress"]}})
+    assert ok.status_code == 204
+    assert jira_sim.issue(key).status == "In Progress"
+
+
+def test_configurable_workflow(make_jira_sim: Callable[..., JiraSim]) -> None:
+    flow = Workflow.from_config({"New": "new", "Done": "done"}, [{"name": "Finish", "to": "Done"}], "New")
+    sim = make_jira_sim(workflow=flow)
+    with client(sim) as c:
+        key = new_issue(c)
+        (only,) = c.get(f"/rest/api/3/issue/{key}/transitions").json()["transitions"]
+        assert only["to"]["name"] == "Done"
+        assert (
+            c.post(f"/rest/api/3/issue/{key}/transitions", json={"transition": {"id": only["id"]}}).status_code == 204
+        )
+    assert sim.issue(key).status == "Done"
+
+
+def test_comments_public_and_internal(http: httpx.Client) -> None:
+    key = new_issue(http)
+    resp = http.post(f"/rest/api/3/issue/{key}/comment", json={"body": text_to_adf("We are on it.")})
+    assert resp.status_code == 201 and resp.json()["jsdPublic"] is True
+    note = http.post(f"/rest/servicedeskapi/request/{key}/comment", json={"body": "internal", "public": False})
+    assert note.status_code == 201 and note.json()["public"] is False
+    comments = http.get(f"/rest/api/3/issue/{key}/comment").json()["comments"]
+    assert [c["jsdPublic"] for c in comments] == [True, False]
+    assert comments[1]["body"]["content"][0]["content"][0]["text"] == "internal"
+
+
+def test_attachments(make_jira_sim: Callable[..., JiraSim]) -> None:
+    sim = make_jira_sim(max_attachment_bytes=1000)
+    with client(sim) as c:
+        key = new_issue(c)
+        url = f"/rest/api/3/issue/{key}/attachments"
+        assert c.post(url, files={"file": ("a.txt", b"x")}).status_code == 403  # no X-Atlassian-Token
+        ok = c.post(url, files={"file": ("log.txt", b"hello", "text/plain")}, headers={"X-Atlassian-Token": "no-check"})
+        assert ok.status_code == 200, ok.text
+        assert ok.json()[0]["filename"] == "log.txt" and ok.json()[0]["size"] == 5
+        big = c.post(url, files={"file": ("big.bin", b"0" * 2000)}, headers={"X-Atlassian-Token": "no-check"})
+        assert big.status_code == 413
+    assert [a.content for a in sim.issue(key).attachments] == [b"hello"]
+
+
+def test_search_pages_by_token_without_total(http: httpx.Client) -> None:
+    keys = [new_issue(http, f"issue {i}", ["batch"]) for i in range(7)]
+    new_issue(http, "other", ["unrelated"])
+    seen: list[str] = []
+    token: str | None = None
+    pages = 0
+    while True:
+        body: dict[str, Any] = {"fields": ["summary", "labels"], "maxResults": 3}
+        if token:
+            body["nextPageToken"] = token
+        page = search(http, 'labels = "batch" AND project = VESUPPORT', **body).json()
+        assert "total" not in page
+        seen += [i["key"] for i in page["issues"]]
+        pages += 1
+        if page["isLast"]:
+            assert "nextPageToken" not in page
+            break
+        token = page["nextPageToken"]
+    assert seen == keys and pages == 3
+    ids_only = search(http, 'labels = "batch"').json()["issues"]
+    assert all(set(i) == {"id"} for i in ids_only)
+    assert search(http, 'labels = "batch"', nextPageToken="garbage").status_code == 400
+
+
+def test_search_jql_forms(http: httpx.Client) -> None:
+    a, b, _ = (new_issue(http, f"n{i}", [f"l{i}"]) for i in range(3))
+    hits = search(http, f'key in ({a}, "{b}") ORDER BY key DESC', fields=["summary"]).json()["issues"]
+    assert [i["key"] for i in hits] == [b, a]
+    assert len(search(http, 'project = "VESUPPORT" AND updated >= "-5m"').json()["issues"]) == 3
+    assert search(http, "updated >= 2000-01-01 AND labels = l1").json()["issues"][0]["id"]
+    assert search(http, "labels = l1 OR labels = l2").status_code == 400
+    assert search(http, "nosuchfield = 1").status_code == 400
+
+
+def test_search_is_eventually_consistent(make_jira_sim: Callable[..., JiraSim]) -> None:
+    sim = make_jira_sim(search_delay=0.4)
+    with client(sim) as c:
+        key = new_issue(c, labels=["fresh"])
+        issue_id = sim.issue(key).id
+        assert search(c, 'labels = "fresh"').json()["issues"] == []
+        reconciled = search(c, 'labels = "fresh"', reconcileIssues=[int(issue_id)]).json()["issues"]
+        assert reconciled == [{"id": issue_id}]
+        wait_until(lambda: search(c, 'labels = "fresh"').json()["issues"], timeout=3, what="index catch-up")
+        # a later edit is also invisible to search until indexed
+        c.put(f"/rest/api/3/issue/{key}", json={"fields": {"labels": ["moved"]}})
+        assert search(c, 'labels = "fresh"').json()["issues"] == [{"id": issue_id}]
+        assert search(c, 'labels = "moved"').json()["issues"] == []
+
+
+def test_old_search_is_gone_and_start_at_is_rejected(http: httpx.Client, jira_sim: JiraSim) -> None:
+    assert http.get("/rest/api/3/search", params={"jql": "project = VESUPPORT"}).status_code == 410
+    resp = search(http, "project = VESUPPORT", startAt=0)
+    assert resp.status_code == 400
+    assert any("startAt" in v for v in jira_sim.contract_violations)  # the spec forbids it, too
+    jira_sim.contract_violations.clear()
+
+
+def test_auth_and_revocation(http: httpx.Client, jira_sim: JiraSim) -> None:
+    assert http.get("/rest/api/3/myself").json()["accountId"] == jira_sim.me.account_id
+    with httpx.Client(base_url=jira_sim.base_url, auth=("sidecar@example.com", "wrong")) as bad:
+        assert bad.get("/rest/api/3/myself").status_code == 401
+    jira_sim.revoke_token()
+    assert http.get("/rest/api/3/myself").status_code == 401
+
+
+def test_burst_rate_limit_headers(make_jira_sim: Callable[..., JiraSim]) -> None:
+    sim = make_jira_sim(rate_per_second=0.5, burst=2)
+    with client(sim) as c:
+        assert [c.get("/rest/api/3/myself").status_code for _ in range(2)] == [200, 200]
+        limited = c.get("/rest/api/3/myself")
+    assert limited.status_code == 429
+    h = limited.headers
+    assert int(h["retry-after"]) >= 1 and h["ratelimit-reason"] == "jira-burst-based"
+    assert h["x-ratelimit-limit"] == "2" and h["x-ratelimit-remaining"] == "0" and "x-ratelimit-reset" in h
+
+
+def test_per_issue_write_limit(make_jira_sim: Callable[..., JiraSim]) -> None:
+    sim = make_jira_sim(per_issue_writes=2, per_issue_window=30)
+    with client(sim) as c:
+        key, other = new_issue(c), new_issue(c)
+        for i in range(2):
+            assert c.put(f"/rest/api/3/issue/{key}", json={"fields": {"summary": f"s{i}"}}).status_code == 204
+        limited = c.put(f"/rest/api/3/issue/{sim.issue(key).id}", json={"fields": {"summary": "s3"}})
+        assert limited.status_code == 429
+        assert limited.headers["ratelimit-reason"] == "jira-per-issue-on-write"
+        assert c.get(f"/rest/api/3/issue/{key}").status_code == 200  # reads are not limited
+        assert c.put(f"/rest/api/3/issue/{other}", json={"fields": {"summary": "fine"}}).status_code == 204
+
+
+def test_faults_of_each_kind(make_jira_sim: Callable[..., JiraSim]) -> None:
+    sim = make_jira_sim(faults=FaultPlan(hang_seconds=5))
+    sim.faults.inject("503", retry_after=7)
+    sim.faults.inject("500")
+    sim.faults.inject("timeout")
+    sim.faults.inject("drop")
+    with client(sim, timeout=0.5) as c:
+        first = c.get("/rest/api/3/myself")
+        assert first.status_code == 503 and first.headers["retry-after"] == "7"
+        assert c.get("/rest/api/3/myself").status_code == 500
+        with pytest.raises(httpx.ReadTimeout):
+            c.get("/rest/api/3/myself")
+        with pytest.raises(httpx.RemoteProtocolError):
+            c.get("/rest/api/3/myself")
+        assert c.get("/rest/api/3/myself").status_code == 200
+    assert [kind for kind, _, _ in sim.faults.fired] == ["503", "500", "timeout", "drop"]
+
+
+def test_random_faults_are_reproducible() -> None:
+    def run(seed: int) -> list[str | None]:
+        plan = FaultPlan(probability=0.5, seed=seed)
+        return [f.kind if (f := plan.pick("GET", "/x")) else None for _ in range(30)]
+
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+    assert any(run(7)) and None in run(7)
+
+
+def test_signer_reproduces_the_vectors() -> None:
+    vectors = json.loads(Path(VECTORS).read_text())
+    for delivery in vectors["deliveries"]:
+        body = delivery["body"].encode()
+        assert sign_jira_body(vectors["secret"], body) == delivery["headers"]["X-Hub-Signature"]
+
+
+def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """The receiver-side algorithm from DESKS.md: HMAC over the raw bytes, constant-time compare."""
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, headers["x-hub-signature"])
+
+
+def test_webhooks_are_signed_and_attributed(
+    make_jira_sim: Callable[..., JiraSim], webhook_receiver: WebhookReceiver
+) -> None:
+    sim = make_jira_sim(webhook_url=webhook_receiver.url(), webhook_secret="s3cret")
+    with client(sim) as c:
+        key = new_issue(c)
+    sim.agent_transition(key, "In Progress")
+    comment_id = sim.agent_comment(key, "Restarted the ingress, please retry.")
+    sim.agent_edit_comment(key, comment_id, "edited")
+    sim.agent_delete_comment(key, comment_id)
+    got = webhook_receiver.wait_for(5)
+    by_event = {d.json()["webhookEvent"]: d for d in got}  # deliveries run concurrently: order is not promised
+    assert set(by_event) == {
+        "jira:issue_created",
+        "jira:issue_updated",
+        "comment_created",
+        "comment_updated",
+        "comment_deleted",
+    }
+    for d in got:
+        assert verify("s3cret", d.headers, d.body)
+        assert d.headers["x-atlassian-webhook-retry"] == "0" and d.headers["x-atlassian-webhook-flow"] == "Primary"
+        assert len(d.headers["x-atlassian-webhook-identifier"]) == 32
+        assert abs(d.json()["timestamp"] - time.time() * 1000) < 60_000
+    created, updated, commented = (
+        by_event[e].json() for e in ("jira:issue_created", "jira:issue_updated", "comment_created")
+    )
+    assert created["user"]["accountId"] == sim.me.account_id
+    assert updated["user"]["accountId"] == sim.agent.account_id
+    item = updated["changelog"]["items"][0]
+    assert (item["field"], item["fromString"], item["toString"]) == ("status", "Open", "In Progress")
+    assert commented["comment"]["author"]["accountId"] == sim.agent.account_id
+    assert commented["comment"]["body"] == "Restarted the ingress, please retry."
+    assert len({d.headers["x-atlassian-webhook-identifier"] for d in got}) == 5
+
+
+def test_api_changes_can_be_attributed_to_the_agent(
+    make_jira_sim: Callable[..., JiraSim], webhook_receiver: WebhookReceiver
+) -> None:
+    sim = make_jira_sim(webhook_url=webhook_receiver.url())
+    sim.api_actor = "agent"
+    with client(sim) as c:
+        new_issue(c)
+    (delivery,) = webhook_receiver.wait_for(1)
+    assert delivery.json()["user"]["accountId"] == sim.agent.account_id
+    assert "x-hub-signature" not in delivery.headers  # no secret configured
+
+
+def test_webhook_retries_keep_the_identifier(
+    make_jira_sim: Callable[..., JiraSim], webhook_receiver: WebhookReceiver
+) -> None:
+    sim = make_jira_sim(webhook_url=webhook_receiver.url(), webhook_secret="k")
+    webhook_receiver.respond_with(503, 429)
+    sim.agent_create_issue("retry me")
+    got = webhook_receiver.wait_for(3)
+    assert [d.status for d in got] == [503, 429, 200]
+    assert len({d.headers["x-atlassian-webhook-identifier"] for d in got}) == 1
+    assert [d.headers["x-atlassian-webhook-retry"] for d in got] == ["0", "1", "2"]
+    assert len({d.body for d in got}) == 1 and all(verify("k", d.headers, d.body) for d in got)
+
+
+def test_duplicate_and_late_deliveries(
+    make_jira_sim: Callable[..., JiraSim], webhook_receiver: WebhookReceiver
+) -> None:
+    sim = make_jira_sim(webhook_url=webhook_receiver.url())
+    sim.webhooks.next_options(duplicate=True)
+    key = sim.agent_create_issue("dup")
+    twins = webhook_receiver.wait_for(2)
+    assert twins[0].headers["x-atlassian-webhook-identifier"] == twins[1].headers["x-atlassian-webhook-identifier"]
+    sim.webhooks.next_options(delay=0.5)
+    sim.agent_comment(key, "late one")
+    sim.agent_update(key, summary="after")  # sent after the comment, arrives before it
+    got = webhook_receiver.wait_for(4)
+    assert [d.json()["webhookEvent"] for d in got[2:]] == ["jira:issue_updated", "comment_created"]
+    late = got[3]
+    assert late.at - late.json()["timestamp"] / 1000 >= 0.4
+    wait_until(lambda: sim.webhooks.idle, timeout=2, what="sender idle")
+
+
+def test_contract_validation_catches_a_bad_request(http: httpx.Client, jira_sim: JiraSim) -> None:
+    bad = {"fields": {"project": {"key": "VESUPPORT"}, "issuetype": {"name": "Task"}, "summary": 42}}
+    resp = http.post("/rest/api/3/issue", json=bad)
+    assert resp.status_code == 400
+    assert "contract violation" in resp.json()["errorMessages"][0]
+    key = new_issue(http)
+    assert http.post(f"/rest/api/3/issue/{key}/comment", json={"body": "plain"}).status_code == 400
+    assert http.post("/rest/api/3/search/jql", json={"jql": "x", "maxResults": "ten"}).status_code == 400
+    found = "\n".join(jira_sim.contract_violations)
+    assert "fields.summary" in found and "body: expected an ADF document" in found and "maxResults" in found
+    assert jira_sim.creates_for_label("ve-sup-000001") == 1  # the bad create never reached the state
+    jira_sim.contract_violations.clear()
+
+
+def test_request_log(http: httpx.Client, jira_sim: JiraSim) -> None:
+    new_issue(http)
+    http.get("/rest/api/3/myself")
+    assert jira_sim.request_count("POST", "/rest/api/3/issue") == 1
+    assert [r.status for r in jira_sim.requests] == [201, 200]
+
+
+async def test_async_runner() -> None:
+    async with JiraSim(validate=True) as sim:
+        async with httpx.AsyncClient(base_url=sim.base_url, auth=AUTH) as c:
+            resp = await c.get("/rest/api/3/myself")
+            assert resp.status_code == 200
+    assert not sim.contract_violations
+
+
+def test_latency_and_issue_deletion_event(
+    make_jira_sim: Callable[..., JiraSim], webhook_receiver: WebhookReceiver
+) -> None:
+    sim = make_jira_sim(latency=0.05, webhook_url=webhook_receiver.url())
+    with client(sim) as c:
+        started = time.monotonic()
+        assert c.get("/rest/api/3/myself").status_code == 200
+        assert time.monotonic() - started >= 0.05
+        key = new_issue(c)
+    sim.agent_delete_issue(key)
+    got = webhook_receiver.wait_for(2)
+    deleted = [d.json() for d in got if d.json()["webhookEvent"] == "jira:issue_deleted"]
+    assert deleted[0]["issue"]["key"] == key and deleted[0]["user"]["accountId"] == sim.agent.account_id
+    assert sim.list_issues() == []
