@@ -116,7 +116,9 @@ def reference_markdown() -> str:
     rows = ["| key (under `servicedesk:`) | environment variable | flag | default | meaning |", "|---|---|---|---|---|"]
     for spec in KEYS:
         default = json.dumps(list(spec.default) if isinstance(spec.default, tuple) else spec.default)
-        if spec.kind == "duration":
+        if spec.kind == "map":
+            default = ",".join(f"{k}={v}" for k, v in spec.default)
+        elif spec.kind == "duration":
             default = f"{spec.default:g}s"
         allowed = f" ({', '.join(spec.choices)})" if spec.choices else ""
         rows.append(f"| `{spec.path}` | `{spec.env}` | `{spec.flag}` | `{default}` | {spec.help}{allowed} |")

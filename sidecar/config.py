@@ -54,6 +54,7 @@ class KeySpec:
     env: str
     kind: str
     bounds: tuple[float, float] | None
+    map_keys: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
@@ -75,7 +76,8 @@ def iter_keys(cls: type = ServiceDeskConfig, prefix: str = "") -> Iterator[KeySp
             yield from iter_keys(typing.cast(type, ftype), path + ".")
             continue
         env = f.metadata.get("env") or ENV_PREFIX + path.replace(".", "_").upper()
-        yield KeySpec(path, ftype, f.default, f.metadata["help"], env, f.metadata["kind"], f.metadata["bounds"])
+        yield KeySpec(path, ftype, f.default, f.metadata["help"], env, f.metadata["kind"], f.metadata["bounds"],
+                      f.metadata.get("map_keys", ()))
 
 
 KEYS: tuple[KeySpec, ...] = tuple(iter_keys())
@@ -147,6 +149,8 @@ def _convert(spec: KeySpec, raw: object) -> Any:
         value = str(raw).strip()
         if value not in spec.choices:
             raise ValueError("one of " + ", ".join(spec.choices))
+    elif spec.kind == "map":
+        value = _parse_map(raw, spec.map_keys)
     elif typing.get_origin(spec.type) is tuple:
         items = raw if isinstance(raw, list) else [p for p in str(raw).split(",")]
         value = tuple(str(p).strip() for p in items if str(p).strip())
@@ -156,6 +160,25 @@ def _convert(spec: KeySpec, raw: object) -> Any:
         value = "" if raw is None else str(raw)
     _check_kind(spec, value)
     return value
+
+
+def _parse_map(raw: object, allowed: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """A YAML mapping, or `a=b,c=d` from env and flags; keys limited to `allowed` when given."""
+    if isinstance(raw, dict):
+        pairs = [(str(k).strip(), str(v).strip()) for k, v in raw.items()]
+    elif isinstance(raw, str):
+        pairs = []
+        for item in filter(None, (p.strip() for p in raw.split(","))):
+            k, sep, v = item.partition("=")
+            if not sep or not k.strip():
+                raise ValueError("a mapping (YAML) or key=value pairs separated by commas")
+            pairs.append((k.strip(), v.strip()))
+    else:
+        raise ValueError("a mapping (YAML) or key=value pairs separated by commas")
+    unknown = [k for k, _ in pairs if allowed and k not in allowed]
+    if unknown:
+        raise ValueError(f"a mapping whose keys are among {', '.join(allowed)} ({unknown[0]!r} is not)")
+    return tuple(pairs)
 
 
 def _check_kind(spec: KeySpec, value: Any) -> None:

@@ -12,6 +12,11 @@ from typing import Any, Literal
 
 ENV_PREFIX = "VIRTENGINE_SERVICEDESK_"
 
+Pairs = tuple[tuple[str, str], ...]
+PRIORITIES = ("low", "normal", "high", "urgent")
+STATUSES = ("open", "assigned", "in_progress", "waiting_customer", "waiting_support", "resolved", "closed", "archived")
+CATEGORIES = ("account", "identity", "billing", "provider", "marketplace", "technical", "security", "other")
+
 ConflictStrategy = Literal["on_chain_wins", "external_wins", "newest_wins", "manual"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["json", "text"]
@@ -24,9 +29,10 @@ def key(
     env: str | None = None,
     kind: str = "",
     bounds: tuple[float, float] | None = None,
+    map_keys: tuple[str, ...] = (),
 ) -> Any:
     """Declare one configuration key. `env` overrides the derived variable name (guide names)."""
-    meta: dict[str, Any] = {"help": help, "env": env, "kind": kind, "bounds": bounds}
+    meta: dict[str, Any] = {"help": help, "env": env, "kind": kind, "bounds": bounds, "map_keys": map_keys}
     if isinstance(default, (list, dict)):
         raise TypeError("use tuples for list defaults")
     return field(default=default, metadata=meta)
@@ -43,6 +49,17 @@ class JiraConfig:
     request_type_id: str = key("", "JSM request type id; empty creates plain issues")
     account_id: str = key("", "the sidecar's own Jira accountId, so its own changes are not synced back")
     timeout: float = key(30.0, "timeout of one Jira request", kind="duration", bounds=(0.1, 300))
+    priority_map: Pairs = key(
+        (("low", "Low"), ("normal", "Medium"), ("high", "High"), ("urgent", "Highest")),
+        "chain priority -> Jira priority name", kind="map", map_keys=PRIORITIES,
+    )
+    status_map: Pairs = key(
+        (("open", "Open"), ("assigned", "In Progress"), ("in_progress", "In Progress"),
+         ("waiting_customer", "Waiting for Customer"), ("waiting_support", "Waiting for Support"),
+         ("resolved", "Resolved"), ("closed", "Closed"), ("archived", "Closed")),
+        "chain status -> Jira status name", kind="map", map_keys=STATUSES,
+    )
+    default_priority: str = key("Medium", "Jira priority used for an unmapped chain priority (audited)")
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,23 @@ class WaldurConfig:
     project_uuid: str = key("", "Waldur project UUID tickets belong to (optional)")
     username: str = key("", "the sidecar's own Waldur username, so its own changes are not synced back")
     timeout: float = key(30.0, "timeout of one Waldur request", kind="duration", bounds=(0.1, 300))
+    priority_map: Pairs = key(
+        (("low", "low"), ("normal", "normal"), ("high", "high"), ("urgent", "critical")),
+        "chain priority -> Waldur priority name", kind="map", map_keys=PRIORITIES,
+    )
+    status_map: Pairs = key(
+        (("open", "new"), ("assigned", "in_progress"), ("in_progress", "in_progress"),
+         ("waiting_customer", "waiting"), ("waiting_support", "waiting"), ("resolved", "resolved"),
+         ("closed", "closed"), ("archived", "closed")),
+        "chain status -> Waldur status", kind="map", map_keys=STATUSES,
+    )
+    type_map: Pairs = key(
+        (("account", "SERVICE_REQUEST"), ("identity", "SERVICE_REQUEST"), ("billing", "SERVICE_REQUEST"),
+         ("provider", "INCIDENT"), ("marketplace", "INCIDENT"), ("technical", "INCIDENT"),
+         ("security", "INCIDENT"), ("other", "INFORMATIONAL")),
+        "chain category -> Waldur issue type", kind="map", map_keys=CATEGORIES,
+    )
+    default_priority: str = key("normal", "Waldur priority used for an unmapped chain priority (audited)")
 
 
 @dataclass(frozen=True)

@@ -40,9 +40,17 @@ class DeskError(SidecarError):
     """A Jira or Waldur call failed. Messages carry the desk and status, never ticket content."""
 
     def __init__(
-        self, message: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+        scope: str = "desk",
     ) -> None:
         self.retryable = retryable
         self.status = status
         self.retry_after = retry_after
+        # "desk": slow every call to this desk (burst limit, outage); "issue": space writes to this issue only.
+        self.scope = scope
         super().__init__(message)

@@ -1,0 +1,105 @@
+"""The one protocol every desk implements, and the values that cross it.
+
+Outbound sync (sidecar/sync) drives desks only through `Desk`; a desk never sees the chain package.
+Every method raises DeskError (retryable or not, with the desk's status and Retry-After) and
+nothing else; messages name the desk, the operation and the status, never ticket content.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+DeskName = Literal["jira", "waldur"]
+
+
+@dataclass(frozen=True)
+class TicketSnapshot:
+    """What a desk is told about an on-chain ticket. subject/description are plaintext, in memory only."""
+
+    ticket_id: str
+    ticket_number: str
+    submitter: str
+    category: str
+    priority: str
+    status: str
+    assigned_agent: str | None = None
+    related_entity: dict[str, Any] | None = None
+    subject: str = ""
+    description: str = ""
+    content_available: bool = True  # False: the desk gets a placeholder and the reason
+    content_reason: str | None = None
+    last_sequence: int = 0
+
+
+@dataclass(frozen=True)
+class ExternalTicket:
+    """A ticket at a desk: Jira issue id + key, or Waldur uuid + key."""
+
+    desk: DeskName
+    external_id: str
+    key: str
+    url: str
+
+
+@dataclass(frozen=True)
+class DeskComment:
+    """A response to mirror as a comment. `marker` (the response id) makes a retried post detectable."""
+
+    marker: str
+    author: str
+    is_agent: bool
+    body: str
+    internal: bool = False
+
+
+@dataclass(frozen=True)
+class DeskTicketState:
+    """The desk's current view of a ticket, as re-fetched for inbound sync and stale-event checks."""
+
+    ref: ExternalTicket
+    status: str  # the desk's status name
+    priority: str | None
+    updated: str  # desk timestamp, ISO-8601
+    labels: tuple[str, ...] = field(default_factory=tuple)
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+class Desk(Protocol):
+    name: DeskName
+
+    async def find(self, ticket: TicketSnapshot) -> ExternalTicket | None:
+        """The desk's ticket for this chain ticket, if one exists (the idempotency lookup before a create)."""
+        ...
+
+    async def create(self, ticket: TicketSnapshot) -> ExternalTicket:
+        """Create the desk ticket; the caller records the answer at once."""
+        ...
+
+    async def fetch(self, ref: ExternalTicket) -> DeskTicketState:
+        ...
+
+    async def update_fields(self, ref: ExternalTicket, ticket: TicketSnapshot) -> None:
+        """Priority, category (labels/type) and assignee as the chain has them now."""
+        ...
+
+    async def set_status(self, ref: ExternalTicket, chain_status: str) -> None:
+        """Move the desk ticket to the mapped status (Jira: through a transition)."""
+        ...
+
+    async def has_comment(self, ref: ExternalTicket, marker: str) -> bool:
+        ...
+
+    async def add_comment(self, ref: ExternalTicket, comment: DeskComment) -> None:
+        ...
+
+    async def close(self, ref: ExternalTicket, reason: str) -> None:
+        """Close the desk ticket (archive/purge on chain), saying why in a comment."""
+        ...
+
+    async def check(self) -> None:
+        """A cheap authenticated call for health; raises DeskError when the desk does not answer well."""
+        ...
+
+    async def aclose(self) -> None:
+        ...
