@@ -5,25 +5,37 @@ Only this package maps sidecar errors to gRPC status codes.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from virtengine.servicedesk.v1 import control_pb2, control_pb2_grpc
 
 import sidecar
+from sidecar.chain.events import parse_ticket_id
+from sidecar.observe.audit import Auditor
 from sidecar.observe.health import HealthState
 from sidecar.observe.logs import current_redactor
+from sidecar.store.audit import AuditEntry
 from sidecar.store.db import Store
+from sidecar.store.jobs import list_jobs, queue_manual_sync_txn, redrive_txn
 from sidecar.store.status import queue_figures
+from sidecar.store.tickets import get_ticket
 from sidecar.web.health import iso
 
 SERVICE_NAME = control_pb2.DESCRIPTOR.services_by_name["Control"].full_name
 
 
 class ControlService(control_pb2_grpc.ControlServicer):
-    def __init__(self, store: Store, health_state: HealthState) -> None:
+    def __init__(
+        self, store: Store, health_state: HealthState, desks: Sequence[str] = (), auditor: Auditor | None = None
+    ) -> None:
         self._store = store
         self._health = health_state
+        self._desks = list(desks)
+        self._auditor = auditor
 
     async def GetStatus(
         self, request: control_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
@@ -49,14 +61,94 @@ class ControlService(control_pb2_grpc.ControlServicer):
             problems=[redact(f"{k}: {v}") for k, v in sorted(self._health.problems.items())],
         )
 
+    async def ListJobs(
+        self, request: control_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> control_pb2.ListJobsResponse:
+        limit = request.limit if 0 < request.limit <= 1000 else 100
+        jobs = await self._store.read("list jobs", list_jobs, request.state or None, request.desk or None, limit)
+        return control_pb2.ListJobsResponse(
+            jobs=[
+                control_pb2.Job(
+                    id=j.id,
+                    dedupe_key=j.dedupe_key,
+                    kind=j.kind,
+                    desk=j.desk,
+                    ticket_id=j.ticket_id or "",
+                    state=j.state,
+                    attempts=j.attempts,
+                    next_run_at=iso(j.next_run_at) or "",
+                    last_error=current_redactor()(j.last_error or ""),
+                )
+                for j in jobs
+            ]
+        )
+
+    async def RedriveJob(
+        self, request: control_pb2.RedriveJobRequest, context: grpc.aio.ServicerContext
+    ) -> control_pb2.RedriveJobResponse:
+        if request.id == 0 and not request.all_dead:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give a job id, or all_dead=true")
+        job_id = request.id or None
+        count = await self._store.write("redrive", redrive_txn, job_id, request.desk or None, time.time())
+        if job_id is not None and count == 0:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"job {job_id} is not dead-lettered")
+        if self._auditor is not None:
+            await self._auditor.record(
+                AuditEntry(
+                    "jobs_redriven",
+                    desk=request.desk or None,
+                    actor="operator",
+                    status="ok",
+                    details={"job_id": request.id, "count": count},
+                )
+            )
+        return control_pb2.RedriveJobResponse(redriven=count)
+
+    async def SyncTicket(
+        self, request: control_pb2.SyncTicketRequest, context: grpc.aio.ServicerContext
+    ) -> control_pb2.SyncTicketResponse:
+        if request.direction not in ("", "outbound"):
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "only outbound manual sync exists in this version")
+        try:
+            parse_ticket_id(request.ticket_id)
+        except ValueError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "ticket_id must be <address>/support/<n>")
+        desks = [request.desk] if request.desk else list(self._desks)
+        unknown = [d for d in desks if d not in self._desks]
+        if unknown or not desks:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"desk not configured: {', '.join(unknown)}")
+        if await self._store.read("ticket", get_ticket, request.ticket_id) is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"ticket {request.ticket_id} is not in the local mirror")
+        queued = await self._store.write("manual sync", queue_manual_sync_txn, request.ticket_id, desks, time.time())
+        if self._auditor is not None:
+            await self._auditor.record(
+                AuditEntry(
+                    "manual_sync",
+                    ticket_id=request.ticket_id,
+                    direction="outbound",
+                    actor="operator",
+                    status="queued",
+                    details={"jobs": queued},
+                )
+            )
+        return control_pb2.SyncTicketResponse(jobs_queued=queued)
+
 
 class ControlServer:
     """Binds at construction (port 0 allowed) so callers know the real port before serving."""
 
-    def __init__(self, listen: str, store: Store, health_state: HealthState) -> None:
+    def __init__(
+        self,
+        listen: str,
+        store: Store,
+        health_state: HealthState,
+        desks: Sequence[str] = (),
+        auditor: Auditor | None = None,
+    ) -> None:
         self._health_state = health_state
         self.server = grpc.aio.server()
-        control_pb2_grpc.add_ControlServicer_to_server(ControlService(store, health_state), self.server)
+        service = ControlService(store, health_state, desks, auditor)
+        control_pb2_grpc.add_ControlServicer_to_server(service, self.server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
         reflection.enable_server_reflection(

@@ -1,0 +1,177 @@
+"""The durable job queue: one job per (chain event, desk), retry state as rows.
+
+Jobs of one ticket and desk run in event order: a job is due only when no earlier job of the same
+ticket and desk is still pending or running. Dead-lettered jobs stay visible and can be re-driven.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# What each chain event asks of a desk; events not listed only update the mirror.
+JOB_KINDS = {
+    "support_request_created": "create",
+    "support_request_updated": "update",
+    "support_request_status_changed": "status",
+    "support_response_added": "comment",
+    "support_request_archived": "close",
+    "support_request_purged": "close",
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    dedupe_key: str
+    kind: str
+    desk: str
+    ticket_id: str
+    inbox_id: int | None
+    payload: dict[str, Any]
+    attempts: int
+    state: str
+    last_error: str | None
+    next_run_at: float
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=int(row["id"]),
+        dedupe_key=row["dedupe_key"],
+        kind=row["kind"],
+        desk=row["desk"],
+        ticket_id=row["ticket_id"],
+        inbox_id=row["inbox_id"],
+        payload=json.loads(row["payload_json"]),
+        attempts=int(row["attempts"]),
+        state=row["state"],
+        last_error=row["last_error"],
+        next_run_at=float(row["next_run_at"]),
+    )
+
+
+def dispatch_inbox_txn(
+    conn: sqlite3.Connection, desks: Sequence[str], skip_senders: Sequence[str], limit: int, now: float
+) -> int:
+    """Turn pending inbox events into jobs (one per desk) and mark them processed; return events taken.
+
+    Events sent by the sidecar's own account are echoes of inbound sync and make no outbound job.
+    """
+    rows = conn.execute(
+        "SELECT id, event_id, event_type, ticket_id, sequence, sender FROM chain_inbox"
+        " WHERE state = 'pending' ORDER BY id LIMIT ?",
+        (limit,),
+    ).fetchall()
+    for row in rows:
+        kind = JOB_KINDS.get(row["event_type"])
+        if kind is not None and row["sender"] not in skip_senders:
+            payload = json.dumps({"event_id": row["event_id"], "sequence": row["sequence"]})
+            for desk in desks:
+                conn.execute(
+                    "INSERT OR IGNORE INTO jobs (dedupe_key, kind, desk, ticket_id, inbox_id, payload_json,"
+                    " next_run_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (f"{row['event_id']}#{desk}", kind, desk, row["ticket_id"], row["id"], payload, now, now, now),
+                )
+        conn.execute("UPDATE chain_inbox SET state = 'processed', processed_at = ? WHERE id = ?", (now, row["id"]))
+    return len(rows)
+
+
+def queue_manual_sync_txn(conn: sqlite3.Connection, ticket_id: str, desks: Sequence[str], now: float) -> int:
+    """A manual outbound sync: a full `update` job per desk, ordered after everything already queued."""
+    queued = 0
+    for desk in desks:
+        cur = conn.execute(
+            "INSERT INTO jobs (dedupe_key, kind, desk, ticket_id, payload_json, next_run_at, created_at, updated_at)"
+            " VALUES (?, 'update', ?, ?, ?, ?, ?, ?)",
+            (f"manual:{ticket_id}#{desk}@{now}", desk, ticket_id, json.dumps({"manual": True}), now, now, now),
+        )
+        queued += cur.rowcount
+    return queued
+
+
+def claim_due_txn(
+    conn: sqlite3.Connection, desk: str, now: float, limit: int, not_tickets: Sequence[str] = ()
+) -> list[Job]:
+    """Mark up to `limit` due jobs of one desk running: the first pending job of each ticket only."""
+    rows = conn.execute(
+        "SELECT j.* FROM jobs j WHERE j.desk = ? AND j.state = 'pending' AND j.next_run_at <= ?"
+        " AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.desk = j.desk AND k.ticket_id = j.ticket_id"
+        "   AND k.id < j.id AND k.state IN ('pending', 'running'))"
+        " ORDER BY j.id LIMIT ?",
+        (desk, now, limit + len(not_tickets)),
+    ).fetchall()
+    jobs = [_job(r) for r in rows if r["ticket_id"] not in not_tickets][:limit]
+    for job in jobs:
+        conn.execute("UPDATE jobs SET state = 'running', updated_at = ? WHERE id = ?", (now, job.id))
+    return jobs
+
+
+def finish_job_txn(conn: sqlite3.Connection, job_id: int, now: float, state: str = "done") -> None:
+    conn.execute(
+        "UPDATE jobs SET state = ?, finished_at = ?, updated_at = ?, last_error = NULL WHERE id = ?",
+        (state, now, now, job_id),
+    )
+
+
+def retry_job_txn(conn: sqlite3.Connection, job_id: int, error: str, next_run_at: float, now: float) -> None:
+    conn.execute(
+        "UPDATE jobs SET state = 'pending', attempts = attempts + 1, last_error = ?, next_run_at = ?, updated_at = ?"
+        " WHERE id = ?",
+        (error, next_run_at, now, job_id),
+    )
+
+
+def dead_job_txn(conn: sqlite3.Connection, job_id: int, error: str, now: float) -> None:
+    conn.execute(
+        "UPDATE jobs SET state = 'dead', attempts = attempts + 1, last_error = ?, finished_at = ?, updated_at = ?"
+        " WHERE id = ?",
+        (error, now, now, job_id),
+    )
+
+
+def release_running_txn(conn: sqlite3.Connection, now: float) -> int:
+    """At start: jobs a crash left running go back to pending (every handler is idempotent)."""
+    return conn.execute("UPDATE jobs SET state = 'pending', updated_at = ? WHERE state = 'running'", (now,)).rowcount
+
+
+def redrive_txn(conn: sqlite3.Connection, job_id: int | None, desk: str | None, now: float) -> int:
+    """Put dead jobs (one, or all of a desk, or all) back in the queue with attempts reset."""
+    sql = "UPDATE jobs SET state = 'pending', attempts = 0, next_run_at = ?, updated_at = ? WHERE state = 'dead'"
+    args: list[Any] = [now, now]
+    if job_id is not None:
+        sql += " AND id = ?"
+        args.append(job_id)
+    if desk:
+        sql += " AND desk = ?"
+        args.append(desk)
+    return conn.execute(sql, args).rowcount
+
+
+def list_jobs(conn: sqlite3.Connection, state: str | None, desk: str | None, limit: int) -> list[Job]:
+    sql, args = "SELECT * FROM jobs WHERE 1 = 1", []
+    if state:
+        sql += " AND state = ?"
+        args.append(state)
+    if desk:
+        sql += " AND desk = ?"
+        args.append(desk)
+    rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
+    return [_job(r) for r in rows]
+
+
+def inbox_payload(conn: sqlite3.Connection, event_id: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT payload_json FROM chain_inbox WHERE event_id = ?", (event_id,)).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def created_payload(conn: sqlite3.Connection, ticket_id: str) -> dict[str, Any] | None:
+    """The ticket's creation event (its encrypted request payload), if the inbox has it."""
+    row = conn.execute(
+        "SELECT payload_json FROM chain_inbox WHERE ticket_id = ? AND event_type = 'support_request_created'",
+        (ticket_id,),
+    ).fetchone()
+    return json.loads(row[0]) if row else None
