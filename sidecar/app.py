@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import signal
+import time
 from dataclasses import asdict
 
 from sidecar.chain.envelope import EnvelopeError, EnvelopeKey
@@ -20,6 +21,7 @@ from sidecar.chain.probe import ChainProbe
 from sidecar.chain.rpc import CometRpc
 from sidecar.config import Config
 from sidecar.control.server import ControlServer
+from sidecar.desks.base import Desk
 from sidecar.errors import ConfigError
 from sidecar.loops import run_loop
 from sidecar.observe.audit import Auditor, AuditRetention
@@ -27,7 +29,10 @@ from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics
 from sidecar.store.audit import AuditEntry
 from sidecar.store.db import Store
+from sidecar.store.jobs import release_running_txn
 from sidecar.store.status import queue_figures
+from sidecar.sync.content import ContentOpener
+from sidecar.sync.outbound import DeskWorker, Dispatcher, WorkerSettings
 from sidecar.web.server import WebServer, build_web_app
 
 log = logging.getLogger(__name__)
@@ -106,7 +111,29 @@ class App:
             build_web_app(settings.webhook.path_prefix, store, health, metrics), settings.webhook.listen_addr
         )
         self.web_port = web.port
-        control = ControlServer(settings.grpc.listen, store, health) if settings.grpc.enabled else None
+        desks = self._desks(metrics) if settings.enabled and settings.sync.enable_outbound else []
+        control = (
+            ControlServer(settings.grpc.listen, store, health, [d.name for d in desks], auditor)
+            if settings.grpc.enabled
+            else None
+        )
+        key = support_key(self.config)
+        opener = ContentOpener(store, key)
+        dispatcher = Dispatcher(store, [d.name for d in desks], own_addresses=[])
+        workers = [
+            DeskWorker(
+                desk,
+                store,
+                opener,
+                auditor,
+                metrics,
+                health,
+                settings.retry,
+                WorkerSettings(batch_size=settings.sync.batch_size),
+            )
+            for desk in desks
+        ]
+        await store.write("release running jobs", release_running_txn, time.time())
         if control is not None:
             self.grpc_port = control.port
             await control.start()
@@ -114,9 +141,7 @@ class App:
         heads = HeadTracker()
         ws_url = settings.chain.ws_url or websocket_url(settings.chain.rpc_url)
         watcher = HeadWatcher(ws_url, heads, metrics, settings.chain.no_block_alarm)
-        follower = ChainFollower(
-            rpc, store, probe, heads, health, metrics, follower_settings(self.config), support_key(self.config)
-        )
+        follower = ChainFollower(rpc, store, probe, heads, health, metrics, follower_settings(self.config), key)
 
         async def refresh_health() -> float:
             figures = await store.read("queue figures", queue_figures)
@@ -133,6 +158,14 @@ class App:
                 if settings.enabled:
                     tg.create_task(run_loop("chain-follower", follower.step, loop_stop, metrics), name="chain-follower")
                     tg.create_task(watcher.run(loop_stop), name="chain-heads")
+                    tg.create_task(run_loop("dispatcher", dispatcher.step, loop_stop, metrics), name="dispatcher")
+                    for worker in workers:
+                        name = f"desk-{worker.desk.name}"
+                        tg.create_task(run_loop(name, worker.step, loop_stop, metrics), name=name)
+                    tg.create_task(run_loop("dispatcher", dispatcher.step, loop_stop, metrics), name="dispatcher")
+                    for worker in workers:
+                        name = f"desk-{worker.desk.name}"
+                        tg.create_task(run_loop(name, worker.step, loop_stop, metrics), name=name)
                 tg.create_task(run_loop("health", refresh_health, loop_stop, metrics), name="health")
                 tg.create_task(run_loop("audit-retention", retention.step, loop_stop, metrics), name="audit-retention")
                 await web.wait_started()
@@ -155,6 +188,10 @@ class App:
                 loop_stop.set()
         finally:
             await rpc.aclose()
+
+    def _desks(self, metrics: Metrics) -> list[Desk]:
+        """One long-lived client per configured desk (none until the desk clients exist)."""
+        return []
 
     def _config_audit(self) -> AuditEntry:
         settings = self.config.settings

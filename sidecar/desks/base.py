@@ -65,11 +65,28 @@ class DeskTicketState:
     properties: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class UnmappedValue:
+    """A chain value with no entry in a mapping table; `used` is the default sent instead (None: nothing)."""
+
+    desk: DeskName
+    field: str  # "priority", "status", "type"
+    chain_value: str
+    used: str | None
+
+
 class Desk(Protocol):
     name: DeskName
 
-    async def find(self, ticket: TicketSnapshot) -> ExternalTicket | None:
-        """The desk's ticket for this chain ticket, if one exists (the idempotency lookup before a create)."""
+    def unmapped(self, ticket: TicketSnapshot) -> tuple[UnmappedValue, ...]:
+        """The ticket's values this desk can only map to a default; the caller audits them (no I/O)."""
+        ...
+
+    async def find(self, ticket: TicketSnapshot, known_ids: tuple[str, ...] = ()) -> ExternalTicket | None:
+        """The desk's ticket for this chain ticket, if one exists (the idempotency lookup before a create).
+
+        `known_ids`: desk ids the caller already knows of, for read-after-write (Jira reconcileIssues).
+        """
         ...
 
     async def create(self, ticket: TicketSnapshot) -> ExternalTicket:

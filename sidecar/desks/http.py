@@ -1,0 +1,183 @@
+"""The one edge where desk HTTP traffic becomes DeskError: transport, metrics and error translation.
+
+Each desk owns one long-lived `DeskHttp` (pooled, with the configured timeout). Every request is
+counted in `servicedesk_api_requests` by a transport wrapper, so calls made by a generated client
+(waldur-api-client) through the same httpx client are counted too. Error messages carry the desk,
+the operation and the desk's own error text with secrets removed, never request bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Iterable, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar, cast, get_args
+
+import httpx
+
+from sidecar.errors import ConfigError, DeskError
+from sidecar.observe.logs import Redactor, current_redactor
+from sidecar.observe.metrics import HttpMethod, Metrics, Service
+
+T = TypeVar("T")
+RETRYABLE = frozenset({408, 409, 425, 429})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+PER_ISSUE_REASON = "jira-per-issue-on-write"
+MAX_ERROR_TEXT = 300
+
+
+def require_tls(desk: Service, base_url: str, *, allow_insecure_http: bool) -> str:
+    """The base URL without a trailing slash; http:// only with the development flag."""
+    if base_url.startswith("http://") and not allow_insecure_http:
+        raise ConfigError(
+            f"{desk}.base_url",
+            "must use https:// (set sync.allow_insecure_http for local development)",
+            source="desk client",
+        )
+    if not base_url.startswith(("https://", "http://")):
+        raise ConfigError(f"{desk}.base_url", "must be an https:// URL", source="desk client")
+    return base_url.rstrip("/")
+
+
+class _CountingTransport(httpx.AsyncBaseTransport):
+    """Counts every request by method and status class; a request without an answer counts as `error`."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, desk: Service, metrics: Metrics) -> None:
+        self._inner = inner
+        self._desk = desk
+        self._metrics = metrics
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        method = request.method.upper()
+        label = cast(HttpMethod, method) if method in get_args(HttpMethod) else None
+        try:
+            response = await self._inner.handle_async_request(request)
+        except BaseException:
+            if label is not None:
+                self._metrics.count_api_request(self._desk, label, None)
+            raise
+        if label is not None:
+            self._metrics.count_api_request(self._desk, label, response.status_code)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class DeskHttp:
+    """One pooled httpx.AsyncClient for a desk; `request` returns 2xx responses or raises DeskError."""
+
+    def __init__(
+        self,
+        desk: Service,
+        base_url: str,
+        *,
+        timeout: float,
+        metrics: Metrics,
+        secrets: Iterable[str] = (),
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        allow_insecure_http: bool = False,
+        max_connections: int = 20,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.desk = desk
+        self.base_url = require_tls(desk, base_url, allow_insecure_http=allow_insecure_http)
+        self._redact_own = Redactor(secrets)
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        inner = transport or httpx.AsyncHTTPTransport(limits=limits, retries=0)
+        self.client = httpx.AsyncClient(
+            base_url=self.base_url,
+            auth=auth,
+            headers={"Accept": "application/json", **(headers or {})},
+            timeout=httpx.Timeout(timeout),
+            transport=_CountingTransport(inner, desk, metrics),
+            follow_redirects=False,
+        )
+
+    async def request(
+        self,
+        op: str,
+        method: str,
+        url: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one request; 2xx comes back, anything else raises DeskError (`op` names the call)."""
+        response = await self.call(op, self.client.request(method, url, json=json_body, params=params, headers=headers))
+        self.raise_for_status(op, response.status_code, response.headers, response.content)
+        return response
+
+    async def call(self, op: str, pending: Awaitable[T]) -> T:
+        """Await a call that uses `self.client` (raw or through a generated client), translating httpx errors."""
+        try:
+            return await pending
+        except httpx.TimeoutException as exc:
+            raise DeskError(f"{self.desk} {op}: timed out ({type(exc).__name__})", retryable=True) from exc
+        except httpx.TransportError as exc:
+            raise DeskError(f"{self.desk} {op}: connection failed ({type(exc).__name__})", retryable=True) from exc
+        except httpx.HTTPError as exc:
+            raise DeskError(f"{self.desk} {op}: HTTP error ({type(exc).__name__})", retryable=False) from exc
+
+    def raise_for_status(self, op: str, status: int, headers: Mapping[str, str], content: bytes) -> None:
+        """Nothing for 2xx; otherwise the DeskError the engine acts on (retryable, retry_after, scope)."""
+        if 200 <= status < 300:
+            return
+        # 400/401/403/404/422 and any other 3xx/4xx will not heal by retrying; 408/409/425/429/5xx may.
+        retryable = status in RETRYABLE or status >= 500
+        retry_after = parse_retry_after(headers.get("retry-after")) if status in RETRY_AFTER_STATUSES else None
+        scope = "issue" if headers.get("ratelimit-reason", "").strip() == PER_ISSUE_REASON else "desk"
+        text = self.redact(error_text(content))
+        message = f"{self.desk} {op}: HTTP {status}" + (f": {text}" if text else "")
+        raise DeskError(message, retryable=retryable, status=status, retry_after=retry_after, scope=scope)
+
+    def redact(self, text: str) -> str:
+        """This desk's own secrets and every configured secret removed, then shortened."""
+        cleaned = current_redactor()(self._redact_own(text))
+        return cleaned if len(cleaned) <= MAX_ERROR_TEXT else cleaned[: MAX_ERROR_TEXT - 1] + "…"
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def error_text(content: bytes) -> str:
+    """The desk's error message from its body: Jira `errorMessages`/`errors`, JSM `errorMessage`, DRF `detail`."""
+    try:
+        body = json.loads(content) if content else None
+    except ValueError:
+        return content[:MAX_ERROR_TEXT].decode("utf-8", "replace").strip() if content else ""
+    parts: list[str] = []
+    if isinstance(body, dict):
+        parts += [str(m) for m in body.get("errorMessages") or [] if m]
+        for name in ("errorMessage", "detail", "message"):
+            if isinstance(body.get(name), str) and body[name]:
+                parts.append(body[name])
+        errors = body.get("errors")
+        if isinstance(errors, dict):
+            parts += [f"{k}: {v}" for k, v in errors.items()]
+        skip = {"errorMessages", "errorMessage", "detail", "message", "errors", "i18nErrorMessage", "status"}
+        for name, value in body.items():  # DRF field errors: {"field": ["message", ...]}
+            if name not in skip and isinstance(value, list) and all(isinstance(v, str) for v in value):
+                parts.append(f"{name}: {' '.join(value)}")
+    elif isinstance(body, list):
+        parts += [str(v) for v in body if isinstance(v, str)]
+    return "; ".join(parts)

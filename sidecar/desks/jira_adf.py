@@ -1,0 +1,155 @@
+"""Atlassian Document Format for what the sidecar writes to Jira, and a structural check.
+
+Jira's OpenAPI spec types rich text as any object, so nothing upstream catches a malformed
+document; `check` runs on every document before it is sent. Comments end with a footer paragraph
+carrying the response marker, which is how a retried post is recognised (`footer_marker`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sidecar.desks.base import DeskComment, TicketSnapshot
+
+Node = dict[str, Any]
+MARKER_PREFIX = "ve-response:"
+_BLOCKS = frozenset({"paragraph", "heading", "bulletList", "listItem", "rule", "codeBlock", "blockquote"})
+_INLINE = frozenset({"text", "hardBreak"})
+_MARKS = frozenset({"strong", "em", "code", "subsup", "textColor"})
+MAX_TEXT = 30_000  # stay well under Jira's 32,767-character limit of a rich-text field
+
+
+def text(value: str, *marks: str) -> Node:
+    node: Node = {"type": "text", "text": value}
+    if marks:
+        node["marks"] = [{"type": m} for m in marks]
+    return node
+
+
+def paragraph(*inline: Node) -> Node:
+    return {"type": "paragraph", "content": [n for n in inline if n.get("type") != "text" or n.get("text")]}
+
+
+def doc(blocks: Iterable[Node]) -> Node:
+    return {"type": "doc", "version": 1, "content": list(blocks)}
+
+
+def text_blocks(value: str) -> list[Node]:
+    """Plain text as paragraphs (blank lines separate them, single newlines become hard breaks)."""
+    value = value[:MAX_TEXT]
+    blocks: list[Node] = []
+    for chunk in value.replace("\r\n", "\n").split("\n\n"):
+        inline: list[Node] = []
+        for i, line in enumerate(chunk.split("\n")):
+            if i:
+                inline.append({"type": "hardBreak"})
+            if line:
+                inline.append(text(line))
+        blocks.append(paragraph(*inline))
+    return blocks
+
+
+def _field(label: str, value: str) -> Node:
+    return {"type": "listItem", "content": [paragraph(text(f"{label}: ", "strong"), text(value or "-"))]}
+
+
+def describe_ticket(ticket: TicketSnapshot, priority: str) -> Node:
+    """The issue description: the ticket's identity and routing fields, then its description."""
+    entity = ticket.related_entity or {}
+    related = ", ".join(f"{k}={v}" for k, v in sorted(entity.items())) if entity else "-"
+    facts = [
+        _field("Ticket", ticket.ticket_number),
+        _field("Ticket ID", ticket.ticket_id),
+        _field("Category", ticket.category),
+        _field("Priority", f"{ticket.priority} ({priority})"),
+        _field("Submitter", ticket.submitter),
+        _field("Related entity", related),
+    ]
+    blocks: list[Node] = [{"type": "bulletList", "content": facts}, {"type": "rule"}]
+    if ticket.content_available:
+        blocks += text_blocks(ticket.description) if ticket.description else [paragraph(text("(no description)"))]
+    else:
+        reason = ticket.content_reason or "the content is encrypted and not available to the desk"
+        blocks.append(paragraph(text(f"Content not available: {reason}.", "em")))
+    return doc(blocks)
+
+
+def author_prefix(comment: DeskComment) -> str:
+    who = "Agent" if comment.is_agent else "Customer"
+    return f"{who} {comment.author} wrote:"
+
+
+def marker_line(marker: str) -> str:
+    return f"{MARKER_PREFIX}{marker}"
+
+
+def comment_doc(comment: DeskComment) -> Node:
+    """Author prefix, body, and the marker footer (small, last paragraph)."""
+    blocks = [paragraph(text(author_prefix(comment), "strong")), *text_blocks(comment.body)]
+    return doc([*blocks, paragraph(text(marker_line(comment.marker), "code"))])
+
+
+def comment_text(comment: DeskComment) -> str:
+    """The plain-text form for JSM's comment endpoint, which takes a string; the marker is its last line."""
+    return f"{author_prefix(comment)}\n\n{comment.body[:MAX_TEXT]}\n\n{marker_line(comment.marker)}"
+
+
+def footer_marker(body: Any) -> str | None:
+    """The marker in a comment body's last paragraph, if it carries one (ADF or plain text)."""
+    if isinstance(body, str):
+        last = body.rstrip().rsplit("\n", 1)[-1].strip()
+        return last[len(MARKER_PREFIX) :] if last.startswith(MARKER_PREFIX) else None
+    if not isinstance(body, dict) or not isinstance(body.get("content"), list) or not body["content"]:
+        return None
+    words = "".join(_texts(body["content"][-1])).strip()
+    return words[len(MARKER_PREFIX) :] if words.startswith(MARKER_PREFIX) else None
+
+
+def _texts(node: Any) -> list[str]:
+    if not isinstance(node, dict):
+        return []
+    if node.get("type") == "text":
+        return [str(node.get("text", ""))]
+    out: list[str] = []
+    for child in node.get("content") or []:
+        out += _texts(child)
+    return out
+
+
+def check(document: Any) -> list[str]:
+    """Structural problems of an ADF document (empty list: fine)."""
+    if not isinstance(document, dict) or document.get("type") != "doc" or document.get("version") != 1:
+        return ["root must be {'type': 'doc', 'version': 1}"]
+    content = document.get("content")
+    if not isinstance(content, list):
+        return ["doc.content must be a list"]
+    problems: list[str] = []
+    for i, node in enumerate(content):
+        problems += _check_node(node, f"content[{i}]", block=True)
+    return problems
+
+
+def _check_node(node: Any, where: str, *, block: bool) -> list[str]:
+    if not isinstance(node, dict) or not isinstance(node.get("type"), str):
+        return [f"{where}: not a node"]
+    kind = node["type"]
+    if kind not in (_BLOCKS if block else _INLINE):
+        return [f"{where}: {kind!r} not allowed here"]
+    problems: list[str] = []
+    if kind == "text":
+        if not isinstance(node.get("text"), str) or not node["text"]:
+            problems.append(f"{where}: text must be a non-empty string")
+        for mark in node.get("marks", []):
+            if not isinstance(mark, dict) or mark.get("type") not in _MARKS:
+                problems.append(f"{where}: unknown mark {mark!r}")
+        return problems
+    children = node.get("content", [])
+    if not isinstance(children, list):
+        return [f"{where}: content must be a list"]
+    inline_parent = kind in ("paragraph", "heading", "codeBlock")
+    for i, child in enumerate(children):
+        problems += _check_node(child, f"{where}.content[{i}]", block=not inline_parent)
+    if kind == "bulletList" and any(isinstance(c, dict) and c.get("type") != "listItem" for c in children):
+        problems.append(f"{where}: a list holds listItem nodes only")
+    return problems

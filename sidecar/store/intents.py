@@ -1,0 +1,200 @@
+"""Tx intents and the signed txs (batches) that carry them: all SQL of the signer lives here.
+
+An intent is one Msg the sidecar must land exactly once (dedupe_key makes queueing idempotent).
+Lifecycle: queued -> signed (bytes+hash stored BEFORE broadcast) -> broadcast -> included, or back
+to queued when its tx provably did not land (expired / refused), or dead when it cannot succeed.
+A queued intent with a non-NULL `code` failed inside a batch before and is sent alone.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sidecar.store.audit import AuditEntry, append_audit_txn
+
+INTENT_STATES = ("queued", "signed", "broadcast", "included", "failed", "dead")
+
+
+@dataclass(frozen=True)
+class Intent:
+    id: int
+    dedupe_key: str
+    msg_type: str
+    ticket_id: str | None
+    msg_bytes: bytes
+    state: str
+    batch_id: int | None
+    attempts: int
+    code: int | None
+    log: str | None
+
+    @property
+    def should_go_alone(self) -> bool:
+        """It failed inside a batch before: isolate it so the rest of the queue is not held back."""
+        return self.code is not None
+
+
+@dataclass(frozen=True)
+class Batch:
+    id: int
+    tx_hash: str
+    tx_bytes: bytes
+    account_sequence: int
+    timeout_height: int
+    state: str
+    intent_ids: tuple[int, ...]
+
+
+def _intent(row: sqlite3.Row) -> Intent:
+    return Intent(
+        id=row["id"], dedupe_key=row["dedupe_key"], msg_type=row["msg_type"], ticket_id=row["ticket_id"],
+        msg_bytes=bytes(row["msg_bytes"]), state=row["state"], batch_id=row["batch_id"],
+        attempts=row["attempts"], code=row["code"], log=row["log"],
+    )
+
+
+def queue_intent_txn(
+    conn: sqlite3.Connection, dedupe_key: str, msg_type: str, ticket_id: str | None, msg_bytes: bytes,
+    now: float | None = None,
+) -> int:
+    """Queue one Msg; queueing the same dedupe_key again returns the existing intent's id and changes nothing."""
+    ts = time.time() if now is None else now
+    conn.execute(
+        "INSERT INTO tx_intents (dedupe_key, msg_type, ticket_id, msg_bytes, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
+        (dedupe_key, msg_type, ticket_id, msg_bytes, ts, ts),
+    )
+    row = conn.execute("SELECT id FROM tx_intents WHERE dedupe_key = ?", (dedupe_key,)).fetchone()
+    return int(row["id"])
+
+
+def queued_intents(conn: sqlite3.Connection, limit: int) -> list[Intent]:
+    """The oldest queued intents, in queue order (which is each ticket's order)."""
+    rows = conn.execute("SELECT * FROM tx_intents WHERE state = 'queued' ORDER BY id LIMIT ?", (limit,))
+    return [_intent(r) for r in rows]
+
+
+def get_intents(conn: sqlite3.Connection, ids: Sequence[int]) -> list[Intent]:
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(f"SELECT * FROM tx_intents WHERE id IN ({marks}) ORDER BY id", tuple(ids))
+    return [_intent(r) for r in rows]
+
+
+def dead_intents(conn: sqlite3.Connection, limit: int = 100) -> list[Intent]:
+    rows = conn.execute("SELECT * FROM tx_intents WHERE state = 'dead' ORDER BY id DESC LIMIT ?", (limit,))
+    return [_intent(r) for r in rows]
+
+
+def intent_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """Intents per state (every state present, 0 when none), for metrics."""
+    counts = dict.fromkeys(INTENT_STATES, 0)
+    for row in conn.execute("SELECT state, COUNT(*) AS n FROM tx_intents GROUP BY state"):
+        counts[row["state"]] = int(row["n"])
+    return counts
+
+
+def unresolved_batches(conn: sqlite3.Connection) -> list[Batch]:
+    """Signed or broadcast txs whose fate is unknown, by sequence: what a restart must re-broadcast."""
+    rows = conn.execute(
+        "SELECT * FROM tx_batches WHERE state IN ('signed', 'broadcast') ORDER BY account_sequence, id"
+    ).fetchall()
+    out = []
+    for row in rows:
+        ids = tuple(
+            int(r["id"]) for r in conn.execute("SELECT id FROM tx_intents WHERE batch_id = ? ORDER BY id", (row["id"],))
+        )
+        out.append(Batch(row["id"], row["tx_hash"], bytes(row["tx_bytes"]), row["account_sequence"],
+                         row["timeout_height"], row["state"], ids))
+    return out
+
+
+def record_signed_txn(
+    conn: sqlite3.Connection, intent_ids: Sequence[int], tx_hash: str, tx_bytes: bytes, sequence: int,
+    timeout_height: int, now: float | None = None,
+) -> int:
+    """Store the signed tx and bind its intents to it, before anything is broadcast; returns the batch id."""
+    ts = time.time() if now is None else now
+    cur = conn.execute(
+        "INSERT INTO tx_batches (tx_hash, tx_bytes, account_sequence, timeout_height, state, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, 'signed', ?, ?)",
+        (tx_hash, tx_bytes, sequence, timeout_height, ts, ts),
+    )
+    batch_id = int(cur.lastrowid or 0)
+    marks = ",".join("?" * len(intent_ids))
+    bound = conn.execute(
+        f"UPDATE tx_intents SET state = 'signed', batch_id = ?, attempts = attempts + 1, updated_at = ? "
+        f"WHERE id IN ({marks}) AND state = 'queued'",
+        (batch_id, ts, *intent_ids),
+    ).rowcount
+    if bound != len(intent_ids):
+        raise RuntimeError(f"intents {list(intent_ids)} are no longer all queued: refusing to sign them twice")
+    return batch_id
+
+
+def record_broadcast_txn(conn: sqlite3.Connection, batch_id: int, now: float | None = None) -> None:
+    ts = time.time() if now is None else now
+    conn.execute(
+        "UPDATE tx_batches SET state = 'broadcast', updated_at = ? WHERE id = ? AND state = 'signed'", (ts, batch_id)
+    )
+    conn.execute(
+        "UPDATE tx_intents SET state = 'broadcast', updated_at = ? WHERE batch_id = ? AND state = 'signed'",
+        (ts, batch_id),
+    )
+
+
+def record_included_txn(conn: sqlite3.Connection, batch_id: int, height: int, now: float | None = None) -> None:
+    """The tx is in block `height` with code 0: every intent of it has landed."""
+    ts = time.time() if now is None else now
+    conn.execute(
+        "UPDATE tx_batches SET state = 'included', height = ?, code = 0, log = NULL, updated_at = ? WHERE id = ?",
+        (height, ts, batch_id),
+    )
+    conn.execute(
+        "UPDATE tx_intents SET state = 'included', code = 0, log = NULL, updated_at = ? WHERE batch_id = ?",
+        (ts, batch_id),
+    )
+
+
+def requeue_batch_txn(
+    conn: sqlite3.Connection, batch_id: int, batch_state: str, code: int | None, log: str | None,
+    height: int | None = None, isolate: Iterable[int] = (), now: float | None = None,
+) -> None:
+    """The tx provably did not land its Msgs (expired, refused, failed): its intents go back to the queue.
+
+    `isolate` intents keep the chain's code and log, which makes them go alone next time."""
+    ts = time.time() if now is None else now
+    conn.execute(
+        "UPDATE tx_batches SET state = ?, height = ?, code = ?, log = ?, updated_at = ? WHERE id = ?",
+        (batch_state, height, code, log, ts, batch_id),
+    )
+    alone = set(isolate)
+    for row in conn.execute("SELECT id FROM tx_intents WHERE batch_id = ?", (batch_id,)).fetchall():
+        keep = row["id"] in alone
+        conn.execute(
+            "UPDATE tx_intents SET state = 'queued', batch_id = NULL, code = ?, log = ?, updated_at = ? "
+            "WHERE id = ? AND state IN ('signed', 'broadcast')",
+            (code if keep else None, log if keep else None, ts, row["id"]),
+        )
+
+
+def dead_letter_txn(
+    conn: sqlite3.Connection, intent_ids: Sequence[int], code: int, log: str, audits: Sequence[AuditEntry],
+    batch_id: int | None = None, height: int | None = None, now: float | None = None,
+) -> None:
+    """Intents that cannot succeed stop here with the chain's answer; the audit rows commit with them."""
+    ts = time.time() if now is None else now
+    if batch_id is not None:
+        conn.execute(
+            "UPDATE tx_batches SET state = 'failed', height = ?, code = ?, log = ?, updated_at = ? WHERE id = ?",
+            (height, code, log, ts, batch_id),
+        )
+    marks = ",".join("?" * len(intent_ids))
+    conn.execute(
+        f"UPDATE tx_intents SET state = 'dead', code = ?, log = ?, updated_at = ? WHERE id IN ({marks})",
+        (code, log, ts, *intent_ids),
+    )
+    for entry in audits:
+        append_audit_txn(conn, entry, ts)
