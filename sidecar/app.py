@@ -22,6 +22,8 @@ from sidecar.chain.rpc import CometRpc
 from sidecar.config import Config
 from sidecar.control.server import ControlServer
 from sidecar.desks.base import Desk
+from sidecar.desks.jira import JiraDesk
+from sidecar.desks.waldur import WaldurDesk
 from sidecar.errors import ConfigError
 from sidecar.loops import run_loop
 from sidecar.observe.audit import Auditor, AuditRetention
@@ -162,10 +164,16 @@ class App:
                     for worker in workers:
                         name = f"desk-{worker.desk.name}"
                         tg.create_task(run_loop(name, worker.step, loop_stop, metrics), name=name)
+                        tg.create_task(
+                            run_loop(f"{name}-health", worker.check, loop_stop, metrics), name=f"{name}-health"
+                        )
                     tg.create_task(run_loop("dispatcher", dispatcher.step, loop_stop, metrics), name="dispatcher")
                     for worker in workers:
                         name = f"desk-{worker.desk.name}"
                         tg.create_task(run_loop(name, worker.step, loop_stop, metrics), name=name)
+                        tg.create_task(
+                            run_loop(f"{name}-health", worker.check, loop_stop, metrics), name=f"{name}-health"
+                        )
                 tg.create_task(run_loop("health", refresh_health, loop_stop, metrics), name="health")
                 tg.create_task(run_loop("audit-retention", retention.step, loop_stop, metrics), name="audit-retention")
                 await web.wait_started()
@@ -188,10 +196,22 @@ class App:
                 loop_stop.set()
         finally:
             await rpc.aclose()
+            for client in desks:
+                await client.aclose()
 
     def _desks(self, metrics: Metrics) -> list[Desk]:
-        """One long-lived client per configured desk (none until the desk clients exist)."""
-        return []
+        """One long-lived client per configured desk; app.run closes them at shutdown."""
+        settings = self.config.settings
+        insecure = settings.sync.allow_insecure_http
+        desks: list[Desk] = []
+        jira_token, waldur_token = self.config.secret("jira_api_token"), self.config.secret("waldur_token")
+        if settings.jira.base_url and jira_token is not None:
+            desks.append(JiraDesk(settings.jira, jira_token.reveal(), metrics=metrics, allow_insecure_http=insecure))
+        if settings.waldur.base_url and waldur_token is not None:
+            desks.append(
+                WaldurDesk(settings.waldur, waldur_token.reveal(), metrics=metrics, allow_insecure_http=insecure)
+            )
+        return desks
 
     def _config_audit(self) -> AuditEntry:
         settings = self.config.settings

@@ -8,9 +8,12 @@ the operation and the desk's own error text with secrets removed, never request 
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import time
 from collections.abc import Awaitable, Iterable, Mapping
+from contextvars import ContextVar
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar, cast, get_args
 
@@ -25,6 +28,13 @@ RETRYABLE = frozenset({408, 409, 425, 429})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 PER_ISSUE_REASON = "jira-per-issue-on-write"
 MAX_ERROR_TEXT = 300
+# A credential echoed without its header name (the logs' redactor needs "Authorization:" before it).
+_CREDENTIAL = re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{16,}")
+
+
+# Headers of the last response the transport saw in this task, for generated clients that raise
+# on an unexpected status without the headers (Retry-After, RateLimit-Reason must not be lost).
+_last_headers: ContextVar[list[httpx.Headers] | None] = ContextVar("desk_last_headers", default=None)
 
 
 def require_tls(desk: Service, base_url: str, *, allow_insecure_http: bool) -> str:
@@ -59,6 +69,9 @@ class _CountingTransport(httpx.AsyncBaseTransport):
             raise
         if label is not None:
             self._metrics.count_api_request(self._desk, label, response.status_code)
+        box = _last_headers.get()
+        if box is not None:
+            box[:] = [response.headers]
         return response
 
     async def aclose(self) -> None:
@@ -84,6 +97,9 @@ class DeskHttp:
     ) -> None:
         self.desk = desk
         self.base_url = require_tls(desk, base_url, allow_insecure_http=allow_insecure_http)
+        secrets = list(secrets)
+        if isinstance(auth, tuple):  # the encoded Basic credential is as secret as the token in it
+            secrets.append(base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
         self._redact_own = Redactor(secrets)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         inner = transport or httpx.AsyncHTTPTransport(limits=limits, retries=0)
@@ -111,8 +127,12 @@ class DeskHttp:
         self.raise_for_status(op, response.status_code, response.headers, response.content)
         return response
 
-    async def call(self, op: str, pending: Awaitable[T]) -> T:
-        """Await a call that uses `self.client` (raw or through a generated client), translating httpx errors."""
+    async def call(self, op: str, pending: Awaitable[T], box: list[httpx.Headers] | None = None) -> T:
+        """Await a call that uses `self.client` (raw or through a generated client), translating httpx errors.
+
+        `box`, when given, receives the headers of the last response (see `_last_headers`).
+        """
+        token = _last_headers.set(box)
         try:
             return await pending
         except httpx.TimeoutException as exc:
@@ -121,6 +141,8 @@ class DeskHttp:
             raise DeskError(f"{self.desk} {op}: connection failed ({type(exc).__name__})", retryable=True) from exc
         except httpx.HTTPError as exc:
             raise DeskError(f"{self.desk} {op}: HTTP error ({type(exc).__name__})", retryable=False) from exc
+        finally:
+            _last_headers.reset(token)
 
     def raise_for_status(self, op: str, status: int, headers: Mapping[str, str], content: bytes) -> None:
         """Nothing for 2xx; otherwise the DeskError the engine acts on (retryable, retry_after, scope)."""
@@ -136,7 +158,7 @@ class DeskHttp:
 
     def redact(self, text: str) -> str:
         """This desk's own secrets and every configured secret removed, then shortened."""
-        cleaned = current_redactor()(self._redact_own(text))
+        cleaned = _CREDENTIAL.sub(r"\1 <redacted>", current_redactor()(self._redact_own(text)))
         return cleaned if len(cleaned) <= MAX_ERROR_TEXT else cleaned[: MAX_ERROR_TEXT - 1] + "…"
 
     async def aclose(self) -> None:

@@ -232,7 +232,7 @@ class JiraDesk:
                 marker=CLOSE_MARKER,
                 author="VirtEngine",
                 is_agent=True,
-                body=f"The ticket was closed on chain: {reason}.",
+                body=f"Closed by the VirtEngine sidecar: {reason}.",
             )
             await self.add_comment(ref, note)
         await self.set_status(ref, "closed")

@@ -104,6 +104,18 @@ class DeskWorker:
         await asyncio.gather(*(self._run(job) for job in jobs))
         return 0.0
 
+    async def check(self) -> float:
+        """A cheap authenticated call, so health says whether the desk answers even when idle."""
+        try:
+            await self.desk.check()
+        except DeskError as exc:
+            if self._health.desks.get(self.desk.name) != "unhealthy":
+                log.warning("desk does not answer well", extra={"desk": self.desk.name, "error": str(exc)})
+            self._health.desks[self.desk.name] = "unhealthy"
+            return 10.0
+        self._health.desks[self.desk.name] = "healthy"
+        return 30.0
+
     async def _run(self, job: Job) -> None:
         try:
             await self._handle(job)
@@ -151,6 +163,19 @@ class DeskWorker:
         snapshot = await self._opener.snapshot(job.ticket_id)
         if snapshot is None:
             raise DeskError(f"ticket {job.ticket_id} is not in the local mirror", retryable=False)
+        if job.kind in ("create", "update"):
+            for value in self.desk.unmapped(snapshot):
+                await self._auditor.record(
+                    AuditEntry(
+                        "field_unmapped",
+                        ticket_id=job.ticket_id,
+                        desk=job.desk,
+                        direction="outbound",
+                        actor="sidecar",
+                        status="defaulted",
+                        details={"field": value.field, "chain_value": value.chain_value, "used": value.used},
+                    )
+                )
         ref = await self._ensure_ref(snapshot)
         if job.kind == "update":
             await self.desk.update_fields(ref, snapshot)

@@ -92,10 +92,11 @@ async def test_find_pages_and_checks_the_property(jira_sim: JiraSim, make_desk: 
     desk.page_size = 2
     label = ticket_label("SUP-000123")
     fields = {"project": {"key": "VESUPPORT"}, "issuetype": {"name": "Task"}, "summary": "other", "labels": [label]}
-    with httpx.Client(base_url=jira_sim.base_url, auth=(jira_sim.email, JIRA_TOKEN)) as raw:
+    async with httpx.AsyncClient(base_url=jira_sim.base_url, auth=(jira_sim.email, JIRA_TOKEN)) as raw:
         for i in range(4):  # the same label, claimed by other tickets (e.g. a devnet that was reset)
             claim = [{"key": "virtengine", "value": {"ticket_id": f"other-{i}"}}]
-            assert raw.post("/rest/api/3/issue", json={"fields": fields, "properties": claim}).status_code == 201
+            made = await raw.post("/rest/api/3/issue", json={"fields": fields, "properties": claim})
+            assert made.status_code == 201
     assert await desk.find(ticket()) is None
     ref = await desk.create(ticket())
     searches = jira_sim.request_count("POST", "/rest/api/3/search/jql")

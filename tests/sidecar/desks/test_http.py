@@ -1,0 +1,149 @@
+"""The one edge where desk HTTP failures become DeskError: retryable or not, Retry-After, scope, no secrets."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from devnet.jira_sim import JiraSim
+from devnet.sim_faults import FaultPlan
+from sidecar.desks.http import DeskHttp, error_text, parse_retry_after
+from sidecar.desks.jira import JiraDesk
+from sidecar.errors import DeskError
+from sidecar.observe.metrics import Metrics
+from tests.sidecar.desks.support import JIRA_TOKEN, api_requests, jira_config, ticket
+
+SECRET = "tok-Zq81-never-show-me"
+
+
+@pytest.fixture
+async def desks() -> AsyncIterator[list[JiraDesk]]:
+    made: list[JiraDesk] = []
+    yield made
+    for desk in made:
+        await desk.aclose()
+
+
+def jira(sim: JiraSim, made: list[JiraDesk], *, token: str = JIRA_TOKEN, metrics: Metrics | None = None,
+         **config: Any) -> JiraDesk:
+    desk = JiraDesk(jira_config(sim, **config), token, metrics=metrics or Metrics(), allow_insecure_http=True)
+    made.append(desk)
+    return desk
+
+
+async def test_burst_429_is_retryable_with_retry_after_for_the_whole_desk(
+    make_jira_sim: Callable[..., JiraSim], desks: list[JiraDesk]
+) -> None:
+    sim = make_jira_sim(rate_per_second=0.5, burst=1)
+    desk = jira(sim, desks)
+    await desk.check()
+    with pytest.raises(DeskError) as err:
+        await desk.check()
+    e = err.value
+    assert (e.status, e.retryable, e.scope) == (429, True, "desk")
+    assert e.retry_after is not None and e.retry_after >= 1
+
+
+async def test_per_issue_429_is_scoped_to_the_issue(make_jira_sim: Callable[..., JiraSim],
+                                                    desks: list[JiraDesk]) -> None:
+    sim = make_jira_sim(per_issue_writes=1, per_issue_window=30)
+    desk = jira(sim, desks)
+    ref = await desk.create(ticket())
+    await desk.update_fields(ref, ticket(priority="low"))
+    with pytest.raises(DeskError) as err:
+        await desk.update_fields(ref, ticket(priority="urgent"))
+    e = err.value
+    assert (e.status, e.retryable, e.scope) == (429, True, "issue")
+    assert e.retry_after is not None and 1 <= e.retry_after <= 30
+
+
+async def test_server_faults_timeouts_and_drops_are_retryable(make_jira_sim: Callable[..., JiraSim],
+                                                             desks: list[JiraDesk]) -> None:
+    sim = make_jira_sim(faults=FaultPlan(hang_seconds=10))
+    metrics = Metrics()
+    desk = jira(sim, desks, timeout=0.3, metrics=metrics)
+    sim.faults.inject("503", retry_after=7)
+    sim.faults.inject("500")
+    sim.faults.inject("timeout")
+    sim.faults.inject("drop")
+    got = []
+    for _ in range(4):
+        with pytest.raises(DeskError) as err:
+            await desk.check()
+        got.append((err.value.status, err.value.retryable, err.value.retry_after))
+    assert got == [(503, True, 7.0), (500, True, None), (None, True, None), (None, True, None)]
+    await desk.check()
+    assert api_requests(metrics, "jira", "GET", "5xx") == 2
+    assert api_requests(metrics, "jira", "GET", "error") == 2
+    assert api_requests(metrics, "jira", "GET", "2xx") == 1
+
+
+async def test_client_errors_are_final_and_carry_the_desks_text(jira_sim: JiraSim, desks: list[JiraDesk]) -> None:
+    desk = jira(jira_sim, desks, priority_map=(("high", "Critical"),))  # a priority this site does not have
+    with pytest.raises(DeskError) as err:
+        await desk.create(ticket())
+    e = err.value
+    assert (e.status, e.retryable) == (400, False)
+    assert "priority: The priority selected is invalid: Critical" in str(e)
+    assert "Lease 42" not in str(e)  # never the request body
+
+
+async def test_revoked_token_is_final_and_never_shown(
+    make_jira_sim: Callable[..., JiraSim], desks: list[JiraDesk], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sim = make_jira_sim(api_token=SECRET)
+    desk = jira(sim, desks, token=SECRET)
+    await desk.check()
+    sim.revoke_token()
+    with pytest.raises(DeskError) as err:
+        await desk.check()
+    e = err.value
+    assert (e.status, e.retryable) == (401, False)
+    assert "Client must be authenticated" in str(e)
+    basic = base64.b64encode(f"{sim.email}:{SECRET}".encode()).decode()
+    for leak in (SECRET, basic):
+        assert leak not in str(e) and leak not in repr(e.__cause__) and leak not in caplog.text
+
+
+async def test_a_desk_echoing_the_secret_gets_it_masked() -> None:
+    """A misbehaving gateway echoing credentials in its error body: the text is kept, the secret is not."""
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        text = f"bad token {SECRET} from {request.headers['authorization']}"
+        return httpx.Response(403, json={"errorMessages": [text]})
+
+    http = DeskHttp("jira", "https://jira.example", timeout=1, metrics=Metrics(), secrets=(SECRET,),
+                    auth=("me@example.com", SECRET), transport=httpx.MockTransport(echo))
+    try:
+        with pytest.raises(DeskError) as err:
+            await http.request("check", "GET", "/rest/api/3/myself")
+    finally:
+        await http.aclose()
+    message = str(err.value)
+    assert err.value.status == 403 and not err.value.retryable
+    assert "bad token <redacted>" in message and SECRET not in message
+    assert base64.b64encode(f"me@example.com:{SECRET}".encode()).decode() not in message
+
+
+def test_retry_after_forms() -> None:
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(" 2.5 ") == 2.5
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_error_text_of_each_desk_shape() -> None:
+    jira_body = b'{"errorMessages": ["No."], "errors": {"summary": "required"}}'
+    assert error_text(jira_body) == "No.; summary: required"
+    assert error_text(b'{"errorMessage": "JSM says no", "i18nErrorMessage": {}}') == "JSM says no"
+    assert error_text(b'{"detail": "Invalid token."}') == "Invalid token."
+    assert error_text(b'{"remote_id": ["issue with this remote id already exists."]}') == (
+        "remote_id: issue with this remote id already exists."
+    )
+    assert error_text(b"<html>Bad gateway</html>") == "<html>Bad gateway</html>"
