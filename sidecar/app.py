@@ -121,7 +121,7 @@ class App:
         )
         key = support_key(self.config)
         opener = ContentOpener(store, key)
-        dispatcher = Dispatcher(store, [d.name for d in desks], own_addresses=[])
+        dispatcher = Dispatcher(store, [d.name for d in desks], own_addresses=[], batch=settings.sync.batch_size)
         workers = [
             DeskWorker(
                 desk,
@@ -131,7 +131,7 @@ class App:
                 metrics,
                 health,
                 settings.retry,
-                WorkerSettings(batch_size=settings.sync.batch_size),
+                WorkerSettings(concurrency=self._concurrency(desk.name)),
             )
             for desk in desks
         ]
@@ -198,6 +198,10 @@ class App:
             await rpc.aclose()
             for client in desks:
                 await client.aclose()
+
+    def _concurrency(self, desk: str) -> int:
+        settings = self.config.settings
+        return settings.jira.max_concurrency if desk == "jira" else settings.waldur.max_concurrency
 
     def _desks(self, metrics: Metrics) -> list[Desk]:
         """One long-lived client per configured desk; app.run closes them at shutdown."""

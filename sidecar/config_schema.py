@@ -60,6 +60,8 @@ class JiraConfig:
         "chain status -> Jira status name", kind="map", map_keys=STATUSES,
     )
     default_priority: str = key("Medium", "Jira priority used for an unmapped chain priority (audited)")
+    requests_per_second: float = key(10.0, "client-side request rate limit; 0 = none", bounds=(0, 10_000))
+    max_concurrency: int = key(4, "jobs run at once against Jira", bounds=(1, 64))
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ class WaldurConfig:
         "chain category -> Waldur issue type", kind="map", map_keys=CATEGORIES,
     )
     default_priority: str = key("normal", "Waldur priority used for an unmapped chain priority (audited)")
+    requests_per_second: float = key(10.0, "client-side request rate limit; 0 = none", bounds=(0, 10_000))
+    max_concurrency: int = key(4, "jobs run at once against Waldur", bounds=(1, 64))
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ class SyncConfig:
         kind="duration",
         bounds=(1, 86400),
     )
-    batch_size: int = key(50, "jobs taken per batch", env="VIRTENGINE_SERVICEDESK_SYNC_BATCH_SIZE", bounds=(1, 500))
+    batch_size: int = key(50, "chain events turned into desk jobs per transaction", env="VIRTENGINE_SERVICEDESK_SYNC_BATCH_SIZE", bounds=(1, 500))
     conflict_resolution: ConflictStrategy = key(
         "on_chain_wins", "which side wins a field changed on both", env="VIRTENGINE_SERVICEDESK_CONFLICT_RESOLUTION"
     )

@@ -120,7 +120,9 @@ class CometRpc:
     async def tx(self, tx_hash: str) -> dict[str, Any] | None:
         """The included tx by hash, or None while it is not (yet) in a block."""
         try:
-            result: dict[str, Any] = await self.call("tx", hash="0x" + tx_hash.removeprefix("0x"), prove=False)
+            # JSON-RPC over POST takes []byte params as base64 (the 0x-hex form is for GET URIs only).
+            raw = base64.b64encode(bytes.fromhex(tx_hash.removeprefix("0x"))).decode()
+            result: dict[str, Any] = await self.call("tx", hash=raw, prove=False)
         except ChainRpcError as exc:
             if "not found" in str(exc):
                 return None
@@ -141,6 +143,5 @@ def _retryable_rpc_error(detail: str) -> bool:
         "is not available, lowest height is",
         "could not find results for height",
         "node is not persisting finalize block responses",
-        "invalid",
     )
     return not any(p in detail for p in permanent)

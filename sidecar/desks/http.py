@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast, get_args
 
 import httpx
 
+from sidecar.desks.ratelimit import TokenBucket
 from sidecar.errors import ConfigError, DeskError
 from sidecar.observe.logs import Redactor, current_redactor
 from sidecar.observe.metrics import HttpMethod, Metrics, Service
@@ -53,7 +54,10 @@ def require_tls(desk: Service, base_url: str, *, allow_insecure_http: bool) -> s
 class _CountingTransport(httpx.AsyncBaseTransport):
     """Counts every request by method and status class; a request without an answer counts as `error`."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, desk: Service, metrics: Metrics) -> None:
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, desk: Service, metrics: Metrics, bucket: TokenBucket | None = None
+    ) -> None:
+        self._bucket = bucket
         self._inner = inner
         self._desk = desk
         self._metrics = metrics
@@ -61,6 +65,8 @@ class _CountingTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         method = request.method.upper()
         label = cast(HttpMethod, method) if method in get_args(HttpMethod) else None
+        if self._bucket is not None:
+            await self._bucket.acquire()
         try:
             response = await self._inner.handle_async_request(request)
         except BaseException:
@@ -93,6 +99,7 @@ class DeskHttp:
         headers: Mapping[str, str] | None = None,
         allow_insecure_http: bool = False,
         max_connections: int = 20,
+        requests_per_second: float = 0.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.desk = desk
@@ -108,7 +115,7 @@ class DeskHttp:
             auth=auth,
             headers={"Accept": "application/json", **(headers or {})},
             timeout=httpx.Timeout(timeout),
-            transport=_CountingTransport(inner, desk, metrics),
+            transport=_CountingTransport(inner, desk, metrics, TokenBucket(requests_per_second)),
             follow_redirects=False,
         )
 

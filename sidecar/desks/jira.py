@@ -74,6 +74,7 @@ class JiraDesk:
             secrets=(api_token,),
             auth=(config.username, api_token),
             allow_insecure_http=allow_insecure_http,
+            requests_per_second=config.requests_per_second,
             transport=transport,
         )
         # Issues created by this process, by label: search is eventually consistent, so a retried

@@ -79,6 +79,7 @@ class WaldurDesk:
             secrets=(token,),
             headers={"Authorization": f"Token {token}"},
             allow_insecure_http=allow_insecure_http,
+            requests_per_second=config.requests_per_second,
             transport=transport,
         )
         self.api = AuthenticatedClient(base_url=self.http.base_url, token=token, prefix="Token")

@@ -40,7 +40,6 @@ RegisterRef = Callable[[sqlite3.Connection, RefRow, float], None]
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    batch_size: int = 50
     concurrency: int = 4
     idle_wait: float = 0.5
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from devnet.cometbft import DevnetNode
@@ -44,9 +45,11 @@ def desk_flags(tmp_path: Path, node: DevnetNode, jira: JiraSim, waldur: WaldurSi
         "chain.start_height": "1", "jira.base_url": jira.base_url, "jira.username": jira.email,
         "jira.account_id": jira.me.account_id, "sync.allow_insecure_http": "true",
         "retry.initial_backoff": "100ms", "retry.max_backoff": "2s", "retry.max_retries": "30",
+        "jira.requests_per_second": "200", "jira.max_concurrency": "8",
     }
     if waldur is not None:
-        flags.update({"waldur.base_url": waldur.api_url, "waldur.organization_uuid": next(iter(waldur.customers)).hex})
+        flags.update({"waldur.base_url": waldur.api_url, "waldur.organization_uuid": next(iter(waldur.customers)).hex,
+                      "waldur.requests_per_second": "200", "waldur.max_concurrency": "8"})
     flags.update(extra)
     return app_flags(tmp_path, node.rpc_url, **flags)
 
@@ -134,8 +137,8 @@ async def test_tickets_reach_both_desks_exactly_once(
     devnet_node: DevnetNode, jira_sim: JiraSim, waldur_sim: WaldurSim, tmp_path: Path
 ) -> None:
     async with running_app(desk_flags(tmp_path, devnet_node, jira_sim, waldur_sim), desk_env(jira_sim, waldur_sim)):
-        ids, answered = await drive_tickets(devnet_node, 60)
-        await settled(tmp_path / "sidecar.db", timeout=180)
+        ids, answered = await drive_tickets(devnet_node, 500)
+        await settled(tmp_path / "sidecar.db", timeout=600)
     assert dead_jobs(tmp_path / "sidecar.db") == []
     assert_jira_exactly_once(jira_sim, tmp_path / "sidecar.db", ids, answered)
     assert_waldur_exactly_once(waldur_sim, ids)
@@ -190,3 +193,107 @@ def _env(path: str) -> str:
     from sidecar.config import KEYS_BY_PATH
 
     return KEYS_BY_PATH[path].env
+
+
+def audit_rows(db: Path, event_type: str) -> list[tuple[str | None, str | None, str]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return [(r[0], r[1], r[2]) for r in conn.execute(
+            "SELECT ticket_id, error, details_json FROM audit WHERE event_type = ? ORDER BY id", (event_type,))]
+    finally:
+        conn.close()
+
+
+async def wait_dead(db: Path, count: int, app: Any) -> list[tuple[str, str]]:
+    async def dead() -> list[tuple[str, str]] | None:
+        rows = await asyncio.to_thread(dead_jobs, db)
+        return rows if len(rows) >= count else None
+
+    try:
+        return await async_wait_until(dead, timeout=90, what=f"{count} dead-lettered job(s)")
+    except AssertionError as exc:
+        async with httpx.AsyncClient() as client:
+            verbose = (await client.get(f"http://127.0.0.1:{app.web_port}/webhooks/health?verbose=1")).text
+        raise AssertionError(f"{exc}; sidecar health: {verbose}") from None
+
+
+async def test_a_desk_down_for_a_while_is_caught_up_when_it_returns(
+    devnet_node: DevnetNode, jira_sim: JiraSim, tmp_path: Path
+) -> None:
+    jira_sim.faults.inject("503", count=400, retry_after=1)  # every request fails for a good while
+    async with running_app(desk_flags(tmp_path, devnet_node, jira_sim, None), desk_env(jira_sim, None)) as app:
+        ids, answered = await drive_tickets(devnet_node, 20)
+
+        async def desk_unhealthy() -> bool:
+            return (await app_health(app))["jira_status"] == "unhealthy"
+
+        await async_wait_until(desk_unhealthy, timeout=60, what="health to report the desk down")
+        await async_wait_until(lambda: _fired_all(jira_sim, 400), timeout=120, what="the outage to run its course")
+        await settled(tmp_path / "sidecar.db", timeout=120)
+    assert dead_jobs(tmp_path / "sidecar.db") == []
+    assert_jira_exactly_once(jira_sim, tmp_path / "sidecar.db", ids, answered)
+
+
+async def _fired_all(jira: JiraSim, count: int) -> bool:
+    return len(jira.faults.fired) >= count
+
+
+async def app_health(app: Any) -> dict[str, Any]:
+    async with httpx.AsyncClient() as client:
+        doc: dict[str, Any] = (await client.get(f"http://127.0.0.1:{app.web_port}/webhooks/health", timeout=5)).json()
+    return doc
+
+
+async def test_invalid_transition_dead_letters_naming_the_transitions(
+    devnet_node: DevnetNode, jira_sim: JiraSim, tmp_path: Path
+) -> None:
+    flags = desk_flags(tmp_path, devnet_node, jira_sim, None, **{
+        "jira.status_map": "open=Open,waiting_customer=Blocked by Legal,in_progress=In Progress"})
+    db = tmp_path / "sidecar.db"
+    async with running_app(flags, desk_env(jira_sim, None)) as app:
+        await asyncio.to_thread(_create_and_answer, devnet_node)  # the reply moves it to waiting_customer
+        dead = await wait_dead(db, 1, app)
+    kind, error = dead[0]
+    assert kind in ("status", "comment", "update")
+    assert "no transition from 'Open' to 'Blocked by Legal'" in error and "available:" in error
+    assert any("Blocked by Legal" in (e or "") for _, e, _ in audit_rows(db, "sync_failed"))
+
+
+def _create_and_answer(node: DevnetNode) -> None:
+    with ChainDriver(node.rpc_url, DevAccount.from_name("customer")) as customer:
+        (tid,) = customer.create_tickets(1, RECIPIENTS)
+    with ChainDriver(node.rpc_url, DevAccount.from_name("agent")) as agent:
+        agent.reply(tid, "Please send the logs.", RECIPIENTS)
+
+
+async def test_unknown_priority_uses_the_default_and_is_audited(
+    devnet_node: DevnetNode, jira_sim: JiraSim, tmp_path: Path
+) -> None:
+    flags = desk_flags(tmp_path, devnet_node, jira_sim, None, **{
+        "jira.priority_map": "low=Low,high=High", "jira.default_priority": "Medium"})
+    db = tmp_path / "sidecar.db"
+    async with running_app(flags, desk_env(jira_sim, None)):
+        await drive_tickets(devnet_node, 2)  # bulk tickets have priority "normal": not in the map
+        await settled(db, timeout=60)
+    assert {issue.priority for issue in jira_sim.list_issues()} == {"Medium"}
+    unmapped = audit_rows(db, "field_unmapped")
+    assert unmapped and all('"chain_value":"normal"' in d and '"used":"Medium"' in d for _, _, d in unmapped)
+
+
+async def test_revoked_token_dead_letters_without_leaking_it(
+    devnet_node: DevnetNode, jira_sim: JiraSim, tmp_path: Path
+) -> None:
+    db = tmp_path / "sidecar.db"
+    jira_sim.revoke_token()
+    async with running_app(desk_flags(tmp_path, devnet_node, jira_sim, None), desk_env(jira_sim, None)) as app:
+        await drive_tickets(devnet_node, 1)
+        dead = await wait_dead(db, 1, app)
+        assert (await app_health(app))["failed_events"] >= 1
+    _, error = dead[0]
+    assert "401" in error
+    token = "jira-test-token"
+    assert token not in error
+    conn = sqlite3.connect(db)
+    dump = "\n".join(conn.iterdump())
+    conn.close()
+    assert token not in dump
