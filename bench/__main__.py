@@ -5,7 +5,11 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = {"follower_backfill": "bench.follower_backfill"}
+BENCHMARKS = {
+    "follower_backfill": "bench.follower_backfill",
+    "outbound_drain": "bench.outbound_drain",
+    "signer_throughput": "bench.signer_throughput",
+}
 
 
 def main(argv: list[str]) -> int:

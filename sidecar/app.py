@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import time
+import uuid
 from dataclasses import asdict
 
 from sidecar.chain.envelope import EnvelopeError, EnvelopeKey
@@ -19,11 +20,11 @@ from sidecar.chain.follower import ChainFollower, FollowerSettings
 from sidecar.chain.heads import HeadTracker, HeadWatcher, websocket_url
 from sidecar.chain.probe import ChainProbe
 from sidecar.chain.rpc import CometRpc
+from sidecar.chain.signer import Signer, signer_from_config
 from sidecar.config import Config
 from sidecar.control.server import ControlServer
 from sidecar.desks.base import Desk
 from sidecar.desks.jira import JiraDesk
-from sidecar.desks.waldur import WaldurDesk
 from sidecar.errors import ConfigError
 from sidecar.loops import run_loop
 from sidecar.observe.audit import Auditor, AuditRetention
@@ -35,6 +36,7 @@ from sidecar.store.jobs import release_running_txn
 from sidecar.store.status import queue_figures
 from sidecar.sync.content import ContentOpener
 from sidecar.sync.outbound import DeskWorker, Dispatcher, WorkerSettings
+from sidecar.sync.registration import register_refs_as
 from sidecar.web.server import WebServer, build_web_app
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,14 @@ def support_key(config: Config) -> EnvelopeKey | None:
         raise ConfigError(
             "support_private_key", "must be a base64 X25519 private key (32 bytes)", source=secret.source
         ) from None
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 class App:
@@ -121,7 +131,10 @@ class App:
         )
         key = support_key(self.config)
         opener = ContentOpener(store, key)
-        dispatcher = Dispatcher(store, [d.name for d in desks], own_addresses=[], batch=settings.sync.batch_size)
+        signer = self._signer(rpc, store, metrics, auditor) if settings.enabled else None
+        own = [signer.status.address] if signer is not None else []
+        register = register_refs_as(signer.status.address) if signer is not None else None
+        dispatcher = Dispatcher(store, [d.name for d in desks], own_addresses=own, batch=settings.sync.batch_size)
         workers = [
             DeskWorker(
                 desk,
@@ -132,6 +145,7 @@ class App:
                 health,
                 settings.retry,
                 WorkerSettings(concurrency=self._concurrency(desk.name)),
+                register=register,
             )
             for desk in desks
         ]
@@ -161,13 +175,8 @@ class App:
                     tg.create_task(run_loop("chain-follower", follower.step, loop_stop, metrics), name="chain-follower")
                     tg.create_task(watcher.run(loop_stop), name="chain-heads")
                     tg.create_task(run_loop("dispatcher", dispatcher.step, loop_stop, metrics), name="dispatcher")
-                    for worker in workers:
-                        name = f"desk-{worker.desk.name}"
-                        tg.create_task(run_loop(name, worker.step, loop_stop, metrics), name=name)
-                        tg.create_task(
-                            run_loop(f"{name}-health", worker.check, loop_stop, metrics), name=f"{name}-health"
-                        )
-                    tg.create_task(run_loop("dispatcher", dispatcher.step, loop_stop, metrics), name="dispatcher")
+                    if signer is not None:
+                        tg.create_task(run_loop("chain-signer", signer.step, loop_stop, metrics), name="chain-signer")
                     for worker in workers:
                         name = f"desk-{worker.desk.name}"
                         tg.create_task(run_loop(name, worker.step, loop_stop, metrics), name=name)
@@ -195,9 +204,21 @@ class App:
                     await control.stop(SHUTDOWN_GRACE)
                 loop_stop.set()
         finally:
+            web.stop()
+            if control is not None:
+                await control.stop(0)  # a no-op after the graceful stop above; needed when a task failed
             await rpc.aclose()
             for client in desks:
                 await client.aclose()
+
+    def _signer(self, rpc: CometRpc, store: Store, metrics: Metrics, auditor: Auditor) -> Signer | None:
+        """The signer owns the operator's key; without a key nothing is written to the chain (said once)."""
+        if not self.config.settings.chain.key_file and self.config.secret("signing_key") is None:
+            log.warning("no signing key (chain.key_file or secret signing_key): desk refs are not registered on chain")
+            return None
+        signer = signer_from_config(self.config, rpc, store, metrics, auditor)
+        log.info("signer ready", extra={"address": signer.status.address})
+        return signer
 
     def _concurrency(self, desk: str) -> int:
         settings = self.config.settings
@@ -212,6 +233,14 @@ class App:
         if settings.jira.base_url and jira_token is not None:
             desks.append(JiraDesk(settings.jira, jira_token.reveal(), metrics=metrics, allow_insecure_http=insecure))
         if settings.waldur.base_url and waldur_token is not None:
+            # Imported only when used: waldur-api-client's 2,000 model modules take ~6 s to import.
+            from sidecar.desks.waldur import WaldurDesk
+
+            for key_path in ("waldur.organization_uuid", "waldur.project_uuid"):
+                value = getattr(settings.waldur, key_path.split(".")[1])
+                if value and not _is_uuid(value):
+                    raise ConfigError(key_path, f"must be a UUID (got {value})", source=self.config.sources[key_path])
+
             desks.append(
                 WaldurDesk(settings.waldur, waldur_token.reveal(), metrics=metrics, allow_insecure_http=insecure)
             )

@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--until", help="a duration back from now or an ISO-8601 time (default: now)")
     export.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
     _add_config_flags(export)
+    keys = commands.add_parser("keys", help="inspect the chain signing key")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
+    show = keys_commands.add_parser("show", help="print the signer's address and public key (never the private key)")
+    _add_config_flags(show)
     return parser
 
 
@@ -122,8 +126,11 @@ def reference_markdown() -> str:
             default = f"{spec.default:g}s"
         allowed = f" ({', '.join(spec.choices)})" if spec.choices else ""
         rows.append(f"| `{spec.path}` | `{spec.env}` | `{spec.flag}` | `{default}` | {spec.help}{allowed} |")
-    rows += ["", "| secret | secrets-dir file | Vault key | environment variable (warned) | meaning |",
-             "|---|---|---|---|---|"]
+    rows += [
+        "",
+        "| secret | secrets-dir file | Vault key | environment variable (warned) | meaning |",
+        "|---|---|---|---|---|",
+    ]
     for secret in SECRET_SPECS:
         rows.append(
             f"| `{secret.name}` | `{secret.file_names[0]}` | `{secret.name}` | `{secret.env}` | {secret.help} |"
@@ -171,6 +178,21 @@ def _audit(args: argparse.Namespace, config: Config) -> int:
         conn.close()
 
 
+def _keys_show(config: Config) -> int:
+    """`keys show`: the address and compressed public key; the private part never leaves keys.py."""
+    from sidecar.chain.keys import key_info, load_signing_key
+
+    try:
+        info = key_info(load_signing_key(config))
+    except ConfigError as exc:
+        print(f"servicedesk-sidecar: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    print(f"address: {info.address}")
+    print(f"public key (secp256k1, compressed, hex): {info.public_key_hex}")
+    print(f"source: {info.source}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -187,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "audit":
         return _audit(args, config)
+    if args.command == "keys":
+        return _keys_show(config)
     settings = config.settings
     setup_logging(settings.audit.log_level, settings.logging.format, config.secret_values())
     for warning in config.warnings:
@@ -197,6 +221,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_until_signalled(config))
     except SidecarError as exc:
         log.error("fatal: %s", exc)
+        return 1
+    except BaseExceptionGroup as group:  # a component of the TaskGroup failed: say which, exit non-zero
+        for failure in group.exceptions:
+            if isinstance(failure, SidecarError):
+                log.error("fatal: %s", failure)
+            else:
+                log.error("fatal: a component failed", exc_info=failure)
         return 1
     except KeyboardInterrupt:
         return 0

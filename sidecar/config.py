@@ -76,8 +76,16 @@ def iter_keys(cls: type = ServiceDeskConfig, prefix: str = "") -> Iterator[KeySp
             yield from iter_keys(typing.cast(type, ftype), path + ".")
             continue
         env = f.metadata.get("env") or ENV_PREFIX + path.replace(".", "_").upper()
-        yield KeySpec(path, ftype, f.default, f.metadata["help"], env, f.metadata["kind"], f.metadata["bounds"],
-                      f.metadata.get("map_keys", ()))
+        yield KeySpec(
+            path,
+            ftype,
+            f.default,
+            f.metadata["help"],
+            env,
+            f.metadata["kind"],
+            f.metadata["bounds"],
+            f.metadata.get("map_keys", ()),
+        )
 
 
 KEYS: tuple[KeySpec, ...] = tuple(iter_keys())

@@ -51,13 +51,24 @@ class JiraConfig:
     timeout: float = key(30.0, "timeout of one Jira request", kind="duration", bounds=(0.1, 300))
     priority_map: Pairs = key(
         (("low", "Low"), ("normal", "Medium"), ("high", "High"), ("urgent", "Highest")),
-        "chain priority -> Jira priority name", kind="map", map_keys=PRIORITIES,
+        "chain priority -> Jira priority name",
+        kind="map",
+        map_keys=PRIORITIES,
     )
     status_map: Pairs = key(
-        (("open", "Open"), ("assigned", "In Progress"), ("in_progress", "In Progress"),
-         ("waiting_customer", "Waiting for Customer"), ("waiting_support", "Waiting for Support"),
-         ("resolved", "Resolved"), ("closed", "Closed"), ("archived", "Closed")),
-        "chain status -> Jira status name", kind="map", map_keys=STATUSES,
+        (
+            ("open", "Open"),
+            ("assigned", "In Progress"),
+            ("in_progress", "In Progress"),
+            ("waiting_customer", "Waiting for Customer"),
+            ("waiting_support", "Waiting for Support"),
+            ("resolved", "Resolved"),
+            ("closed", "Closed"),
+            ("archived", "Closed"),
+        ),
+        "chain status -> Jira status name",
+        kind="map",
+        map_keys=STATUSES,
     )
     default_priority: str = key("Medium", "Jira priority used for an unmapped chain priority (audited)")
     requests_per_second: float = key(10.0, "client-side request rate limit; 0 = none", bounds=(0, 10_000))
@@ -70,26 +81,48 @@ class WaldurConfig:
         "", "Waldur API URL ending in /api; empty disables Waldur", env="VIRTENGINE_SERVICEDESK_WALDUR_URL"
     )
     organization_uuid: str = key(
-        "", "Waldur customer (organization) UUID tickets belong to", env="VIRTENGINE_SERVICEDESK_WALDUR_ORG_UUID"
+        "",
+        "Waldur customer (organization) UUID tickets belong to",
+        env="VIRTENGINE_SERVICEDESK_WALDUR_ORG_UUID",
     )
     project_uuid: str = key("", "Waldur project UUID tickets belong to (optional)")
     username: str = key("", "the sidecar's own Waldur username, so its own changes are not synced back")
     timeout: float = key(30.0, "timeout of one Waldur request", kind="duration", bounds=(0.1, 300))
     priority_map: Pairs = key(
         (("low", "low"), ("normal", "normal"), ("high", "high"), ("urgent", "critical")),
-        "chain priority -> Waldur priority name", kind="map", map_keys=PRIORITIES,
+        "chain priority -> Waldur priority name",
+        kind="map",
+        map_keys=PRIORITIES,
     )
     status_map: Pairs = key(
-        (("open", "new"), ("assigned", "in_progress"), ("in_progress", "in_progress"),
-         ("waiting_customer", "waiting"), ("waiting_support", "waiting"), ("resolved", "resolved"),
-         ("closed", "closed"), ("archived", "closed")),
-        "chain status -> Waldur status", kind="map", map_keys=STATUSES,
+        (
+            ("open", "new"),
+            ("assigned", "in_progress"),
+            ("in_progress", "in_progress"),
+            ("waiting_customer", "waiting"),
+            ("waiting_support", "waiting"),
+            ("resolved", "resolved"),
+            ("closed", "closed"),
+            ("archived", "closed"),
+        ),
+        "chain status -> Waldur status",
+        kind="map",
+        map_keys=STATUSES,
     )
     type_map: Pairs = key(
-        (("account", "SERVICE_REQUEST"), ("identity", "SERVICE_REQUEST"), ("billing", "SERVICE_REQUEST"),
-         ("provider", "INCIDENT"), ("marketplace", "INCIDENT"), ("technical", "INCIDENT"),
-         ("security", "INCIDENT"), ("other", "INFORMATIONAL")),
-        "chain category -> Waldur issue type", kind="map", map_keys=CATEGORIES,
+        (
+            ("account", "SERVICE_REQUEST"),
+            ("identity", "SERVICE_REQUEST"),
+            ("billing", "SERVICE_REQUEST"),
+            ("provider", "INCIDENT"),
+            ("marketplace", "INCIDENT"),
+            ("technical", "INCIDENT"),
+            ("security", "INCIDENT"),
+            ("other", "INFORMATIONAL"),
+        ),
+        "chain category -> Waldur issue type",
+        kind="map",
+        map_keys=CATEGORIES,
     )
     default_priority: str = key("normal", "Waldur priority used for an unmapped chain priority (audited)")
     requests_per_second: float = key(10.0, "client-side request rate limit; 0 = none", bounds=(0, 10_000))
@@ -105,7 +138,12 @@ class SyncConfig:
         kind="duration",
         bounds=(1, 86400),
     )
-    batch_size: int = key(50, "chain events turned into desk jobs per transaction", env="VIRTENGINE_SERVICEDESK_SYNC_BATCH_SIZE", bounds=(1, 500))
+    batch_size: int = key(
+        50,
+        "chain events turned into desk jobs per transaction",
+        env="VIRTENGINE_SERVICEDESK_SYNC_BATCH_SIZE",
+        bounds=(1, 500),
+    )
     conflict_resolution: ConflictStrategy = key(
         "on_chain_wins", "which side wins a field changed on both", env="VIRTENGINE_SERVICEDESK_CONFLICT_RESOLUTION"
     )

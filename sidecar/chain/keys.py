@@ -90,9 +90,7 @@ def parse_key(text: Secret, prefix: str, *, path: str) -> SigningKey:
             return SigningKey(PrivateKey(bytes.fromhex(hex_text)), prefix, text.source)
         except ValueError:
             pass
-    raise ConfigError(
-        path, "must hold a 64-digit hex private key or a 12-24 word BIP-39 mnemonic", source=text.source
-    )
+    raise ConfigError(path, "must hold a 64-digit hex private key or a 12-24 word BIP-39 mnemonic", source=text.source)
 
 
 def read_key_file(file: str, prefix: str) -> SigningKey:
@@ -101,7 +99,8 @@ def read_key_file(file: str, prefix: str) -> SigningKey:
     try:
         mode = path.stat().st_mode
     except OSError as exc:
-        raise ConfigError("chain.key_file", f"cannot be read: {file} ({exc.strerror})", source="chain.key_file") from None
+        problem = f"cannot be read: {file} ({exc.strerror})"
+        raise ConfigError("chain.key_file", problem, source="chain.key_file") from None
     if not stat.S_ISREG(mode):
         raise ConfigError("chain.key_file", f"is not a regular file: {file}", source="chain.key_file")
     if mode & 0o077:

@@ -115,7 +115,7 @@ def build_tx(
     amount = fee.fee_for(gas_limit)
     tx_fee = TxFee(amount=f"{amount}{fee.fee_denom}" if amount else None, gas_limit=gas_limit)
     tx.seal(SigningCfg.direct(key.public_key, account.sequence), fee=tx_fee, memo=memo, timeout_height=timeout_height)
-    sealed = tx.tx
+    sealed = tx.complete().tx  # no message added through cosmpy: ours are packed from their stored bytes
     sealed.body.messages.extend(pack_msg(t, b) for t, b in msgs)
     body_bytes = sealed.body.SerializeToString(deterministic=True)
     auth_info_bytes = sealed.auth_info.SerializeToString(deterministic=True)

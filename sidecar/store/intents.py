@@ -50,14 +50,25 @@ class Batch:
 
 def _intent(row: sqlite3.Row) -> Intent:
     return Intent(
-        id=row["id"], dedupe_key=row["dedupe_key"], msg_type=row["msg_type"], ticket_id=row["ticket_id"],
-        msg_bytes=bytes(row["msg_bytes"]), state=row["state"], batch_id=row["batch_id"],
-        attempts=row["attempts"], code=row["code"], log=row["log"],
+        id=row["id"],
+        dedupe_key=row["dedupe_key"],
+        msg_type=row["msg_type"],
+        ticket_id=row["ticket_id"],
+        msg_bytes=bytes(row["msg_bytes"]),
+        state=row["state"],
+        batch_id=row["batch_id"],
+        attempts=row["attempts"],
+        code=row["code"],
+        log=row["log"],
     )
 
 
 def queue_intent_txn(
-    conn: sqlite3.Connection, dedupe_key: str, msg_type: str, ticket_id: str | None, msg_bytes: bytes,
+    conn: sqlite3.Connection,
+    dedupe_key: str,
+    msg_type: str,
+    ticket_id: str | None,
+    msg_bytes: bytes,
     now: float | None = None,
 ) -> int:
     """Queue one Msg; queueing the same dedupe_key again returns the existing intent's id and changes nothing."""
@@ -106,23 +117,49 @@ def unresolved_batches(conn: sqlite3.Connection) -> list[Batch]:
         ids = tuple(
             int(r["id"]) for r in conn.execute("SELECT id FROM tx_intents WHERE batch_id = ? ORDER BY id", (row["id"],))
         )
-        out.append(Batch(row["id"], row["tx_hash"], bytes(row["tx_bytes"]), row["account_sequence"],
-                         row["timeout_height"], row["state"], ids))
+        out.append(
+            Batch(
+                row["id"],
+                row["tx_hash"],
+                bytes(row["tx_bytes"]),
+                row["account_sequence"],
+                row["timeout_height"],
+                row["state"],
+                ids,
+            )
+        )
     return out
 
 
 def record_signed_txn(
-    conn: sqlite3.Connection, intent_ids: Sequence[int], tx_hash: str, tx_bytes: bytes, sequence: int,
-    timeout_height: int, now: float | None = None,
+    conn: sqlite3.Connection,
+    intent_ids: Sequence[int],
+    tx_hash: str,
+    tx_bytes: bytes,
+    sequence: int,
+    timeout_height: int,
+    now: float | None = None,
 ) -> int:
     """Store the signed tx and bind its intents to it, before anything is broadcast; returns the batch id."""
     ts = time.time() if now is None else now
-    cur = conn.execute(
-        "INSERT INTO tx_batches (tx_hash, tx_bytes, account_sequence, timeout_height, state, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, 'signed', ?, ?)",
-        (tx_hash, tx_bytes, sequence, timeout_height, ts, ts),
-    )
-    batch_id = int(cur.lastrowid or 0)
+    # The same content at the same sequence signs to the same bytes: a tx refused earlier may come back.
+    earlier = conn.execute("SELECT id, state FROM tx_batches WHERE tx_hash = ?", (tx_hash,)).fetchone()
+    if earlier is not None and earlier["state"] not in ("failed", "expired"):
+        raise RuntimeError(f"tx {tx_hash} is already {earlier['state']}: refusing to sign its intents twice")
+    if earlier is not None:
+        batch_id = int(earlier["id"])
+        conn.execute(
+            "UPDATE tx_batches SET state = 'signed', height = NULL, code = NULL, log = NULL, updated_at = ? "
+            "WHERE id = ?",
+            (ts, batch_id),
+        )
+    else:
+        cur = conn.execute(
+            "INSERT INTO tx_batches (tx_hash, tx_bytes, account_sequence, timeout_height, state, created_at, "
+            "updated_at) VALUES (?, ?, ?, ?, 'signed', ?, ?)",
+            (tx_hash, tx_bytes, sequence, timeout_height, ts, ts),
+        )
+        batch_id = int(cur.lastrowid or 0)
     marks = ",".join("?" * len(intent_ids))
     bound = conn.execute(
         f"UPDATE tx_intents SET state = 'signed', batch_id = ?, attempts = attempts + 1, updated_at = ? "
@@ -159,8 +196,14 @@ def record_included_txn(conn: sqlite3.Connection, batch_id: int, height: int, no
 
 
 def requeue_batch_txn(
-    conn: sqlite3.Connection, batch_id: int, batch_state: str, code: int | None, log: str | None,
-    height: int | None = None, isolate: Iterable[int] = (), now: float | None = None,
+    conn: sqlite3.Connection,
+    batch_id: int,
+    batch_state: str,
+    code: int | None,
+    log: str | None,
+    height: int | None = None,
+    isolate: Iterable[int] = (),
+    now: float | None = None,
 ) -> None:
     """The tx provably did not land its Msgs (expired, refused, failed): its intents go back to the queue.
 
@@ -181,8 +224,14 @@ def requeue_batch_txn(
 
 
 def dead_letter_txn(
-    conn: sqlite3.Connection, intent_ids: Sequence[int], code: int, log: str, audits: Sequence[AuditEntry],
-    batch_id: int | None = None, height: int | None = None, now: float | None = None,
+    conn: sqlite3.Connection,
+    intent_ids: Sequence[int],
+    code: int,
+    log: str,
+    audits: Sequence[AuditEntry],
+    batch_id: int | None = None,
+    height: int | None = None,
+    now: float | None = None,
 ) -> None:
     """Intents that cannot succeed stop here with the chain's answer; the audit rows commit with them."""
     ts = time.time() if now is None else now

@@ -58,7 +58,7 @@ class SidecarProcess:
                 out.append({"msg": line.rstrip("\n"), "unparsed": True})
         return out
 
-    def wait_for_log(self, msg: str, timeout: float = 20.0) -> dict[str, Any]:
+    def wait_for_log(self, msg: str, timeout: float = 60.0) -> dict[str, Any]:
         def found() -> dict[str, Any] | None:
             if self.proc.poll() is not None and not any(r.get("msg") == msg for r in self.records()):
                 raise AssertionError(f"sidecar exited ({self.proc.returncode}) before logging {msg!r}: {self.text()}")

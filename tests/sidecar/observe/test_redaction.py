@@ -102,7 +102,7 @@ def test_no_secret_reaches_logs_metrics_health_grpc_or_the_database(tmp_path: Pa
         "VIRTENGINE_SERVICEDESK_JIRA_URL": leaky_node,
         "VIRTENGINE_SERVICEDESK_JIRA_USERNAME": "svc@example.org",
         "VIRTENGINE_SERVICEDESK_WALDUR_URL": leaky_node + "/api",
-        "VIRTENGINE_SERVICEDESK_WALDUR_ORG_UUID": "0d5c7a1e",
+        "VIRTENGINE_SERVICEDESK_WALDUR_ORG_UUID": "0d5c7a1e-1f4e-4d55-9d5f-1a2b3c4d5e6f",
         "VIRTENGINE_SERVICEDESK_SYNC_ALLOW_INSECURE_HTTP": "true",
         "VIRTENGINE_SERVICEDESK_AUDIT_LOG_LEVEL": "debug",
     }

@@ -297,3 +297,40 @@ async def test_revoked_token_dead_letters_without_leaking_it(
     dump = "\n".join(conn.iterdump())
     conn.close()
     assert token not in dump
+
+
+async def test_new_desk_refs_are_registered_on_chain_by_the_signer(
+    devnet_node: DevnetNode, jira_sim: JiraSim, waldur_sim: WaldurSim, tmp_path: Path
+) -> None:
+    import hashlib
+
+    env = {**desk_env(jira_sim, waldur_sim),
+           "VIRTENGINE_SERVICEDESK_SIGNING_KEY": hashlib.sha256(b"devnet-account:sidecar").hexdigest()}
+    db = tmp_path / "sidecar.db"
+    async with running_app(desk_flags(tmp_path, devnet_node, jira_sim, waldur_sim), env):
+        ids, _ = await drive_tickets(devnet_node, 20)
+        await settled(db, timeout=120)
+
+        async def registered() -> bool:
+            rows = await asyncio.to_thread(_refs, db)
+            return len(rows) == 40 and all(on_chain for _, _, on_chain in rows)
+
+        await async_wait_until(registered, timeout=120, what="every desk ref linked on chain")
+    rows = _refs(db)
+    assert {(t, d) for t, d, _ in rows} == {(t, d) for t in ids for d in ("jira", "waldur")}
+    conn = sqlite3.connect(db)
+    intents = conn.execute("SELECT state, COUNT(*) FROM tx_intents GROUP BY state").fetchall()
+    linked = conn.execute("SELECT COUNT(*) FROM chain_inbox WHERE event_type = 'support_external_ticket_linked'"
+                          ).fetchone()[0]
+    conn.close()
+    assert intents == [("included", 40)]
+    assert linked == 40  # each ref registered exactly once, seen back through the follower
+
+
+def _refs(db: Path) -> list[tuple[str, str, int]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return [(r[0], r[1], r[2]) for r in conn.execute(
+            "SELECT ticket_id, desk, registered_on_chain FROM external_refs")]
+    finally:
+        conn.close()

@@ -1,0 +1,90 @@
+"""1,000 intents queued at once: blocks and seconds until the signer has them all included.
+
+Baseline, in the same run on the same node: the same 1,000 Msgs as one tx each, broadcast back to back
+by devnet.driver (pipelined sequences, no batching) and awaited together. Goal: all within 10 blocks,
+zero sequence errors left unresolved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+from bench.results import Figure, report
+from devnet.cometbft import DevnetNode
+from devnet.driver import ChainDriver, DevAccount, TxFailed
+from devnet.fixtures import ACCOUNT_NAMES, AGENT_NAMES
+from devnet.keys import TestAccount, genesis_app_state
+from tests.sidecar.chain.signer_kit import create_tickets, external_id, open_rig, queue_refs, register_msg, settle
+
+INTENTS = int(os.environ.get("BENCH_INTENTS", "1000"))
+
+
+async def run_signer(
+    node: DevnetNode, db: Path, ticket_ids: list[str], max_msgs: int
+) -> tuple[int, float, int, int]:
+    """(blocks, seconds, unresolved sequence errors, txs) for the signer."""
+    rig = await open_rig(db, node.rpc_url, max_msgs_per_tx=max_msgs)
+    try:
+        await queue_refs(rig.store, ticket_ids, DevAccount.from_name("sidecar").address)
+        start_height = node.height()
+        started = time.perf_counter()
+        counts = await settle(rig, timeout=600)
+        seconds = time.perf_counter() - started
+        unresolved = rig.signer.status.sequence_errors_unresolved
+    finally:
+        await rig.close()
+    assert counts["included"] == len(ticket_ids), counts
+    conn = sqlite3.connect(db)
+    last, txs = conn.execute("SELECT MAX(height), COUNT(*) FROM tx_batches WHERE state = 'included'").fetchone()
+    conn.close()
+    return int(last) - start_height + 1, seconds, unresolved, int(txs)
+
+
+def run_baseline(node: DevnetNode, ticket_ids: list[str]) -> tuple[int, float]:
+    """(blocks, seconds) for one tx per Msg, sent back to back by the devnet driver (agent account)."""
+    with ChainDriver(node.rpc_url, DevAccount.from_name("agent")) as driver:
+        start_height = node.height()
+        started = time.perf_counter()
+        hashes = []
+        for ticket_id in ticket_ids:
+            checked = driver.broadcast([register_msg(driver.address, ticket_id, external_id(ticket_id))])
+            if not checked.ok:
+                raise TxFailed(checked)
+            hashes.append(checked.hash)
+        results = driver.wait_for(hashes, timeout=600)
+        seconds = time.perf_counter() - started
+    assert all(r.ok for r in results)
+    return max(r.height for r in results) - start_height + 1, seconds
+
+
+def main() -> None:
+    accounts = {name: TestAccount.from_name(name) for name in ACCOUNT_NAMES}
+    state = genesis_app_state(accounts.values(), agents=[accounts[n] for n in AGENT_NAMES])
+    with tempfile.TemporaryDirectory(prefix="bench-signer-") as tmp, DevnetNode(state, home=Path(tmp) / "node") as node:
+        node.start()
+        ids = create_tickets(node, 3 * INTENTS)
+        blocks, seconds, unresolved, txs = asyncio.run(run_signer(node, Path(tmp) / "s.db", ids[:INTENTS], 20))
+        wide = asyncio.run(run_signer(node, Path(tmp) / "w.db", ids[INTENTS:2 * INTENTS], 100))
+        base_blocks, base_seconds = run_baseline(node, ids[2 * INTENTS:])
+    report("signer_throughput", [
+        Figure("blocks_until_all_included", blocks, "blocks", base_blocks, round(base_blocks / blocks, 2)),
+        Figure("seconds_until_all_included", seconds, "s", base_seconds, round(base_seconds / seconds, 2)),
+        Figure("intents", INTENTS, "intents"),
+        Figure("txs_used", txs, "txs", INTENTS, round(INTENTS / txs, 2)),
+        Figure("sequence_errors_unresolved", unresolved, "errors"),
+        # chain.max_msgs_per_tx = 100 instead of the default 20: fewer, larger txs.
+        Figure("blocks_until_all_included_100_per_tx", wide[0], "blocks", base_blocks, round(base_blocks / wide[0], 2)),
+        Figure("seconds_until_all_included_100_per_tx", wide[1], "s", base_seconds, round(base_seconds / wide[1], 2)),
+        Figure("sequence_errors_unresolved_100_per_tx", wide[2], "errors"),
+    ])
+    if blocks > 10 or unresolved:  # judged at the default chain.max_msgs_per_tx
+        print(f"  GOAL MISSED: {blocks} blocks (goal <= 10), {unresolved} unresolved sequence errors")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Settling txs in flight: confirm inclusion by hash, expire the provably lost, dead-letter the hopeless.
+
+Only three facts release intents back to the queue: a block holds the tx with a failure code, CheckTx
+refused it, or the chain is two blocks past its timeout_height and `/tx` still does not know its hash
+(a tx can only be in a block <= timeout_height; the second block covers the indexer's lag).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from sidecar.chain.outcomes import OUT_OF_GAS, ChainAnswer, Verdict, judge
+from sidecar.chain.rpc import CometRpc
+from sidecar.observe.audit import Auditor
+from sidecar.store.audit import AuditEntry
+from sidecar.store.db import Store
+from sidecar.store.intents import (
+    Intent,
+    dead_letter_txn,
+    get_intents,
+    record_included_txn,
+    requeue_batch_txn,
+)
+
+if TYPE_CHECKING:
+    from sidecar.chain.signer import InFlight
+
+log = logging.getLogger(__name__)
+EXPIRY_GRACE = 2  # blocks past timeout_height before "not found" is final
+MAX_ATTEMPTS = 5  # transient failures of one intent before it is dead-lettered
+
+
+class Settler:
+    def __init__(
+        self,
+        rpc: CometRpc,
+        store: Store,
+        auditor: Auditor,
+        on_lost_sequence: Callable[[], None],
+        on_out_of_gas: Callable[[], None],
+    ) -> None:
+        self._rpc = rpc
+        self._on_out_of_gas = on_out_of_gas
+        self._store = store
+        self._auditor = auditor
+        self._on_lost_sequence = on_lost_sequence
+
+    async def settle(self, flight: list[InFlight], head: int) -> list[InFlight]:
+        """Walk txs in sequence order; return those still unresolved."""
+        flight = sorted(flight, key=lambda f: f.sequence)
+        remaining: list[InFlight] = []
+        for index, tx in enumerate(flight):
+            found = await self._rpc.tx(tx.tx_hash)
+            if found is None:
+                if head >= tx.timeout_height + EXPIRY_GRACE:
+                    await self._expire(tx, head)
+                    continue
+                remaining.extend(flight[index:])  # later sequences cannot be in a block before this one
+                break
+            result = found.get("tx_result", {})
+            answer = ChainAnswer(
+                int(result.get("code", 0)), str(result.get("codespace", "")), str(result.get("log", ""))
+            )
+            await self._settle_included(tx, answer, int(found.get("height", 0)))
+        return remaining
+
+    async def _expire(self, tx: InFlight, head: int) -> None:
+        log.info(
+            "tx expired unconfirmed, its intents are queued again",
+            extra={"tx_hash": tx.tx_hash, "timeout_height": tx.timeout_height, "head": head},
+        )
+        await self._store.write(
+            "expire tx", requeue_batch_txn, tx.batch_id, "expired", None, f"not included by height {tx.timeout_height}"
+        )
+        self._on_lost_sequence()
+
+    async def _settle_included(self, tx: InFlight, answer: ChainAnswer, height: int) -> None:
+        verdict = judge(answer, len(tx.intent_ids))
+        if verdict is Verdict.LANDED:
+            await self._store.write("record included tx", record_included_txn, tx.batch_id, height)
+            return
+        if not answer.consumed_sequence:
+            self._on_lost_sequence()
+        if answer.code == OUT_OF_GAS and answer.codespace in ("", "sdk"):
+            self._on_out_of_gas()
+        log.warning(
+            "tx failed in block",
+            extra={
+                "tx_hash": tx.tx_hash,
+                "height": height,
+                "code": answer.code,
+                "codespace": answer.codespace,
+                "verdict": verdict.value,
+            },
+        )
+        await self._release(tx, answer, verdict, height)
+
+    async def refused(self, tx: InFlight, answer: ChainAnswer, batch_size: int) -> None:
+        """CheckTx refused the tx (not for its sequence): nothing landed."""
+        log.warning("tx refused by the node: %s", answer.summary, extra={"tx_hash": tx.tx_hash})
+        await self._release(tx, answer, judge(answer, batch_size), None)
+
+    async def _release(self, tx: InFlight, answer: ChainAnswer, verdict: Verdict, height: int | None) -> None:
+        intents = await self._store.read("intents of tx", get_intents, tx.intent_ids)
+        if verdict is Verdict.ISOLATE:
+            index = answer.message_index or 0
+            culprit = [intents[index].id] if index < len(intents) else []
+            await self._store.write(
+                "isolate failed message",
+                requeue_batch_txn,
+                tx.batch_id,
+                "failed",
+                answer.code,
+                answer.log,
+                height,
+                culprit,
+            )
+            return
+        if verdict is Verdict.RETRY:
+            hopeless = [i for i in intents if i.attempts >= MAX_ATTEMPTS]
+            if not hopeless:
+                await self._store.write(
+                    "requeue failed tx", requeue_batch_txn, tx.batch_id, "failed", answer.code, answer.log, height
+                )
+                return
+        await self._dead_letter(tx, intents, answer, height)
+
+    async def _dead_letter(
+        self, tx: InFlight, intents: Sequence[Intent], answer: ChainAnswer, height: int | None
+    ) -> None:
+        audits = (
+            [self._auditor.clean(_audit_entry(tx, i, answer, height)) for i in intents] if self._auditor.enabled else []
+        )
+        await self._store.write(
+            "dead-letter intents",
+            dead_letter_txn,
+            [i.id for i in intents],
+            answer.code,
+            answer.summary,
+            audits,
+            tx.batch_id,
+            height,
+        )
+        log.warning(
+            "tx intents dead-lettered",
+            extra={
+                "intent_ids": [i.id for i in intents],
+                "code": answer.code,
+                "codespace": answer.codespace,
+                "tx_hash": tx.tx_hash,
+            },
+        )
+
+
+def _audit_entry(tx: InFlight, intent: Intent, answer: ChainAnswer, height: int | None) -> AuditEntry:
+    return AuditEntry(
+        event_type="tx_dead_lettered",
+        ticket_id=intent.ticket_id,
+        direction="inbound",
+        actor="sidecar",
+        status="dead",
+        error=answer.summary,
+        block_height=height,
+        tx_hash=tx.tx_hash,
+        details={
+            "intent_id": intent.id,
+            "msg_type": intent.msg_type,
+            "code": answer.code,
+            "codespace": answer.codespace or "sdk",
+            "attempts": intent.attempts,
+        },
+    )

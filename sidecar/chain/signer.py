@@ -1,0 +1,377 @@
+"""The one owner of the signing key and the account sequence: lands queued intents exactly once.
+
+Each `step()` (run by loops.run_loop) confirms txs in flight, re-broadcasts stale ones, then signs
+and broadcasts new batches. Exactly-once rests on three rules: signed bytes and hash are stored
+before a broadcast; after a restart the stored bytes are re-broadcast, never re-signed; intents go
+back to the queue only when their tx provably did not land (refused by CheckTx, failed in its block,
+or past its timeout_height with no block holding its hash). Inclusion is confirmed by polling `/tx`
+by hash, in sequence order (txs of one account land in that order).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+from sidecar.chain.keys import SigningKey, forbid_core_dumps, load_signing_key
+from sidecar.chain.outcomes import ALREADY_IN_MEMPOOL, SEQUENCE_MISMATCH, ChainAnswer, expected_sequence
+from sidecar.chain.rpc import CometRpc
+from sidecar.chain.settle import Settler
+from sidecar.chain.txbuild import Account, FeePolicy, SignedTx, build_tx, query_account, simulate
+from sidecar.config import Config
+from sidecar.errors import ChainRpcError
+from sidecar.observe.audit import Auditor
+from sidecar.observe.metrics import Metrics
+from sidecar.store.db import Store
+from sidecar.store.intents import (
+    Intent,
+    intent_counts,
+    queued_intents,
+    record_broadcast_txn,
+    record_signed_txn,
+    requeue_batch_txn,
+    unresolved_batches,
+)
+
+log = logging.getLogger(__name__)
+CrashPoint = Literal["after_sign", "after_broadcast"]
+GAS_MEMORY = 30.0  # seconds a simulation's gas is reused for batches of the same Msgs
+
+
+@dataclass(frozen=True)
+class SignerSettings:
+    chain_id: str  # empty: adopt the node's
+    fee: FeePolicy
+    max_msgs_per_tx: int = 20
+    timeout_height_delta: int = 20
+    max_tx_msg_bytes: int = 200_000  # byte cap on the Msgs of one tx (node limits are far above)
+    max_in_flight: int = 100  # txs broadcast but not yet confirmed
+    rebroadcast_after: int = 3  # blocks without inclusion before the stored bytes are sent again
+    busy_interval: float = 0.1
+    idle_interval: float = 0.5
+
+    @classmethod
+    def from_config(cls, config: Config) -> SignerSettings:
+        c = config.settings.chain
+        fee = FeePolicy(
+            c.fee_denom, Decimal(str(c.gas_price)), Decimal(str(c.gas_multiplier)), c.gas_limit_max, c.gas_fallback
+        )
+        return cls(c.chain_id, fee, c.max_msgs_per_tx, c.timeout_height_delta)
+
+
+@dataclass
+class InFlight:
+    """A signed tx whose fate is not known yet; `sent_at` is the head when it was last broadcast."""
+
+    batch_id: int
+    tx_hash: str
+    tx_bytes: bytes
+    sequence: int
+    timeout_height: int
+    intent_ids: tuple[int, ...]
+    broadcast: bool
+    sent_at: int | None = None
+
+
+@dataclass
+class SignerStatus:
+    """The small picture for health and the benchmark."""
+
+    address: str
+    next_sequence: int | None = None
+    in_flight: int = 0
+    sequence_mismatches: int = 0
+    sequence_mismatches_resolved: int = 0
+    mempool_full: int = 0
+    last_error: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def sequence_errors_unresolved(self) -> int:
+        return self.sequence_mismatches - self.sequence_mismatches_resolved
+
+
+class Signer:
+    """Construct once in app.py and run `step` with run_loop("chain-signer", ...).
+
+    `crash_at` is a test seam: the process SIGKILLs itself at that point (after the signed tx is
+    stored, or right after the node accepted the broadcast, before anything more is recorded)."""
+
+    def __init__(
+        self,
+        rpc: CometRpc,
+        store: Store,
+        key: SigningKey,
+        settings: SignerSettings,
+        metrics: Metrics,
+        auditor: Auditor,
+        *,
+        crash_at: CrashPoint | None = None,
+    ) -> None:
+        self._rpc = rpc
+        self._store = store
+        self._key = key
+        self.settings = settings
+        self._metrics = metrics
+        self._crash_at = crash_at
+        self._settler = Settler(rpc, store, auditor, self._on_lost_sequence, self._on_out_of_gas)
+        self._flight: list[InFlight] = []
+        self._ready = False
+        self._chain_id = settings.chain_id
+        self._account_number = 0
+        self._next_sequence = 0
+        self._should_resync = False
+        self._backoff = 0.0
+        self._gas_seen: dict[tuple[str, ...], tuple[int, int, float]] = {}  # Msg types -> gas, bytes, when
+        self.status = SignerStatus(address=key.address)
+
+    # --- the loop step -------------------------------------------------------------------------
+
+    async def step(self) -> float:
+        if not self._ready:
+            await self._recover()
+        head = (await self._rpc.status()).latest_height
+        self._flight = await self._settler.settle(self._flight, head)
+        delay = await self._rebroadcast(head)
+        if delay == 0.0 and len(self._flight) < self.settings.max_in_flight:
+            delay = await self._send_new(head)
+        await self._publish()
+        if delay:
+            return delay
+        return self.settings.busy_interval if self._flight else self.settings.idle_interval
+
+    async def _recover(self) -> None:
+        """Adopt stored unresolved txs (to re-broadcast as they are) and the chain's account."""
+        node = await self._rpc.status()
+        if self._chain_id and node.chain_id != self._chain_id:
+            raise ChainRpcError(f"node is on chain {node.chain_id}, expected {self._chain_id}", retryable=False)
+        self._chain_id = node.chain_id
+        account = await query_account(self._rpc, self._key.address)
+        self._account_number = account.number
+        stored = await self._store.read("unresolved txs", unresolved_batches)
+        self._flight = [
+            InFlight(
+                b.id, b.tx_hash, b.tx_bytes, b.account_sequence, b.timeout_height, b.intent_ids, b.state == "broadcast"
+            )
+            for b in stored
+        ]
+        cached = max((f.sequence + 1 for f in self._flight), default=0)
+        self._next_sequence = max(account.sequence, cached)
+        self._ready = True
+        log.info(
+            "signer ready",
+            extra={"address": self._key.address, "sequence": self._next_sequence, "unresolved_txs": len(self._flight)},
+        )
+
+    def _on_out_of_gas(self) -> None:
+        self._gas_seen.clear()
+
+    def _on_lost_sequence(self) -> None:
+        """A tx of ours did not consume its sequence: later ones cannot land; resync once they settle."""
+        self._should_resync = True
+
+    # --- re-broadcast ------------------------------------------------------------------------------
+
+    async def _rebroadcast(self, head: int) -> float:
+        """Send stored bytes again (restart, lost mempool): same bytes, same hash, never a new signature."""
+        for flight in self._flight:
+            if flight.sent_at is not None and head - flight.sent_at < self.settings.rebroadcast_after:
+                continue
+            if flight.timeout_height < head:
+                continue  # can no longer land: the settler expires it
+            answer = await self._broadcast(flight.tx_bytes)
+            if answer is None:
+                return self._full_mempool()
+            flight.sent_at = head
+            if answer.code in (0, ALREADY_IN_MEMPOOL) and not flight.broadcast:
+                await self._store.write("record broadcast", record_broadcast_txn, flight.batch_id)
+                flight.broadcast = True
+        return 0.0
+
+    async def _broadcast(self, tx_bytes: bytes) -> ChainAnswer | None:
+        """broadcast_tx_sync; None when the mempool is full. "Already in cache" means pending, i.e. accepted."""
+        try:
+            result = await self._rpc.broadcast_tx_sync(tx_bytes)
+        except ChainRpcError as exc:
+            text = str(exc)
+            if "already exists in cache" in text:
+                return ChainAnswer(0)
+            if "mempool is full" in text:
+                return None
+            raise
+        self._backoff = 0.0
+        return ChainAnswer(int(result.get("code", 0)), str(result.get("codespace", "")), str(result.get("log", "")))
+
+    def _full_mempool(self) -> float:
+        self.status.mempool_full += 1
+        self._backoff = min(10.0, max(0.25, self._backoff * 2))
+        log.warning("mempool full, backing off", extra={"seconds": self._backoff})
+        return self._backoff
+
+    # --- new txs ----------------------------------------------------------------------------------
+
+    async def _send_new(self, head: int) -> float:
+        if self._should_resync:
+            if self._flight:
+                return 0.0  # wait until every tx in flight landed or provably expired
+            account = await query_account(self._rpc, self._key.address)
+            self._next_sequence = account.sequence
+            self._should_resync = False
+        while len(self._flight) < self.settings.max_in_flight:
+            intents = await self._store.read("queued intents", queued_intents, self.settings.max_msgs_per_tx)
+            batch = self._choose(intents)
+            if not batch:
+                return 0.0
+            if self._flight:  # signing takes time: the timeout is counted from the head of now
+                head = (await self._rpc.status()).latest_height
+            delay = await self._sign_and_send(batch, head, retried=False)
+            if delay:
+                return delay
+        return 0.0
+
+    def _choose(self, queued: list[Intent]) -> list[Intent]:
+        """A prefix of the queue (so each ticket keeps its order) within the byte cap; isolated intents alone."""
+        batch: list[Intent] = []
+        size = 0
+        for intent in queued:
+            if intent.should_go_alone:
+                return batch or [intent]
+            if batch and size + len(intent.msg_bytes) > self.settings.max_tx_msg_bytes:
+                break
+            batch.append(intent)
+            size += len(intent.msg_bytes)
+        return batch
+
+    async def _gas(self, batch: list[Intent], head: int) -> tuple[list[Intent], int]:
+        """Simulated gas; a message that fails simulation cuts the batch before it (or goes alone)."""
+        fee = self.settings.fee
+        sequence, resims = self._next_sequence, 0
+        while True:
+            shape = tuple(i.msg_type for i in batch)
+            size = sum(len(i.msg_bytes) for i in batch)
+            known = self._gas_seen.get(shape)
+            if known is not None and size <= known[1] and time.monotonic() - known[2] < GAS_MEMORY:
+                # A simulation of the same Msgs, no smaller, ran moments ago: its answer holds (the margin of
+                # gas_multiplier covers state drift; an out-of-gas result forgets it).
+                return batch, fee.limit_from_simulation(known[0])
+            probe = self._build(batch, head, fee.fallback, sequence)
+            sim = await simulate(self._rpc, probe.tx_bytes)
+            if sim.gas_used is not None:
+                self._gas_seen[shape] = (sim.gas_used, size, time.monotonic())
+                return batch, fee.limit_from_simulation(sim.gas_used)
+            seqs = expected_sequence(sim.log) if sim.code == SEQUENCE_MISMATCH else None
+            if seqs is not None and resims < 3:
+                # The node simulates on its check state, which lags behind our txs in flight (rechecks run
+                # after each commit). Gas does not depend on the sequence: simulate at the one it expects.
+                sequence, resims = seqs[0], resims + 1
+                continue
+            log.info(
+                "simulation refused the tx: %s",
+                f"code {sim.code} ({sim.codespace or 'sdk'}): {sim.log}",
+                extra={"msgs": len(batch), "sequence": self._next_sequence},
+            )
+            if len(batch) == 1:
+                # The chain decides in the block (the failure may depend on a tx still in flight).
+                return batch, fee.fallback
+            # gas_fallback is sized for one Msg: a batch that cannot be simulated is cut down to its failing
+            # message's predecessors, or to its first message.
+            index = sim.failed_index
+            batch = batch[: max(1, index or 1)]
+
+    def _build(self, batch: list[Intent], head: int, gas: int, sequence: int | None = None) -> SignedTx:
+        return build_tx(
+            self._key,
+            [(i.msg_type, i.msg_bytes) for i in batch],
+            chain_id=self._chain_id,
+            account=Account(self._account_number, self._next_sequence if sequence is None else sequence),
+            gas_limit=gas,
+            fee=self.settings.fee,
+            timeout_height=head + self.settings.timeout_height_delta,
+        )
+
+    async def _sign_and_send(self, batch: list[Intent], head: int, *, retried: bool) -> float:
+        batch, gas = await self._gas(batch, head)
+        signed = self._build(batch, head, gas)
+        ids = tuple(i.id for i in batch)
+        batch_id = await self._store.write(
+            "record signed tx",
+            record_signed_txn,
+            ids,
+            signed.tx_hash,
+            signed.tx_bytes,
+            signed.sequence,
+            signed.timeout_height,
+        )
+        flight = InFlight(batch_id, signed.tx_hash, signed.tx_bytes, signed.sequence, signed.timeout_height, ids, False)
+        self._flight.append(flight)
+        self._next_sequence = signed.sequence + 1
+        self._crash_point("after_sign")
+        answer = await self._broadcast(signed.tx_bytes)
+        if answer is None:
+            return self._full_mempool()  # stays in flight as 'signed': re-broadcast after the backoff
+        flight.sent_at = head
+        if answer.code in (0, ALREADY_IN_MEMPOOL):
+            self._crash_point("after_broadcast")
+            await self._store.write("record broadcast", record_broadcast_txn, batch_id)
+            flight.broadcast = True
+            return 0.0
+        # CheckTx refused it: these bytes are not in any mempool and never will be. Drop them.
+        self._flight.remove(flight)
+        self._next_sequence = signed.sequence
+        if answer.code == SEQUENCE_MISMATCH:
+            return await self._sequence_mismatch(batch, flight, answer, head, retried=retried)
+        await self._settler.refused(flight, answer, len(batch))
+        return 0.0
+
+    async def _sequence_mismatch(
+        self, batch: list[Intent], flight: InFlight, answer: ChainAnswer, head: int, *, retried: bool
+    ) -> float:
+        self.status.sequence_mismatches += 1
+        await self._store.write(
+            "requeue refused tx", requeue_batch_txn, flight.batch_id, "failed", answer.code, answer.log
+        )
+        seqs = expected_sequence(answer.log)
+        if seqs is None:
+            self._should_resync = True
+            return 0.0
+        expected, got = seqs
+        if expected < got and any(expected <= f.sequence < got for f in self._flight):
+            # Our own earlier txs left the mempool (node restart): send them again, they fill the gap.
+            for f in self._flight:
+                f.sent_at = None
+            self.status.sequence_mismatches_resolved += 1
+            return self.settings.busy_interval
+        log.info("account sequence drifted", extra={"expected": expected, "got": got, "retry": not retried})
+        self._next_sequence = expected
+        if retried:
+            self._should_resync = True
+            return 0.0
+        delay = await self._sign_and_send(batch, head, retried=True)
+        if any(f.sequence == expected and f.broadcast for f in self._flight):
+            self.status.sequence_mismatches_resolved += 1
+        return delay
+
+    def _crash_point(self, point: CrashPoint) -> None:
+        if self._crash_at == point:
+            log.warning("test seam: crashing", extra={"crash_point": point})
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    async def _publish(self) -> None:
+        counts = await self._store.read("intent counts", intent_counts)
+        self.status.counts = counts
+        self.status.next_sequence = self._next_sequence
+        self.status.in_flight = len(self._flight)
+        self._metrics.set_tx_intents(counts)  # type: ignore[arg-type]
+        self._metrics.set_signer_sequence(self._next_sequence)
+
+
+def signer_from_config(config: Config, rpc: CometRpc, store: Store, metrics: Metrics, auditor: Auditor) -> Signer:
+    """What app.py calls: make the process undumpable, load the key (ConfigError without one), build the signer."""
+    forbid_core_dumps()
+    key = load_signing_key(config)
+    return Signer(rpc, store, key, SignerSettings.from_config(config), metrics, auditor)
