@@ -20,6 +20,7 @@ from sidecar.observe.health import HealthState
 from sidecar.observe.logs import current_redactor
 from sidecar.store.audit import AuditEntry
 from sidecar.store.db import Store
+from sidecar.store.intents import list_intents
 from sidecar.store.jobs import list_jobs, queue_manual_sync_txn, redrive_txn
 from sidecar.store.status import queue_figures
 from sidecar.store.tickets import get_ticket
@@ -132,6 +133,30 @@ class ControlService(control_pb2_grpc.ControlServicer):
                 )
             )
         return control_pb2.SyncTicketResponse(jobs_queued=queued)
+
+    async def ListTxIntents(
+        self, request: control_pb2.ListTxIntentsRequest, context: grpc.aio.ServicerContext
+    ) -> control_pb2.ListTxIntentsResponse:
+        limit = request.limit if 0 < request.limit <= 1000 else 100
+        views = await self._store.read("list intents", list_intents, request.state or None, limit)
+        redact = current_redactor()
+        return control_pb2.ListTxIntentsResponse(
+            intents=[
+                control_pb2.TxIntent(
+                    id=v.intent.id,
+                    msg_type=v.intent.msg_type,
+                    ticket_id=v.intent.ticket_id or "",
+                    state=v.intent.state,
+                    tx_hash=v.tx_hash or "",
+                    height=v.height or 0,
+                    code=v.intent.code or 0,
+                    log=redact(v.intent.log or ""),
+                    attempts=v.intent.attempts,
+                    created_at=iso(v.created_at) or "",
+                )
+                for v in views
+            ]
+        )
 
 
 class ControlServer:

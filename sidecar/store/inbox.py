@@ -56,7 +56,10 @@ def init_cursor_txn(conn: sqlite3.Connection, chain_id: str, height: int) -> Cur
 
 
 def pending_count(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT COUNT(*) FROM chain_inbox WHERE state = 'pending'").fetchone()[0])
+    """Events not yet synced: still in the inbox, or waiting as desk jobs (the follower's backpressure)."""
+    inbox = conn.execute("SELECT COUNT(*) FROM chain_inbox WHERE state = 'pending'").fetchone()[0]
+    jobs = conn.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')").fetchone()[0]
+    return int(inbox) + int(jobs)
 
 
 def commit_blocks_txn(conn: sqlite3.Connection, chain_id: str, batches: Sequence[BlockBatch]) -> CommitResult:

@@ -82,6 +82,29 @@ def queue_intent_txn(
     return int(row["id"])
 
 
+@dataclass(frozen=True)
+class IntentView:
+    """An intent as operators see it: with its tx hash and height once batched."""
+
+    intent: Intent
+    tx_hash: str | None
+    height: int | None
+    created_at: float
+
+
+def list_intents(conn: sqlite3.Connection, state: str | None, limit: int) -> list[IntentView]:
+    sql = (
+        "SELECT i.*, b.tx_hash AS batch_hash, b.height AS batch_height FROM tx_intents i"
+        " LEFT JOIN tx_batches b ON b.id = i.batch_id"
+    )
+    args: list[object] = []
+    if state:
+        sql += " WHERE i.state = ?"
+        args.append(state)
+    rows = conn.execute(sql + " ORDER BY i.id DESC LIMIT ?", [*args, limit]).fetchall()
+    return [IntentView(_intent(r), r["batch_hash"], r["batch_height"], float(r["created_at"])) for r in rows]
+
+
 def queued_intents(conn: sqlite3.Connection, limit: int) -> list[Intent]:
     """The oldest queued intents, in queue order (which is each ticket's order)."""
     rows = conn.execute("SELECT * FROM tx_intents WHERE state = 'queued' ORDER BY id LIMIT ?", (limit,))

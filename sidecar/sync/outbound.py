@@ -121,9 +121,24 @@ class DeskWorker:
         except DeskError as exc:
             await self._failed(job, exc)
             return
-        await self._store.write("finish job", finish_job_txn, job.id, time.time())
+        await self._store.write("finish job", self._finish_txn, job, time.time())
         self._metrics.count_sync("outbound", "success")
         self._health.desks[self.desk.name] = "healthy"
+
+    def _finish_txn(self, conn: sqlite3.Connection, job: Job, now: float) -> None:
+        """The job is done and audited in one transaction: a sync that happened is never unrecorded."""
+        finish_job_txn(conn, job.id, now)
+        if self._auditor.enabled:
+            entry = AuditEntry(
+                "ticket_synced",
+                ticket_id=job.ticket_id,
+                desk=job.desk,
+                direction="outbound",
+                actor="sidecar",
+                status="ok",
+                details={"job_id": job.id, "kind": job.kind},
+            )
+            append_audit_txn(conn, self._auditor.clean(entry), now)
 
     async def _failed(self, job: Job, exc: DeskError) -> None:
         now = time.time()

@@ -11,8 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
+from virtengine.servicedesk.v1 import control_pb2, control_pb2_grpc
 
 from devnet.cometbft import DevnetNode
 from devnet.driver import ChainDriver, DevAccount
@@ -142,6 +144,10 @@ async def test_tickets_reach_both_desks_exactly_once(
     assert dead_jobs(tmp_path / "sidecar.db") == []
     assert_jira_exactly_once(jira_sim, tmp_path / "sidecar.db", ids, answered)
     assert_waldur_exactly_once(waldur_sim, ids)
+    conn = sqlite3.connect(tmp_path / "sidecar.db")
+    done = conn.execute("SELECT COUNT(*) FROM jobs WHERE state = 'done'").fetchone()[0]
+    conn.close()
+    assert len(audit_rows(tmp_path / "sidecar.db", "ticket_synced")) == done  # every sync is audited
 
 
 async def test_faults_and_rate_limits_lose_and_duplicate_nothing(
@@ -284,11 +290,25 @@ async def test_revoked_token_dead_letters_without_leaking_it(
     devnet_node: DevnetNode, jira_sim: JiraSim, tmp_path: Path
 ) -> None:
     db = tmp_path / "sidecar.db"
-    jira_sim.revoke_token()
-    async with running_app(desk_flags(tmp_path, devnet_node, jira_sim, None), desk_env(jira_sim, None)) as app:
-        await drive_tickets(devnet_node, 1)
+    env = desk_env(jira_sim, None)  # the sidecar holds the token the operator configured...
+    jira_sim.revoke_token()  # ...which Jira no longer accepts
+    async with running_app(desk_flags(tmp_path, devnet_node, jira_sim, None), env) as app:
+        ids, answered = await drive_tickets(devnet_node, 1)
         dead = await wait_dead(db, 1, app)
         assert (await app_health(app))["failed_events"] >= 1
+        await settled(db, timeout=60)  # every job of the ticket has failed for good
+        # The operator sees the dead job over gRPC, fixes the token, and re-drives it.
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+            control = control_pb2_grpc.ControlStub(channel)
+            listed = await control.ListJobs(control_pb2.ListJobsRequest(state="dead"))
+            assert "create" in {j.kind for j in listed.jobs}
+            assert all("401" in j.last_error and "jira-test-token" not in j.last_error for j in listed.jobs)
+            jira_sim.set_token("jira-test-token")  # the token is valid again
+            redriven = await control.RedriveJob(control_pb2.RedriveJobRequest(all_dead=True, desk="jira"))
+            assert redriven.redriven == len(listed.jobs)
+        await settled(db, timeout=60)
+        assert dead_jobs(db) == []
+    assert_jira_exactly_once(jira_sim, db, ids, answered)
     _, error = dead[0]
     assert "401" in error
     token = "jira-test-token"
@@ -307,7 +327,7 @@ async def test_new_desk_refs_are_registered_on_chain_by_the_signer(
     env = {**desk_env(jira_sim, waldur_sim),
            "VIRTENGINE_SERVICEDESK_SIGNING_KEY": hashlib.sha256(b"devnet-account:sidecar").hexdigest()}
     db = tmp_path / "sidecar.db"
-    async with running_app(desk_flags(tmp_path, devnet_node, jira_sim, waldur_sim), env):
+    async with running_app(desk_flags(tmp_path, devnet_node, jira_sim, waldur_sim), env) as app:
         ids, _ = await drive_tickets(devnet_node, 20)
         await settled(db, timeout=120)
 
@@ -316,6 +336,10 @@ async def test_new_desk_refs_are_registered_on_chain_by_the_signer(
             return len(rows) == 40 and all(on_chain for _, _, on_chain in rows)
 
         await async_wait_until(registered, timeout=120, what="every desk ref linked on chain")
+        port = app.grpc_port
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            listed = await control_pb2_grpc.ControlStub(channel).ListTxIntents(
+                control_pb2.ListTxIntentsRequest(state="included", limit=100))
     rows = _refs(db)
     assert {(t, d) for t, d, _ in rows} == {(t, d) for t in ids for d in ("jira", "waldur")}
     conn = sqlite3.connect(db)
@@ -324,6 +348,8 @@ async def test_new_desk_refs_are_registered_on_chain_by_the_signer(
                           ).fetchone()[0]
     conn.close()
     assert intents == [("included", 40)]
+    assert len(listed.intents) == 40
+    assert all(i.tx_hash and i.height > 0 and i.msg_type == "MsgRegisterExternalTicket" for i in listed.intents)
     assert linked == 40  # each ref registered exactly once, seen back through the follower
 
 
@@ -334,3 +360,43 @@ def _refs(db: Path) -> list[tuple[str, str, int]]:
             "SELECT ticket_id, desk, registered_on_chain FROM external_refs")]
     finally:
         conn.close()
+
+
+async def test_follower_pauses_while_the_queue_is_full_and_resumes_when_it_drains(
+    devnet_node: DevnetNode, jira_sim: JiraSim, tmp_path: Path
+) -> None:
+    db = tmp_path / "sidecar.db"
+    jira_sim.faults.inject("503", count=100_000)  # the desk is down: nothing drains
+    flags = desk_flags(tmp_path, devnet_node, jira_sim, None, **{"sync.max_pending": "30"})
+    async with running_app(flags, desk_env(jira_sim, None)) as app:
+        ids, answered = await drive_tickets(devnet_node, 60)
+
+        async def paused() -> str | None:
+            async with httpx.AsyncClient() as client:
+                doc = (await client.get(f"http://127.0.0.1:{app.web_port}/webhooks/health?verbose=1")).json()
+            problem: str | None = doc["problems"].get("backpressure")
+            return problem
+
+        problem = await async_wait_until(paused, timeout=60, what="the follower to pause")
+        assert "(max 30)" in problem
+        head = await asyncio.to_thread(devnet_node.height)
+        await asyncio.to_thread(devnet_node.wait_for_height, head + 10)
+        stalled = await asyncio.to_thread(_cursor, db)
+        assert stalled < head + 10, "the cursor kept advancing while the queue was full"
+        jira_sim.faults.clear()
+        await settled(db, timeout=180)
+        await async_wait_until(lambda: _cursor_at_least(db, head + 10), timeout=60, what="the follower to resume")
+    assert dead_jobs(db) == []
+    assert_jira_exactly_once(jira_sim, db, ids, answered)
+
+
+def _cursor(db: Path) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return int(conn.execute("SELECT height FROM cursor").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def _cursor_at_least(db: Path, height: int) -> bool:
+    return await asyncio.to_thread(_cursor, db) >= height
