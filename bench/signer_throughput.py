@@ -19,6 +19,7 @@ from devnet.cometbft import DevnetNode
 from devnet.driver import ChainDriver, DevAccount, TxFailed
 from devnet.fixtures import ACCOUNT_NAMES, AGENT_NAMES
 from devnet.keys import TestAccount, genesis_app_state
+from sidecar.config_schema import ChainConfig
 from tests.sidecar.chain.signer_kit import create_tickets, external_id, open_rig, queue_refs, register_msg, settle
 
 INTENTS = int(os.environ.get("BENCH_INTENTS", "1000"))
@@ -68,7 +69,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-signer-") as tmp, DevnetNode(state, home=Path(tmp) / "node") as node:
         node.start()
         ids = create_tickets(node, 3 * INTENTS)
-        blocks, seconds, unresolved, txs = asyncio.run(run_signer(node, Path(tmp) / "s.db", ids[:INTENTS], 20))
+        default = ChainConfig().max_msgs_per_tx
+        blocks, seconds, unresolved, txs = asyncio.run(run_signer(node, Path(tmp) / "s.db", ids[:INTENTS], default))
         wide = asyncio.run(run_signer(node, Path(tmp) / "w.db", ids[INTENTS:2 * INTENTS], 100))
         base_blocks, base_seconds = run_baseline(node, ids[2 * INTENTS:])
     report("signer_throughput", [
@@ -77,7 +79,7 @@ def main() -> None:
         Figure("intents", INTENTS, "intents"),
         Figure("txs_used", txs, "txs", INTENTS, round(INTENTS / txs, 2)),
         Figure("sequence_errors_unresolved", unresolved, "errors"),
-        # chain.max_msgs_per_tx = 100 instead of the default 20: fewer, larger txs.
+        # chain.max_msgs_per_tx = 100 instead of the default: fewer, larger txs.
         Figure("blocks_until_all_included_100_per_tx", wide[0], "blocks", base_blocks, round(base_blocks / wide[0], 2)),
         Figure("seconds_until_all_included_100_per_tx", wide[1], "s", base_seconds, round(base_seconds / wide[1], 2)),
         Figure("sequence_errors_unresolved_100_per_tx", wide[2], "errors"),

@@ -7,13 +7,15 @@ so a client that drifts from the desks' published APIs cannot pass its tests.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from devnet.jira_sim import JiraSim
 from devnet.waldur_sim import WaldurSim
 from devnet.webhook_receiver import WebhookReceiver
+
+Sim = TypeVar("Sim", JiraSim, WaldurSim)
 
 
 def _assert_clean(sim: JiraSim | WaldurSim) -> None:
@@ -29,14 +31,13 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
         yield receiver
 
 
-@pytest.fixture
-def make_jira_sim() -> Iterator[Callable[..., JiraSim]]:
-    """Factory for Jira simulators with custom options (validation on unless overridden)."""
-    sims: list[JiraSim] = []
+def _factory(cls: Callable[..., Sim]) -> Iterator[Callable[..., Sim]]:
+    """Start simulators with custom options (validation on unless overridden); stop and check them after."""
+    sims: list[Sim] = []
 
-    def make(**options: Any) -> JiraSim:
+    def make(**options: Any) -> Sim:
         options.setdefault("validate", True)
-        sim = JiraSim(**options).start()
+        sim = cls(**options).start()
         sims.append(sim)
         return sim
 
@@ -45,6 +46,12 @@ def make_jira_sim() -> Iterator[Callable[..., JiraSim]]:
         sim.stop()
     for sim in sims:
         _assert_clean(sim)
+
+
+@pytest.fixture
+def make_jira_sim() -> Iterator[Callable[..., JiraSim]]:
+    """Factory for Jira simulators with custom options (validation on unless overridden)."""
+    yield from _factory(JiraSim)
 
 
 @pytest.fixture
@@ -56,19 +63,7 @@ def jira_sim(make_jira_sim: Callable[..., JiraSim]) -> JiraSim:
 @pytest.fixture
 def make_waldur_sim() -> Iterator[Callable[..., WaldurSim]]:
     """Factory for Waldur simulators with custom options (validation on unless overridden)."""
-    sims: list[WaldurSim] = []
-
-    def make(**options: Any) -> WaldurSim:
-        options.setdefault("validate", True)
-        sim = WaldurSim(**options).start()
-        sims.append(sim)
-        return sim
-
-    yield make
-    for sim in sims:
-        sim.stop()
-    for sim in sims:
-        _assert_clean(sim)
+    yield from _factory(WaldurSim)
 
 
 @pytest.fixture

@@ -203,7 +203,7 @@ class ChainConfig:
     gas_multiplier: float = key(1.3, "simulated gas is multiplied by this", bounds=(1.0, 10.0))
     gas_limit_max: int = key(2_000_000, "cap on a tx's gas limit", bounds=(10_000, 100_000_000))
     gas_fallback: int = key(300_000, "gas limit used when simulation fails", bounds=(10_000, 100_000_000))
-    max_msgs_per_tx: int = key(20, "Msgs batched in one tx", bounds=(1, 200))
+    max_msgs_per_tx: int = key(50, "Msgs batched in one tx", bounds=(1, 200))
     timeout_height_delta: int = key(20, "blocks a tx may wait before it expires", bounds=(2, 10_000))
     poll_interval: float = key(2.0, "/status poll period", kind="duration", bounds=(0.05, 600))
     no_block_alarm: float = key(

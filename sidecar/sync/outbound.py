@@ -15,7 +15,7 @@ import random
 import signal
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sidecar.config_schema import RetryConfig
@@ -129,15 +129,7 @@ class DeskWorker:
         """The job is done and audited in one transaction: a sync that happened is never unrecorded."""
         finish_job_txn(conn, job.id, now)
         if self._auditor.enabled:
-            entry = AuditEntry(
-                "ticket_synced",
-                ticket_id=job.ticket_id,
-                desk=job.desk,
-                direction="outbound",
-                actor="sidecar",
-                status="ok",
-                details={"job_id": job.id, "kind": job.kind},
-            )
+            entry = _outbound_entry("ticket_synced", job, "ok", {"job_id": job.id, "kind": job.kind})
             append_audit_txn(conn, self._auditor.clean(entry), now)
 
     async def _failed(self, job: Job, exc: DeskError) -> None:
@@ -150,18 +142,8 @@ class DeskWorker:
         if not exc.retryable or job.attempts + 1 >= self._retry.max_retries:
             await self._store.write("dead job", dead_job_txn, job.id, error, now)
             self._metrics.count_sync("outbound", "failed")
-            await self._auditor.record(
-                AuditEntry(
-                    "sync_failed",
-                    ticket_id=job.ticket_id,
-                    desk=job.desk,
-                    direction="outbound",
-                    actor="sidecar",
-                    status="dead",
-                    error=error,
-                    details={"job_id": job.id, "kind": job.kind, "attempts": job.attempts + 1},
-                )
-            )
+            details = {"job_id": job.id, "kind": job.kind, "attempts": job.attempts + 1}
+            await self._auditor.record(_outbound_entry("sync_failed", job, "dead", details, error))
             log.error(
                 "desk job dead-lettered", extra={"job_id": job.id, "desk": job.desk, "kind": job.kind, "error": error}
             )
@@ -179,17 +161,8 @@ class DeskWorker:
             raise DeskError(f"ticket {job.ticket_id} is not in the local mirror", retryable=False)
         if job.kind in ("create", "update"):
             for value in self.desk.unmapped(snapshot):
-                await self._auditor.record(
-                    AuditEntry(
-                        "field_unmapped",
-                        ticket_id=job.ticket_id,
-                        desk=job.desk,
-                        direction="outbound",
-                        actor="sidecar",
-                        status="defaulted",
-                        details={"field": value.field, "chain_value": value.chain_value, "used": value.used},
-                    )
-                )
+                details = {"field": value.field, "chain_value": value.chain_value, "used": value.used}
+                await self._auditor.record(_outbound_entry("field_unmapped", job, "defaulted", details))
         ref = await self._ensure_ref(snapshot)
         if job.kind == "update":
             await self.desk.update_fields(ref, snapshot)
@@ -239,3 +212,18 @@ class DeskWorker:
             append_audit_txn(conn, self._auditor.clean(entry), now)
         if self._register is not None and not row.registered_on_chain:
             self._register(conn, row, now)
+
+
+def _outbound_entry(
+    event: str, job: Job, status: str, details: Mapping[str, object], error: str | None = None
+) -> AuditEntry:
+    return AuditEntry(
+        event,
+        ticket_id=job.ticket_id,
+        desk=job.desk,
+        direction="outbound",
+        actor="sidecar",
+        status=status,
+        error=error,
+        details=details,
+    )
