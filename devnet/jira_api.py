@@ -331,7 +331,7 @@ def build_routes(sim: JiraSim) -> Starlette:
         stamp, moment = time.monotonic(), datetime.now().astimezone()
         with sim.lock:
             views = []
-            for issue in sim.issues.values():
+            for issue in _candidates(sim, query, reconcile):
                 snap = issue.snapshot() if issue.id in reconcile else issue.indexed(stamp)
                 if snap is not None:
                     views.append((snap, issue))
@@ -377,3 +377,15 @@ def build_routes(sim: JiraSim) -> Starlette:
         Route("/rest/api/3/myself", myself, methods=["GET"]),
     ]
     return Starlette(routes=routes)
+
+
+def _candidates(sim: Any, query: jira_search.Query, reconcile: set[str]) -> list[Any]:
+    """Issues a query can match: through the label index when it asks for a label, else all of them."""
+    for clause in query.clauses:
+        if clause.field == "labels" and clause.op in ("=", "in"):
+            keys: set[str] = set()
+            for value in clause.values:
+                keys |= sim.label_index.get(value.lower(), set())
+            found = [issue for key, issue in sim.issues.items() if key in keys]  # issue order, as the full scan
+            return found + [i for i in sim.issues.values() if i.id in reconcile and i.key not in keys]
+    return list(sim.issues.values())

@@ -85,6 +85,9 @@ class JiraSim(SimCore):
         self.webhook_secret = webhook_secret
         self.webhooks = webhooks or WebhookSender(seed=seed)
         self.issues: dict[str, Issue] = {}
+        # label -> keys of issues any version of which carried it: a superset that search narrows down,
+        # so a label lookup costs what a real Jira index costs, not a scan of every issue.
+        self.label_index: dict[str, set[str]] = {}  # keys, like self.issues
         self.creates_by_label: Counter[str] = Counter()
         self._rng = random.Random(seed)
         self._ids = {"issue": 10000, "comment": 10000, "attachment": 10000, "changelog": 10000}
@@ -173,7 +176,10 @@ class JiraSim(SimCore):
 
     def _touch(self, issue: Issue) -> None:
         issue.updated = now()
-        issue.versions.append((time.monotonic() + self.search_delay, issue.snapshot()))
+        snap = issue.snapshot()
+        issue.versions.append((time.monotonic() + self.search_delay, snap))
+        for label in snap["labels"]:
+            self.label_index.setdefault(str(label).lower(), set()).add(issue.key)
 
     def create_issue(self, fields: dict[str, Any], properties: list[dict[str, Any]], as_agent: bool | None) -> Issue:
         project = (fields.get("project") or {}).get("key") or next(
