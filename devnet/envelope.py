@@ -267,7 +267,7 @@ def envelope_from_proto(msg: types_pb2.EncryptedPayloadEnvelope) -> Envelope:
             WrappedKey(w.recipient_id, bytes(w.wrapped_key), w.algorithm, bytes(w.ephemeral_pub_key))
             for w in msg.wrapped_keys
         ),
-        metadata=dict(msg.metadata),
+        metadata=dict(sorted(msg.metadata.items())),  # a proto map has no order; events need one
         nonce=bytes(msg.nonce),
         ciphertext=bytes(msg.ciphertext),
         sender_pub_key=bytes(msg.sender_pub_key),

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import struct
@@ -12,6 +11,7 @@ from typing import Any
 from virtengine.support.v1 import types_pb2
 
 from devnet.abci_events import Event
+from devnet.envelope import payload_from_proto, payload_to_json
 
 ALGORITHM_ID = "X25519-XSALSA20-POLY1305"
 STATUS_NAMES = {
@@ -32,10 +32,6 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 
 class EnvelopeError(ValueError):
     """The payload's envelope is malformed or its hash/size/tag does not match its content."""
-
-
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
 
 
 def signing_payload(env: types_pb2.EncryptedPayloadEnvelope) -> bytes:
@@ -88,44 +84,8 @@ def payload_recipients(payload: types_pb2.EncryptedSupportPayload) -> list[str]:
 
 
 def payload_json(payload: types_pb2.EncryptedSupportPayload) -> dict[str, Any]:
-    """The payload object as it appears inside payload_json (bytes as standard base64)."""
-    out: dict[str, Any] = {}
-    if payload.HasField("envelope"):
-        env = payload.envelope
-        e: dict[str, Any] = {
-            "version": env.version,
-            "algorithm_id": env.algorithm_id,
-            "algorithm_version": env.algorithm_version,
-            "recipient_key_ids": list(env.recipient_key_ids),
-        }
-        if env.recipient_public_keys:
-            e["recipient_public_keys"] = [_b64(k) for k in env.recipient_public_keys]
-        if env.wrapped_keys:
-            e["wrapped_keys"] = [_wrapped_json(w) for w in env.wrapped_keys]
-        if env.metadata:
-            e["metadata"] = {k: env.metadata[k] for k in sorted(env.metadata)}
-        e["nonce"] = _b64(env.nonce)
-        e["ciphertext"] = _b64(env.ciphertext)
-        e["sender_pub_key"] = _b64(env.sender_pub_key)
-        e["sender_signature"] = _b64(env.sender_signature)
-        out["envelope"] = e
-    if payload.envelope_ref:
-        out["envelope_ref"] = payload.envelope_ref
-    if payload.envelope_hash:
-        out["envelope_hash"] = _b64(payload.envelope_hash)
-    if payload.payload_size:
-        out["payload_size"] = payload.payload_size
-    return out
-
-
-def _wrapped_json(w: types_pb2.WrappedKeyEntry) -> dict[str, Any]:
-    out: dict[str, Any] = {"recipient_id": w.recipient_id}
-    if w.algorithm:
-        out["algorithm"] = w.algorithm
-    out["wrapped_key"] = _b64(w.wrapped_key)
-    if w.ephemeral_pub_key:
-        out["ephemeral_pub_key"] = _b64(w.ephemeral_pub_key)
-    return out
+    """The payload object as it appears inside payload_json: the vectors' JSON form of the envelope."""
+    return payload_to_json(payload_from_proto(payload))
 
 
 def payload_fields(payload: types_pb2.EncryptedSupportPayload | None) -> dict[str, Any]:
