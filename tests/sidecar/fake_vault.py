@@ -35,7 +35,14 @@ def fake_vault(token: str, mount: str, path: str, data: dict[str, str]) -> Itera
         def log_message(self, format: str, *args: object) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with serving(Handler) as address:
+        yield address
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A stand-in HTTP server on a loopback port, in a thread; yields its address, stops it after."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -43,4 +50,4 @@ def fake_vault(token: str, mount: str, path: str, data: dict[str, str]) -> Itera
     finally:
         server.shutdown()
         server.server_close()
-        thread.join()
+        thread.join(timeout=5)

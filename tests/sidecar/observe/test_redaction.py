@@ -11,9 +11,8 @@ import base64
 import json
 import secrets
 import sqlite3
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import grpc
@@ -24,6 +23,7 @@ from virtengine.servicedesk.v1 import control_pb2, control_pb2_grpc
 
 from devnet.waiting import wait_until
 from sidecar.secrets import SECRET_SPECS
+from tests.sidecar.fake_vault import serving
 from tests.sidecar.observe.support import running_sidecar
 
 SECRETS = {
@@ -71,15 +71,8 @@ class LeakyNode(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def leaky_node() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), LeakyNode)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(LeakyNode) as address:
+        yield address
 
 
 def assert_clean(where: str, text: str) -> None:
