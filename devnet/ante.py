@@ -5,6 +5,7 @@ VirtEngine node. Decorator order follows the SDK's default ante handler."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -185,11 +186,23 @@ def verify_signature(pub: bytes, message: bytes, signature: bytes) -> bool:
     s = int.from_bytes(signature[32:], "big")
     if not (0 < r < _CURVE_ORDER and 0 < s <= _CURVE_ORDER // 2):
         return False
+    return _verified(pub, hashlib.sha256(message).digest(), signature)
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified(pub: bytes, digest: bytes, signature: bytes) -> bool:
+    """Pure-Python ECDSA is slow and each tx is verified by CheckTx, FinalizeBlock and every recheck:
+    a verdict is a pure function of its inputs, so it is computed once."""
     try:
-        key = ecdsa.VerifyingKey.from_string(pub, curve=ecdsa.SECP256k1, hashfunc=hashlib.sha256)
-        return bool(key.verify(signature, message, hashfunc=hashlib.sha256, sigdecode=sigdecode_string))
+        return bool(_verifying_key(pub).verify_digest(signature, digest, sigdecode=sigdecode_string))
     except (ecdsa.BadSignatureError, ecdsa.MalformedPointError, ValueError):
         return False
+
+
+@functools.lru_cache(maxsize=256)
+def _verifying_key(pub: bytes) -> ecdsa.VerifyingKey:
+    """Decoded once per public key (point decompression is costly): a devnet has a handful of signers."""
+    return ecdsa.VerifyingKey.from_string(pub, curve=ecdsa.SECP256k1, hashfunc=hashlib.sha256)
 
 
 def _deduct_fee(state: dict[str, Any], tx: DecodedTx, params: dict[str, Any], mode: Mode) -> list[Event]:

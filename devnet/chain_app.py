@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import logging
+import pickle
 import signal
 import sys
 import threading
@@ -65,7 +66,10 @@ def run_tx(state: dict[str, Any], tx_bytes: bytes, ctx: BlockContext, mode: Mode
         return TxOutcome(_failed(exc, gas_limit, meter.consumed, []), state, [])
     if mode in ("check", "recheck"):
         return TxOutcome(abci.ExecTxResult(gas_wanted=gas_limit, gas_used=meter.consumed), after_ante, [])
-    after_msgs = clone(after_ante)
+    # DeliverTx owns its block branch: run the msgs in place and restore the snapshot only if one fails
+    # (one pickle instead of a full copy per tx). Simulate runs on the shared check state: copy it.
+    rollback = pickle.dumps(after_ante, protocol=pickle.HIGHEST_PROTOCOL) if mode == "deliver" else None
+    after_msgs = after_ante if rollback is not None else clone(after_ante)
     keeper = SupportKeeper(after_msgs, ctx)
     responses: list[ProtoAny] = []
     msg_events: list[Event] = []
@@ -74,10 +78,10 @@ def run_tx(state: dict[str, Any], tx_bytes: bytes, ctx: BlockContext, mode: Mode
             meter.consume(MSG_BASE_GAS + MSG_BYTE_GAS * len(tx.body.messages[index].value), "msg execution")
             response, events_of_msg = keeper.execute(msg)
         except TxError as exc:
-            return TxOutcome(_failed(exc, gas_limit, meter.consumed, events), after_ante, [])
+            return TxOutcome(_failed(exc, gas_limit, meter.consumed, events), _restored(after_ante, rollback), [])
         except SupportError as exc:
             wrapped = TxError(exc.code, f"failed to execute message; message index: {index}: {exc.log}", "support")
-            return TxOutcome(_failed(wrapped, gas_limit, meter.consumed, events), after_ante, [])
+            return TxOutcome(_failed(wrapped, gas_limit, meter.consumed, events), _restored(after_ante, rollback), [])
         action = Event("message", [("action", type_url), ("sender", msg.sender), ("module", "support")])
         msg_events.extend(ev.with_attr("msg_index", str(index)) for ev in [action, *events_of_msg])
         packed = ProtoAny()
@@ -87,6 +91,14 @@ def run_tx(state: dict[str, Any], tx_bytes: bytes, ctx: BlockContext, mode: Mode
     result = abci.ExecTxResult(code=0, data=data, gas_wanted=gas_limit, gas_used=meter.consumed,
                                events=to_abci(events + msg_events))
     return TxOutcome(result, after_msgs, responses)
+
+
+def _restored(after_ante: dict[str, Any], rollback: bytes | None) -> dict[str, Any]:
+    """The state as the ante handler left it, before any msg ran."""
+    if rollback is None:
+        return after_ante
+    restored: dict[str, Any] = pickle.loads(rollback)
+    return restored
 
 
 def _failed(exc: TxError, gas_wanted: int, gas_used: int, events: list[Event]) -> abci.ExecTxResult:

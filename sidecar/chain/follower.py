@@ -127,7 +127,7 @@ class ChainFollower:
                 "follow an archive node or move the database aside and set chain.start_height"
             )
             return
-        if needed <= status.latest_height:
+        if needed < status.latest_height:  # the newest height's results may not be stored yet
             try:
                 await self._rpc.block_results(needed)
             except ChainRpcError as exc:
@@ -208,7 +208,10 @@ class ChainFollower:
                 blocks = await self._rpc.block_results_range(first, last)
                 break
             except ChainRpcError as exc:
-                if not exc.retryable or attempt == self._settings.fetch_attempts:
+                # The node stores a block before its results, so the newest height can be briefly
+                # missing: only below the head is "no results" final.
+                at_head = last >= self._heads.height
+                if (not exc.retryable and not at_head) or attempt == self._settings.fetch_attempts:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

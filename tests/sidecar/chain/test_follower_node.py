@@ -19,6 +19,7 @@ from devnet.cometbft import DevnetNode
 from devnet.driver import ChainDriver, DevAccount
 from devnet.waiting import async_wait_until, wait_until
 from sidecar.app import App
+from tests.sidecar.chain.lagging_proxy import LaggingResultsProxy
 from tests.sidecar.chain.scan import scan_event_ids, support_public, support_secret
 from tests.sidecar.chain.stall_proxy import StallProxy
 from tests.sidecar.harness import app_flags, running_app
@@ -222,6 +223,22 @@ async def _follower_problem(app: App) -> str | None:
         doc = (await client.get(f"http://127.0.0.1:{app.web_port}/webhooks/health?verbose=1")).json()
     problem: str | None = doc["problems"].get("follower")
     return problem if problem and "waiting" not in problem else None
+
+
+async def test_newest_block_without_results_yet_is_waited_for_not_refused(
+    devnet_node: DevnetNode, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CometBFT stores a block before its results: /status can name a height whose block_results still fail."""
+    await asyncio.to_thread(devnet_node.wait_for_height, 3)
+    async with LaggingResultsProxy(devnet_node.rpc_url).running() as proxy:
+        flags = app_flags(tmp_path, proxy.url, **{"chain.ws_url": devnet_node.ws_url, "chain.start_height": "1"})
+        async with running_app(flags, ENV) as app:
+            ids = await create(devnet_node, 20, per_tx=5)
+            await caught_up(tmp_path / "sidecar.db", devnet_node)
+            assert await _follower_problem(app) is None
+    assert len(proxy.lagged) >= 3, "the proxy never answered like a node between block and results"
+    assert not [r for r in caplog.records if r.getMessage() == "not following the chain"]
+    assert_matches_scan(tmp_path / "sidecar.db", devnet_node, ids)
 
 
 async def test_node_that_discards_abci_responses_is_refused(devnet_node_factory: Any, tmp_path: Path) -> None:

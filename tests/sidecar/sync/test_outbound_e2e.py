@@ -56,9 +56,13 @@ def desk_flags(tmp_path: Path, node: DevnetNode, jira: JiraSim, waldur: WaldurSi
     return app_flags(tmp_path, node.rpc_url, **flags)
 
 
-def jobs_left(db: Path) -> int:
+def jobs_left(db: Path, height: int) -> int:
+    """Desk work still to do, or -1 while the follower has not yet read the chain up to `height`."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
+        cursor = conn.execute("SELECT height FROM cursor").fetchone()
+        if cursor is None or cursor[0] < height:
+            return -1
         pending = conn.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')").fetchone()[0]
         inbox = conn.execute("SELECT COUNT(*) FROM chain_inbox WHERE state = 'pending'").fetchone()[0]
         return int(pending) + int(inbox)
@@ -92,9 +96,12 @@ async def drive_tickets(node: DevnetNode, count: int) -> tuple[list[str], set[st
     return await asyncio.to_thread(run)
 
 
-async def settled(db: Path, timeout: float) -> None:
+async def settled(db: Path, node: DevnetNode, timeout: float) -> None:
+    """Wait until the sidecar has read every block committed so far and finished every desk job."""
+    height = await asyncio.to_thread(node.height)
+
     async def done() -> bool:
-        return await asyncio.to_thread(jobs_left, db) == 0
+        return await asyncio.to_thread(jobs_left, db, height) == 0
 
     await async_wait_until(done, timeout=timeout, what="every desk job to finish")
 
@@ -140,7 +147,7 @@ async def test_tickets_reach_both_desks_exactly_once(
 ) -> None:
     async with running_app(desk_flags(tmp_path, devnet_node, jira_sim, waldur_sim), desk_env(jira_sim, waldur_sim)):
         ids, answered = await drive_tickets(devnet_node, 500)
-        await settled(tmp_path / "sidecar.db", timeout=600)
+        await settled(tmp_path / "sidecar.db", devnet_node, timeout=600)
     assert dead_jobs(tmp_path / "sidecar.db") == []
     assert_jira_exactly_once(jira_sim, tmp_path / "sidecar.db", ids, answered)
     assert_waldur_exactly_once(waldur_sim, ids)
@@ -158,7 +165,7 @@ async def test_faults_and_rate_limits_lose_and_duplicate_nothing(
     flags = desk_flags(tmp_path, devnet_node, jira, None, **{"jira.timeout": "1s"})
     async with running_app(flags, desk_env(jira, None)):
         ids, answered = await drive_tickets(devnet_node, 40)
-        await settled(tmp_path / "sidecar.db", timeout=300)
+        await settled(tmp_path / "sidecar.db", devnet_node, timeout=300)
     assert dead_jobs(tmp_path / "sidecar.db") == []
     assert jira.faults.fired, "no fault was injected"
     assert_jira_exactly_once(jira, tmp_path / "sidecar.db", ids, answered)
@@ -188,7 +195,7 @@ async def test_crash_between_desk_answer_and_local_record_makes_no_duplicate(
     proc = SidecarProcess(args, env, cwd=tmp_path)
     try:
         proc.wait_for_log("started")
-        await settled(db, timeout=120)
+        await settled(db, devnet_node, timeout=120)
         assert proc.terminate() == 0
     finally:
         proc.close()
@@ -235,7 +242,7 @@ async def test_a_desk_down_for_a_while_is_caught_up_when_it_returns(
 
         await async_wait_until(desk_unhealthy, timeout=60, what="health to report the desk down")
         await async_wait_until(lambda: _fired_all(jira_sim, 400), timeout=120, what="the outage to run its course")
-        await settled(tmp_path / "sidecar.db", timeout=120)
+        await settled(tmp_path / "sidecar.db", devnet_node, timeout=120)
     assert dead_jobs(tmp_path / "sidecar.db") == []
     assert_jira_exactly_once(jira_sim, tmp_path / "sidecar.db", ids, answered)
 
@@ -280,7 +287,7 @@ async def test_unknown_priority_uses_the_default_and_is_audited(
     db = tmp_path / "sidecar.db"
     async with running_app(flags, desk_env(jira_sim, None)):
         await drive_tickets(devnet_node, 2)  # bulk tickets have priority "normal": not in the map
-        await settled(db, timeout=60)
+        await settled(db, devnet_node, timeout=60)
     assert {issue.priority for issue in jira_sim.list_issues()} == {"Medium"}
     unmapped = audit_rows(db, "field_unmapped")
     assert unmapped and all('"chain_value":"normal"' in d and '"used":"Medium"' in d for _, _, d in unmapped)
@@ -296,7 +303,7 @@ async def test_revoked_token_dead_letters_without_leaking_it(
         ids, answered = await drive_tickets(devnet_node, 1)
         dead = await wait_dead(db, 1, app)
         assert (await app_health(app))["failed_events"] >= 1
-        await settled(db, timeout=60)  # every job of the ticket has failed for good
+        await settled(db, devnet_node, timeout=60)  # every job of the ticket has failed for good
         # The operator sees the dead job over gRPC, fixes the token, and re-drives it.
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
             control = control_pb2_grpc.ControlStub(channel)
@@ -306,7 +313,7 @@ async def test_revoked_token_dead_letters_without_leaking_it(
             jira_sim.set_token("jira-test-token")  # the token is valid again
             redriven = await control.RedriveJob(control_pb2.RedriveJobRequest(all_dead=True, desk="jira"))
             assert redriven.redriven == len(listed.jobs)
-        await settled(db, timeout=60)
+        await settled(db, devnet_node, timeout=60)
         assert dead_jobs(db) == []
     assert_jira_exactly_once(jira_sim, db, ids, answered)
     _, error = dead[0]
@@ -329,7 +336,7 @@ async def test_new_desk_refs_are_registered_on_chain_by_the_signer(
     db = tmp_path / "sidecar.db"
     async with running_app(desk_flags(tmp_path, devnet_node, jira_sim, waldur_sim), env) as app:
         ids, _ = await drive_tickets(devnet_node, 20)
-        await settled(db, timeout=120)
+        await settled(db, devnet_node, timeout=120)
 
         async def registered() -> bool:
             rows = await asyncio.to_thread(_refs, db)
@@ -384,7 +391,7 @@ async def test_follower_pauses_while_the_queue_is_full_and_resumes_when_it_drain
         stalled = await asyncio.to_thread(_cursor, db)
         assert stalled < head + 10, "the cursor kept advancing while the queue was full"
         jira_sim.faults.clear()
-        await settled(db, timeout=180)
+        await settled(db, devnet_node, timeout=180)
         await async_wait_until(lambda: _cursor_at_least(db, head + 10), timeout=60, what="the follower to resume")
     assert dead_jobs(db) == []
     assert_jira_exactly_once(jira_sim, db, ids, answered)
