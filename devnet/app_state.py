@@ -18,11 +18,11 @@ of null or absent disables that step.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import pickle
-import functools
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path

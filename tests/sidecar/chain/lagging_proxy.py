@@ -49,7 +49,8 @@ class LaggingResultsProxy:
         head = await self._head()
         lagged = [await self._answer(item, head) for item in items]
         if any(lagged):
-            answer: Any = [lag or (await self._client.post("/", json=item)).json() for item, lag in zip(items, lagged)]
+            pairs = zip(items, lagged, strict=True)
+            answer: Any = [lag or (await self._client.post("/", json=item)).json() for item, lag in pairs]
         else:
             answer = (await self._client.post("/", json=body)).json()
         return JSONResponse(answer if isinstance(body, list) else answer[0] if isinstance(answer, list) else answer)
