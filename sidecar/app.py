@@ -17,10 +17,11 @@ from dataclasses import asdict
 
 from sidecar.chain.envelope import EnvelopeError, EnvelopeKey
 from sidecar.chain.follower import ChainFollower, FollowerSettings
-from sidecar.chain.heads import HeadTracker, HeadWatcher, websocket_url
+from sidecar.chain.heads import HeadTracker, head_subscription
 from sidecar.chain.probe import ChainProbe
 from sidecar.chain.rpc import CometRpc
 from sidecar.chain.signer import Signer, signer_from_config
+from sidecar.chain.subscription import websocket_url
 from sidecar.config import Config
 from sidecar.control.server import ControlServer
 from sidecar.desks.base import Desk
@@ -119,6 +120,7 @@ class App:
         await auditor.record(self._config_audit())
 
         rpc = CometRpc(settings.chain.rpc_url, settings.chain.request_timeout)
+        ws_url = settings.chain.ws_url or websocket_url(settings.chain.rpc_url)
         web = WebServer(
             build_web_app(settings.webhook.path_prefix, store, health, metrics), settings.webhook.listen_addr
         )
@@ -131,7 +133,7 @@ class App:
         )
         key = support_key(self.config)
         opener = ContentOpener(store, key)
-        signer = self._signer(rpc, store, metrics, auditor) if settings.enabled else None
+        signer = self._signer(rpc, store, metrics, auditor, ws_url) if settings.enabled else None
         own = [signer.status.address] if signer is not None else []
         register = register_refs_as(signer.status.address) if signer is not None else None
         dispatcher = Dispatcher(store, [d.name for d in desks], own_addresses=own, batch=settings.sync.batch_size)
@@ -155,8 +157,7 @@ class App:
             await control.start()
         probe = ChainProbe(rpc, health, metrics, settings.chain.chain_id)
         heads = HeadTracker()
-        ws_url = settings.chain.ws_url or websocket_url(settings.chain.rpc_url)
-        watcher = HeadWatcher(ws_url, heads, metrics, settings.chain.no_block_alarm)
+        head_watch = head_subscription(ws_url, heads, metrics, settings.chain.no_block_alarm)
         follower = ChainFollower(rpc, store, probe, heads, health, metrics, follower_settings(self.config), key)
 
         async def refresh_health() -> float:
@@ -173,10 +174,12 @@ class App:
                 tg.create_task(web.serve(), name="web")
                 if settings.enabled:
                     tg.create_task(run_loop("chain-follower", follower.step, loop_stop, metrics), name="chain-follower")
-                    tg.create_task(watcher.run(loop_stop), name="chain-heads")
+                    tg.create_task(head_watch.run(loop_stop), name="chain-heads")
                     tg.create_task(run_loop("dispatcher", dispatcher.step, loop_stop, metrics), name="dispatcher")
                     if signer is not None:
                         tg.create_task(run_loop("chain-signer", signer.step, loop_stop, metrics), name="chain-signer")
+                        if signer.watcher is not None:
+                            tg.create_task(signer.watcher.subscription.run(loop_stop), name="chain-tx-watch")
                     for worker in workers:
                         name = f"desk-{worker.desk.name}"
                         tg.create_task(run_loop(name, worker.step, loop_stop, metrics), name=name)
@@ -211,12 +214,12 @@ class App:
             for client in desks:
                 await client.aclose()
 
-    def _signer(self, rpc: CometRpc, store: Store, metrics: Metrics, auditor: Auditor) -> Signer | None:
+    def _signer(self, rpc: CometRpc, store: Store, metrics: Metrics, auditor: Auditor, ws_url: str) -> Signer | None:
         """The signer owns the operator's key; without a key nothing is written to the chain (said once)."""
         if not self.config.settings.chain.key_file and self.config.secret("signing_key") is None:
             log.warning("no signing key (chain.key_file or secret signing_key): desk refs are not registered on chain")
             return None
-        signer = signer_from_config(self.config, rpc, store, metrics, auditor)
+        signer = signer_from_config(self.config, rpc, store, metrics, auditor, ws_url)
         log.info("signer ready", extra={"address": signer.status.address})
         return signer
 

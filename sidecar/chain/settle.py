@@ -1,5 +1,6 @@
 """Settling txs in flight: confirm inclusion by hash, expire the provably lost, dead-letter the hopeless.
 
+Inclusion is learnt from the tx subscription (txwatch.py) or, for what it did not report, from `/tx`.
 Only three facts release intents back to the queue: a block holds the tx with a failure code, CheckTx
 refused it, or the chain is two blocks past its timeout_height and `/tx` still does not know its hash
 (a tx can only be in a block <= timeout_height; the second block covers the indexer's lag).
@@ -13,7 +14,9 @@ from typing import TYPE_CHECKING
 
 from sidecar.chain.outcomes import OUT_OF_GAS, ChainAnswer, Verdict, judge
 from sidecar.chain.rpc import CometRpc
+from sidecar.chain.txwatch import TxWatcher, parse_tx_result
 from sidecar.observe.audit import Auditor
+from sidecar.observe.metrics import Metrics
 from sidecar.store.audit import AuditEntry
 from sidecar.store.db import Store
 from sidecar.store.intents import (
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 EXPIRY_GRACE = 2  # blocks past timeout_height before "not found" is final
+POLL_AFTER = 2  # blocks after a broadcast before `/tx` is asked about a tx the subscription did not report
 MAX_ATTEMPTS = 5  # transient failures of one intent before it is dead-lettered
 
 
@@ -40,8 +44,12 @@ class Settler:
         auditor: Auditor,
         on_lost_sequence: Callable[[], None],
         on_out_of_gas: Callable[[], None],
+        metrics: Metrics,
+        watcher: TxWatcher | None,
     ) -> None:
         self._rpc = rpc
+        self._metrics = metrics
+        self._watcher = watcher
         self._on_out_of_gas = on_out_of_gas
         self._store = store
         self._auditor = auditor
@@ -52,19 +60,30 @@ class Settler:
         flight = sorted(flight, key=lambda f: f.sequence)
         remaining: list[InFlight] = []
         for index, tx in enumerate(flight):
-            found = await self._rpc.tx(tx.tx_hash)
+            found = self._watcher.take(tx.tx_hash) if self._watcher is not None else None
+            polled = False
+            if found is None and self._should_poll(tx, head, flight[index + 1 :]):
+                polled = True
+                doc = await self._rpc.tx(tx.tx_hash)
+                found = parse_tx_result(doc) if doc is not None else None
             if found is None:
-                if head >= tx.timeout_height + EXPIRY_GRACE:
+                if polled and head >= tx.timeout_height + EXPIRY_GRACE:
                     await self._expire(tx, head)
                     continue
                 remaining.extend(flight[index:])  # later sequences cannot be in a block before this one
                 break
-            result = found.get("tx_result", {})
-            answer = ChainAnswer(
-                int(result.get("code", 0)), str(result.get("codespace", "")), str(result.get("log", ""))
-            )
-            await self._settle_included(tx, answer, int(found.get("height", 0)))
+            self._metrics.count_tx_confirmation("poll" if polled else "websocket")
+            await self._settle_included(tx, found.answer, found.height)
         return remaining
+
+    def _should_poll(self, tx: InFlight, head: int, later: Sequence[InFlight]) -> bool:
+        """Ask `/tx` unless the subscription has watched since the broadcast and may still report it."""
+        watcher = self._watcher
+        if watcher is None or not watcher.watched_since(tx.watch_epoch):
+            return True
+        if tx.sent_at is None or head >= tx.sent_at + POLL_AFTER or head >= tx.timeout_height + EXPIRY_GRACE:
+            return True  # reported late or dropped: the poll is authoritative
+        return any(watcher.has(t.tx_hash) for t in later)  # a later sequence landed, so this one did
 
     async def _expire(self, tx: InFlight, head: int) -> None:
         log.info(

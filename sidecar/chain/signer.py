@@ -4,12 +4,15 @@ Each `step()` (run by loops.run_loop) confirms txs in flight, re-broadcasts stal
 and broadcasts new batches. Exactly-once rests on three rules: signed bytes and hash are stored
 before a broadcast; after a restart the stored bytes are re-broadcast, never re-signed; intents go
 back to the queue only when their tx provably did not land (refused by CheckTx, failed in its block,
-or past its timeout_height with no block holding its hash). Inclusion is confirmed by polling `/tx`
-by hash, in sequence order (txs of one account land in that order).
+or past its timeout_height with no block holding its hash). Inclusion is learnt from a websocket
+subscription to the account's txs, started before the first broadcast, with `/tx` by hash as the
+fallback; txs are settled in sequence order (txs of one account land in that order).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -23,6 +26,7 @@ from sidecar.chain.outcomes import ALREADY_IN_MEMPOOL, SEQUENCE_MISMATCH, ChainA
 from sidecar.chain.rpc import CometRpc
 from sidecar.chain.settle import Settler
 from sidecar.chain.txbuild import Account, FeePolicy, SignedTx, build_tx, query_account, simulate
+from sidecar.chain.txwatch import TxWatcher
 from sidecar.config import Config
 from sidecar.errors import ChainRpcError
 from sidecar.observe.audit import Auditor
@@ -40,6 +44,7 @@ from sidecar.store.intents import (
 
 log = logging.getLogger(__name__)
 CrashPoint = Literal["after_sign", "after_broadcast"]
+SUBSCRIBE_WAIT = 5.0  # seconds the first broadcast waits for the tx subscription
 GAS_MEMORY = 30.0  # seconds a simulation's gas is reused for batches of the same Msgs
 
 
@@ -76,6 +81,7 @@ class InFlight:
     intent_ids: tuple[int, ...]
     broadcast: bool
     sent_at: int | None = None
+    watch_epoch: int | None = None  # the tx subscription's epoch when last broadcast (None: not watched)
 
 
 @dataclass
@@ -111,6 +117,7 @@ class Signer:
         metrics: Metrics,
         auditor: Auditor,
         *,
+        watcher: TxWatcher | None = None,
         crash_at: CrashPoint | None = None,
     ) -> None:
         self._rpc = rpc
@@ -119,7 +126,8 @@ class Signer:
         self.settings = settings
         self._metrics = metrics
         self._crash_at = crash_at
-        self._settler = Settler(rpc, store, auditor, self._on_lost_sequence, self._on_out_of_gas)
+        self.watcher = watcher
+        self._settler = Settler(rpc, store, auditor, self._on_lost_sequence, self._on_out_of_gas, metrics, watcher)
         self._flight: list[InFlight] = []
         self._ready = False
         self._chain_id = settings.chain_id
@@ -153,6 +161,9 @@ class Signer:
         self._chain_id = node.chain_id
         account = await query_account(self._rpc, self._key.address)
         self._account_number = account.number
+        if self.watcher is not None:  # subscribe before the first broadcast; /tx covers it if that fails
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.watcher.subscription.live.wait(), SUBSCRIBE_WAIT)
         stored = await self._store.read("unresolved txs", unresolved_batches)
         self._flight = [
             InFlight(
@@ -184,7 +195,7 @@ class Signer:
                 continue
             if flight.timeout_height < head:
                 continue  # can no longer land: the settler expires it
-            answer = await self._broadcast(flight.tx_bytes)
+            answer = await self._broadcast(flight)
             if answer is None:
                 return self._full_mempool()
             flight.sent_at = head
@@ -193,10 +204,12 @@ class Signer:
                 flight.broadcast = True
         return 0.0
 
-    async def _broadcast(self, tx_bytes: bytes) -> ChainAnswer | None:
-        """broadcast_tx_sync; None when the mempool is full. "Already in cache" means pending, i.e. accepted."""
+    async def _broadcast(self, flight: InFlight) -> ChainAnswer | None:
+        """broadcast_tx_sync; None when the mempool is full. "Already in cache" means pending, i.e. accepted.
+        The subscription's epoch is noted first: inclusion events of this tx can only come after it."""
+        flight.watch_epoch = self.watcher.epoch() if self.watcher is not None else None
         try:
-            result = await self._rpc.broadcast_tx_sync(tx_bytes)
+            result = await self._rpc.broadcast_tx_sync(flight.tx_bytes)
         except ChainRpcError as exc:
             text = str(exc)
             if "already exists in cache" in text:
@@ -311,7 +324,7 @@ class Signer:
         self._flight.append(flight)
         self._next_sequence = signed.sequence + 1
         self._crash_point("after_sign")
-        answer = await self._broadcast(signed.tx_bytes)
+        answer = await self._broadcast(flight)
         if answer is None:
             return self._full_mempool()  # stays in flight as 'signed': re-broadcast after the backoff
         flight.sent_at = head
@@ -370,8 +383,12 @@ class Signer:
         self._metrics.set_signer_sequence(self._next_sequence)
 
 
-def signer_from_config(config: Config, rpc: CometRpc, store: Store, metrics: Metrics, auditor: Auditor) -> Signer:
-    """What app.py calls: make the process undumpable, load the key (ConfigError without one), build the signer."""
+def signer_from_config(
+    config: Config, rpc: CometRpc, store: Store, metrics: Metrics, auditor: Auditor, ws_url: str
+) -> Signer:
+    """What app.py calls: make the process undumpable, load the key (ConfigError without one), build the signer
+    with its tx subscription (app.py runs `signer.watcher.subscription` in the TaskGroup)."""
     forbid_core_dumps()
     key = load_signing_key(config)
-    return Signer(rpc, store, key, SignerSettings.from_config(config), metrics, auditor)
+    watcher = TxWatcher(ws_url, key.address, metrics)
+    return Signer(rpc, store, key, SignerSettings.from_config(config), metrics, auditor, watcher=watcher)

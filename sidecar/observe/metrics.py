@@ -33,6 +33,7 @@ TxState = Literal["queued", "signed", "broadcast", "included", "failed", "dead"]
 WebhookOutcome = Literal[
     "accepted", "duplicate", "bad_signature", "stale", "forbidden_source", "rate_limited", "too_large", "malformed"
 ]
+TxConfirmation = Literal["websocket", "poll"]
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 
 
@@ -70,6 +71,10 @@ class Metrics:
         self.follower_lag = Gauge("servicedesk_follower_lag_blocks", "Head height minus cursor height", registry=r)
         self.ws_reconnects = Counter("servicedesk_chain_ws_reconnects", "Websocket reconnects", registry=r)
         self.tx_intents = Gauge("servicedesk_tx_intents", "Chain tx intents by state", ["state"], registry=r)
+        self.tx_confirmations = Counter(
+            "servicedesk_signer_confirmations", "Included txs of the signer, by how inclusion was learnt",
+            ["source"], registry=r,
+        )
         self.signer_sequence = Gauge("servicedesk_signer_sequence", "Next account sequence of the signer", registry=r)
         self.webhook_deliveries = Counter(
             "servicedesk_webhook_deliveries", "Webhook deliveries by desk and outcome", ["desk", "outcome"], registry=r
@@ -91,6 +96,8 @@ class Metrics:
             self.api_requests.labels(service=service, method=method, status=cls)
         for state in get_args(TxState):
             self.tx_intents.labels(state=state)
+        for source in get_args(TxConfirmation):
+            self.tx_confirmations.labels(source=source)
         for desk, outcome in product(get_args(Service), get_args(WebhookOutcome)):
             self.webhook_deliveries.labels(desk=desk, outcome=outcome)
 
@@ -128,6 +135,9 @@ class Metrics:
         """Counts by state from the store; a state missing from `counts` is 0."""
         for state in get_args(TxState):
             self.tx_intents.labels(state=state).set(counts.get(state, 0))
+
+    def count_tx_confirmation(self, source: TxConfirmation) -> None:
+        self.tx_confirmations.labels(source=source).inc()
 
     def set_signer_sequence(self, sequence: int) -> None:
         self.signer_sequence.set(sequence)

@@ -106,8 +106,18 @@ def list_intents(conn: sqlite3.Connection, state: str | None, limit: int) -> lis
 
 
 def queued_intents(conn: sqlite3.Connection, limit: int) -> list[Intent]:
-    """The oldest queued intents, in queue order (which is each ticket's order)."""
-    rows = conn.execute("SELECT * FROM tx_intents WHERE state = 'queued' ORDER BY id LIMIT ?", (limit,))
+    """The oldest queued intents, in queue order (which is each ticket's order), leaving out those of a
+    ticket with an earlier intent still in flight: if that tx fails, its retry must land first."""
+    rows = conn.execute(
+        """
+        SELECT * FROM tx_intents q
+        WHERE q.state = 'queued' AND (q.ticket_id IS NULL OR NOT EXISTS (
+            SELECT 1 FROM tx_intents f
+            WHERE f.ticket_id = q.ticket_id AND f.state IN ('signed', 'broadcast') AND f.id < q.id))
+        ORDER BY q.id LIMIT ?
+        """,
+        (limit,),
+    )
     return [_intent(r) for r in rows]
 
 

@@ -207,6 +207,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX audit_ts ON audit (ts);
         """,
     ),
+    Migration(
+        2,
+        "tx intents by ticket",
+        """
+        -- The signer holds a ticket's next Msg back while an earlier one of the same ticket is in flight.
+        CREATE INDEX tx_intents_ticket ON tx_intents (ticket_id, state, id);
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -20,7 +21,9 @@ from devnet.waiting import async_wait_until
 from sidecar.chain.keys import SigningKey, parse_key
 from sidecar.chain.rpc import CometRpc
 from sidecar.chain.signer import CrashPoint, Signer, SignerSettings
+from sidecar.chain.subscription import websocket_url
 from sidecar.chain.txbuild import FeePolicy, encode_msg
+from sidecar.chain.txwatch import TxWatcher
 from sidecar.observe.audit import Auditor
 from sidecar.observe.metrics import Metrics
 from sidecar.secrets import Secret
@@ -44,26 +47,47 @@ def settings(**changes: Any) -> SignerSettings:
 
 @dataclass
 class Rig:
-    """A signer on a real SQLite file, talking to a real node."""
+    """A signer on a real SQLite file, talking to a real node, with its tx subscription running."""
 
     store: Store
     rpc: CometRpc
     signer: Signer
+    metrics: Metrics
+    stop: asyncio.Event
+    watching: asyncio.Task[None] | None
+
+    def confirmations(self, source: str) -> int:
+        value = self.metrics.registry.get_sample_value("servicedesk_signer_confirmations_total", {"source": source})
+        return int(value or 0)
 
     async def close(self) -> None:
+        self.stop.set()
+        if self.watching is not None:
+            await self.watching
         await self.rpc.aclose()
         await self.store.close()
 
 
 async def open_rig(
-    db: Path, rpc_url: str, name: str = "sidecar", crash_at: CrashPoint | None = None, **changes: Any
+    db: Path,
+    rpc_url: str,
+    name: str = "sidecar",
+    crash_at: CrashPoint | None = None,
+    ws_url: str | None = "",
+    **changes: Any,
 ) -> Rig:
+    """`ws_url` "" subscribes at the node's own websocket, None runs without a subscription (polling only)."""
     store = await Store.open(str(db))
     rpc = CometRpc(rpc_url, 10.0)
+    metrics = Metrics()
+    key = devnet_key(name)
+    watcher = TxWatcher(ws_url or websocket_url(rpc_url), key.address, metrics) if ws_url is not None else None
     signer = Signer(
-        rpc, store, devnet_key(name), settings(**changes), Metrics(), Auditor(store), crash_at=crash_at
+        rpc, store, key, settings(**changes), metrics, Auditor(store), watcher=watcher, crash_at=crash_at
     )
-    return Rig(store, rpc, signer)
+    stop = asyncio.Event()
+    watching = asyncio.create_task(watcher.subscription.run(stop)) if watcher is not None else None
+    return Rig(store, rpc, signer, metrics, stop, watching)
 
 
 def register_msg(

@@ -30,6 +30,7 @@ BOUNDED = {
     "outcome": {"accepted", "duplicate", "bad_signature", "stale", "forbidden_source", "rate_limited", "too_large",
                 "malformed"},
     "loop": {"chain-follower", "health", "audit-retention"},
+    "source": {"websocket", "poll"},
     "le": None,  # histogram buckets: fixed in code
     "version": {sidecar.__version__},
     "python": None,  # the interpreter's version: one value per process

@@ -121,3 +121,25 @@ async def test_audit_rows_chain_by_hash(tmp_path: Path) -> None:
     for row in rows:
         assert row_hash(row) == row["hash"]
     await store.close()
+
+
+async def test_upgrades_a_version_one_database_keeping_its_rows(tmp_path: Path) -> None:
+    from sidecar.store.migrations import MIGRATIONS, _statements
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL)")
+    for statement in _statements(MIGRATIONS[0].sql):
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_migrations VALUES (1, 'initial schema', 0)")
+    conn.execute("INSERT INTO tx_intents (dedupe_key, msg_type, ticket_id, msg_bytes, created_at, updated_at) "
+                 "VALUES ('k', 'm', 't', x'00', 0, 0)")
+    conn.commit()
+    conn.close()
+    store = await Store.open(str(path))
+    await store.close()
+    conn = sqlite3.connect(path)
+    assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2]
+    assert conn.execute("SELECT dedupe_key FROM tx_intents").fetchall() == [("k",)]
+    assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'tx_intents_ticket'").fetchone() == (1,)
+    conn.close()
