@@ -229,6 +229,9 @@ class SimCore:
                 return SimResponse(-1, [], b"")
             if fault.kind == "drop":
                 return SimResponse(-1, [], b"")
+            if fault.kind == "429":
+                limit = self.bucket.burst if self.bucket is not None else 100
+                return self._rate_limited(self.burst_reason, float(fault.retry_after or 1), limit)
             extra = [(b"retry-after", str(fault.retry_after).encode())] if fault.retry_after else []
             return self.error(int(fault.kind), "simulated server fault", extra)
         if not self.authenticate(req):

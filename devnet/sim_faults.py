@@ -12,7 +12,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-FAULT_KINDS = ("500", "503", "timeout", "drop")
+FAULT_KINDS = ("500", "503", "429", "timeout", "drop")
 
 
 class TokenBucket:
@@ -97,7 +97,9 @@ class FaultPlan:
     """A scripted queue of faults (consumed first) plus a seeded random fault probability.
 
     `timeout` hangs the request for `hang_seconds` (beyond any sane client timeout) and then drops
-    the connection; `drop` closes the socket without answering; `500`/`503` answer with that status.
+    the connection; `drop` closes the socket without answering; `500`/`503` answer with that status;
+    `429` answers like the desk's rate limiter (Retry-After 1 s unless given). `outage()` fails every
+    request for a span of time, like a desk that is down.
     """
 
     def __init__(
@@ -115,6 +117,7 @@ class FaultPlan:
         self.hang_seconds = hang_seconds
         self._rng = random.Random(seed)
         self._queue: list[Fault] = []
+        self._outage: tuple[Fault, float] | None = None
         self._lock = threading.Lock()
         self.fired: list[tuple[str, str, str]] = []
 
@@ -133,17 +136,31 @@ class FaultPlan:
         with self._lock:
             self._queue.extend(Fault(kind, method, path_contains, retry_after) for _ in range(count))
 
+    def outage(self, kind: str, seconds: float, *, retry_after: int | None = None) -> None:
+        """Fail every request with `kind` for the next `seconds`."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}")
+        with self._lock:
+            self._outage = (Fault(kind, retry_after=retry_after), time.monotonic() + seconds)
+
+    def in_outage(self) -> bool:
+        with self._lock:
+            return self._outage is not None and time.monotonic() < self._outage[1]
+
     def clear(self) -> None:
         with self._lock:
             self._queue.clear()
+            self._outage = None
             self.probability = 0.0
 
     def pick(self, method: str, path: str) -> Fault | None:
         """The fault for this request, if any (scripted first, then random)."""
         with self._lock:
             fault: Fault | None = None
+            if self._outage is not None and time.monotonic() < self._outage[1]:
+                fault = self._outage[0]
             for i, queued in enumerate(self._queue):
-                if queued.matches(method, path):
+                if fault is None and queued.matches(method, path):
                     fault = self._queue.pop(i)
                     break
             if fault is None and self.probability > 0 and self._rng.random() < self.probability:

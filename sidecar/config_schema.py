@@ -46,7 +46,8 @@ class JiraConfig:
         "VESUPPORT", "project new issues are created in", env="VIRTENGINE_SERVICEDESK_JIRA_PROJECT_KEY"
     )
     issue_type: str = key("Service Request", "issue type of created issues")
-    request_type_id: str = key("", "JSM request type id; empty creates plain issues")
+    request_type_id: str = key("", "JSM request type id (with service_desk_id); empty creates plain issues")
+    service_desk_id: str = key("", "JSM service desk id the request type belongs to")
     account_id: str = key("", "the sidecar's own Jira accountId, so its own changes are not synced back")
     timeout: float = key(30.0, "timeout of one Jira request", kind="duration", bounds=(0.1, 300))
     priority_map: Pairs = key(
@@ -71,6 +72,9 @@ class JiraConfig:
         map_keys=STATUSES,
     )
     default_priority: str = key("Medium", "Jira priority used for an unmapped chain priority (audited)")
+    assignee_map: Pairs = key(
+        (), "chain agent address -> Jira accountId; an unmapped agent leaves the assignee as is (audited)", kind="map"
+    )
     requests_per_second: float = key(10.0, "client-side request rate limit; 0 = none", bounds=(0, 10_000))
     max_concurrency: int = key(4, "jobs run at once against Jira", bounds=(1, 64))
 
@@ -125,6 +129,11 @@ class WaldurConfig:
         map_keys=CATEGORIES,
     )
     default_priority: str = key("normal", "Waldur priority used for an unmapped chain priority (audited)")
+    assignee_map: Pairs = key(
+        (),
+        "chain agent address -> Waldur support user UUID; an unmapped agent leaves the assignee as is (audited)",
+        kind="map",
+    )
     requests_per_second: float = key(10.0, "client-side request rate limit; 0 = none", bounds=(0, 10_000))
     max_concurrency: int = key(4, "jobs run at once against Waldur", bounds=(1, 64))
 

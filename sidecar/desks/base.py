@@ -70,7 +70,7 @@ class UnmappedValue:
     """A chain value with no entry in a mapping table; `used` is the default sent instead (None: nothing)."""
 
     desk: DeskName
-    field: str  # "priority", "status", "type"
+    field: str  # "priority", "status", "type", "assignee"
     chain_value: str
     used: str | None
 

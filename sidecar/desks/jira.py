@@ -84,7 +84,7 @@ class JiraDesk:
 
     # creating and finding -------------------------------------------------------------------
     def unmapped(self, ticket: TicketSnapshot) -> tuple[UnmappedValue, ...]:
-        return self.mapping.unmapped(ticket.priority, ticket.status, ticket.category)
+        return self.mapping.unmapped(ticket.priority, ticket.status, ticket.category, ticket.assigned_agent)
 
     async def create(self, ticket: TicketSnapshot) -> ExternalTicket:
         priority = self._priority(ticket)
@@ -186,11 +186,16 @@ class JiraDesk:
 
     # writing ----------------------------------------------------------------------------------
     async def update_fields(self, ref: ExternalTicket, ticket: TicketSnapshot) -> None:
-        """Priority and the category label. The assignee is not set: chain agents have no Jira accountId map."""
+        """Priority, the category label, and the assignee when the chain agent is in jira.assignee_map."""
         wanted = category_label(ticket.category)
         labels = [{"add": wanted}] + [{"remove": category_label(c)} for c in CATEGORIES if category_label(c) != wanted]
         body = {"fields": {"priority": {"name": self._priority(ticket)}}, "update": {"labels": labels}}
         await self.http.request(f"edit {ref.key}", "PUT", f"/rest/api/3/issue/{ref.key}", json_body=body)
+        account_id = self.mapping.desk_assignee(ticket.assigned_agent)
+        if account_id:
+            await self.http.request(
+                f"assign {ref.key}", "PUT", f"/rest/api/3/issue/{ref.key}/assignee", json_body={"accountId": account_id}
+            )
 
     async def set_status(self, ref: ExternalTicket, chain_status: str) -> None:
         """The transition whose target is the mapped status; none available is a non-retryable error."""

@@ -55,18 +55,28 @@ class FieldMap:
 
 @dataclass(frozen=True)
 class DeskMapping:
-    """The tables one desk uses; `category` is None for Jira, where the category travels as a label."""
+    """The tables one desk uses; `category` is None for Jira, where the category travels as a label.
+    `assignee` maps chain agent addresses to desk user ids and has no default: nobody is guessed."""
 
     priority: FieldMap
     status: FieldMap
+    assignee: FieldMap
     category: FieldMap | None = None
 
-    def unmapped(self, priority: str, status: str, category: str) -> tuple[UnmappedValue, ...]:
+    def unmapped(
+        self, priority: str, status: str, category: str, assignee: str | None = None
+    ) -> tuple[UnmappedValue, ...]:
         """Every value of a ticket that only a default (or nothing) stands in for."""
         found = [self.priority.to_desk(priority).unmapped, self.status.to_desk(status).unmapped]
         if self.category is not None:
             found.append(self.category.to_desk(category).unmapped)
+        if assignee:
+            found.append(self.assignee.to_desk(assignee).unmapped)
         return tuple(u for u in found if u is not None)
+
+    def desk_assignee(self, agent: str | None) -> str | None:
+        """The desk user for the ticket's chain agent; None when unassigned or unmapped (left as it is)."""
+        return self.assignee.to_desk(agent).value if agent else None
 
 
 def jira_mapping(config: JiraConfig) -> DeskMapping:
@@ -74,6 +84,7 @@ def jira_mapping(config: JiraConfig) -> DeskMapping:
     return DeskMapping(
         priority=FieldMap("jira", "priority", config.priority_map, config.default_priority),
         status=FieldMap("jira", "status", config.status_map, None),
+        assignee=FieldMap("jira", "assignee", config.assignee_map, None),
     )
 
 
@@ -82,5 +93,6 @@ def waldur_mapping(config: WaldurConfig) -> DeskMapping:
     return DeskMapping(
         priority=FieldMap("waldur", "priority", config.priority_map, config.default_priority),
         status=FieldMap("waldur", "status", config.status_map, None),
+        assignee=FieldMap("waldur", "assignee", config.assignee_map, None),
         category=FieldMap("waldur", "type", config.type_map, types.get("other", "INFORMATIONAL")),
     )

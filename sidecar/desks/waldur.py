@@ -22,10 +22,18 @@ from waldur_api_client.api.support_issues import (
     support_issues_comment,
     support_issues_create,
     support_issues_list,
+    support_issues_partial_update,
     support_issues_retrieve,
 )
 from waldur_api_client.errors import UnexpectedStatus
-from waldur_api_client.models import Comment, CommentOEnum, CommentRequest, Issue, IssueRequest
+from waldur_api_client.models import (
+    Comment,
+    CommentOEnum,
+    CommentRequest,
+    Issue,
+    IssueRequest,
+    PatchedIssueRequest,
+)
 from waldur_api_client.types import Response
 
 from sidecar.config_schema import WaldurConfig
@@ -87,7 +95,7 @@ class WaldurDesk:
         self.page_size = PAGE_SIZE
 
     def unmapped(self, ticket: TicketSnapshot) -> tuple[UnmappedValue, ...]:
-        return self.mapping.unmapped(ticket.priority, ticket.status, ticket.category)
+        return self.mapping.unmapped(ticket.priority, ticket.status, ticket.category, ticket.assigned_agent)
 
     # creating and finding -------------------------------------------------------------------
     async def create(self, ticket: TicketSnapshot) -> ExternalTicket:
@@ -142,10 +150,15 @@ class WaldurDesk:
     # writing ----------------------------------------------------------------------------------
     async def update_fields(self, ref: ExternalTicket, ticket: TicketSnapshot) -> None:
         """Priority and type cannot be edited over the API: a note tells the agents, once per value.
-
-        The assignee is not set either: chain agents have no mapping to Waldur users.
-        """
+        The assignee can: it is set when the chain agent is in waldur.assignee_map."""
         issue = await self._issue(ref, f"read {ref.key}")
+        user = self.mapping.desk_assignee(ticket.assigned_agent)
+        if user and str(issue.assignee_uuid or "").replace("-", "") != user.replace("-", ""):
+            body = PatchedIssueRequest(assignee=f"{self.api_url}/support-users/{user}/")
+            op = f"assign {ref.key}"
+            await self._run(
+                op, support_issues_partial_update.asyncio_detailed(UUID(ref.external_id), client=self.api, body=body)
+            )
         priority = self._value(self.mapping.priority, ticket.priority, "priority")
         kind = self._value(self.mapping.category, ticket.category, "type")
         if issue.priority == priority and issue.type_ == kind:

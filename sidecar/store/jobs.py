@@ -125,6 +125,14 @@ def retry_job_txn(conn: sqlite3.Connection, job_id: int, error: str, next_run_at
     )
 
 
+def defer_job_txn(conn: sqlite3.Connection, job_id: int, error: str, next_run_at: float, now: float) -> None:
+    """Back to pending without spending an attempt: the desk was down or rate-limited, not the job wrong."""
+    conn.execute(
+        "UPDATE jobs SET state = 'pending', last_error = ?, next_run_at = ?, updated_at = ? WHERE id = ?",
+        (error, next_run_at, now, job_id),
+    )
+
+
 def dead_job_txn(conn: sqlite3.Connection, job_id: int, error: str, now: float) -> None:
     conn.execute(
         "UPDATE jobs SET state = 'dead', attempts = attempts + 1, last_error = ?, finished_at = ?, updated_at = ?"

@@ -26,7 +26,15 @@ from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics
 from sidecar.store.audit import AuditEntry, append_audit_txn
 from sidecar.store.db import Store
-from sidecar.store.jobs import Job, claim_due_txn, dead_job_txn, dispatch_inbox_txn, finish_job_txn, retry_job_txn
+from sidecar.store.jobs import (
+    Job,
+    claim_due_txn,
+    dead_job_txn,
+    defer_job_txn,
+    dispatch_inbox_txn,
+    finish_job_txn,
+    retry_job_txn,
+)
 from sidecar.store.refs import RefRow, get_ref, record_ref_txn
 from sidecar.sync.content import ContentOpener
 
@@ -92,11 +100,15 @@ class DeskWorker:
         self._register = register
         self._rng = rng or random.Random()
         self._paused_until = 0.0
+        self._outage_probes = 0  # failed health probes since the desk went down; 0: the desk is up
+        self._probe_lock = asyncio.Lock()
 
     async def step(self) -> float:
         now = time.time()
         if now < self._paused_until:
             return self._paused_until - now
+        if self._outage_probes and not await self._probe(now):
+            return max(0.0, self._paused_until - now)
         jobs = await self._store.write("claim jobs", claim_due_txn, self.desk.name, now, self._settings.concurrency)
         if not jobs:
             return self._settings.idle_wait
@@ -132,13 +144,45 @@ class DeskWorker:
             entry = _outbound_entry("ticket_synced", job, "ok", {"job_id": job.id, "kind": job.kind})
             append_audit_txn(conn, self._auditor.clean(entry), now)
 
+    async def _desk_down(self, now: float) -> bool:
+        """After a desk-wide failure: is the whole desk down (its cheap health call fails too)?"""
+        async with self._probe_lock:
+            if self._outage_probes:
+                return True
+            try:
+                await self.desk.check()
+            except DeskError as exc:
+                self._outage_probes = 1
+                self._health.desks[self.desk.name] = "unhealthy"
+                self._paused_until = now + backoff(self._retry, 0, exc.retry_after, self._rng)
+                log.warning(
+                    "desk is down: its jobs wait without spending attempts", extra={"desk": self.desk.name}
+                )
+                return True
+            return False
+
+    async def _probe(self, now: float) -> bool:
+        """While the desk is down, one health call per backoff period decides when its jobs resume."""
+        try:
+            await self.desk.check()
+        except DeskError as exc:
+            self._paused_until = now + backoff(self._retry, self._outage_probes, exc.retry_after, self._rng)
+            self._outage_probes += 1
+            return False
+        log.info("desk is back", extra={"desk": self.desk.name, "probes": self._outage_probes})
+        self._outage_probes = 0
+        self._health.desks[self.desk.name] = "healthy"
+        return True
+
     async def _failed(self, job: Job, exc: DeskError) -> None:
         now = time.time()
         error = str(exc)
-        if exc.retryable and exc.scope == "desk":
-            self._health.desks[self.desk.name] = "unhealthy"
-            if exc.retry_after:
-                self._paused_until = max(self._paused_until, now + exc.retry_after)
+        if exc.retryable and exc.scope == "desk" and exc.retry_after:
+            self._paused_until = max(self._paused_until, now + exc.retry_after)
+        if exc.retryable and (exc.status == 429 or (exc.scope == "desk" and await self._desk_down(now))):
+            # A rate limit or an outage is not the job's fault: it waits without spending an attempt.
+            await self._store.write("defer job", defer_job_txn, job.id, error, now + (exc.retry_after or 0.0), now)
+            return
         if not exc.retryable or job.attempts + 1 >= self._retry.max_retries:
             await self._store.write("dead job", dead_job_txn, job.id, error, now)
             self._metrics.count_sync("outbound", "failed")

@@ -224,6 +224,8 @@ def jira_env(**extra: str) -> dict[str, str]:
             "waldur.organization_uuid is required",
         ),
         (jira_env(VIRTENGINE_SERVICEDESK_SECRETS_ALLOW_ENV="false"), "secrets.allow_env is false"),
+        (jira_env(VIRTENGINE_SERVICEDESK_JIRA_REQUEST_TYPE_ID="10"), "jira.service_desk_id is required with its pair"),
+        (jira_env(VIRTENGINE_SERVICEDESK_JIRA_SERVICE_DESK_ID="2"), "jira.request_type_id is required with its pair"),
     ],
 )
 def test_desk_rules(env: dict[str, str], message: str) -> None:
@@ -292,3 +294,17 @@ def test_config_repr_hides_secrets() -> None:
     config = load_config(environ=jira_env())
     assert "tok-tok-tok" not in repr(config)
     assert "sec-sec-sec" not in repr(config)
+
+
+def test_assignee_maps_take_addresses_to_desk_users(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+servicedesk:
+  jira:
+    assignee_map:
+      virtengine1agentaddress: 5b10ac8d82e05b22cc7d4ef5
+  waldur:
+    assignee_map: {virtengine1agentaddress: 0f6b3c9a2f8e4a51b3c2d1e0f9a8b7c6}
+""")
+    settings = load_config(path, environ={}).settings
+    assert settings.jira.assignee_map == (("virtengine1agentaddress", "5b10ac8d82e05b22cc7d4ef5"),)
+    assert settings.waldur.assignee_map == (("virtengine1agentaddress", "0f6b3c9a2f8e4a51b3c2d1e0f9a8b7c6"),)
