@@ -14,7 +14,6 @@ import argparse
 import hashlib
 import json
 import logging
-import pickle
 import signal
 import sys
 import threading
@@ -32,7 +31,8 @@ from devnet import queries
 from devnet.abci_events import Event, to_abci
 from devnet.abci_socket import AbciServer
 from devnet.ante import GasMeter, Mode, TxError, decode_tx, run_ante
-from devnet.app_state import Snapshot, StateStore, app_hash, clone, genesis_state
+from devnet.app_state import Snapshot, StateStore, app_hash, clone, decode_state, encode_state, genesis_state
+from devnet.journal import Journal, journaled
 from devnet.support_module import BlockContext, SupportError, SupportKeeper
 
 log = logging.getLogger("devnet.chain_app")
@@ -66,10 +66,10 @@ def run_tx(state: dict[str, Any], tx_bytes: bytes, ctx: BlockContext, mode: Mode
         return TxOutcome(_failed(exc, gas_limit, meter.consumed, []), state, [])
     if mode in ("check", "recheck"):
         return TxOutcome(abci.ExecTxResult(gas_wanted=gas_limit, gas_used=meter.consumed), after_ante, [])
-    # DeliverTx owns its block branch: run the msgs in place and restore the snapshot only if one fails
-    # (one pickle instead of a full copy per tx). Simulate runs on the shared check state: copy it.
-    rollback = pickle.dumps(after_ante, protocol=pickle.HIGHEST_PROTOCOL) if mode == "deliver" else None
-    after_msgs = after_ante if rollback is not None else clone(after_ante)
+    # DeliverTx owns its block branch: its msgs run in place behind an undo journal. Simulate runs on
+    # the shared check state: it works on a copy.
+    journal = Journal() if mode == "deliver" else None
+    after_msgs = journaled(after_ante, journal) if journal is not None else clone(after_ante)
     keeper = SupportKeeper(after_msgs, ctx)
     responses: list[ProtoAny] = []
     msg_events: list[Event] = []
@@ -78,10 +78,10 @@ def run_tx(state: dict[str, Any], tx_bytes: bytes, ctx: BlockContext, mode: Mode
             meter.consume(MSG_BASE_GAS + MSG_BYTE_GAS * len(tx.body.messages[index].value), "msg execution")
             response, events_of_msg = keeper.execute(msg)
         except TxError as exc:
-            return TxOutcome(_failed(exc, gas_limit, meter.consumed, events), _restored(after_ante, rollback), [])
+            return TxOutcome(_failed(exc, gas_limit, meter.consumed, events), _rolled_back(after_ante, journal), [])
         except SupportError as exc:
             wrapped = TxError(exc.code, f"failed to execute message; message index: {index}: {exc.log}", "support")
-            return TxOutcome(_failed(wrapped, gas_limit, meter.consumed, events), _restored(after_ante, rollback), [])
+            return TxOutcome(_failed(wrapped, gas_limit, meter.consumed, events), _rolled_back(after_ante, journal), [])
         action = Event("message", [("action", type_url), ("sender", msg.sender), ("module", "support")])
         msg_events.extend(ev.with_attr("msg_index", str(index)) for ev in [action, *events_of_msg])
         packed = ProtoAny()
@@ -90,15 +90,14 @@ def run_tx(state: dict[str, Any], tx_bytes: bytes, ctx: BlockContext, mode: Mode
     data = sdk_abci.TxMsgData(msg_responses=responses).SerializeToString()
     result = abci.ExecTxResult(code=0, data=data, gas_wanted=gas_limit, gas_used=meter.consumed,
                                events=to_abci(events + msg_events))
-    return TxOutcome(result, after_msgs, responses)
+    return TxOutcome(result, after_ante if journal is not None else after_msgs, responses)
 
 
-def _restored(after_ante: dict[str, Any], rollback: bytes | None) -> dict[str, Any]:
+def _rolled_back(after_ante: dict[str, Any], journal: Journal | None) -> dict[str, Any]:
     """The state as the ante handler left it, before any msg ran."""
-    if rollback is None:
-        return after_ante
-    restored: dict[str, Any] = pickle.loads(rollback)
-    return restored
+    if journal is not None:
+        journal.undo()
+    return after_ante
 
 
 def _failed(exc: TxError, gas_wanted: int, gas_used: int, events: list[Event]) -> abci.ExecTxResult:
@@ -120,8 +119,9 @@ class ChainApp:
         self.last_hash = snap.app_hash if snap else b""
         self.block_time = snap.block_time if snap else 0
         self.base: dict[str, Any] | None = snap.state if snap else None
+        self.base_blob = snap.blob if snap else b""  # encode_state(base): each block branches from it
         self.committed = self.base
-        self.check: dict[str, Any] | None = clone(self.base) if self.base else None
+        self.check: dict[str, Any] | None = decode_state(self.base_blob) if self.base_blob else None
         self.pending: set[bytes] = set()
         self.check_touched = False  # a CheckTx ran since the last Commit: the check state may differ
         self.working: Snapshot | None = None
@@ -140,8 +140,9 @@ class ChainApp:
                 if value is not None:
                     state["params"][key] = value
             self.base = state
-            self.check = clone(state)
-            self.last_hash = app_hash(state)
+            self.base_blob = encode_state(state)
+            self.check = decode_state(self.base_blob)
+            self.last_hash = app_hash(self.base_blob)
             self.block_time = req.time.seconds
             return abci.ResponseInitChain(app_hash=self.last_hash)
 
@@ -186,17 +187,19 @@ class ChainApp:
             params = self.base["params"]
             if not req.txs and params["archive_after_seconds"] is None and params["purge_after_seconds"] is None:
                 # An empty block with no retention changes nothing: skip the O(state) copy and hash.
-                self.working = Snapshot(req.height, self.last_hash, self.base, ctx.time)
+                self.working = Snapshot(req.height, self.last_hash, self.base, ctx.time, self.base_blob)
                 return abci.ResponseFinalizeBlock(app_hash=self.last_hash)
-            state = clone(self.base)
+            state = decode_state(self.base_blob)
             results = []
             for tx in req.txs:
                 outcome = run_tx(state, tx, ctx, "deliver")
                 state = outcome.state
                 results.append(outcome.result)
             end_events = [ev.with_attr("mode", "EndBlock") for ev in SupportKeeper(state, ctx).end_block()]
-            digest = app_hash(state) if (req.txs or end_events) else self.last_hash
-            self.working = Snapshot(req.height, digest, state, ctx.time)
+            changed = bool(req.txs or end_events)
+            blob = encode_state(state) if changed else self.base_blob
+            digest = app_hash(blob) if changed else self.last_hash
+            self.working = Snapshot(req.height, digest, state, ctx.time, blob)
             return abci.ResponseFinalizeBlock(events=to_abci(end_events), tx_results=results, app_hash=digest)
 
     def commit(self, req: abci.RequestCommit) -> abci.ResponseCommit:
@@ -207,9 +210,10 @@ class ChainApp:
             self.store.save(snap)
             self.height, self.last_hash, self.block_time = snap.height, snap.app_hash, snap.block_time
             if snap.state is not self.base or self.check_touched:
-                self.check = clone(snap.state)
+                self.check = decode_state(snap.blob)
             self.check_touched = False
             self.base = self.committed = snap.state
+            self.base_blob = snap.blob
             self.pending.clear()
             self.working = None
             retain = max(0, snap.height - self.retain_blocks) if self.retain_blocks else 0

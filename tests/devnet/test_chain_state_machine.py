@@ -247,3 +247,27 @@ def test_retention_archives_resolved_and_uses_block_time(chain: InProcessChain,
     assert [a["mode"] for a in attrs] == ["EndBlock"]
     assert json.loads(attrs[0]["payload_json"])["reason"] == "retention: resolved for 90 days"
     assert status_of(chain, ticket_id) == "archived"
+
+
+def test_a_failing_msg_undoes_every_msg_of_its_tx(chain: InProcessChain, devnet_accounts: dict[str, TestAccount]
+                                                   ) -> None:
+    customer, agent = devnet_accounts["customer"], devnet_accounts["agent"]
+    ticket_id = create(chain, customer)
+    reply(chain, agent, ticket_id)
+    before = {k: json.dumps(v, sort_keys=True) for k, v in chain.state.items() if k != "accounts"}
+    sequence = chain.state["accounts"][agent.address]["sequence"]
+    msgs = [
+        tx_pb2.MsgAddSupportResponse(sender=agent.address, ticket_id=ticket_id, payload=vector_payload(2)),
+        tx_pb2.MsgUpdateSupportRequest(sender=agent.address, ticket_id=ticket_id, priority="low"),
+        tx_pb2.MsgRegisterExternalTicket(sender=agent.address, resource_id=ticket_id, resource_type="support_request",
+                                         external_system="jira", external_ticket_id="SD-1"),
+        tx_pb2.MsgCreateSupportRequest(sender=agent.address, category="technical", priority="high",
+                                       payload=vector_payload(1)),
+        tx_pb2.MsgUpdateSupportRequest(sender=agent.address, ticket_id=ticket_id, priority="extreme"),  # fails
+    ]
+    result = chain.deliver(agent, msgs)
+    assert result.code == 2 and "message index: 4" in result.log
+    after = {k: json.dumps(v, sort_keys=True) for k, v in chain.state.items() if k != "accounts"}
+    assert after == before  # responses, ticket, refs, counters: as if the msgs never ran
+    assert chain.state["accounts"][agent.address]["sequence"] == sequence + 1  # the ante handler's effects stay
+    assert create(chain, customer) != ticket_id
