@@ -38,7 +38,8 @@ def build_routes(sim: JiraSim) -> Starlette:
                 return await fn(request)
             except JiraError as exc:
                 if request.url.path.startswith("/rest/servicedeskapi/"):
-                    return JSONResponse({"errorMessage": str(exc), "i18nErrorMessage": {}}, status_code=exc.status)
+                    message = str(exc) or "; ".join(f"{k}: {v}" for k, v in exc.errors.items())
+                    return JSONResponse({"errorMessage": message, "i18nErrorMessage": exc.i18n}, status_code=exc.status)
                 return _errors(exc.status, [str(exc)] if str(exc) else [], exc.errors)
 
         return run
@@ -106,6 +107,7 @@ def build_routes(sim: JiraSim) -> Starlette:
             "created": jira_time(snap["created"]),
             "updated": jira_time(snap["updated"]),
             "reporter": sim.user_json(issue.reporter),
+            "assignee": sim.user_json(snap["assignee"]) if snap["assignee"] else None,
             "comment": {
                 "comments": [comment_json(issue, c) for c in issue.comments],
                 "maxResults": 5000,
@@ -135,6 +137,7 @@ def build_routes(sim: JiraSim) -> Starlette:
                     "created",
                     "updated",
                     "reporter",
+                    "assignee",
                     "comment",
                     "attachment",
                 }
@@ -152,6 +155,15 @@ def build_routes(sim: JiraSim) -> Starlette:
         if props:
             out["properties"] = {k: issue.properties[k] for k in props if k in issue.properties}
         return out
+
+    def date_dto(moment: datetime) -> dict[str, Any]:
+        """JSM's DateDTO."""
+        return {
+            "iso8601": moment.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "jira": jira_time(moment),
+            "friendly": "Today",
+            "epochMillis": int(moment.timestamp() * 1000),
+        }
 
     async def body_of(request: Request) -> dict[str, Any]:
         try:
@@ -184,6 +196,14 @@ def build_routes(sim: JiraSim) -> Starlette:
         sim.edit_issue(issue, fields, body.get("update") or {}, None)
         for prop in body.get("properties") or []:
             issue.properties[prop["key"]] = prop.get("value")
+        return Response(status_code=204)
+
+    async def assign(request: Request) -> Response:
+        body = await body_of(request)
+        issue = sim.issue(request.path_params["key"])
+        if "accountId" not in body:
+            raise JiraError(400, "", {"accountId": "accountId is required; null unassigns the issue."})
+        sim.assign(issue, body["accountId"], None)
         return Response(status_code=204)
 
     async def get_transitions(request: Request) -> Response:
@@ -250,16 +270,47 @@ def build_routes(sim: JiraSim) -> Starlette:
                 "body": adf_to_text(comment.body),
                 "public": comment.public,
                 "author": {k: author[k] for k in ("accountId", "displayName", "active", "timeZone")},
-                "created": {
-                    "iso8601": created.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "jira": jira_time(created),
-                    "friendly": "Today",
-                    "epochMillis": int(created.timestamp() * 1000),
-                },
+                "created": date_dto(created),
                 "_links": {"self": f"{root()}/rest/servicedeskapi/request/{issue.id}/comment/{comment.id}"},
             },
             status_code=201,
         )
+
+    async def create_request(request: Request) -> Response:
+        body = await body_of(request)
+        desk, rtype = body.get("serviceDeskId"), body.get("requestTypeId")
+        values = body.get("requestFieldValues") or {}
+        issue = sim.create_request(desk, rtype, values, bool(body.get("isAdfRequest")), None)
+        with sim.lock:
+            reporter = sim.user_json(issue.reporter)
+            status = sim.workflow.status(issue.status)
+            shown = [("summary", "Summary", issue.summary), ("description", "Description", values.get("description"))]
+            if issue.labels:
+                shown.append(("labels", "Labels", issue.labels))
+            out = {
+                "_expands": ["participant", "status", "sla", "requestType", "serviceDesk", "attachment", "comment"],
+                "issueId": issue.id,
+                "issueKey": issue.key,
+                "requestTypeId": issue.request_type_id,
+                "serviceDeskId": str(desk),
+                "createdDate": date_dto(issue.created),
+                "reporter": {k: reporter[k] for k in ("accountId", "displayName", "active", "timeZone")},
+                "requestFieldValues": [
+                    {"fieldId": f, "label": label, "value": v} for f, label, v in shown if v is not None
+                ],
+                "currentStatus": {
+                    "status": status.name,
+                    "statusCategory": status.category.upper(),
+                    "statusDate": date_dto(issue.created),
+                },
+                "_links": {
+                    "jiraRest": f"{root()}/rest/api/2/issue/{issue.id}",
+                    "web": f"{root()}/servicedesk/customer/portal/{desk}/{issue.key}",
+                    "self": f"{root()}/rest/servicedeskapi/request/{issue.id}",
+                    "agent": f"{root()}/browse/{issue.key}",
+                },
+            }
+        return JSONResponse(out, status_code=201)
 
     # attachments and properties ---------------------------------------------------------------
     async def add_attachments(request: Request) -> Response:
@@ -364,10 +415,12 @@ def build_routes(sim: JiraSim) -> Starlette:
         Route("/rest/api/3/issue", guarded(create_issue), methods=["POST"]),
         Route(issue_path, guarded(get_issue), methods=["GET"]),
         Route(issue_path, guarded(edit_issue), methods=["PUT"]),
+        Route(issue_path + "/assignee", guarded(assign), methods=["PUT"]),
         Route(issue_path + "/transitions", guarded(get_transitions), methods=["GET"]),
         Route(issue_path + "/transitions", guarded(do_transition), methods=["POST"]),
         Route(issue_path + "/comment", guarded(add_comment), methods=["POST"]),
         Route(issue_path + "/comment", guarded(list_comments), methods=["GET"]),
+        Route("/rest/servicedeskapi/request", guarded(create_request), methods=["POST"]),
         Route("/rest/servicedeskapi/request/{key}/comment", guarded(jsm_comment), methods=["POST"]),
         Route(issue_path + "/attachments", guarded(add_attachments), methods=["POST"]),
         Route(issue_path + "/properties/{prop}", guarded(get_property), methods=["GET"]),

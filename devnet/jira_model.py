@@ -225,12 +225,15 @@ class Issue:
     priority: str
     status: str
     reporter: str
+    assignee: str | None = None  # an account id
+    request_type_id: str | None = None  # set when created as a JSM customer request
     created: datetime = field(default_factory=now)
     updated: datetime = field(default_factory=now)
     comments: list[Comment] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     properties: dict[str, Any] = field(default_factory=dict)
     versions: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    counted_labels: set[str] = field(default_factory=set)  # labels this issue has added to creates_by_label
 
     def snapshot(self) -> dict[str, Any]:
         """The searchable view of the issue at this moment."""
@@ -244,6 +247,7 @@ class Issue:
             "labels": list(self.labels),
             "priority": self.priority,
             "status": self.status,
+            "assignee": self.assignee,
             "created": self.created,
             "updated": self.updated,
         }

@@ -7,7 +7,9 @@ account) or from the agent API (acting as a human agent), so both emit the same 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hmac
+import json
 import random
 import re
 import time
@@ -17,13 +19,15 @@ from typing import Any
 
 from devnet import jira_hooks
 from devnet.jira_hooks import changelog_item, sign_jira_body
-from devnet.jira_model import Attachment, Comment, Issue, Workflow, adf_to_text, now, text_to_adf
+from devnet.jira_model import Attachment, Comment, Issue, Workflow, adf_problems, adf_to_text, now, text_to_adf
 from devnet.sim_core import SimCore, SimRequest, SimResponse, json_response
 from devnet.sim_runner import SimRunner
 from devnet.sim_webhooks import WebhookSender
 
 DEFAULT_ISSUE_TYPES = ("Task", "Bug", "Incident", "Service Request", "[System] Service request", "Support")
 DEFAULT_PRIORITIES = ("Lowest", "Low", "Medium", "High", "Highest")
+ASSIGNEE_PATH = re.compile(r"^/rest/api/3/issue/[^/]+/assignee$")
+REQUEST_FIELDS = ("summary", "description", "labels")  # what the sim's request type forms show
 
 
 __all__ = ["JiraError", "JiraSim", "sign_jira_body"]
@@ -32,10 +36,13 @@ __all__ = ["JiraError", "JiraSim", "sign_jira_body"]
 class JiraError(Exception):
     """A business-rule rejection that the HTTP layer turns into a Jira error body."""
 
-    def __init__(self, status: int, message: str, errors: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, errors: dict[str, str] | None = None, i18n: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.errors = errors or {}
+        self.i18n = i18n or {}  # JSM's i18nErrorMessage
 
 
 @dataclass
@@ -74,6 +81,7 @@ class JiraSim(SimCore):
         self.api_token: str | None = api_token
         self.me = Account(account_id, display_name, email)
         self.agent = Account(agent_account_id, agent_name, "agent@example.com")
+        self.users = {a.account_id: a for a in (self.me, self.agent)}  # who can be assigned and shown
         self.api_actor = "self"  # "agent": changes made over REST are attributed to the agent account
         self.projects = {key: str(10000 + i) for i, key in enumerate(projects)}
         self.issue_types = issue_types
@@ -89,6 +97,8 @@ class JiraSim(SimCore):
         # so a label lookup costs what a real Jira index costs, not a scan of every issue.
         self.label_index: dict[str, set[str]] = {}  # keys, like self.issues
         self.creates_by_label: Counter[str] = Counter()
+        self.service_desks: dict[str, str] = {}  # service desk id -> project key
+        self.request_types: dict[tuple[str, str], str] = {}  # (service desk id, request type id) -> issue type
         self._rng = random.Random(seed)
         self._ids = {"issue": 10000, "comment": 10000, "attachment": 10000, "changelog": 10000}
         self._numbers: Counter[str] = Counter()
@@ -132,7 +142,7 @@ class JiraSim(SimCore):
             return match.group(1)
 
     def check_request(self, req: SimRequest) -> list[str]:
-        return self.contract.check_request(req) if self.contract else []
+        return self.contract.check_request(_unassign_as_documented(req)) if self.contract else []
 
     def check_response(self, req: SimRequest, resp: SimResponse) -> list[str]:
         return self.contract.check_response(req, resp) if self.contract else []
@@ -144,6 +154,20 @@ class JiraSim(SimCore):
 
     def set_token(self, token: str) -> None:
         self.api_token = token
+
+    # configuration ----------------------------------------------------------------------------
+    def add_user(self, account_id: str, display_name: str) -> None:
+        """A Jira user issues can be assigned to."""
+        with self.lock:
+            self.users[account_id] = Account(account_id, display_name)
+
+    def add_request_type(self, service_desk_id: str, request_type_id: str, issue_type: str = "Service Request") -> None:
+        """A JSM request type; its service desk is the first configured project, like agent-created issues."""
+        if issue_type not in self.issue_types:
+            raise ValueError(f"unknown issue type {issue_type!r}")
+        with self.lock:
+            self.service_desks.setdefault(service_desk_id, next(iter(self.projects)))
+            self.request_types[(service_desk_id, request_type_id)] = issue_type
 
     # inspection -------------------------------------------------------------------------------
     def list_issues(self) -> list[Issue]:
@@ -175,13 +199,37 @@ class JiraSim(SimCore):
             return str(self._ids[kind])
 
     def _touch(self, issue: Issue) -> None:
+        """Record a new version; an issue counts once towards each label it carries, at create or
+        by a later edit (a JSM request may get its labels only after it exists)."""
         issue.updated = now()
         snap = issue.snapshot()
         issue.versions.append((time.monotonic() + self.search_delay, snap))
         for label in snap["labels"]:
             self.label_index.setdefault(str(label).lower(), set()).add(issue.key)
+        new = [label for label in issue.labels if label not in issue.counted_labels]
+        issue.counted_labels.update(new)
+        self.creates_by_label.update(new)
 
-    def create_issue(self, fields: dict[str, Any], properties: list[dict[str, Any]], as_agent: bool | None) -> Issue:
+    def resolve_assignee(self, account_id: Any) -> str | None:
+        """The account an assignment names: None unassigns; "-1" is the project default (unassigned here)."""
+        if account_id is None or account_id == "-1":
+            return None
+        with self.lock:
+            if account_id not in self.users:
+                raise JiraError(400, "", {"assignee": f"User '{account_id}' does not exist."})
+        return str(account_id)
+
+    def _assignee_item(self, old: str | None, new: str | None) -> dict[str, Any]:
+        names = [self.users[a].display_name if a else None for a in (old, new)]
+        return {**changelog_item("assignee", names[0], names[1]), "from": old, "to": new}
+
+    def create_issue(
+        self,
+        fields: dict[str, Any],
+        properties: list[dict[str, Any]],
+        as_agent: bool | None,
+        request_type_id: str | None = None,
+    ) -> Issue:
         project = (fields.get("project") or {}).get("key") or next(
             (k for k, v in self.projects.items() if v == (fields.get("project") or {}).get("id")), None
         )
@@ -202,7 +250,12 @@ class JiraSim(SimCore):
         labels = fields.get("labels") or []
         if any(" " in label for label in labels):
             errors["labels"] = "The label must not contain spaces."
-        unknown = set(fields) - {"project", "issuetype", "summary", "description", "labels", "priority"}
+        assignee: str | None = None
+        try:
+            assignee = self.resolve_assignee(_named_account(fields.get("assignee")))
+        except JiraError as exc:
+            errors |= exc.errors
+        unknown = set(fields) - {"project", "issuetype", "summary", "description", "labels", "priority", "assignee"}
         for name in unknown:
             errors[name] = f"Field '{name}' cannot be set. It is not on the appropriate screen, or unknown."
         if errors:
@@ -222,17 +275,23 @@ class JiraSim(SimCore):
                 priority=priority,
                 status=self.workflow.initial,
                 reporter=actor.account_id,
+                assignee=assignee,
+                request_type_id=request_type_id,
             )
             issue.properties = {p["key"]: p.get("value") for p in properties}
             self.issues[issue.key] = issue
-            self.creates_by_label.update(issue.labels)
             self._touch(issue)
         self._emit_issue("jira:issue_created", issue, actor, [], "issue_created")
         return issue
 
     def edit_issue(self, issue: Issue, fields: dict[str, Any], update: dict[str, Any], as_agent: bool | None) -> None:
-        """Edit summary/description/labels/priority; `status` is ignored, as in Jira."""
+        """Edit summary/description/labels/priority/assignee; `status` is ignored, as in Jira.
+        Values are checked before anything changes, so a rejected edit changes nothing."""
         items: list[dict[str, Any]] = []
+        if "priority" in fields and (fields["priority"] or {}).get("name") not in self.priorities:
+            name = (fields["priority"] or {}).get("name")
+            raise JiraError(400, "", {"priority": f"The priority selected is invalid: {name}"})
+        assignee = self.resolve_assignee(_named_account(fields["assignee"])) if "assignee" in fields else None
         with self.lock:
             if "summary" in fields and fields["summary"] != issue.summary:
                 items.append(changelog_item("summary", issue.summary, fields["summary"]))
@@ -242,13 +301,12 @@ class JiraSim(SimCore):
                     changelog_item("description", adf_to_text(issue.description), adf_to_text(fields["description"]))
                 )
                 issue.description = fields["description"]
-            if "priority" in fields:
-                name = (fields["priority"] or {}).get("name")
-                if name not in self.priorities:
-                    raise JiraError(400, "", {"priority": f"The priority selected is invalid: {name}"})
-                if name != issue.priority:
-                    items.append(changelog_item("priority", issue.priority, name))
-                    issue.priority = name
+            if "priority" in fields and fields["priority"]["name"] != issue.priority:
+                items.append(changelog_item("priority", issue.priority, fields["priority"]["name"]))
+                issue.priority = fields["priority"]["name"]
+            if "assignee" in fields and assignee != issue.assignee:
+                items.append(self._assignee_item(issue.assignee, assignee))
+                issue.assignee = assignee
             labels = list(issue.labels)
             if "labels" in fields:
                 labels = list(dict.fromkeys(fields["labels"] or []))
@@ -265,7 +323,65 @@ class JiraSim(SimCore):
             if items:
                 self._touch(issue)
         if items:
-            self._emit_issue("jira:issue_updated", issue, self._actor(as_agent), items, "issue_generic")
+            kind = "issue_assigned" if [i["field"] for i in items] == ["assignee"] else "issue_generic"
+            self._emit_issue("jira:issue_updated", issue, self._actor(as_agent), items, kind)
+
+    def assign(self, issue: Issue, account_id: str | None, as_agent: bool | None) -> None:
+        """PUT .../assignee: None unassigns; an unchanged assignee changes nothing (and sends no event)."""
+        assignee = self.resolve_assignee(account_id)
+        with self.lock:
+            if assignee == issue.assignee:
+                return
+            item = self._assignee_item(issue.assignee, assignee)
+            issue.assignee = assignee
+            self._touch(issue)
+        self._emit_issue("jira:issue_updated", issue, self._actor(as_agent), [item], "issue_assigned")
+
+    def create_request(
+        self, service_desk_id: Any, request_type_id: Any, values: Any, adf: bool, as_agent: bool | None
+    ) -> Issue:
+        """A JSM customer request: a normal issue of the request type's issue type in the desk's project.
+        The form's description is plain text unless `isAdfRequest`; either way Jira keeps it as ADF."""
+        with self.lock:
+            project = self.service_desks.get(str(service_desk_id))
+            itype = self.request_types.get((str(service_desk_id), str(request_type_id)))
+        if project is None:
+            raise JiraError(
+                400,
+                f"The service desk with ID '{service_desk_id}' does not exist.",
+                i18n={"i18nKey": "sd.servicedesk.error.not.found", "parameters": [str(service_desk_id)]},
+            )
+        if itype is None:
+            raise JiraError(
+                400,
+                f"The request type with ID '{request_type_id}' does not exist in service desk '{service_desk_id}'.",
+                i18n={"i18nKey": "sd.requesttype.error.not.found", "parameters": [str(request_type_id)]},
+            )
+        if not isinstance(values, dict):
+            raise JiraError(400, "requestFieldValues must be an object.")
+        unknown = sorted(set(values) - set(REQUEST_FIELDS))
+        if unknown:
+            raise JiraError(400, f"Field(s) {', '.join(unknown)} not on the form of request type {request_type_id}.")
+        summary, labels, description = values.get("summary"), values.get("labels") or [], values.get("description")
+        if not isinstance(summary, str) or not summary.strip():
+            raise JiraError(400, "summary: You must specify a summary of the issue.")
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            raise JiraError(400, "labels: the value must be a list of strings.")
+        if description is not None and not isinstance(description, dict if adf else str):
+            kind = "an Atlassian Document (isAdfRequest is true)" if adf else "plain text"
+            raise JiraError(400, f"description: the value must be {kind}.")
+        if adf and description is not None and adf_problems(description, "description"):
+            raise JiraError(400, "; ".join(adf_problems(description, "description")))
+        if isinstance(description, str):
+            description = text_to_adf(description) if description else None
+        fields = {
+            "project": {"key": project},
+            "issuetype": {"name": itype},
+            "summary": summary,
+            "description": description,
+            "labels": labels,
+        }
+        return self.create_issue(fields, [], as_agent, request_type_id=str(request_type_id))
 
     def transition(self, issue: Issue, transition_id: str, as_agent: bool | None) -> None:
         with self.lock:
@@ -349,7 +465,8 @@ class JiraSim(SimCore):
 
     # webhooks ---------------------------------------------------------------------------------
     def user_json(self, account_id: str) -> dict[str, Any]:
-        account = self.me if account_id == self.me.account_id else self.agent
+        with self.lock:
+            account = self.users[account_id]
         return {
             "accountId": account.account_id,
             "accountType": "atlassian",
@@ -373,3 +490,27 @@ class JiraSim(SimCore):
         if self.webhook_url:
             identifier = f"{self._rng.getrandbits(128):032x}"
             jira_hooks.deliver(self.webhooks, self.webhook_url, self.webhook_secret, identifier, event, payload)
+
+
+def _named_account(value: Any) -> Any:
+    """The accountId of a `fields.assignee` value; null unassigns."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or "accountId" not in value:
+        raise JiraError(400, "", {"assignee": "Specify the assignee as an object with an accountId."})
+    return value["accountId"]
+
+
+def _unassign_as_documented(req: SimRequest) -> SimRequest:
+    """Known gap: assignIssue documents `{"accountId": null}` as "unassign", but its body schema (User)
+    types accountId as a non-null string; check such a body as if the null were absent."""
+    if req.method != "PUT" or not ASSIGNEE_PATH.match(req.path):
+        return req
+    try:
+        body = req.json()
+    except ValueError:
+        return req
+    if not isinstance(body, dict) or "accountId" not in body or body["accountId"] is not None:
+        return req
+    rest = {k: v for k, v in body.items() if k != "accountId"}
+    return dataclasses.replace(req, body=json.dumps(rest).encode())

@@ -16,7 +16,7 @@ from devnet.sim_core import SimRequest
 from devnet.waldur_contract import multipart_fields, new_uuid, waldur_time
 
 if TYPE_CHECKING:
-    from devnet.waldur_sim import User, WaldurSim, WAttachment, WComment, WIssue
+    from devnet.waldur_sim import SupportUser, User, WaldurSim, WAttachment, WComment, WIssue
 
 Handler = Callable[[Request], Awaitable[Response]]
 HOOK_EVENTS = {
@@ -63,8 +63,9 @@ def build_routes(sim: WaldurSim) -> Starlette:
             "reporter": user_url(i.reporter),
             "reporter_uuid": str(i.reporter.uuid),
             "reporter_name": i.reporter.full_name,
-            "assignee_uuid": None,
-            "assignee_name": None,
+            "assignee": sim.url("support-users", i.assignee.uuid) if i.assignee else None,
+            "assignee_uuid": str(i.assignee.uuid) if i.assignee else None,
+            "assignee_name": i.assignee.name if i.assignee else None,
             "customer_uuid": str(i.customer) if i.customer else None,
             "customer_name": customer,
             "project_uuid": str(i.project) if i.project else None,
@@ -103,6 +104,23 @@ def build_routes(sim: WaldurSim) -> Starlette:
             "caller": user_url(i.reporter),
             "customer": sim.url("customers", i.customer) if i.customer else None,
             "project": sim.url("projects", i.project) if i.project else None,
+        }
+
+    def support_user_json(u: SupportUser) -> dict[str, Any]:
+        return {
+            "url": sim.url("support-users", u.uuid),
+            "uuid": str(u.uuid),
+            "name": u.name,
+            "user_full_name": None,  # not linked to a Waldur user account
+            "user_email": None,
+            "reported_issues_count": 0,
+            "assigned_issues_count": sum(1 for i in sim.issues.values() if i.assignee is u),
+            "comments_count": 0,
+            "attachments_count": 0,
+            "backend_id": None,
+            "backend_name": "basic",
+            "is_active": u.is_active,
+            "user": None,
         }
 
     def comment_json(c: WComment) -> dict[str, Any]:
@@ -236,7 +254,11 @@ def build_routes(sim: WaldurSim) -> Starlette:
     async def patch_issue(request: Request) -> Response:
         issue = sim.get_issue(request.path_params["uuid"])
         body = await json_body(request)
-        sim.update_issue(issue, {k: v for k, v in body.items() if k in ("summary", "description")})
+        changes = {k: v for k, v in body.items() if k in ("summary", "description")}
+        if "assignee" in body:
+            assignee = sim.resolve_link("support-users", body["assignee"], "assignee")
+            changes["assignee"] = sim.support_users[assignee] if assignee else None
+        sim.update_issue(issue, changes)
         with sim.lock:
             return JSONResponse(issue_json(issue))
 
@@ -327,6 +349,23 @@ def build_routes(sim: WaldurSim) -> Starlette:
             }
         )
 
+    async def list_support_users(request: Request) -> Response:
+        q = request.query_params
+        with sim.lock:
+            rows = list(sim.support_users.values())
+            if "name" in q:
+                rows = [u for u in rows if q["name"].lower() in u.name.lower()]
+            if "is_active" in q:
+                rows = [u for u in rows if u.is_active == (q["is_active"].lower() == "true")]
+            return paged(request, [support_user_json(u) for u in rows])
+
+    async def get_support_user(request: Request) -> Response:
+        ident = parse_uuid(request.path_params["uuid"], "SupportUser")
+        with sim.lock:
+            if ident not in sim.support_users:
+                raise WaldurError(404, "No SupportUser matches the given query.")
+            return JSONResponse(support_user_json(sim.support_users[ident]))
+
     # hooks --------------------------------------------------------------------------------------
     def hook_json(h: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -386,6 +425,8 @@ def build_routes(sim: WaldurSim) -> Starlette:
         Route(f"/api/support-comments/{u}/", guarded(get_comment), methods=["GET"]),
         Route("/api/support-attachments/", guarded(add_attachment), methods=["POST"]),
         Route("/api/support-attachments/", guarded(list_attachments), methods=["GET"]),
+        Route("/api/support-users/", guarded(list_support_users), methods=["GET"]),
+        Route(f"/api/support-users/{u}/", guarded(get_support_user), methods=["GET"]),
         Route(f"/api/customers/{u}/", guarded(get_customer), methods=["GET"]),
         Route(f"/api/projects/{u}/", guarded(get_project), methods=["GET"]),
         Route("/api/hooks-web/", guarded(create_hook), methods=["POST"]),

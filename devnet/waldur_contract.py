@@ -31,6 +31,7 @@ from waldur_api_client.api.support_issues import (
     support_issues_partial_update,
     support_issues_retrieve,
 )
+from waldur_api_client.api.support_users import support_users_list, support_users_retrieve
 from waldur_api_client.models import (
     Attachment,
     Comment,
@@ -41,6 +42,7 @@ from waldur_api_client.models import (
     IssueTypeEnum,
     PatchedIssueRequest,
     Project,
+    SupportUser,
     WebHook,
     WebHookRequest,
 )
@@ -90,6 +92,8 @@ OPERATIONS = [
     Operation("GET", re.compile(rf"^/api/support-comments/{U}/$"), None, Comment, False, support_comments_retrieve),
     Operation("POST", re.compile(r"^/api/support-attachments/$"), None, Attachment, False, support_attachments_create),
     Operation("GET", re.compile(r"^/api/support-attachments/$"), None, Attachment, True, support_attachments_list),
+    Operation("GET", re.compile(r"^/api/support-users/$"), None, SupportUser, True, support_users_list),
+    Operation("GET", re.compile(rf"^/api/support-users/{U}/$"), None, SupportUser, False, support_users_retrieve),
     Operation("GET", re.compile(rf"^/api/customers/{U}/$"), None, Customer, False, customers_retrieve),
     Operation("GET", re.compile(rf"^/api/projects/{U}/$"), None, Project, False, projects_retrieve),
     Operation("POST", re.compile(r"^/api/hooks-web/$"), WebHookRequest, WebHook, False, hooks_web_create),

@@ -48,6 +48,15 @@ class User:
 
 
 @dataclass
+class SupportUser:
+    """A support user (Waldur's `support.SupportUser`): what an issue's assignee links to."""
+
+    uuid: UUID
+    name: str
+    is_active: bool = True
+
+
+@dataclass
 class WIssue:
     uuid: UUID
     key: str
@@ -61,8 +70,13 @@ class WIssue:
     reporter: User
     status: str = "new"
     resolution: str = ""
+    assignee: SupportUser | None = None
     created: datetime = field(default_factory=now)
     modified: datetime = field(default_factory=now)
+
+    @property
+    def assignee_uuid(self) -> UUID | None:
+        return self.assignee.uuid if self.assignee else None
 
 
 @dataclass
@@ -117,6 +131,7 @@ class WaldurSim(SimCore):
             self.customers[cid] = customer
             for name in projects:
                 self.projects[new_uuid(self._rng)] = (name, cid)
+        self.support_users: dict[UUID, SupportUser] = {}
         self.issues: dict[UUID, WIssue] = {}
         self.comments: list[WComment] = []
         self.attachments: list[WAttachment] = []
@@ -152,6 +167,13 @@ class WaldurSim(SimCore):
         pid = next(p for p, (n, _) in self.projects.items() if name is None or n == name)
         return self.url("projects", pid)
 
+    def add_support_user(self, name: str) -> UUID:
+        """A support user issues can be assigned to; link it as `url("support-users", uuid)`."""
+        with self.lock:
+            user = SupportUser(new_uuid(self._rng), name)
+            self.support_users[user.uuid] = user
+        return user.uuid
+
     # SimCore hooks ----------------------------------------------------------------------------
     def authenticate(self, req: SimRequest) -> bool:
         header = req.headers.get("authorization", "")
@@ -177,14 +199,19 @@ class WaldurSim(SimCore):
 
     # state changes ----------------------------------------------------------------------------
     def resolve_link(self, kind: str, value: Any, field_name: str) -> UUID | None:
-        """A hyperlink to a configured customer/project, as DRF's HyperlinkedRelatedField checks it."""
+        """A hyperlink to a customer/project/support user, as DRF's HyperlinkedRelatedField checks it."""
         if value in (None, ""):
             return None
         match = re.fullmatch(rf"https?://[^/]+/api/{kind}/([0-9a-fA-F-]{{32,36}})/", str(value))
         if match is None:
             raise WaldurError(400, {field_name: ["Invalid hyperlink - No URL match."]})
         ident = UUID(match.group(1))
-        if ident not in (self.customers if kind == "customers" else self.projects):
+        known: dict[str, dict[UUID, Any]] = {
+            "customers": self.customers,
+            "projects": self.projects,
+            "support-users": self.support_users,
+        }
+        if ident not in known[kind]:
             raise WaldurError(400, {field_name: ["Invalid hyperlink - Object does not exist."]})
         return ident
 
@@ -203,6 +230,7 @@ class WaldurSim(SimCore):
                 errors["remote_id"] = ["issue with this remote id already exists."]
             customer = self.resolve_link("customers", data.get("customer"), "customer")
             project = self.resolve_link("projects", data.get("project"), "project")
+            assignee = self.resolve_link("support-users", data.get("assignee"), "assignee")
             if errors:
                 raise WaldurError(400, errors)
             if project is not None and customer is None:
@@ -219,6 +247,7 @@ class WaldurSim(SimCore):
                 customer,
                 project,
                 user,
+                assignee=self.support_users[assignee] if assignee else None,
             )
             self.issues[issue.uuid] = issue
         self.emit("issue_creation_succeeded", issue, f"Issue {issue.key} has been created.")
@@ -236,7 +265,7 @@ class WaldurSim(SimCore):
     def update_issue(self, issue: WIssue, changes: dict[str, Any]) -> None:
         with self.lock:
             changed = False
-            for name in ("summary", "description", "priority", "status", "resolution"):
+            for name in ("summary", "description", "priority", "status", "resolution", "assignee"):
                 if name in changes and getattr(issue, name) != changes[name]:
                     setattr(issue, name, changes[name])
                     changed = True

@@ -100,8 +100,8 @@ class JiraDesk:
             "labels": [label, category_label(ticket.category)],
             "priority": {"name": priority},
         }
-        # JSM request types (config.request_type_id) need POST /rest/servicedeskapi/request, which
-        # the simulator does not serve yet; issues are created through the platform API meanwhile.
+        if self.config.request_type_id:
+            return await self._create_request(ticket, fields)
         body = {
             "fields": fields,
             "properties": [
@@ -114,6 +114,30 @@ class JiraDesk:
         answer = resp.json()
         issue_id, key = str(answer["id"]), str(answer["key"])
         self._remember(label, issue_id)
+        return self._ref(issue_id, key)
+
+    async def _create_request(self, ticket: TicketSnapshot, fields: dict[str, Any]) -> ExternalTicket:
+        """A JSM customer request of the configured type. Its form takes plain text and no priority or
+        properties: the labels go in the request (so a retried create finds it), the rest follows by edit."""
+        op = f"create request for {ticket.ticket_number}"
+        body = {
+            "serviceDeskId": self.config.service_desk_id,
+            "requestTypeId": self.config.request_type_id,
+            "requestFieldValues": {
+                "summary": fields["summary"],
+                "description": jira_adf.describe_ticket_text(ticket, fields["priority"]["name"]),
+                "labels": fields["labels"],
+            },
+        }
+        answer = (await self.http.request(op, "POST", "/rest/servicedeskapi/request", json_body=body)).json()
+        issue_id, key = str(answer["issueId"]), str(answer["issueKey"])
+        self._remember(fields["labels"][0], issue_id)
+        claim = {"ticket_id": ticket.ticket_id, "ticket_number": ticket.ticket_number}
+        await self.http.request(
+            f"claim {key}", "PUT", f"/rest/api/3/issue/{key}/properties/{PROPERTY_KEY}", json_body=claim
+        )
+        edit = {"fields": {"priority": fields["priority"]}}
+        await self.http.request(f"edit {key}", "PUT", f"/rest/api/3/issue/{key}", json_body=edit)
         return self._ref(issue_id, key)
 
     async def find(self, ticket: TicketSnapshot, known_ids: tuple[str, ...] = ()) -> ExternalTicket | None:

@@ -54,25 +54,40 @@ def _field(label: str, value: str) -> Node:
     return {"type": "listItem", "content": [paragraph(text(f"{label}: ", "strong"), text(value or "-"))]}
 
 
-def describe_ticket(ticket: TicketSnapshot, priority: str) -> Node:
-    """The issue description: the ticket's identity and routing fields, then its description."""
+def _facts(ticket: TicketSnapshot, priority: str) -> list[tuple[str, str]]:
     entity = ticket.related_entity or {}
     related = ", ".join(f"{k}={v}" for k, v in sorted(entity.items())) if entity else "-"
-    facts = [
-        _field("Ticket", ticket.ticket_number),
-        _field("Ticket ID", ticket.ticket_id),
-        _field("Category", ticket.category),
-        _field("Priority", f"{ticket.priority} ({priority})"),
-        _field("Submitter", ticket.submitter),
-        _field("Related entity", related),
+    return [
+        ("Ticket", ticket.ticket_number),
+        ("Ticket ID", ticket.ticket_id),
+        ("Category", ticket.category),
+        ("Priority", f"{ticket.priority} ({priority})"),
+        ("Submitter", ticket.submitter),
+        ("Related entity", related),
     ]
+
+
+def _unavailable(ticket: TicketSnapshot) -> str:
+    reason = ticket.content_reason or "the content is encrypted and not available to the desk"
+    return f"Content not available: {reason}."
+
+
+def describe_ticket(ticket: TicketSnapshot, priority: str) -> Node:
+    """The issue description: the ticket's identity and routing fields, then its description."""
+    facts = [_field(name, value) for name, value in _facts(ticket, priority)]
     blocks: list[Node] = [{"type": "bulletList", "content": facts}, {"type": "rule"}]
     if ticket.content_available:
         blocks += text_blocks(ticket.description) if ticket.description else [paragraph(text("(no description)"))]
     else:
-        reason = ticket.content_reason or "the content is encrypted and not available to the desk"
-        blocks.append(paragraph(text(f"Content not available: {reason}.", "em")))
+        blocks.append(paragraph(text(_unavailable(ticket), "em")))
     return doc(blocks)
+
+
+def describe_ticket_text(ticket: TicketSnapshot, priority: str) -> str:
+    """The same description as plain text, for JSM request fields (which take no ADF)."""
+    lines = [f"- {name}: {value}" for name, value in _facts(ticket, priority)]
+    body = (ticket.description or "(no description)") if ticket.content_available else _unavailable(ticket)
+    return "\n".join([*lines, "", body])
 
 
 def author_prefix(comment: DeskComment) -> str:

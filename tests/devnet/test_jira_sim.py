@@ -387,3 +387,100 @@ def test_latency_and_issue_deletion_event(
     deleted = [d.json() for d in got if d.json()["webhookEvent"] == "jira:issue_deleted"]
     assert deleted[0]["issue"]["key"] == key and deleted[0]["user"]["accountId"] == sim.agent.account_id
     assert sim.list_issues() == []
+
+
+def test_assignee_set_read_and_cleared(
+    make_jira_sim: Callable[..., JiraSim], webhook_receiver: WebhookReceiver
+) -> None:
+    sim = make_jira_sim(webhook_url=webhook_receiver.url())
+    sim.add_user("5b10ac8d82e05b22cc7d4e01", "Ada Agent")
+    with client(sim) as c:
+        key = new_issue(c)
+        assert c.get(f"/rest/api/3/issue/{key}").json()["fields"]["assignee"] is None
+        url = f"/rest/api/3/issue/{key}/assignee"
+        assert c.put(url, json={"accountId": "5b10ac8d82e05b22cc7d4e01"}).status_code == 204
+        got = c.get(f"/rest/api/3/issue/{key}", params={"fields": "assignee"}).json()["fields"]["assignee"]
+        assert (got["accountId"], got["displayName"], got["active"]) == ("5b10ac8d82e05b22cc7d4e01", "Ada Agent", True)
+        assert sim.issue(key).assignee == "5b10ac8d82e05b22cc7d4e01"
+        unknown = c.put(url, json={"accountId": "nobody"})
+        assert unknown.status_code == 400 and "assignee" in unknown.json()["errors"]
+        assert c.put("/rest/api/3/issue/NOPE-1/assignee", json={"accountId": sim.me.account_id}).status_code == 404
+        assert c.put(url, json={"accountId": None}).status_code == 204  # null unassigns, as the spec documents
+        assert sim.issue(key).assignee is None
+        edit = {"fields": {"assignee": {"accountId": sim.me.account_id}}}
+        assert c.put(f"/rest/api/3/issue/{key}", json=edit).status_code == 204
+        assert c.get(f"/rest/api/3/issue/{key}").json()["fields"]["assignee"]["accountId"] == sim.me.account_id
+        bad_edit = {"fields": {"summary": "not applied", "assignee": {"accountId": "nobody"}}}
+        assert c.put(f"/rest/api/3/issue/{key}", json=bad_edit).status_code == 400
+        assert sim.issue(key).summary == "Lease 42 unreachable"  # a rejected edit changes nothing
+        fields = {"project": {"key": "VESUPPORT"}, "issuetype": {"name": "Task"}, "summary": "pre-assigned"}
+        fields["assignee"] = {"accountId": "5b10ac8d82e05b22cc7d4e01"}
+        created = c.post("/rest/api/3/issue", json={"fields": fields}).json()
+    assert sim.issue(created["key"]).assignee == "5b10ac8d82e05b22cc7d4e01"
+    got_hooks = webhook_receiver.wait_for(5)
+    assigned = [d.json() for d in got_hooks if d.json()["issue_event_type_name"] == "issue_assigned"]
+    items = [h["changelog"]["items"][0] for h in assigned]
+    moves = {(i["from"], i["toString"]) for i in items}
+    assert moves == {(None, "Ada Agent"), ("5b10ac8d82e05b22cc7d4e01", None), (None, "VirtEngine Sidecar")}
+
+
+def test_jsm_request_is_a_normal_issue(http: httpx.Client, jira_sim: JiraSim) -> None:
+    jira_sim.add_request_type("10", "25")
+    body = {
+        "serviceDeskId": "10",
+        "requestTypeId": "25",
+        "requestFieldValues": {"summary": "Need a lease", "description": "Line one\nLine two", "labels": ["ve-sup-9"]},
+    }
+    resp = http.post("/rest/servicedeskapi/request", json=body)
+    assert resp.status_code == 201, resp.text
+    answer = resp.json()
+    assert (answer["requestTypeId"], answer["serviceDeskId"]) == ("25", "10")
+    key = answer["issueKey"]
+    issue = jira_sim.issue(key)
+    assert issue.id == answer["issueId"] and issue.request_type_id == "25" and issue.issuetype == "Service Request"
+    fields = http.get(f"/rest/api/3/issue/{key}").json()["fields"]
+    assert fields["description"] == text_to_adf("Line one\nLine two")  # plain text in, ADF out
+    assert fields["labels"] == ["ve-sup-9"] and fields["project"]["key"] == "VESUPPORT"
+    assert search(http, 'labels = "ve-sup-9"').json()["issues"] == [{"id": issue.id}]
+    assert jira_sim.creates_for_label("ve-sup-9") == 1
+    options = http.get(f"/rest/api/3/issue/{key}/transitions").json()["transitions"]
+    assert http.post(f"/rest/api/3/issue/{key}/transitions", json={"transition": {"id": options[0]["id"]}}).is_success
+    assert http.post(f"/rest/servicedeskapi/request/{key}/comment", json={"body": "thanks"}).status_code == 201
+    assert len(jira_sim.issue(key).comments) == 1
+    adf = {**body, "isAdfRequest": True, "requestFieldValues": {"summary": "rich", "description": text_to_adf("x")}}
+    assert http.post("/rest/servicedeskapi/request", json=adf).status_code == 201
+    assert jira_sim.issue(new_issue(http, labels=[])).request_type_id is None
+
+
+def test_jsm_request_rejections(http: httpx.Client, jira_sim: JiraSim) -> None:
+    jira_sim.add_request_type("10", "25")
+    values = {"summary": "s", "description": "d"}
+    for desk, rtype, key in (("99", "25", "sd.servicedesk.error.not.found"), ("10", "99", "sd.requesttype")):
+        body = {"serviceDeskId": desk, "requestTypeId": rtype, "requestFieldValues": values}
+        resp = http.post("/rest/servicedeskapi/request", json=body)
+        assert resp.status_code == 400
+        assert resp.json()["i18nErrorMessage"]["i18nKey"].startswith(key) and "99" in resp.json()["errorMessage"]
+    for bad in (
+        {"description": "no summary"},
+        {"summary": "s", "priority": {"name": "High"}},
+        {"summary": "s", "description": {}},
+        {"summary": "s", "labels": ["has space"]},
+    ):
+        body = {"serviceDeskId": "10", "requestTypeId": "25", "requestFieldValues": bad}
+        resp = http.post("/rest/servicedeskapi/request", json=body)
+        assert resp.status_code == 400 and resp.json()["errorMessage"], resp.text
+    assert jira_sim.list_issues() == []
+
+
+def test_labels_added_by_a_later_edit_count_once(http: httpx.Client, jira_sim: JiraSim) -> None:
+    jira_sim.add_request_type("10", "25")
+    body = {"serviceDeskId": "10", "requestTypeId": "25", "requestFieldValues": {"summary": "unlabelled"}}
+    key = http.post("/rest/servicedeskapi/request", json=body).json()["issueKey"]
+    assert jira_sim.creates_for_label("ve-sup-7") == 0
+    assert http.put(f"/rest/api/3/issue/{key}", json={"fields": {"labels": ["ve-sup-7"]}}).status_code == 204
+    assert jira_sim.creates_for_label("ve-sup-7") == 1
+    assert search(http, 'labels = "ve-sup-7"').json()["issues"] == [{"id": jira_sim.issue(key).id}]
+    for labels in ([], ["ve-sup-7", "other"]):  # dropping and re-adding the label is still one issue
+        assert http.put(f"/rest/api/3/issue/{key}", json={"fields": {"labels": labels}}).status_code == 204
+    assert jira_sim.creates_for_label("ve-sup-7") == 1 and jira_sim.creates_for_label("other") == 1
+    assert search(http, 'labels = "other"').json()["issues"] == [{"id": jira_sim.issue(key).id}]

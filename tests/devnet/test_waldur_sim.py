@@ -6,13 +6,20 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
+from uuid import UUID
 
 import httpx
 import pytest
 from waldur_api_client import AuthenticatedClient
 from waldur_api_client.api.support_comments import support_comments_list
-from waldur_api_client.api.support_issues import support_issues_comment, support_issues_create, support_issues_list
-from waldur_api_client.models import CommentRequest, IssueRequest
+from waldur_api_client.api.support_issues import (
+    support_issues_comment,
+    support_issues_create,
+    support_issues_list,
+    support_issues_partial_update,
+)
+from waldur_api_client.api.support_users import support_users_list
+from waldur_api_client.models import CommentRequest, IssueRequest, PatchedIssueRequest
 
 from devnet.sim_faults import FaultPlan
 from devnet.waldur_sim import WaldurSim
@@ -214,3 +221,40 @@ def test_model_validation_catches_bad_bodies(http: httpx.Client, waldur_sim: Wal
     ):
         assert needle in found, needle
     waldur_sim.contract_violations.clear()
+
+
+def test_assignee_is_a_support_user_hyperlink(http: httpx.Client, waldur_sim: WaldurSim) -> None:
+    ada = waldur_sim.add_support_user("Ada Agent")
+    issue = create(http, waldur_sim).json()
+    assert (issue["assignee"], issue["assignee_uuid"], issue["assignee_name"]) == (None, None, None)
+    url, stored = f"/api/support-issues/{issue['uuid']}/", waldur_sim.issues[UUID(issue["uuid"])]
+    patched = http.patch(url, json={"assignee": waldur_sim.url("support-users", ada)})
+    assert patched.status_code == 200, patched.text
+    got = http.get(url).json()
+    assert got["assignee"] == waldur_sim.url("support-users", ada) and got["assignee_uuid"] == str(ada)
+    assert got["assignee_name"] == "Ada Agent" and stored.assignee_uuid == ada
+    unknown = waldur_sim.url("support-users", UUID(int=7, version=4))
+    missing = http.patch(url, json={"assignee": unknown})
+    assert missing.status_code == 400 and missing.json() == {"assignee": ["Invalid hyperlink - Object does not exist."]}
+    assert http.patch(url, json={"assignee": "Ada Agent"}).json() == {"assignee": ["Invalid hyperlink - No URL match."]}
+    assert stored.assignee_uuid == ada  # rejected patches change nothing
+    assert http.get(waldur_sim.url("support-users", ada)).json()["assigned_issues_count"] == 1
+    cleared = http.patch(url, json={"assignee": None}).json()
+    assert (cleared["assignee"], cleared["assignee_uuid"], cleared["assignee_name"]) == (None, None, None)
+    assert stored.assignee_uuid is None
+    assert http.get(f"/api/support-users/{UUID(int=7, version=4).hex}/").status_code == 404
+
+
+def test_generated_client_assigns_and_lists_support_users(waldur_sim: WaldurSim) -> None:
+    ada, bob = waldur_sim.add_support_user("Ada Agent"), waldur_sim.add_support_user("Bob Builder")
+    with AuthenticatedClient(base_url=waldur_sim.base_url, token="waldur-test-token") as api:
+        users = support_users_list.sync(client=api, name="ada")
+        assert users is not None and [u.uuid for u in users] == [ada]
+        listed = support_users_list.sync(client=api)
+        assert listed is not None and {u.uuid for u in listed} == {ada, bob}
+        body = IssueRequest(type_="INCIDENT", summary="assign me", assignee=waldur_sim.url("support-users", bob))
+        issue = support_issues_create.sync(client=api, body=body)
+        assert issue is not None and issue.assignee_uuid == bob and issue.assignee_name == "Bob Builder"
+        patch = PatchedIssueRequest(assignee=waldur_sim.url("support-users", ada))
+        moved = support_issues_partial_update.sync(issue.uuid, client=api, body=patch)
+        assert moved is not None and moved.assignee_uuid == ada and moved.assignee_name == "Ada Agent"

@@ -14,6 +14,7 @@ from devnet.driver import ChainDriver, DevAccount
 from devnet.node_config import free_port
 from sidecar.store.audit import verify_audit
 from tests.sidecar.chain.signer_kit import (
+    Rig,
     chain_refs,
     create_tickets,
     db_rows,
@@ -56,15 +57,21 @@ async def test_a_thousand_intents_land_exactly_once(devnet_node: DevnetNode, tmp
         assert [(r.external_system, r.external_ticket_id) for r in refs] == [("jira", external_id(ticket_id))]
 
 
-async def test_inclusion_is_learnt_from_the_subscription(devnet_node: DevnetNode, tmp_path: Path) -> None:
-    ids = await tickets(devnet_node, 100)
-    rig = await open_rig(tmp_path / "s.db", devnet_node.rpc_url, max_msgs_per_tx=5)
+async def register_all(node: DevnetNode, db: Path, count: int, **rig_options: Any) -> tuple[Rig, list[str]]:
+    """Queue a ref for `count` new tickets, 5 Msgs a tx, and run the signer until all landed."""
+    ids = await tickets(node, count)
+    rig = await open_rig(db, node.rpc_url, max_msgs_per_tx=5, **rig_options)
     try:
         await queue_refs(rig.store, ids, SIDECAR.address)
         counts = await settle(rig, timeout=120)
     finally:
         await rig.close()
-    assert counts["included"] == 100
+    assert counts["included"] == count
+    return rig, ids
+
+
+async def test_inclusion_is_learnt_from_the_subscription(devnet_node: DevnetNode, tmp_path: Path) -> None:
+    rig, _ = await register_all(devnet_node, tmp_path / "s.db", 100)
     # 20 txs: each confirmed once; the subscription, live before the first broadcast, reports them as they land
     # (a tx whose event came later than two blocks is asked of /tx instead; that can happen, rarely).
     assert rig.confirmations("websocket") + rig.confirmations("poll") == 20
@@ -72,15 +79,8 @@ async def test_inclusion_is_learnt_from_the_subscription(devnet_node: DevnetNode
 
 
 async def test_without_a_subscription_inclusion_is_polled(devnet_node: DevnetNode, tmp_path: Path) -> None:
-    ids = await tickets(devnet_node, 30)
     dead_socket = f"ws://127.0.0.1:{free_port()}/websocket"  # nothing listens: the subscription never comes up
-    rig = await open_rig(tmp_path / "s.db", devnet_node.rpc_url, ws_url=dead_socket, max_msgs_per_tx=5)
-    try:
-        await queue_refs(rig.store, ids, SIDECAR.address)
-        counts = await settle(rig, timeout=120)
-    finally:
-        await rig.close()
-    assert counts["included"] == 30
+    rig, ids = await register_all(devnet_node, tmp_path / "s.db", 30, ws_url=dead_socket)
     assert (rig.confirmations("websocket"), rig.confirmations("poll")) == (0, 6)
     linked, failed = await asyncio.to_thread(linked_events, devnet_node)
     assert failed == [] and sorted(linked) == sorted(ids)

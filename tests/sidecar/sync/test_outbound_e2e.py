@@ -417,3 +417,53 @@ def _cursor(db: Path) -> int:
 
 async def _cursor_at_least(db: Path, height: int) -> bool:
     return await asyncio.to_thread(_cursor, db) >= height
+
+
+async def test_assignee_follows_the_chain_where_the_agent_is_mapped(
+    devnet_node: DevnetNode, jira_sim: JiraSim, waldur_sim: WaldurSim, tmp_path: Path
+) -> None:
+    agent, sidecar = DevAccount.from_name("agent"), DevAccount.from_name("sidecar")
+    jira_sim.add_user("5b10ac8d82e05b22cc7d4ef5", "Devnet Agent")
+    waldur_user = waldur_sim.add_support_user("Devnet Agent")
+    flags = desk_flags(tmp_path, devnet_node, jira_sim, waldur_sim, **{
+        "jira.assignee_map": f"{agent.address}=5b10ac8d82e05b22cc7d4ef5",
+        "waldur.assignee_map": f"{agent.address}={waldur_user.hex}"})
+    db = tmp_path / "sidecar.db"
+
+    def drive() -> list[str]:
+        with ChainDriver(devnet_node.rpc_url, DevAccount.from_name("customer")) as customer:
+            ids = customer.create_tickets(2, RECIPIENTS)
+        with ChainDriver(devnet_node.rpc_url, agent) as driver:
+            driver.update(ids[0], assigned_agent=agent.address)
+            driver.update(ids[1], assigned_agent=sidecar.address)  # an agent nobody mapped
+        return ids
+
+    async with running_app(flags, desk_env(jira_sim, waldur_sim)):
+        mapped, unmapped = await asyncio.to_thread(drive)
+        await settled(db, devnet_node, timeout=120)
+    assert dead_jobs(db) == []
+    numbers = {tid: number for tid, (number, _) in mirror(db).items()}
+    by_label = {label: issue for issue in jira_sim.list_issues() for label in issue.labels}
+    assert by_label["ve-" + numbers[mapped].lower()].assignee == "5b10ac8d82e05b22cc7d4ef5"
+    assert by_label["ve-" + numbers[unmapped].lower()].assignee is None
+    (waldur_mapped,) = waldur_sim.by_remote_id(f"virtengine:{mapped}")
+    (waldur_unmapped,) = waldur_sim.by_remote_id(f"virtengine:{unmapped}")
+    assert waldur_mapped.assignee_uuid == waldur_user and waldur_unmapped.assignee_uuid is None
+    unmapped_rows = [d for _, _, d in audit_rows(db, "field_unmapped") if '"field":"assignee"' in d]
+    assert unmapped_rows and all(sidecar.address in d for d in unmapped_rows)
+
+
+async def test_jsm_request_type_creates_customer_requests_exactly_once(
+    devnet_node: DevnetNode, jira_sim: JiraSim, tmp_path: Path
+) -> None:
+    jira_sim.add_request_type("7", "25", "Service Request")
+    jira_sim.faults.inject("drop", path_contains="/rest/servicedeskapi/request")  # the first try gets no answer
+    flags = desk_flags(tmp_path, devnet_node, jira_sim, None, **{
+        "jira.service_desk_id": "7", "jira.request_type_id": "25"})
+    db = tmp_path / "sidecar.db"
+    async with running_app(flags, desk_env(jira_sim, None)):
+        ids, answered = await drive_tickets(devnet_node, 6)
+        await settled(db, devnet_node, timeout=120)
+    assert dead_jobs(db) == []
+    assert_jira_exactly_once(jira_sim, db, ids, answered)
+    assert {issue.request_type_id for issue in jira_sim.list_issues()} == {"25"}
