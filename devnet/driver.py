@@ -318,9 +318,11 @@ class ChainDriver:
         """Create a ticket and return its id (read from its support_request_created event)."""
         return _created_ids(self.must_send([self.create_msg(category, priority, plaintext, recipients)]))[0]
 
-    def reply(self, ticket_id: str, message: str, recipients: Sequence[bytes]) -> TxResult:
+    def reply(self, ticket_id: str, message: str, recipients: Sequence[bytes], *, internal: bool = False) -> TxResult:
+        """A response; `internal` marks an agent's note for agents only (in the encrypted plaintext)."""
+        plaintext: dict[str, Any] = {"message": message, **({"internal": True} if internal else {})}
         msg = tx_pb2.MsgAddSupportResponse(
-            sender=self.address, ticket_id=ticket_id, payload=self.seal({"message": message}, recipients)
+            sender=self.address, ticket_id=ticket_id, payload=self.seal(plaintext, recipients)
         )
         return self.must_send([msg])
 

@@ -75,6 +75,29 @@ class UnmappedValue:
     used: str | None
 
 
+MARKER_PREFIX = "ve-response:"  # the last line of every comment the sidecar posts: "ve-response:<id>"
+
+
+def author_prefix(comment: DeskComment) -> str:
+    who = "Agent" if comment.is_agent else "Customer"
+    return f"{who} {comment.author} wrote:"
+
+
+def marker_line(marker: str) -> str:
+    return f"{MARKER_PREFIX}{marker}"
+
+
+def comment_plain_text(comment: DeskComment, limit: int | None = None) -> str:
+    """Author line, body, and the marker as the last line: how a comment reads where a desk takes text."""
+    return f"{author_prefix(comment)}\n\n{comment.body[:limit]}\n\n{marker_line(comment.marker)}"
+
+
+def text_marker(text: str) -> str | None:
+    """The marker on a plain-text comment's last line, if it carries one."""
+    last = text.rstrip().rsplit("\n", 1)[-1].strip()
+    return last[len(MARKER_PREFIX) :] if last.startswith(MARKER_PREFIX) else None
+
+
 class Desk(Protocol):
     name: DeskName
 

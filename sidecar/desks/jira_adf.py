@@ -10,10 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sidecar.desks.base import DeskComment, TicketSnapshot
+from sidecar.desks.base import (
+    MARKER_PREFIX,
+    DeskComment,
+    TicketSnapshot,
+    author_prefix,
+    comment_plain_text,
+    marker_line,
+    text_marker,
+)
 
 Node = dict[str, Any]
-MARKER_PREFIX = "ve-response:"
 _BLOCKS = frozenset({"paragraph", "heading", "bulletList", "listItem", "rule", "codeBlock", "blockquote"})
 _INLINE = frozenset({"text", "hardBreak"})
 _MARKS = frozenset({"strong", "em", "code", "subsup", "textColor"})
@@ -90,15 +97,6 @@ def describe_ticket_text(ticket: TicketSnapshot, priority: str) -> str:
     return "\n".join([*lines, "", body])
 
 
-def author_prefix(comment: DeskComment) -> str:
-    who = "Agent" if comment.is_agent else "Customer"
-    return f"{who} {comment.author} wrote:"
-
-
-def marker_line(marker: str) -> str:
-    return f"{MARKER_PREFIX}{marker}"
-
-
 def comment_doc(comment: DeskComment) -> Node:
     """Author prefix, body, and the marker footer (small, last paragraph)."""
     blocks = [paragraph(text(author_prefix(comment), "strong")), *text_blocks(comment.body)]
@@ -107,14 +105,13 @@ def comment_doc(comment: DeskComment) -> Node:
 
 def comment_text(comment: DeskComment) -> str:
     """The plain-text form for JSM's comment endpoint, which takes a string; the marker is its last line."""
-    return f"{author_prefix(comment)}\n\n{comment.body[:MAX_TEXT]}\n\n{marker_line(comment.marker)}"
+    return comment_plain_text(comment, MAX_TEXT)
 
 
 def footer_marker(body: Any) -> str | None:
     """The marker in a comment body's last paragraph, if it carries one (ADF or plain text)."""
     if isinstance(body, str):
-        last = body.rstrip().rsplit("\n", 1)[-1].strip()
-        return last[len(MARKER_PREFIX) :] if last.startswith(MARKER_PREFIX) else None
+        return text_marker(body)
     if not isinstance(body, dict) or not isinstance(body.get("content"), list) or not body["content"]:
         return None
     words = "".join(_texts(body["content"][-1])).strip()

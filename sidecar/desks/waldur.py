@@ -37,7 +37,17 @@ from waldur_api_client.models import (
 from waldur_api_client.types import Response
 
 from sidecar.config_schema import WaldurConfig
-from sidecar.desks.base import DeskComment, DeskName, DeskTicketState, ExternalTicket, TicketSnapshot, UnmappedValue
+from sidecar.desks.base import (
+    DeskComment,
+    DeskName,
+    DeskTicketState,
+    ExternalTicket,
+    TicketSnapshot,
+    UnmappedValue,
+    comment_plain_text,
+    marker_line,
+    text_marker,
+)
 from sidecar.desks.http import DeskHttp
 from sidecar.desks.mapping import DeskMapping, FieldMap, waldur_mapping
 from sidecar.errors import DeskError
@@ -45,19 +55,12 @@ from sidecar.observe.metrics import Metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-MARKER_PREFIX = "ve-response:"
 PLACEHOLDER = "(encrypted content not available to the desk)"
 PAGE_SIZE = 100
 
 
 def remote_id(ticket_id: str) -> str:
     return f"virtengine:{ticket_id}"
-
-
-def footer_marker(text: str) -> str | None:
-    """The marker on a comment's last line, if it carries one."""
-    last = text.rstrip().rsplit("\n", 1)[-1].strip()
-    return last[len(MARKER_PREFIX) :] if last.startswith(MARKER_PREFIX) else None
 
 
 class WaldurDesk:
@@ -143,7 +146,7 @@ class WaldurDesk:
 
     async def has_comment(self, ref: ExternalTicket, marker: str) -> bool:
         async for comment in self._comments(ref):
-            if footer_marker(comment.description) == marker:
+            if text_marker(comment.description) == marker:
                 return True
         return False
 
@@ -183,15 +186,13 @@ class WaldurDesk:
         )
 
     async def add_comment(self, ref: ExternalTicket, comment: DeskComment) -> None:
-        who = "Agent" if comment.is_agent else "Customer"
-        text = f"{who} {comment.author} wrote:\n\n{comment.body}\n\n{MARKER_PREFIX}{comment.marker}"
-        await self._post(ref, text, is_public=not comment.internal)
+        await self._post(ref, comment_plain_text(comment), is_public=not comment.internal)
 
     async def close(self, ref: ExternalTicket, reason: str) -> None:
         """A public comment saying why (once); Waldur's API cannot close the issue itself."""
         if not await self.has_comment(ref, "close"):
             await self._post(
-                ref, f"Closed by the VirtEngine sidecar: {reason}.\n\n{MARKER_PREFIX}close", is_public=True
+                ref, f"Closed by the VirtEngine sidecar: {reason}.\n\n{marker_line('close')}", is_public=True
             )
 
     async def check(self) -> None:
@@ -249,11 +250,11 @@ class WaldurDesk:
         kind = marker.split(":", 1)[0] + ":"
         latest = None
         async for comment in self._comments(ref):
-            found = footer_marker(comment.description)
+            found = text_marker(comment.description)
             if found is not None and found.startswith(kind):
                 latest = found
         if latest != marker:
-            await self._post(ref, f"{text}\n\n{MARKER_PREFIX}{marker}", is_public=False)
+            await self._post(ref, f"{text}\n\n{marker_line(marker)}", is_public=False)
 
     async def _post(self, ref: ExternalTicket, text: str, *, is_public: bool) -> None:
         body = CommentRequest(description=text, is_public=is_public)

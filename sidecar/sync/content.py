@@ -68,5 +68,7 @@ class ContentOpener:
             author=str(event.get("author", "")),
             is_agent=is_agent,
             body=body,
-            internal=False,
+            # An agent's reply whose plaintext says {"internal": true} is a note for agents only; a
+            # customer cannot hide a reply from the desk's customer view.
+            internal=is_agent and bool(plain and plain.get("internal") is True),
         )

@@ -467,3 +467,27 @@ async def test_jsm_request_type_creates_customer_requests_exactly_once(
     assert dead_jobs(db) == []
     assert_jira_exactly_once(jira_sim, db, ids, answered)
     assert {issue.request_type_id for issue in jira_sim.list_issues()} == {"25"}
+
+
+async def test_agent_internal_notes_stay_internal_at_both_desks(
+    devnet_node: DevnetNode, jira_sim: JiraSim, waldur_sim: WaldurSim, tmp_path: Path
+) -> None:
+    def drive() -> str:
+        with ChainDriver(devnet_node.rpc_url, DevAccount.from_name("customer")) as customer:
+            (tid,) = customer.create_tickets(1, RECIPIENTS)
+            customer.reply(tid, "It still fails.", RECIPIENTS, internal=True)  # a customer cannot hide a reply
+        with ChainDriver(devnet_node.rpc_url, DevAccount.from_name("agent")) as agent:
+            agent.reply(tid, "Suspect the provider's firewall.", RECIPIENTS, internal=True)
+            agent.reply(tid, "We are on it.", RECIPIENTS)
+        return tid
+
+    db = tmp_path / "sidecar.db"
+    async with running_app(desk_flags(tmp_path, devnet_node, jira_sim, waldur_sim), desk_env(jira_sim, waldur_sim)):
+        tid = await asyncio.to_thread(drive)
+        await settled(db, devnet_node, timeout=120)
+    assert dead_jobs(db) == []
+    (issue,) = jira_sim.list_issues()
+    assert [c.public for c in issue.comments] == [True, False, True]
+    (witem,) = waldur_sim.by_remote_id(f"virtengine:{tid}")
+    public = [c.is_public for c in waldur_sim.comments_of(witem.uuid) if " wrote:" in c.description]
+    assert public == [True, False, True]
