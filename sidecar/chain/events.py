@@ -10,34 +10,33 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 from typing import Any
 
-from sidecar.store.records import PoisonEvent, SupportEvent
+from sidecar.store.records import (
+    ExternalTicketLinked,
+    PoisonEvent,
+    RequestArchived,
+    RequestCreated,
+    RequestPurged,
+    RequestUpdated,
+    ResponseAdded,
+    StatusChanged,
+    SupportEvent,
+)
 
-__all__ = ["EVENT_TYPES", "PoisonEvent", "SupportEvent", "decode_block", "parse_ticket_id"]
+__all__ = ["EVENT_CLASSES", "PoisonEvent", "SupportEvent", "decode_block", "parse_ticket_id"]
 
 EVENT_TYPE = "support_event"
-EVENT_TYPES = frozenset(
-    {
-        "support_request_created",
-        "support_request_updated",
-        "support_request_status_changed",
-        "support_response_added",
-        "support_request_archived",
-        "support_request_purged",
-        "support_external_ticket_linked",
-    }
-)
-# Fields each type must carry in payload_json beyond the common ones.
-_REQUIRED = {
-    "support_request_created": ("ticket_id", "ticket_number", "submitter", "category", "priority", "status"),
-    "support_request_updated": ("ticket_id", "updated_by"),
-    "support_request_status_changed": ("ticket_id", "old_status", "new_status", "updated_by"),
-    "support_response_added": ("ticket_id", "response_id", "author", "is_agent"),
-    "support_request_archived": ("ticket_id", "archived_by"),
-    "support_request_purged": ("ticket_id", "purged_by"),
-    "support_external_ticket_linked": ("ticket_id", "external_system", "external_ticket_id", "linked_by"),
+EVENT_CLASSES: dict[str, type[SupportEvent]] = {
+    "support_request_created": RequestCreated,
+    "support_request_updated": RequestUpdated,
+    "support_request_status_changed": StatusChanged,
+    "support_response_added": ResponseAdded,
+    "support_request_archived": RequestArchived,
+    "support_request_purged": RequestPurged,
+    "support_external_ticket_linked": ExternalTicketLinked,
 }
 _SENDER_FIELD = {
     "support_request_created": "submitter",
@@ -48,6 +47,7 @@ _SENDER_FIELD = {
     "support_request_purged": "purged_by",
     "support_external_ticket_linked": "linked_by",
 }
+_COMMON = frozenset(f.name for f in dataclasses.fields(SupportEvent))
 
 
 def parse_ticket_id(ticket_id: str) -> tuple[str, int]:
@@ -112,17 +112,18 @@ def _decode_one(event: dict[str, Any], height: int, position: int, base64_encode
         if not isinstance(payload, dict):
             raise ValueError("payload_json is not an object")
         event_type = attrs.get("event_type") or payload.get("event_type", "")
-        if event_type not in EVENT_TYPES:
+        if event_type not in EVENT_CLASSES:
             raise ValueError(f"unknown event_type {event_type!r}")
         if not attrs.get("event_id"):
             raise ValueError("event_id attribute missing")
-        missing = [f for f in _REQUIRED[event_type] if f not in payload]
-        if missing:
-            raise ValueError(f"{event_type} lacks {', '.join(missing)}")
+        cls = EVENT_CLASSES[event_type]
+        typed = _typed_fields(cls, event_type, payload)
+        if "ticket_id" not in payload:
+            raise ValueError(f"{event_type} lacks ticket_id")
         ticket_id = str(payload["ticket_id"])
         parse_ticket_id(ticket_id)
         sequence = int(attrs.get("sequence") or payload.get("sequence") or 0)
-        return SupportEvent(
+        return cls(
             event_id=event_id,
             event_type=event_type,
             height=height,
@@ -132,6 +133,41 @@ def _decode_one(event: dict[str, Any], height: int, position: int, base64_encode
             sender=str(payload.get(_SENDER_FIELD[event_type], "")),
             timestamp=int(payload.get("timestamp") or 0),
             payload=payload,
+            **typed,
         )
     except (ValueError, TypeError) as exc:
         return PoisonEvent(event_id, height, position, str(exc)[:300], raw[:10_000])
+
+
+def _typed_fields(cls: type[SupportEvent], event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The event type's own fields from payload_json, checked against their declared types."""
+    out: dict[str, Any] = {}
+    missing = []
+    for spec in dataclasses.fields(cls):
+        if spec.name in _COMMON:
+            continue
+        value = payload.get(spec.name)
+        if value is None:
+            if spec.default is dataclasses.MISSING:
+                missing.append(spec.name)
+            continue
+        out[spec.name] = _checked(spec.name, str(spec.type), value)
+    if missing:
+        raise ValueError(f"{event_type} lacks {', '.join(missing)}")
+    return out
+
+
+def _checked(name: str, declared: str, value: Any) -> Any:
+    """`declared` is the annotation as written in records.py (annotations are strings there)."""
+    if declared.startswith("str"):
+        if isinstance(value, str):
+            return value
+    elif declared == "bool":
+        if isinstance(value, bool):
+            return value
+    elif declared.startswith("tuple[str"):
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+    elif declared.startswith("dict") and isinstance(value, dict):
+        return value
+    raise ValueError(f"{name} must be {declared.split(' |')[0]} (got {type(value).__name__})")

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 @dataclass(frozen=True)
 class SupportEvent:
-    """One decoded support event. `payload` is the parsed payload_json (ciphertext, never plaintext)."""
+    """What every decoded support event carries. `payload` is the parsed payload_json (ciphertext, never
+    plaintext). The seven event types below add their own fields, typed."""
 
     event_id: str
     event_type: str
@@ -23,6 +24,61 @@ class SupportEvent:
     sender: str
     timestamp: int
     payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RequestCreated(SupportEvent):
+    ticket_number: str
+    submitter: str
+    category: str
+    priority: str
+    status: str
+    recipients: tuple[str, ...] = ()
+    related_entity: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RequestUpdated(SupportEvent):
+    """Category, priority and status carry the current values; None where the event does not say."""
+
+    updated_by: str
+    category: str | None = None
+    priority: str | None = None
+    status: str | None = None
+    assigned_agent: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusChanged(SupportEvent):
+    old_status: str
+    new_status: str
+    updated_by: str
+
+
+@dataclass(frozen=True)
+class ResponseAdded(SupportEvent):
+    response_id: str
+    author: str
+    is_agent: bool
+
+
+@dataclass(frozen=True)
+class RequestArchived(SupportEvent):
+    archived_by: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestPurged(SupportEvent):
+    purged_by: str
+
+
+@dataclass(frozen=True)
+class ExternalTicketLinked(SupportEvent):
+    external_system: str
+    external_ticket_id: str
+    linked_by: str
+    external_url: str | None = None
 
 
 @dataclass(frozen=True)

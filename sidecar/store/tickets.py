@@ -12,7 +12,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.store.audit import AuditEntry, append_audit_txn
-from sidecar.store.records import ContentCheck, SupportEvent
+from sidecar.store.records import (
+    ContentCheck,
+    ExternalTicketLinked,
+    RequestArchived,
+    RequestCreated,
+    RequestPurged,
+    RequestUpdated,
+    ResponseAdded,
+    StatusChanged,
+    SupportEvent,
+)
 
 
 @dataclass(frozen=True)
@@ -44,34 +54,38 @@ def apply_event_txn(conn: sqlite3.Connection, event: SupportEvent, content: Cont
     tid = event.ticket_id
     _ensure_row(conn, tid, now)
     changes: dict[str, Any] = {}
-    kind = event.event_type
-    if kind == "support_request_created":
-        changes.update(
-            ticket_number=p.get("ticket_number"),
-            submitter=p.get("submitter"),
-            category=p.get("category"),
-            priority=p.get("priority"),
-            status=p.get("status"),
-            recipients_json=json.dumps(list(p.get("recipients") or [])),
-            related_entity_json=json.dumps(p["related_entity"]) if p.get("related_entity") else None,
-        )
-    elif kind == "support_request_updated":
-        for field in ("category", "priority", "status", "assigned_agent"):
-            if p.get(field) is not None:
-                changes[field] = p[field]
-    elif kind == "support_request_status_changed":
-        changes["status"] = p.get("new_status")
-    elif kind == "support_response_added":
-        conn.execute("UPDATE tickets SET response_count = response_count + 1 WHERE ticket_id = ?", (tid,))
-    elif kind == "support_request_archived":
-        changes.update(archived=1, status="archived")
-    elif kind == "support_request_purged":
-        changes["purged"] = 1
-    elif kind == "support_external_ticket_linked":
-        _record_chain_link(conn, event, now)
+    match event:
+        case RequestCreated():
+            changes.update(
+                ticket_number=event.ticket_number,
+                submitter=event.submitter,
+                category=event.category,
+                priority=event.priority,
+                status=event.status,
+                recipients_json=json.dumps(list(event.recipients)),
+                related_entity_json=json.dumps(event.related_entity) if event.related_entity else None,
+            )
+        case RequestUpdated():
+            fields = {
+                "category": event.category,
+                "priority": event.priority,
+                "status": event.status,
+                "assigned_agent": event.assigned_agent,
+            }
+            changes.update({name: value for name, value in fields.items() if value is not None})
+        case StatusChanged():
+            changes["status"] = event.new_status
+        case ResponseAdded():
+            conn.execute("UPDATE tickets SET response_count = response_count + 1 WHERE ticket_id = ?", (tid,))
+        case RequestArchived():
+            changes.update(archived=1, status="archived")
+        case RequestPurged():
+            changes["purged"] = 1
+        case ExternalTicketLinked():
+            _record_chain_link(conn, event, now)
     if p.get("payload_hash"):
         changes["payload_hash"] = p["payload_hash"]
-    if content is not None and kind in ("support_request_created", "support_request_updated"):
+    if content is not None and isinstance(event, (RequestCreated, RequestUpdated)):
         changes.update(content_state=content.state, content_reason=content.reason)
     if content is not None and content.state == "placeholder":
         append_audit_txn(
@@ -103,9 +117,8 @@ def _current_sequence(conn: sqlite3.Connection, ticket_id: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _record_chain_link(conn: sqlite3.Connection, event: SupportEvent, now: float) -> None:
+def _record_chain_link(conn: sqlite3.Connection, event: ExternalTicketLinked, now: float) -> None:
     """A ref registered on chain (by us or another sidecar) anchors the desk ticket: never create another."""
-    p = event.payload
     try:
         _upsert_ref(conn, event, now)
     except sqlite3.IntegrityError:
@@ -115,23 +128,22 @@ def _record_chain_link(conn: sqlite3.Connection, event: SupportEvent, now: float
             AuditEntry(
                 "external_ref_conflict",
                 ticket_id=event.ticket_id,
-                desk=p["external_system"],
+                desk=event.external_system,
                 actor="chain",
                 status="ignored",
                 block_height=event.height,
-                details={"event_id": event.event_id, "external_ticket_id": p["external_ticket_id"]},
+                details={"event_id": event.event_id, "external_ticket_id": event.external_ticket_id},
             ),
             now,
         )
 
 
-def _upsert_ref(conn: sqlite3.Connection, event: SupportEvent, now: float) -> None:
-    p = event.payload
+def _upsert_ref(conn: sqlite3.Connection, event: ExternalTicketLinked, now: float) -> None:
     conn.execute(
         "INSERT INTO external_refs (ticket_id, desk, external_id, external_url, registered_on_chain, created_at,"
         " updated_at) VALUES (?, ?, ?, ?, 1, ?, ?) ON CONFLICT (ticket_id, desk) DO UPDATE SET"
         " registered_on_chain = 1, updated_at = excluded.updated_at",
-        (event.ticket_id, p["external_system"], p["external_ticket_id"], p.get("external_url"), now, now),
+        (event.ticket_id, event.external_system, event.external_ticket_id, event.external_url, now, now),
     )
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from sidecar.chain.events import PoisonEvent, SupportEvent, decode_block, parse_ticket_id
+from sidecar.chain.events import EVENT_CLASSES, PoisonEvent, SupportEvent, decode_block, parse_ticket_id
+from sidecar.store.records import ExternalTicketLinked, RequestCreated, ResponseAdded
 from tests.vectors import load
 
 EVENTS = load("support_events.json")["events"]
@@ -52,6 +53,36 @@ def test_vector_life_decodes_in_order() -> None:
     assert events[1].sequence == events[2].sequence  # status_changed shares the sequence
     assert events[0].sender == events[0].payload["submitter"]
     assert events[0].ticket_id == "virtengine1cust0mer0000000000000000000000000000x/support/1"
+
+
+def test_each_event_type_becomes_its_own_typed_object() -> None:
+    events = [e for h in all_heights() for e in decode_block(block_results(h))]
+    by_type = {e.event_type: e for e in events}
+    assert {t: type(e) for t, e in by_type.items()} == {t: EVENT_CLASSES[t] for t in by_type}
+    created = events[0]
+    assert isinstance(created, RequestCreated)
+    assert (created.ticket_number, created.category, created.status) == (
+        created.payload["ticket_number"], created.payload["category"], "open")
+    assert created.recipients == tuple(created.payload["recipients"])
+    response = by_type["support_response_added"]
+    assert isinstance(response, ResponseAdded) and isinstance(response.is_agent, bool)
+    linked = by_type["support_external_ticket_linked"]
+    assert isinstance(linked, ExternalTicketLinked) and linked.external_system == linked.payload["external_system"]
+
+
+def test_a_field_of_the_wrong_type_makes_poison() -> None:
+    height = next(item["height"] for item in EVENTS if item["event"]["attributes"][0]["value"] ==
+                  "support_response_added")
+    results = block_results(height)
+    for tx in results["txs_results"] or []:
+        for event in tx["events"]:
+            for attr in event["attributes"]:
+                if attr["key"] == "payload_json" and '"is_agent"' in attr["value"]:
+                    payload = json.loads(attr["value"])
+                    payload["is_agent"] = "yes"
+                    attr["value"] = json.dumps(payload)
+    poisoned = [e for e in decode_block(results) if isinstance(e, PoisonEvent)]
+    assert len(poisoned) == 1 and poisoned[0].reason == "is_agent must be bool (got str)"
 
 
 def test_base64_attributes_of_034_nodes() -> None:
