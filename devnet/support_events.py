@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from typing import Any
 
 from virtengine.support.v1 import types_pb2
 
 from devnet.abci_events import Event
-from devnet.envelope import payload_from_proto, payload_to_json
+from devnet.envelope import envelope_from_proto, payload_from_proto, payload_to_json
 
 ALGORITHM_ID = "X25519-XSALSA20-POLY1305"
 STATUS_NAMES = {
@@ -35,17 +34,13 @@ class EnvelopeError(ValueError):
 
 
 def signing_payload(env: types_pb2.EncryptedPayloadEnvelope) -> bytes:
-    """SigningPayload = sha256(be32(version) || algorithm_id || be32(algorithm_version) || ciphertext
-    || nonce || recipient_key_ids concatenated)."""
-    return hashlib.sha256(
-        struct.pack(">I", env.version) + env.algorithm_id.encode() + struct.pack(">I", env.algorithm_version)
-        + env.ciphertext + env.nonce + "".join(env.recipient_key_ids).encode()
-    ).digest()
+    """SigningPayload (defined once, in devnet.envelope)."""
+    return envelope_from_proto(env).signing_payload()
 
 
 def envelope_digest(env: types_pb2.EncryptedPayloadEnvelope) -> bytes:
     """sha256(SigningPayload): the envelope_hash bytes and, in hex, the events' payload_hash."""
-    return hashlib.sha256(signing_payload(env)).digest()
+    return envelope_from_proto(env).digest()
 
 
 def normalise_key_id(key_id: str) -> str:
