@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 EXPIRY_GRACE = 2  # blocks past timeout_height before "not found" is final
-POLL_AFTER = 2  # blocks after a broadcast before `/tx` is asked about a tx the subscription did not report
+POLL_AFTER = 3  # blocks after a broadcast before `/tx` is asked about a tx the subscription did not report
 MAX_ATTEMPTS = 5  # transient failures of one intent before it is dead-lettered
 
 

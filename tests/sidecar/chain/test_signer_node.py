@@ -73,7 +73,7 @@ async def register_all(node: DevnetNode, db: Path, count: int, **rig_options: An
 async def test_inclusion_is_learnt_from_the_subscription(devnet_node: DevnetNode, tmp_path: Path) -> None:
     rig, _ = await register_all(devnet_node, tmp_path / "s.db", 100)
     # 20 txs: each confirmed once; the subscription, live before the first broadcast, reports them as they land
-    # (a tx whose event came later than two blocks is asked of /tx instead; that can happen, rarely).
+    # (a tx whose event came later than three blocks is asked of /tx instead; that can happen, rarely).
     assert rig.confirmations("websocket") + rig.confirmations("poll") == 20
     assert rig.confirmations("websocket") >= 10
 
