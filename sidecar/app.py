@@ -30,7 +30,7 @@ from sidecar.errors import ConfigError
 from sidecar.loops import run_loop
 from sidecar.observe.audit import Auditor, AuditRetention
 from sidecar.observe.health import HealthState
-from sidecar.observe.metrics import Metrics
+from sidecar.observe.metrics import Metrics, Service
 from sidecar.store.audit import AuditEntry
 from sidecar.store.db import Store
 from sidecar.store.jobs import release_running_txn
@@ -39,6 +39,7 @@ from sidecar.sync.content import ContentOpener
 from sidecar.sync.outbound import DeskWorker, Dispatcher, WorkerSettings
 from sidecar.sync.registration import register_refs_as
 from sidecar.web.server import WebServer, build_web_app
+from sidecar.web.webhooks import WebhookReceiver
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 5.0
@@ -121,8 +122,9 @@ class App:
 
         rpc = CometRpc(settings.chain.rpc_url, settings.chain.request_timeout)
         ws_url = settings.chain.ws_url or websocket_url(settings.chain.rpc_url)
+        receiver = self._receiver(store, auditor, metrics) if settings.webhook.enabled and settings.enabled else None
         web = WebServer(
-            build_web_app(settings.webhook.path_prefix, store, health, metrics), settings.webhook.listen_addr
+            build_web_app(settings.webhook.path_prefix, store, health, metrics, receiver), settings.webhook.listen_addr
         )
         self.web_port = web.port
         desks = self._desks(metrics) if settings.enabled and settings.sync.enable_outbound else []
@@ -213,6 +215,13 @@ class App:
             await rpc.aclose()
             for client in desks:
                 await client.aclose()
+
+    def _receiver(self, store: Store, auditor: Auditor, metrics: Metrics) -> WebhookReceiver:
+        secrets: dict[Service, str | None] = {}
+        for desk in ("jira", "waldur"):
+            secret = self.config.secret(f"{desk}_webhook_secret")
+            secrets[desk] = secret.reveal() if secret is not None else None
+        return WebhookReceiver(self.config.settings.webhook, secrets, store, auditor, metrics)
 
     def _signer(self, rpc: CometRpc, store: Store, metrics: Metrics, auditor: Auditor, ws_url: str) -> Signer | None:
         """The signer owns the operator's key; without a key nothing is written to the chain (said once)."""

@@ -16,6 +16,18 @@ class TokenBucket:
         self._stamp = time.monotonic()
         self._lock = asyncio.Lock()
 
+    def try_take(self) -> float:
+        """Take a token without waiting: 0.0 when taken, else the seconds until one is available."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) / self.rate
+
     async def acquire(self) -> None:
         if self.rate <= 0:
             return

@@ -16,9 +16,13 @@ from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics
 from sidecar.store.db import Store
 from sidecar.web.health import health_endpoint
+from sidecar.web.webhooks import WebhookReceiver
 
 
-def build_web_app(prefix: str, store: Store, health: HealthState, metrics: Metrics) -> Starlette:
+def build_web_app(
+    prefix: str, store: Store, health: HealthState, metrics: Metrics, receiver: WebhookReceiver | None = None
+) -> Starlette:
+    """Health and metrics always; the desks' receivers when webhook.enabled."""
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
 
     async def metrics_endpoint(request: Request) -> Response:
@@ -27,6 +31,7 @@ def build_web_app(prefix: str, store: Store, health: HealthState, metrics: Metri
     routes = [
         Route(f"{prefix}/health", health_endpoint(store, health, metrics), methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
+        *(receiver.routes(prefix) if receiver is not None else []),
     ]
     return Starlette(routes=routes)
 

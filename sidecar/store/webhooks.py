@@ -1,0 +1,50 @@
+"""Webhook deliveries: ids and hashes of what the desks sent, recorded once per delivery id."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Literal
+
+from sidecar.store.audit import AuditEntry, append_audit_txn
+
+DeliveryState = Literal["accepted", "ignored"]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    desk: str
+    delivery_id: str
+    event_type: str | None
+    external_id: str | None  # the desk's issue id or uuid
+    body_sha256: str
+    state: DeliveryState
+    reason: str | None = None
+
+
+def record_delivery_txn(conn: sqlite3.Connection, delivery: Delivery, audit: AuditEntry | None, now: float) -> bool:
+    """Store a delivery and its audit row together; False (and nothing written) when its id was seen before."""
+    cur = conn.execute(
+        "INSERT INTO webhook_deliveries (desk, delivery_id, event_type, external_id, body_sha256, state, reason,"
+        " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (desk, delivery_id) DO NOTHING",
+        (
+            delivery.desk,
+            delivery.delivery_id,
+            delivery.event_type,
+            delivery.external_id,
+            delivery.body_sha256,
+            delivery.state,
+            delivery.reason,
+            now,
+        ),
+    )
+    if cur.rowcount == 0:
+        return False
+    if audit is not None:
+        append_audit_txn(conn, audit, now)
+    return True
+
+
+def delivery_counts(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    rows = conn.execute("SELECT desk, state, COUNT(*) FROM webhook_deliveries GROUP BY desk, state")
+    return {(r[0], r[1]): int(r[2]) for r in rows}
