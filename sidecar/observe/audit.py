@@ -36,6 +36,7 @@ from sidecar.store.audit import (
     purge_audit_txn,
 )
 from sidecar.store.db import Store
+from sidecar.store.webhooks import purge_deliveries_txn
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -165,6 +166,9 @@ class AuditRetention:
         return 1.0 if purge.count >= self.batch else self.interval
 
     def _purge_txn(self, conn: sqlite3.Connection, before: float, now: float) -> Purge:
+        deliveries = purge_deliveries_txn(conn, before, self.batch)  # webhook ids: kept as long as the audit
+        if deliveries:
+            log.info("webhook deliveries purged", extra={"count": deliveries})
         purge = purge_audit_txn(conn, before, self.batch)
         if purge.count and self._auditor.enabled:
             # Appended in the same transaction as the delete: a purge is never unrecorded.

@@ -45,6 +45,15 @@ def record_delivery_txn(conn: sqlite3.Connection, delivery: Delivery, audit: Aud
     return True
 
 
+def purge_deliveries_txn(conn: sqlite3.Connection, before_ts: float, limit: int) -> int:
+    """Forget deliveries received before `before_ts` (long past any desk's retries), at most `limit`."""
+    return conn.execute(
+        "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries WHERE received_at < ? "
+        "ORDER BY id LIMIT ?)",
+        (before_ts, limit),
+    ).rowcount
+
+
 def delivery_counts(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
     rows = conn.execute("SELECT desk, state, COUNT(*) FROM webhook_deliveries GROUP BY desk, state")
     return {(r[0], r[1]): int(r[2]) for r in rows}

@@ -182,3 +182,17 @@ def test_since_takes_a_duration_or_an_iso_time(text: str, expected: float) -> No
 def test_since_rejects_anything_else() -> None:
     with pytest.raises(ValueError, match="neither a duration"):
         parse_time_arg("yesterday", T0)
+
+
+async def test_retention_also_forgets_old_webhook_deliveries(store: Store) -> None:
+    from sidecar.store.webhooks import Delivery, record_delivery_txn
+
+    for day, delivery_id in enumerate(("old", "new")):
+        delivery = Delivery("jira", delivery_id, "jira:issue_updated", "10001", "ab" * 32, "accepted")
+        await store.write("record", record_delivery_txn, delivery, None, T0 + day * 10 * DAY)
+    retention = AuditRetention(store, Auditor(store, clock=FakeClock(T0)), retention_days=5,
+                               clock=FakeClock(T0 + 12 * DAY))
+    await retention.step()
+    kept = await store.read("ids", lambda conn: [r[0] for r in conn.execute(
+        "SELECT delivery_id FROM webhook_deliveries")])
+    assert kept == ["new"]
