@@ -229,7 +229,7 @@ class App:
             log.warning("no signing key (chain.key_file or secret signing_key): desk refs are not registered on chain")
             return None
         signer = signer_from_config(self.config, rpc, store, metrics, auditor, ws_url)
-        log.info("signer ready", extra={"address": signer.status.address})
+        log.info("signing key loaded", extra={"address": signer.status.address})
         return signer
 
     def _concurrency(self, desk: str) -> int:
