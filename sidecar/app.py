@@ -221,7 +221,8 @@ class App:
         for desk in ("jira", "waldur"):
             secret = self.config.secret(f"{desk}_webhook_secret")
             secrets[desk] = secret.reveal() if secret is not None else None
-        return WebhookReceiver(self.config.settings.webhook, secrets, store, auditor, metrics)
+        own: dict[Service, str] = {"jira": self.config.settings.jira.account_id}
+        return WebhookReceiver(self.config.settings.webhook, secrets, store, auditor, metrics, own)
 
     def _signer(self, rpc: CometRpc, store: Store, metrics: Metrics, auditor: Auditor, ws_url: str) -> Signer | None:
         """The signer owns the operator's key; without a key nothing is written to the chain (said once)."""

@@ -31,7 +31,15 @@ HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 StatusClass = Literal["2xx", "3xx", "4xx", "5xx", "error"]
 TxState = Literal["queued", "signed", "broadcast", "included", "failed", "dead"]
 WebhookOutcome = Literal[
-    "accepted", "duplicate", "bad_signature", "stale", "forbidden_source", "rate_limited", "too_large", "malformed"
+    "accepted",
+    "duplicate",
+    "echo",
+    "bad_signature",
+    "stale",
+    "forbidden_source",
+    "rate_limited",
+    "too_large",
+    "malformed",
 ]
 TxConfirmation = Literal["websocket", "poll"]
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 STATUS: dict[WebhookOutcome, int] = {
     "accepted": 200,
     "duplicate": 200,
+    "echo": 200,
     "stale": 200,
     "bad_signature": 401,
     "forbidden_source": 403,
@@ -62,6 +63,7 @@ class Parsed:
     event_type: str
     external_id: str | None
     sent_at: float | None  # unix seconds, when the desk says
+    actor: str | None = None  # the desk account that made the change, when the desk says
 
 
 def signature_ok(secret: str, body: bytes, header: str) -> bool:
@@ -78,11 +80,15 @@ def parse_jira(body: bytes, headers: Mapping[str, str]) -> Parsed:
     issue = _mapping(doc.get("issue"))
     stamp = doc.get("timestamp")
     delivery = headers.get("x-atlassian-webhook-identifier") or hashlib.sha256(body).hexdigest()
+    actor = _mapping(doc.get("user")).get("accountId") or _mapping(_mapping(doc.get("comment")).get("author")).get(
+        "accountId"
+    )
     return Parsed(
         delivery_id=delivery[:200],
         event_type=event[:100],
         external_id=str(issue["id"])[:100] if issue.get("id") is not None else None,
         sent_at=stamp / 1000 if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else None,
+        actor=str(actor) if actor else None,
     )
 
 
@@ -133,7 +139,8 @@ def _iso_seconds(value: object) -> float | None:
 
 
 class WebhookReceiver:
-    """`secrets` maps a desk to its webhook secret (None: not configured)."""
+    """`secrets` maps a desk to its webhook secret (None: not configured); `own_accounts` maps a desk to
+    the sidecar's own account there, whose changes come back as echoes."""
 
     def __init__(
         self,
@@ -142,9 +149,11 @@ class WebhookReceiver:
         store: Store,
         auditor: Auditor,
         metrics: Metrics,
+        own_accounts: Mapping[Service, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        self._own = {desk: account for desk, account in (own_accounts or {}).items() if account}
         self._secrets = dict(secrets)
         self._store = store
         self._auditor = auditor
@@ -182,18 +191,22 @@ class WebhookReceiver:
         self._check_signature(desk, body, headers)
         parsed = parse_jira(body, headers) if desk == "jira" else parse_waldur(body, headers)
         now = self._clock()
-        stale = parsed.sent_at is not None and now - parsed.sent_at > self._settings.max_age
+        outcome: WebhookOutcome = "accepted"
+        reason: str | None = None
+        if parsed.sent_at is not None and now - parsed.sent_at > self._settings.max_age:
+            outcome, reason = "stale", f"older than webhook.max_age ({int(now - parsed.sent_at)}s)"
+        elif parsed.actor is not None and parsed.actor == self._own.get(desk):
+            outcome, reason = "echo", "the sidecar's own change"
         delivery = Delivery(
             desk,
             parsed.delivery_id,
             parsed.event_type,
             parsed.external_id,
             hashlib.sha256(body).hexdigest(),
-            "ignored" if stale else "accepted",
-            f"older than webhook.max_age ({int(now - (parsed.sent_at or now))}s)" if stale else None,
+            "accepted" if outcome == "accepted" else "ignored",
+            reason,
         )
-        outcome: WebhookOutcome = "stale" if stale else "accepted"
-        audit = self._entry(desk, outcome, delivery.reason, parsed) if self._auditor.enabled else None
+        audit = self._entry(desk, outcome, reason, parsed) if self._auditor.enabled else None
         fresh = await self._store.write("record webhook", record_delivery_txn, delivery, audit, now)
         if not fresh:
             return "duplicate", parsed
@@ -263,7 +276,7 @@ class WebhookReceiver:
         details: dict[str, Any] = {"outcome": outcome}
         if parsed is not None:
             details.update(delivery_id=parsed.delivery_id, event=parsed.event_type, external_id=parsed.external_id)
-        accepted = outcome in ("accepted", "duplicate")
+        accepted = outcome in ("accepted", "duplicate", "echo")
         return AuditEntry(
             "webhook_accepted" if accepted else "webhook_rejected",
             desk=desk,

@@ -27,8 +27,8 @@ BOUNDED = {
     "desk": {"jira", "waldur"},
     "method": {"GET", "POST", "PUT", "PATCH", "DELETE"},
     "state": {"queued", "signed", "broadcast", "included", "failed", "dead"},
-    "outcome": {"accepted", "duplicate", "bad_signature", "stale", "forbidden_source", "rate_limited", "too_large",
-                "malformed"},
+    "outcome": {"accepted", "duplicate", "echo", "bad_signature", "stale", "forbidden_source", "rate_limited",
+                "too_large", "malformed"},
     "loop": {"chain-follower", "health", "audit-retention"},
     "source": {"websocket", "poll"},
     "le": None,  # histogram buckets: fixed in code

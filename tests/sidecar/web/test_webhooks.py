@@ -141,3 +141,19 @@ async def test_source_allow_list_and_rate_limit(tmp_path: Path) -> None:
     assert answers[0].status_code == 200
     limited = [a for a in answers if a.status_code == 429]
     assert limited and all(a.headers["retry-after"] == "1" for a in limited)
+
+
+async def test_a_change_by_the_sidecars_own_jira_account_is_recorded_as_an_echo(tmp_path: Path) -> None:
+    own, theirs = fresh(VECTORS["deliveries"][0], "by-us"), fresh(VECTORS["deliveries"][0], "by-an-agent")
+    actor = json.loads(own[0])["user"]["accountId"]
+    doc = json.loads(theirs[0])
+    doc["user"]["accountId"] = "someone-else"
+    other = json.dumps(doc).encode()
+    flags = app_flags(tmp_path, f"http://127.0.0.1:{free_port()}", **{"jira.account_id": actor})
+    async with running_app(flags, ENV) as running, httpx.AsyncClient() as client:
+        echo = await client.post(url(running, "jira"), content=own[0], headers=own[1])
+        agent = await client.post(url(running, "jira"), content=other,
+                                  headers={**theirs[1], "X-Hub-Signature": sign_jira_body(SECRET, other)})
+    assert [echo.json()["status"], agent.json()["status"]] == ["echo", "accepted"]
+    assert rows(tmp_path / "sidecar.db", "SELECT delivery_id, state, reason FROM webhook_deliveries ORDER BY id") == [
+        ("by-us", "ignored", "the sidecar's own change"), ("by-an-agent", "accepted", None)]
