@@ -26,7 +26,7 @@ from sidecar.observe.metrics import Metrics
 from sidecar.store.db import Store
 from sidecar.store.inbox import BlockBatch, commit_blocks_txn, init_cursor_txn
 from sidecar.store.jobs import dispatch_inbox_txn
-from sidecar.store.records import SupportEvent
+from sidecar.store.records import RequestCreated
 from sidecar.sync.content import ContentOpener
 from sidecar.sync.outbound import DeskWorker, WorkerSettings
 
@@ -45,8 +45,9 @@ def created_events(key: EnvelopeKey, count: int) -> list[BlockBatch]:
                    "ticket_number": f"SUP-{n:06d}", "submitter": SUBMITTER, "category": "technical",
                    "priority": "normal", "status": "open", "payload": {"envelope": envelope},
                    "recipients": [key.key_id], "timestamp": 1764150000 + n}
-        event = SupportEvent(f"{tid}/1", "support_request_created", n, 0, n, tid, SUBMITTER, payload["timestamp"],
-                             payload)
+        event = RequestCreated(f"{tid}/1", "support_request_created", n, 0, n, tid, SUBMITTER, payload["timestamp"],
+                               payload, ticket_number=f"SUP-{n:06d}", submitter=SUBMITTER, category="technical",
+                               priority="normal", status="open", recipients=(key.key_id,))
         batches.append(BlockBatch(n, [event], {}))
     return batches
 

@@ -83,6 +83,8 @@ def apply_event_txn(conn: sqlite3.Connection, event: SupportEvent, content: Cont
             changes["purged"] = 1
         case ExternalTicketLinked():
             _record_chain_link(conn, event, now)
+        case _:  # a bare SupportEvent: only sidecar.chain.events makes events, and it types them
+            raise TypeError(f"{event.event_type} event of untyped class {type(event).__name__}")
     if p.get("payload_hash"):
         changes["payload_hash"] = p["payload_hash"]
     if content is not None and isinstance(event, (RequestCreated, RequestUpdated)):

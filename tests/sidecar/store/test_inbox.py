@@ -93,3 +93,11 @@ async def test_poison_and_placeholder_are_kept_and_audited(store: Store) -> None
     assert ("chain_event_poison", "payload_json is not an object") in audit
     ticket = await store.read("ticket", get_ticket, TICKET)
     assert ticket is not None and ticket.content_state == "placeholder"
+
+
+async def test_an_untyped_event_is_refused_and_nothing_is_committed(store: Store) -> None:
+    bare = SupportEvent(f"{TICKET}/1", "support_request_created", 100, 0, 1, TICKET, "x", 0, {})
+    with pytest.raises(TypeError, match="untyped class SupportEvent"):
+        await store.write("commit", commit_blocks_txn, "virtengine-devnet-1", [BlockBatch(100, [bare], {})])
+    assert await store.read("ids", inbox_event_ids) == []
+    assert (await store.read("cursor", load_cursor)).height == 99
