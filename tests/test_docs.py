@@ -77,3 +77,13 @@ def test_readme_names_the_commands_and_endpoints() -> None:
     for needle in ("make devnet", "make test", "make run", "/webhooks/health", "/metrics", "127.0.0.1:8481",
                    "config check", "examples/servicedesk-sidecar.service"):
         assert needle in README
+
+
+def test_the_example_configuration_is_valid(tmp_path: Path) -> None:
+    """examples/config.yaml is what operators copy: it must pass `config check` once the secrets exist."""
+    for name in ("jira-api-token", "jira-webhook-secret", "waldur-token", "waldur-webhook-secret"):
+        (tmp_path / name).write_text(f"example-{name}\n")
+    config = load_config(ROOT / "examples" / "config.yaml", environ={}, flags={"secrets.dir": str(tmp_path)})
+    settings = config.settings
+    assert settings.jira.base_url and settings.waldur.base_url and settings.webhook.require_signature
+    assert settings.jira.assignee_map and settings.waldur.assignee_map
