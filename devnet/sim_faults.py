@@ -145,7 +145,13 @@ class FaultPlan:
 
     def in_outage(self) -> bool:
         with self._lock:
-            return self._outage is not None and time.monotonic() < self._outage[1]
+            return self._outage_fault() is not None
+
+    def _outage_fault(self) -> Fault | None:
+        """The outage's fault while it lasts (the caller holds the lock)."""
+        if self._outage is not None and time.monotonic() < self._outage[1]:
+            return self._outage[0]
+        return None
 
     def clear(self) -> None:
         with self._lock:
@@ -156,9 +162,7 @@ class FaultPlan:
     def pick(self, method: str, path: str) -> Fault | None:
         """The fault for this request, if any (scripted first, then random)."""
         with self._lock:
-            fault: Fault | None = None
-            if self._outage is not None and time.monotonic() < self._outage[1]:
-                fault = self._outage[0]
+            fault = self._outage_fault()
             for i, queued in enumerate(self._queue):
                 if fault is None and queued.matches(method, path):
                     fault = self._queue.pop(i)

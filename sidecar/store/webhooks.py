@@ -52,8 +52,3 @@ def purge_deliveries_txn(conn: sqlite3.Connection, before_ts: float, limit: int)
         "ORDER BY id LIMIT ?)",
         (before_ts, limit),
     ).rowcount
-
-
-def delivery_counts(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
-    rows = conn.execute("SELECT desk, state, COUNT(*) FROM webhook_deliveries GROUP BY desk, state")
-    return {(r[0], r[1]): int(r[2]) for r in rows}

@@ -147,31 +147,26 @@ class DeskWorker:
     async def _desk_down(self, now: float) -> bool:
         """After a desk-wide failure: is the whole desk down (its cheap health call fails too)?"""
         async with self._probe_lock:
-            if self._outage_probes:
-                return True
-            try:
-                await self.desk.check()
-            except DeskError as exc:
-                self._outage_probes = 1
-                self._health.desks[self.desk.name] = "unhealthy"
-                self._paused_until = now + backoff(self._retry, 0, exc.retry_after, self._rng)
-                log.warning(
-                    "desk is down: its jobs wait without spending attempts", extra={"desk": self.desk.name}
-                )
-                return True
-            return False
+            return bool(self._outage_probes) or not await self._probe(now)
 
     async def _probe(self, now: float) -> bool:
-        """While the desk is down, one health call per backoff period decides when its jobs resume."""
+        """One health call: True when the desk answers. A failure starts or extends the outage; while it
+        lasts, one probe per backoff period decides when the desk's jobs resume."""
         try:
             await self.desk.check()
         except DeskError as exc:
+            if not self._outage_probes:
+                self._health.desks[self.desk.name] = "unhealthy"
+                log.warning(
+                    "desk is down: its jobs wait without spending attempts", extra={"desk": self.desk.name}
+                )
             self._paused_until = now + backoff(self._retry, self._outage_probes, exc.retry_after, self._rng)
             self._outage_probes += 1
             return False
-        log.info("desk is back", extra={"desk": self.desk.name, "probes": self._outage_probes})
-        self._outage_probes = 0
-        self._health.desks[self.desk.name] = "healthy"
+        if self._outage_probes:
+            log.info("desk is back", extra={"desk": self.desk.name, "probes": self._outage_probes})
+            self._outage_probes = 0
+            self._health.desks[self.desk.name] = "healthy"
         return True
 
     async def _failed(self, job: Job, exc: DeskError) -> None:

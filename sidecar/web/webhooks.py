@@ -264,8 +264,9 @@ class WebhookReceiver:
         self._metrics.count_webhook(desk, exc.outcome)
         now = self._clock()
         flood = exc.outcome == "rate_limited"
-        if not flood or now - self._last_flood_audit >= 1.0:  # a flood is audited once a second, not per request
-            self._last_flood_audit = now if flood else self._last_flood_audit
+        if not (flood and now - self._last_flood_audit < 1.0):  # a flood is audited once a second
+            if flood:
+                self._last_flood_audit = now
             await self._auditor.record(self._entry(desk, exc.outcome, exc.reason, None))
         log.warning("webhook rejected", extra={"desk": desk, "outcome": exc.outcome, "reason": exc.reason})
         headers = {"Retry-After": "1"} if flood else None
