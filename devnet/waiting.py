@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -32,14 +33,16 @@ def wait_until(condition: Callable[[], T | None], *, timeout: float, what: str, 
 
 
 async def async_wait_until(
-    condition: Callable[[], Awaitable[T | None]], *, timeout: float, what: str, interval: float = 0.05
+    condition: Callable[[], Awaitable[T | None] | T | None], *, timeout: float, what: str, interval: float = 0.05
 ) -> T:
-    """Async twin of wait_until for conditions that must await."""
+    """Async twin of wait_until: the condition may await, or be a plain predicate of in-process state."""
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
     while True:
         try:
-            value = await condition()
+            value = condition()
+            if inspect.isawaitable(value):
+                value = await value
             if value:
                 return value
         except Exception as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -60,7 +60,7 @@ class LaggingResultsProxy:
         app = Starlette(routes=[Route("/", self._forward, methods=["POST"])])
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
         task = asyncio.create_task(server.serve())
-        await async_wait_until(_started(server), timeout=10, what="the lagging proxy to listen")
+        await async_wait_until(lambda: server.started, timeout=10, what="the lagging proxy to listen")
         self.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
         try:
             yield self
@@ -68,10 +68,3 @@ class LaggingResultsProxy:
             server.should_exit = True
             await task
             await self._client.aclose()
-
-
-def _started(server: uvicorn.Server) -> Callable[[], Awaitable[bool]]:
-    async def started() -> bool:
-        return bool(server.started)
-
-    return started

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -244,7 +244,8 @@ async def test_a_desk_down_for_minutes_is_caught_up_when_it_returns(
             return (await app_health(app))["jira_status"] == "unhealthy"
 
         await async_wait_until(desk_unhealthy, timeout=60, what="health to report the desk down")
-        await async_wait_until(_outage_over(jira_sim), timeout=180, what="the outage to run its course")
+        await async_wait_until(lambda: not jira_sim.faults.in_outage(), timeout=180,
+                               what="the outage to run its course")
         assert dead_jobs(tmp_path / "sidecar.db") == []
         await settled(tmp_path / "sidecar.db", devnet_node, timeout=120)
         assert (await app_health(app))["jira_status"] == "healthy"
@@ -252,13 +253,6 @@ async def test_a_desk_down_for_minutes_is_caught_up_when_it_returns(
     assert_jira_exactly_once(jira_sim, tmp_path / "sidecar.db", ids, answered)
     probes_during_outage = len(jira_sim.faults.fired)
     assert probes_during_outage < 100, f"{probes_during_outage} requests hammered a desk that was down"
-
-
-def _outage_over(jira: JiraSim) -> Callable[[], Awaitable[bool]]:
-    async def over() -> bool:
-        return not jira.faults.in_outage()
-
-    return over
 
 
 async def app_health(app: Any) -> dict[str, Any]:
