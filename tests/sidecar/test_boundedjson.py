@@ -1,0 +1,39 @@
+"""Bounded JSON: hostile nesting and size are refused with a ValueError, never a RecursionError."""
+
+from __future__ import annotations
+
+import pytest
+
+from sidecar.boundedjson import JsonLimitError, loads, nesting_depth
+
+
+def test_deep_nesting_is_refused_not_recursed() -> None:
+    with pytest.raises(JsonLimitError, match="1200 levels"):
+        loads("[" * 1200 + "]" * 1200, max_bytes=10_000)
+    with pytest.raises(JsonLimitError, match="levels"):
+        loads('{"a":' * 100 + "1" + "}" * 100, max_bytes=10_000)
+
+
+def test_brackets_inside_strings_do_not_count() -> None:
+    text = '{"note": "[[[[{{{{ \\" [[[["}'
+    assert nesting_depth(text) == 1
+    assert loads(text, max_bytes=100) == {"note": '[[[[{{{{ " [[[['}
+
+
+def test_depth_at_the_limit_parses() -> None:
+    assert loads("[" * 64 + "]" * 64, max_bytes=1_000, max_depth=64) == eval("[" * 64 + "]" * 64)
+
+
+def test_size_is_checked_in_bytes_and_the_error_does_not_quote_the_input() -> None:
+    secret_looking = '{"token": "' + "é" * 60 + '"}'
+    with pytest.raises(JsonLimitError) as caught:
+        loads(secret_looking, max_bytes=100)
+    assert "é" not in str(caught.value) and "token" not in str(caught.value)
+
+
+def test_not_json_and_not_utf8_are_limit_errors() -> None:
+    with pytest.raises(JsonLimitError, match="not JSON"):
+        loads(b'{"a": ', max_bytes=100)
+    with pytest.raises(JsonLimitError, match="UTF-8"):
+        loads(b"\xff\xfe", max_bytes=100)
+    assert isinstance(JsonLimitError("x"), ValueError)
