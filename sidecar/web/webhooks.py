@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sidecar.boundedjson import loads as bounded_loads
 from sidecar.config_schema import WebhookConfig
 from sidecar.desks.ratelimit import TokenBucket
 from sidecar.observe.audit import Auditor
@@ -97,7 +97,7 @@ def parse_waldur(body: bytes, headers: Mapping[str, str]) -> Parsed:
     if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         try:
             doc: dict[str, Any] = dict(parse_qsl(body.decode(), strict_parsing=True))
-            doc["context"] = json.loads(doc.get("context") or "{}")
+            doc["context"] = bounded_loads(doc.get("context") or "{}", max_bytes=len(body))
         except (UnicodeDecodeError, ValueError):
             raise Rejected("malformed", "form body is not valid") from None
     else:
@@ -121,8 +121,8 @@ def _mapping(value: object) -> dict[str, Any]:
 
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+        doc = bounded_loads(body, max_bytes=len(body))  # the size was capped while reading; depth here
+    except ValueError:
         raise Rejected("malformed", "body is not JSON") from None
     if not isinstance(doc, dict):
         raise Rejected("malformed", "body is not a JSON object")

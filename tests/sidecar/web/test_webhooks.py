@@ -21,6 +21,7 @@ from tests.vectors import load
 VECTORS = load("jira_webhooks.json")
 SECRET = VECTORS["secret"]
 WALDUR_SECRET = "waldur-hook-secret"
+DEEP = b"[" * 1200 + b"]" * 1200  # json.loads alone would raise RecursionError
 ENV = {
     "VIRTENGINE_SERVICEDESK_JIRA_WEBHOOK_SECRET": SECRET,
     "VIRTENGINE_SERVICEDESK_WALDUR_WEBHOOK_SECRET": WALDUR_SECRET,
@@ -94,6 +95,7 @@ async def test_the_vectors_verify_but_are_too_old(app: App, tmp_path: Path) -> N
         (lambda b, h: (b + b" ", h), 401, "bad_signature"),  # one byte more than was signed
         (lambda b, h: (b"[1, 2]", {**h, "X-Hub-Signature": sign_jira_body(SECRET, b"[1, 2]")}), 400, "malformed"),
         (lambda b, h: (b"x" * 5000, {**h, "X-Hub-Signature": sign_jira_body(SECRET, b"x" * 5000)}), 413, "too_large"),
+        (lambda b, h: (DEEP, {**h, "X-Hub-Signature": sign_jira_body(SECRET, DEEP)}), 400, "malformed"),  # no crash
     ],
 )
 async def test_bad_deliveries_get_their_status_and_an_audit_row(
