@@ -1,0 +1,108 @@
+"""The names the product promises operators, kept by the project: tests/test_docs.py checks each one
+exists in code and is in docs/operations-guide.md, and that this table covers every name of the
+operations guide the project started from (where ../shared holds it)."""
+
+from __future__ import annotations
+
+# Configuration keys (paths under `servicedesk:`).
+CONFIG_KEYS = (
+    "enabled",
+    "jira.base_url",
+    "jira.username",
+    "jira.project_key",
+    "jira.issue_type",
+    "jira.timeout",
+    "waldur.base_url",
+    "waldur.organization_uuid",
+    "waldur.timeout",
+    "sync.sync_interval",
+    "sync.batch_size",
+    "sync.conflict_resolution",
+    "sync.enable_inbound",
+    "sync.enable_outbound",
+    "sync.sync_attachments",
+    "sync.max_pending",
+    "retry.max_retries",
+    "retry.initial_backoff",
+    "retry.max_backoff",
+    "retry.backoff_multiplier",
+    "webhook.enabled",
+    "webhook.listen_addr",
+    "webhook.path_prefix",
+    "webhook.require_signature",
+    "webhook.rate_limit_per_second",
+    "audit.enabled",
+    "audit.log_level",
+    "audit.retention_days",
+)
+
+# Environment variable -> the configuration key it sets.
+KEY_ENV_VARS = {
+    "VIRTENGINE_SERVICEDESK_JIRA_URL": "jira.base_url",
+    "VIRTENGINE_SERVICEDESK_JIRA_USERNAME": "jira.username",
+    "VIRTENGINE_SERVICEDESK_JIRA_PROJECT_KEY": "jira.project_key",
+    "VIRTENGINE_SERVICEDESK_WALDUR_URL": "waldur.base_url",
+    "VIRTENGINE_SERVICEDESK_WALDUR_ORG_UUID": "waldur.organization_uuid",
+    "VIRTENGINE_SERVICEDESK_SYNC_INTERVAL": "sync.sync_interval",
+    "VIRTENGINE_SERVICEDESK_SYNC_BATCH_SIZE": "sync.batch_size",
+    "VIRTENGINE_SERVICEDESK_CONFLICT_RESOLUTION": "sync.conflict_resolution",
+    "VIRTENGINE_SERVICEDESK_WEBHOOK_LISTEN": "webhook.listen_addr",
+    "VIRTENGINE_SERVICEDESK_WEBHOOK_PATH_PREFIX": "webhook.path_prefix",
+    "VIRTENGINE_SERVICEDESK_WEBHOOK_REQUIRE_SIGNATURE": "webhook.require_signature",
+}
+
+# Secret (canonical and Vault name) -> (its environment variable, its file in a secrets directory).
+SECRETS = {
+    "jira_api_token": ("VIRTENGINE_SERVICEDESK_JIRA_API_TOKEN", "jira-api-token"),
+    "jira_webhook_secret": ("VIRTENGINE_SERVICEDESK_JIRA_WEBHOOK_SECRET", "jira-webhook-secret"),
+    "waldur_token": ("VIRTENGINE_SERVICEDESK_WALDUR_TOKEN", "waldur-token"),
+    "waldur_webhook_secret": ("VIRTENGINE_SERVICEDESK_WALDUR_WEBHOOK_SECRET", "waldur-webhook-secret"),
+}
+
+# HTTP routes with the default webhook.path_prefix: (method, path).
+ENDPOINTS = (
+    ("GET", "/webhooks/health"),
+    ("GET", "/metrics"),
+    ("POST", "/webhooks/jira"),
+    ("POST", "/webhooks/waldur"),
+)
+
+# The health answer's keys, in order.
+HEALTH_FIELDS = ("healthy", "jira_status", "waldur_status", "last_sync", "pending_events", "failed_events")
+
+# Metric name as exposed -> its labels (histograms also carry `le` on their buckets).
+METRICS: dict[str, tuple[str, ...]] = {
+    "servicedesk_sync_events_total": ("direction", "status"),
+    "servicedesk_sync_latency_seconds": ("direction", "service"),
+    "servicedesk_api_requests_total": ("service", "method", "status"),
+    "servicedesk_queue_pending": (),
+    "servicedesk_queue_failed": (),
+    "servicedesk_health_check": (),
+}
+
+# Alert name -> (expression, for, severity, summary), as deploy/prometheus/servicedesk-alerts.yml holds them.
+ALERTS = {
+    "ServiceDeskSyncFailed": (
+        'increase(servicedesk_sync_events_total{status="failed"}[5m]) > 5',
+        "5m",
+        "warning",
+        "Service desk sync failures detected",
+    ),
+    "ServiceDeskQueueBacklog": ("servicedesk_queue_pending > 100", "10m", "warning", "Service desk sync queue backlog"),
+    "ServiceDeskUnhealthy": ("servicedesk_health_check != 1", "5m", "critical", "Service desk bridge unhealthy"),
+}
+
+CONFLICT_STRATEGIES = ("on_chain_wins", "external_wins", "newest_wins", "manual")
+
+# Limits of the capacity table: configuration key -> its default.
+LIMIT_DEFAULTS: dict[str, float] = {
+    "sync.sync_interval": 30.0,
+    "sync.batch_size": 50,
+    "sync.max_pending": 10_000,
+    "webhook.rate_limit_per_second": 100,
+}
+
+
+def env_vars() -> set[str]:
+    """Every environment variable of the table, configuration and secrets alike."""
+    return set(KEY_ENV_VARS) | {env for env, _ in SECRETS.values()}
