@@ -1,13 +1,14 @@
-"""Contract checks for the Jira simulator: openapi-core against the pinned specs, plus ADF.
+"""Contract checks for the Jira simulator: openapi-core against the project's Jira contract, plus ADF.
 
 Every request the simulator receives and every response it sends goes through here in validate
 mode, so a client that drifts from Jira's published contract fails its tests instead of production.
+The contract is devnet/contracts/: the operations the project uses, extracted from the pinned
+Atlassian specs by devnet/contract_extract.py. A request for any other operation is a violation.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import warnings
@@ -18,12 +19,12 @@ from typing import Any
 from openapi_core import Config, OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
+from devnet.contract_extract import CONTRACTS_DIR, JSM, PLATFORM
 from devnet.jira_model import adf_problems
 from devnet.sim_core import SimRequest, SimResponse
 
-SPEC_DIR = Path(os.environ.get("SIDECAR_SPECS_DIR") or Path(__file__).resolve().parents[2] / "shared" / "specs")
-PLATFORM_SPEC = SPEC_DIR / "jira-platform-v3.json"
-JSM_SPEC = SPEC_DIR / "jira-servicemanagement-v3.json"
+PLATFORM_SPEC = CONTRACTS_DIR / PLATFORM.subset
+JSM_SPEC = CONTRACTS_DIR / JSM.subset
 SPEC_HOST = "https://your-domain.atlassian.net"  # the specs' only server; requests are mapped onto it
 _load_lock = threading.Lock()
 
@@ -39,7 +40,7 @@ def _strip_security(node: Any) -> Any:
 
 @lru_cache(maxsize=4)
 def _load(path: str) -> tuple[OpenAPI, dict[str, Any]]:
-    raw = json.loads(Path(path).read_text())
+    raw = json.loads(Path(path).read_bytes())
     spec = _strip_security(raw)
     spec.get("components", {}).pop("securitySchemes", None)
     return OpenAPI.from_dict(spec, config=Config(spec_validator_cls=None)), spec
@@ -88,20 +89,37 @@ class JiraContract:
     def __init__(self, platform: Path = PLATFORM_SPEC, jsm: Path = JSM_SPEC) -> None:
         self.platform = load_spec(platform)
         self.jsm = load_spec(jsm)
+        self._files = {id(self.platform[1]): platform, id(self.jsm[1]): jsm}
         self._templates: dict[int, list[tuple[re.Pattern[str], str]]] = {}
 
     def _pick(self, path: str) -> tuple[OpenAPI, dict[str, Any]]:
         return self.jsm if path.startswith("/rest/servicedeskapi/") else self.platform
 
-    def _declared(self, spec: dict[str, Any], method: str, path: str, status: int) -> Any:
+    def _operation(self, spec: dict[str, Any], method: str, path: str) -> dict[str, Any] | None:
+        """The contract's operation for this method and concrete path, or None when it has none."""
         key = id(spec)
         if key not in self._templates:
             self._templates[key] = [(_template_regex(t), t) for t in spec["paths"]]
         for regex, template in self._templates[key]:
             if regex.match(path):
-                op = spec["paths"][template].get(method.lower(), {})
-                return op.get("responses", {}).get(str(status))
+                op = spec["paths"][template].get(method.lower())
+                if isinstance(op, dict):
+                    return op
         return None
+
+    def _declared(self, spec: dict[str, Any], method: str, path: str, status: int) -> Any:
+        op = self._operation(spec, method, path) or {}
+        return op.get("responses", {}).get(str(status))
+
+    def _unknown(self, spec: dict[str, Any], req: SimRequest) -> list[str]:
+        """A request outside the extracted contract is refused by name, never waved through."""
+        if self._operation(spec, req.method, req.path) is not None:
+            return []
+        return [
+            f"{req.method} {req.path} is not an operation of the project's Jira contract "
+            f"({self._files[id(spec)].name}); if the project now uses it, add it to the operations in "
+            "devnet/contract_extract.py and regenerate devnet/contracts/"
+        ]
 
     def _mock_request(self, req: SimRequest) -> MockRequest:
         return MockRequest(
@@ -115,7 +133,10 @@ class JiraContract:
         )
 
     def check_request(self, req: SimRequest) -> list[str]:
-        api, _ = self._pick(req.path)
+        api, spec = self._pick(req.path)
+        unknown = self._unknown(spec, req)
+        if unknown:
+            return unknown
         multipart = req.path.endswith("/attachments")
         mock = self._mock_request(req)
         if multipart:  # known gap: the spec types the multipart body as an array; checked in the route

@@ -1,4 +1,4 @@
-"""Jira webhook payloads and their signed delivery, shaped like ../shared/vectors/jira_webhooks.json."""
+"""Jira webhook payloads and their signed delivery, shaped like tests/vectors/jira_webhooks.json."""
 
 from __future__ import annotations
 

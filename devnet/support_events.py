@@ -1,5 +1,5 @@
 """The `support_event` wire shape of CHAIN_CONTRACT.md: attribute order, payload_json key order
-(as in ../shared/vectors/support_events.json), envelope hashing and JSON rendering of payloads."""
+(as in tests/vectors/support_events.json), envelope hashing and JSON rendering of payloads."""
 
 from __future__ import annotations
 

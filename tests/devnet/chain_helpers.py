@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
-from pathlib import Path
 from typing import Any
 
 from cosmpy.aerial.tx import SigningCfg, Transaction, TxFee
@@ -20,22 +18,21 @@ from virtengine.support.v1 import query_pb2, types_pb2
 from devnet.cometbft import DevnetNode
 from devnet.keys import TestAccount
 from devnet.waiting import wait_until
+from tests.vectors import VECTORS as VECTORS  # re-exported: the chain tests read envelopes.json through it
+from tests.vectors import load
 
-VECTORS = Path("/work/shared/vectors")
-if not VECTORS.exists():  # the repo may sit next to shared/
-    VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"
 CHAIN_ID = "virtengine-devnet-1"
 DEFAULT_GAS = 400_000
 
 
 def vector_payload(index: int) -> types_pb2.EncryptedSupportPayload:
     """Case `index` of envelopes.json: 0 one recipient, 1 three recipients, 2 agent reply (three)."""
-    case = json.loads((VECTORS / "envelopes.json").read_text())["cases"][index]
+    case = load("envelopes.json")["cases"][index]
     return json_format.ParseDict(case["payload"], types_pb2.EncryptedSupportPayload())
 
 
 def vector_events() -> list[dict[str, Any]]:
-    return list(json.loads((VECTORS / "support_events.json").read_text())["events"])
+    return list(load("support_events.json")["events"])
 
 
 def sign_tx(account: TestAccount, msgs: list[Message], *, sequence: int, account_number: int,
