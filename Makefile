@@ -35,8 +35,13 @@ proto: install
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
 	find gen/virtengine -type d -exec touch {}/__init__.py \;
 
+# SIGTERM, SIGINT and SIGHUP each stop everything the devnet started. `exec` keeps the devnet make's
+# own child; make passes only SIGTERM on to it, and --stop-with-parent makes the devnet notice when
+# make itself is stopping on SIGINT or SIGHUP (or is killed). DEVNET_ARGS passes options through,
+# e.g. `make devnet DEVNET_ARGS="--ticket-every 5"`.
+DEVNET_ARGS ?=
 devnet: install cometbft
-	$(BIN)/python -m devnet
+	exec $(BIN)/python -m devnet --stop-with-parent $(DEVNET_ARGS)
 
 bench: install cometbft
 	$(BIN)/python -m bench

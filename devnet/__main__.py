@@ -1,14 +1,19 @@
-"""`make devnet`: the whole product locally, until Ctrl-C.
+"""`make devnet`: the whole product locally, until Ctrl-C, SIGTERM or SIGHUP.
 
 A real CometBFT v0.38.25 node running the x/support app, the Jira and Waldur simulators, and the
 sidecar (a real `servicedesk-sidecar run` process) configured against them. Sample tickets are
 created at start and one more every --ticket-every seconds; a status line shows what syncs.
+
+However it was started (a terminal, `make`, a script's background job with SIGINT ignored), each
+of SIGTERM, SIGINT and SIGHUP stops the sidecar, the node and its app, and the simulators, in
+that order; the children die with the devnet even if it is SIGKILLed (see devnet.children).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -24,6 +29,7 @@ import grpc
 import httpx
 from virtengine.servicedesk.v1 import control_pb2, control_pb2_grpc
 
+from devnet.children import ParentWatch, Stopped, StopSignals, signal_main_thread, spawn, stop_process
 from devnet.cometbft import DevnetNode, ensure_cometbft
 from devnet.driver import ChainDriver, DevAccount
 from devnet.jira_sim import JiraSim
@@ -97,15 +103,18 @@ def write_config(home: Path, node: DevnetNode, jira: JiraSim, waldur: WaldurSim,
     return path
 
 
-def create_samples(node: DevnetNode) -> list[str]:
+def create_samples(node: DevnetNode, count: int = len(SAMPLES)) -> list[str]:
+    """The first `count` sample tickets; the first answered by an agent, the second moved on."""
     recipients = [DevAccount.from_name("customer").box_public, DevAccount.from_name("sidecar").box_public]
     ids = []
     with ChainDriver(node.rpc_url, DevAccount.from_name("customer")) as customer:
-        for category, priority, text in SAMPLES:
+        for category, priority, text in SAMPLES[:count]:
             ids.append(customer.create_ticket(category, priority, text, recipients))
     with ChainDriver(node.rpc_url, DevAccount.from_name("agent")) as agent:
-        agent.reply(ids[0], "We are looking at the provider's ingress.", recipients)
-        agent.update(ids[1], status="in_progress", priority="high")
+        if len(ids) > 0:
+            agent.reply(ids[0], "We are looking at the provider's ingress.", recipients)
+        if len(ids) > 1:
+            agent.update(ids[1], status="in_progress", priority="high")
     return ids
 
 
@@ -123,7 +132,7 @@ def keep_creating(node: DevnetNode, every: float, stop: threading.Event) -> None
                     recipients,
                 )
             except Exception as exc:  # keep the devnet up; say what failed
-                print(f"devnet: could not create periodic ticket {n}: {exc}", flush=True)
+                say(f"devnet: could not create periodic ticket {n}: {exc}")
 
 
 def status_line(node: DevnetNode, jira: JiraSim, waldur: WaldurSim, grpc_port: int) -> str:
@@ -153,7 +162,7 @@ def banner(node: DevnetNode, jira: JiraSim, waldur: WaldurSim, home: Path, web: 
     return "\n".join(
         [
             "",
-            "devnet is up (Ctrl-C stops everything it started)",
+            "devnet is up (Ctrl-C, SIGTERM or SIGHUP stops everything it started)",
             f"  chain        {node.rpc_url}   chain id {node.chain_id}   curl {node.rpc_url}/status",
             f"  jira sim     {jira.base_url}   issues: curl -s -X POST {jira.base_url}/rest/api/3/search/jql "
             f"-H 'Authorization: Basic {auth(jira.email, str(jira.api_token))}' -H 'Content-Type: application/json' "
@@ -170,55 +179,85 @@ def banner(node: DevnetNode, jira: JiraSim, waldur: WaldurSim, home: Path, web: 
 
 
 def run(args: argparse.Namespace) -> int:
-    ensure_cometbft()
-    home = Path(args.home).resolve() / time.strftime("run-%Y%m%d-%H%M%S")
-    home.mkdir(parents=True)
-    accounts = [TestAccount.from_name(n) for n in ACCOUNTS]
-    app_state = genesis_app_state(accounts, agents=[a for a in accounts if a.name in ("agent", "sidecar")])
-    web, grpc_port = free_port(), free_port()
+    """Start everything, print status until a stop signal (or the sidecar dies), then stop it all.
+
+    Returns 0 after a clean run, 1 if the sidecar died, 128 + N after signal N (the shell's code)."""
+    signals = StopSignals().install()  # first, so that no signal can leave a child behind
+    watch = ParentWatch(_parent_stopping).start() if args.stop_with_parent else None
     stop = threading.Event()
     started: list[Any] = []
     sidecar: subprocess.Popen[bytes] | None = None
+    code = 0
     try:
-        node = DevnetNode(app_state, chain_id=args.chain_id, home=home / "node").start()
+        ensure_cometbft()
+        home = Path(args.home).resolve() / time.strftime("run-%Y%m%d-%H%M%S")
+        home.mkdir(parents=True)
+        accounts = [TestAccount.from_name(n) for n in ACCOUNTS]
+        app_state = genesis_app_state(accounts, agents=[a for a in accounts if a.name in ("agent", "sidecar")])
+        web, grpc_port = free_port(), free_port()
+        # Each part is recorded before it starts, so a signal during its start-up still stops it.
+        node = DevnetNode(app_state, chain_id=args.chain_id, home=home / "node")
         started.append(node)
-        jira = JiraSim(webhook_url=f"http://127.0.0.1:{web}/webhooks/jira", webhook_secret=JIRA_HOOK_SECRET).start()
+        node.start()
+        jira = JiraSim(webhook_url=f"http://127.0.0.1:{web}/webhooks/jira", webhook_secret=JIRA_HOOK_SECRET)
         started.append(jira)
-        waldur = WaldurSim(hook_secret=WALDUR_HOOK_SECRET).start()
+        jira.start()
+        waldur = WaldurSim(hook_secret=WALDUR_HOOK_SECRET)
         started.append(waldur)
+        waldur.start()
         write_secrets(home, jira, waldur)
         config = write_config(home, node, jira, waldur, web, grpc_port)
-        log = (home / "sidecar.log").open("wb")
-        sidecar = subprocess.Popen(
-            [sys.executable, "-m", "sidecar", "run", "--config", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (home / "sidecar.log").open("wb") as log:
+            sidecar = spawn([sys.executable, "-m", "sidecar", "run", "--config", str(config)], stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_until(lambda: _answers(web), timeout=60, what="the sidecar's health endpoint")
-        ids = create_samples(node)
-        print(banner(node, jira, waldur, home, web, grpc_port))
-        print(f"created sample tickets: {', '.join(ids)}", flush=True)
+        ids = create_samples(node, args.samples)
+        say(banner(node, jira, waldur, home, web, grpc_port))
+        say(f"created sample tickets: {', '.join(ids) or 'none'}")
         creator = threading.Thread(target=keep_creating, args=(node, args.ticket_every, stop), daemon=True)
         creator.start()
         while not stop.wait(args.status_every):
             if sidecar.poll() is not None:
-                print(f"devnet: the sidecar exited with {sidecar.returncode}; see {home / 'sidecar.log'}")
-                return 1
-            print(status_line(node, jira, waldur, grpc_port), flush=True)
-    except KeyboardInterrupt:
-        print("\ndevnet: stopping", flush=True)
+                say(f"devnet: the sidecar exited with {sidecar.returncode}; see {home / 'sidecar.log'}")
+                code = 1
+                break
+            say(status_line(node, jira, waldur, grpc_port))
+    except Stopped as exc:
+        say(f"\ndevnet: {exc} received, stopping everything it started")
+        code = 128 + exc.signum
     finally:
+        signals.stopping()  # from here on a second signal is recorded, never raised into the clean-up
+        if watch is not None:
+            watch.close()
         stop.set()
-        if sidecar is not None and sidecar.poll() is None:
-            sidecar.send_signal(signal.SIGTERM)
-            try:
-                sidecar.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                sidecar.kill()
-        for item in reversed(started):
-            item.stop()
-    return 0
+        shutdown(sidecar, started)
+    return code
+
+
+def shutdown(sidecar: subprocess.Popen[bytes] | None, started: list[Any]) -> None:
+    """Stop the sidecar first (it talks to everything else), then the rest in reverse start order.
+    One part that fails to stop does not keep the others running."""
+    parts: list[tuple[str, Any]] = [("sidecar", lambda: stop_process(sidecar, signal.SIGTERM, timeout=20))]
+    parts += [(type(item).__name__, item.stop) for item in reversed(started)]
+    for name, stop in parts:
+        try:
+            stop()
+        except Exception as exc:  # report and go on: the next part still holds ports
+            say(f"devnet: stopping {name} failed: {exc!r}")
+    say("devnet: stopped")
+
+
+def _parent_stopping(signum: int) -> None:
+    """ParentWatch callback (its own thread): stop as if the parent's signal had reached us."""
+    say(f"devnet: the parent process (make) is stopping on {signal.Signals(signum).name}")
+    signal_main_thread(signum)
+
+
+def say(text: str) -> None:
+    """print() that survives a closed terminal or pipe: a SIGHUP'd terminal answers writes with EIO,
+    and the clean-up that follows must not die on its progress messages."""
+    with contextlib.suppress(OSError):
+        print(text, flush=True)
 
 
 def _answers(port: int) -> bool:
@@ -235,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chain-id", default="virtengine-devnet-1")
     parser.add_argument("--ticket-every", type=float, default=20.0, help="seconds between periodic tickets")
     parser.add_argument("--status-every", type=float, default=10.0, help="seconds between status lines")
+    parser.add_argument("--samples", type=int, choices=range(len(SAMPLES) + 1), default=len(SAMPLES),
+                        help="sample tickets created at start")
+    parser.add_argument("--stop-with-parent", action="store_true",
+                        help="stop when the parent dies or is stopping on a signal it does not pass on "
+                        "(GNU make on SIGINT/SIGHUP; `make devnet` sets this)")
     return run(parser.parse_args(argv))
 
 

@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from devnet.children import python_env, spawn, stop_process
 from devnet.node_config import TomlValue, edit_config, free_port, write_genesis
 from devnet.waiting import wait_until
 
@@ -31,7 +32,6 @@ COMETBFT_MODULE = "github.com/cometbft/cometbft/cmd/cometbft"
 CACHE_DIR = Path.home() / ".cache" / "servicedesk-sidecar" / f"cometbft-v{COMETBFT_VERSION}" / "bin"
 INSTALL_HINT = (f"install it with `make cometbft` (runs: GOTOOLCHAIN=local GOBIN={CACHE_DIR} "
                 f"go install {COMETBFT_MODULE}@v{COMETBFT_VERSION}; needs Go >= 1.22.11)")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHAIN_ID = "virtengine-devnet-1"
 
 
@@ -165,12 +165,12 @@ class DevnetNode:
         self._initialised = True
 
     def _spawn(self, args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+        """A session of its own (a terminal's Ctrl-C is for our owner, who stops us in order), and
+        SIGKILLed by the kernel if the process that started it dies (see devnet.children)."""
         log = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         self._logs.append(log)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
-                                                                          os.environ.get("PYTHONPATH")]))}
-        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                cwd=str(self.home), start_new_session=True)
+        return spawn(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=python_env(),
+                     cwd=str(self.home))
 
     def start(self, timeout: float = 60.0) -> DevnetNode:
         """Start (or, after stop/kill, resume) the app and the node; return when height >= 1."""
@@ -219,27 +219,22 @@ class DevnetNode:
     def running(self) -> bool:
         return all(p is not None and p.poll() is None for p in (self._app, self._node))
 
-    def _signal_and_wait(self, proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
     def stop(self, timeout: float = 15.0) -> None:
-        """Graceful: SIGTERM cometbft first (it stops calling the app), then the app."""
-        self._signal_and_wait(self._node, signal.SIGTERM, timeout)
-        self._signal_and_wait(self._app, signal.SIGTERM, timeout)
-        self._close_logs()
+        """Graceful: SIGTERM cometbft first (it stops calling the app), then the app; SIGKILL either
+        that is still running after `timeout`. The app is stopped even if stopping the node failed."""
+        try:
+            stop_process(self._node, signal.SIGTERM, timeout)
+        finally:
+            stop_process(self._app, signal.SIGTERM, timeout)
+            self._close_logs()
 
     def kill(self) -> None:
         """SIGKILL both processes, as a crash would."""
-        self._signal_and_wait(self._node, signal.SIGKILL, 10)
-        self._signal_and_wait(self._app, signal.SIGKILL, 10)
-        self._close_logs()
+        try:
+            stop_process(self._node, signal.SIGKILL, 10)
+        finally:
+            stop_process(self._app, signal.SIGKILL, 10)
+            self._close_logs()
 
     def restart(self, *, hard: bool = False, timeout: float = 60.0) -> DevnetNode:
         """Stop (or SIGKILL with hard=True) and start again on the same home, ports and app state."""
