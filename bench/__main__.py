@@ -9,6 +9,7 @@ BENCHMARKS = {
     "follower_backfill": "bench.follower_backfill",
     "outbound_drain": "bench.outbound_drain",
     "signer_throughput": "bench.signer_throughput",
+    "store_commits": "bench.store_commits",
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import ecdsa
 from cosmpy.crypto.hashfuncs import ripemd160
+from cosmpy.protos.cosmos.bank.v1beta1 import tx_pb2 as bank_tx
 from cosmpy.protos.cosmos.crypto.secp256k1 import keys_pb2
 from cosmpy.protos.cosmos.tx.signing.v1beta1.signing_pb2 import SignMode
 from cosmpy.protos.cosmos.tx.v1beta1 import tx_pb2 as sdk_tx
@@ -33,14 +34,23 @@ SECP256K1_PUBKEY_URL = "/cosmos.crypto.secp256k1.PubKey"
 FEE_COLLECTOR = address_from_bytes(hashlib.sha256(b"fee_collector").digest()[:20])
 _CURVE_ORDER = ecdsa.SECP256k1.order
 
+BANK_SEND = "/cosmos.bank.v1beta1.MsgSend"  # to fund test accounts; its signer is from_address
 MSG_TYPES: dict[str, Any] = {
-    f"/virtengine.support.v1.{name}": getattr(tx_pb2, name)
-    for name in (
-        "MsgCreateSupportRequest", "MsgUpdateSupportRequest", "MsgAddSupportResponse",
-        "MsgArchiveSupportRequest", "MsgRegisterExternalTicket", "MsgUpdateExternalTicket",
-        "MsgRemoveExternalTicket",
-    )
+    **{
+        f"/virtengine.support.v1.{name}": getattr(tx_pb2, name)
+        for name in (
+            "MsgCreateSupportRequest", "MsgUpdateSupportRequest", "MsgAddSupportResponse",
+            "MsgArchiveSupportRequest", "MsgRegisterExternalTicket", "MsgUpdateExternalTicket",
+            "MsgRemoveExternalTicket",
+        )
+    },
+    BANK_SEND: bank_tx.MsgSend,
 }
+
+
+def msg_signer(msg: Message) -> str:
+    """The Msg's signer field: `sender` for x/support, `from_address` for x/bank (cosmos.msg.v1.signer)."""
+    return str(msg.from_address if isinstance(msg, bank_tx.MsgSend) else msg.sender)  # type: ignore[attr-defined]
 
 
 class TxError(Exception):
@@ -97,11 +107,12 @@ def decode_tx(tx_bytes: bytes) -> DecodedTx:
             msg = cls.FromString(any_msg.value)
         except DecodeError as exc:
             raise TxError(2, f"{exc}: tx parse error") from exc
-        if not is_address(msg.sender):
-            raise TxError(7, f"invalid sender address ({msg.sender!r}): invalid address")
+        sender = msg_signer(msg)
+        if not is_address(sender):
+            raise TxError(7, f"invalid sender address ({sender!r}): invalid address")
         msgs.append((any_msg.type_url, msg))
-        if msg.sender not in signers:
-            signers.append(msg.sender)
+        if sender not in signers:
+            signers.append(sender)
     return DecodedTx(tx_bytes, raw, body, auth_info, msgs, signers)
 
 

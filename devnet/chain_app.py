@@ -20,19 +20,20 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from cosmpy.protos.cosmos.bank.v1beta1 import tx_pb2 as bank_tx
 from cosmpy.protos.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
 from cosmpy.protos.cosmos.tx.v1beta1 import service_pb2
 from cosmpy.protos.cosmos.tx.v1beta1 import tx_pb2 as sdk_tx
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from google.protobuf.any_pb2 import Any as ProtoAny
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from devnet import queries
 from devnet.abci_events import Event, to_abci
 from devnet.abci_socket import AbciServer
-from devnet.ante import GasMeter, Mode, TxError, decode_tx, run_ante
+from devnet.ante import BANK_SEND, GasMeter, Mode, TxError, decode_tx, msg_signer, run_ante
 from devnet.app_state import Snapshot, StateStore, app_hash, clone, decode_state, encode_state, genesis_state
-from devnet.journal import Journal, journaled
+from devnet.journal import Journal, JournaledTable, journaled
 from devnet.support_module import BlockContext, SupportError, SupportKeeper
 
 log = logging.getLogger("devnet.chain_app")
@@ -76,13 +77,21 @@ def run_tx(state: dict[str, Any], tx_bytes: bytes, ctx: BlockContext, mode: Mode
     for index, (type_url, msg) in enumerate(tx.msgs):
         try:
             meter.consume(MSG_BASE_GAS + MSG_BYTE_GAS * len(tx.body.messages[index].value), "msg execution")
-            response, events_of_msg = keeper.execute(msg)
+            if type_url == BANK_SEND:
+                accounts = JournaledTable(after_msgs["accounts"], journal) if journal else after_msgs["accounts"]
+                response, events_of_msg = bank_send(accounts, msg, state["params"]["fee_denom"], after_msgs)
+            else:
+                response, events_of_msg = keeper.execute(msg)
+        except BankError as exc:
+            wrapped = TxError(exc.code, f"failed to execute message; message index: {index}: {exc.log}")
+            return TxOutcome(_failed(wrapped, gas_limit, meter.consumed, events), _rolled_back(after_ante, journal), [])
         except TxError as exc:
             return TxOutcome(_failed(exc, gas_limit, meter.consumed, events), _rolled_back(after_ante, journal), [])
         except SupportError as exc:
             wrapped = TxError(exc.code, f"failed to execute message; message index: {index}: {exc.log}", "support")
             return TxOutcome(_failed(wrapped, gas_limit, meter.consumed, events), _rolled_back(after_ante, journal), [])
-        action = Event("message", [("action", type_url), ("sender", msg.sender), ("module", "support")])
+        module = "bank" if type_url == BANK_SEND else "support"
+        action = Event("message", [("action", type_url), ("sender", msg_signer(msg)), ("module", module)])
         msg_events.extend(ev.with_attr("msg_index", str(index)) for ev in [action, *events_of_msg])
         packed = ProtoAny()
         packed.Pack(response, type_url_prefix="/")
@@ -91,6 +100,39 @@ def run_tx(state: dict[str, Any], tx_bytes: bytes, ctx: BlockContext, mode: Mode
     result = abci.ExecTxResult(code=0, data=data, gas_wanted=gas_limit, gas_used=meter.consumed,
                                events=to_abci(events + msg_events))
     return TxOutcome(result, after_ante if journal is not None else after_msgs, responses)
+
+
+class BankError(TxError):
+    """A MsgSend refused by x/bank (codespace sdk); wrapped with its message index like any Msg error."""
+
+
+def bank_send(accounts: Any, msg: bank_tx.MsgSend, denom: str, state: dict[str, Any]) -> tuple[Message, list[Event]]:
+    """x/bank MsgSend in the fee denom, enough to fund a test account: as the SDK's bank keeper
+    (x/bank/keeper/send.go), the sender's spendable balance must cover the amount (sdk code 5, "spendable
+    balance %s is smaller than %s"), coins must be positive (code 10, invalid coins), and an unknown
+    recipient gets a new account (SendCoins creates it)."""
+    amount = 0
+    for coin in msg.amount:
+        if coin.denom != denom or not coin.amount.isdigit() or int(coin.amount) <= 0:
+            raise BankError(10, f"{coin.amount}{coin.denom}: invalid coins")
+        amount += int(coin.amount)
+    if not msg.amount:
+        raise BankError(10, ": invalid coins")
+    sender = accounts[msg.from_address]
+    if sender["balance"] < amount:
+        raise BankError(5, f"spendable balance {sender['balance']}{denom} is smaller than {amount}{denom}: "
+                           "insufficient funds")
+    if msg.to_address not in accounts:
+        number = 1 + max((a["account_number"] for a in state["accounts"].values()), default=-1)
+        accounts[msg.to_address] = {"account_number": number, "sequence": 0, "balance": 0, "pub_key": None}
+    sender["balance"] -= amount
+    accounts[msg.to_address]["balance"] += amount
+    text = f"{amount}{denom}"
+    return bank_tx.MsgSendResponse(), [
+        Event("coin_spent", [("spender", msg.from_address), ("amount", text)]),
+        Event("coin_received", [("receiver", msg.to_address), ("amount", text)]),
+        Event("transfer", [("recipient", msg.to_address), ("sender", msg.from_address), ("amount", text)]),
+    ]
 
 
 def _rolled_back(after_ante: dict[str, Any], journal: Journal | None) -> dict[str, Any]:

@@ -14,11 +14,12 @@ import json
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 import httpx
+import nacl.utils
 from cosmpy.aerial.tx import SigningCfg, Transaction, TxFee
 from cosmpy.crypto.address import Address
 from cosmpy.crypto.keypairs import PrivateKey
@@ -27,6 +28,7 @@ from cosmpy.protos.cosmos.tx.v1beta1 import service_pb2
 from cosmpy.protos.cosmos.tx.v1beta1 import tx_pb2 as sdk_tx
 from google.protobuf.any_pb2 import Any as ProtoAny
 from google.protobuf.message import Message
+from nacl.public import Box, PublicKey
 from nacl.public import PrivateKey as BoxKey
 from virtengine.support.v1 import tx_pb2, types_pb2
 
@@ -304,6 +306,26 @@ class ChainDriver:
         """Encrypt `plaintext` from this account to `recipients` (X25519 public keys)."""
         sealed = envelope.seal(plaintext, self.account.box_key, list(recipients))
         return envelope.payload_to_proto(envelope.Payload.of(sealed))
+
+    def seal_raw(self, plaintext: bytes, recipient: bytes, **fields: Any) -> types_pb2.EncryptedSupportPayload:
+        """Hostile input for tests: box any bytes (JSON or not) to one recipient, then set raw envelope
+        fields (devnet.envelope.Envelope fields, e.g. `sender_pub_key=bytes(32)`). The envelope is
+        re-signed unless `sender_signature` is given, so what the chain itself checks still passes."""
+        nonce = nacl.utils.random(envelope.NONCE_SIZE)
+        ciphertext = Box(self.account.box_key, PublicKey(recipient)).encrypt(plaintext, nonce).ciphertext
+        sealed = replace(envelope.seal({}, self.account.box_key, [recipient]), nonce=nonce, ciphertext=ciphertext)
+        sealed = replace(sealed, **fields)
+        if "sender_signature" not in fields:
+            sealed = replace(sealed, sender_signature=sealed.expected_signature())
+        return envelope.payload_to_proto(envelope.Payload.of(sealed))
+
+    def create_with_payload(
+        self, payload: types_pb2.EncryptedSupportPayload, *, category: str = "technical", priority: str = "normal"
+    ) -> TxResult:
+        """Create a ticket from a ready payload (see `seal_raw`); the TxResult says whether the chain took it."""
+        msg = tx_pb2.MsgCreateSupportRequest(sender=self.address, category=category, priority=priority,
+                                             payload=payload)
+        return self.send([msg])
 
     def create_msg(
         self, category: str, priority: str, plaintext: dict[str, Any], recipients: Sequence[bytes]

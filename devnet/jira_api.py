@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -379,7 +378,7 @@ def build_routes(sim: JiraSim) -> Starlette:
         limit = 5000 if not wanted else 100
         size = max(1, min(int(body.get("maxResults", 50)), limit))
         reconcile = {str(i) for i in body.get("reconcileIssues") or []}
-        stamp, moment = time.monotonic(), datetime.now().astimezone()
+        stamp, moment = sim.search_lag.now(), datetime.now().astimezone()
         with sim.lock:
             views = []
             for issue in _candidates(sim, query, reconcile):

@@ -3,6 +3,7 @@
 Supports what a sync client needs: `labels`, `project`, `key`/`issuekey`, `id`, `status`,
 `priority`, `issuetype`, `summary ~`, `created`/`updated` comparisons, joined by AND, with an
 optional ORDER BY. Anything else is answered with 400, like a JQL error would be.
+`SearchLag` decides when search sees a write: after a lag, on a clock a test can drive.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +24,34 @@ TOKEN_RE = re.compile(
 FIELD_ALIASES = {"issuekey": "key", "type": "issuetype"}
 FIELDS = {"labels", "project", "key", "id", "status", "priority", "issuetype", "summary", "created", "updated"}
 DATE_FIELDS = {"created", "updated"}
+
+
+class SearchLag:
+    """When a write becomes visible to search: `lag` seconds after it, on `clock`.
+
+    Jira's search index is eventually consistent: the search/jql operation documents
+    `reconcileIssues` for read-after-write because a just-written issue may be missing from, or stale
+    in, the results (https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issue-search/).
+    A test controls the lag with a ManualClock, or with `flush`, which indexes everything written so far.
+    """
+
+    def __init__(self, lag: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.lag = lag
+        self.clock = clock
+
+    def visible_at(self) -> float:
+        """The clock time at which a write made now becomes searchable."""
+        return self.clock() + self.lag
+
+    def now(self) -> float:
+        """The clock time a search runs at: versions visible at or before it are found."""
+        return self.clock()
+
+    @staticmethod
+    def flush(versions: Iterable[list[tuple[float, dict[str, Any]]]]) -> None:
+        """Make every version written so far visible now (later writes keep their lag)."""
+        for history in versions:
+            history[:] = [(float("-inf"), snap) for _, snap in history]
 
 
 class JqlError(ValueError):

@@ -12,7 +12,6 @@ import hmac
 import json
 import random
 import re
-import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from devnet import jira_hooks
 from devnet.jira_hooks import changelog_item, sign_jira_body
 from devnet.jira_model import Attachment, Comment, Issue, Workflow, adf_problems, adf_to_text, now, text_to_adf
+from devnet.jira_search import SearchLag
 from devnet.sim_core import SimCore, SimRequest, SimResponse, json_response
 from devnet.sim_runner import SimRunner
 from devnet.sim_webhooks import WebhookSender
@@ -87,7 +87,7 @@ class JiraSim(SimCore):
         self.issue_types = issue_types
         self.priorities = priorities
         self.workflow = workflow or Workflow.default()
-        self.search_delay = search_delay
+        self.search_lag = SearchLag(search_delay, self.clock)
         self.max_attachment_bytes = max_attachment_bytes
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
@@ -117,6 +117,21 @@ class JiraSim(SimCore):
     @property
     def base_url(self) -> str:
         return self.runner.base_url
+
+    # search index -----------------------------------------------------------------------------
+    @property
+    def search_delay(self) -> float:
+        """Seconds (of `clock`) before search sees a write."""
+        return self.search_lag.lag
+
+    @search_delay.setter
+    def search_delay(self, seconds: float) -> None:
+        self.search_lag.lag = seconds
+
+    def flush_index(self) -> None:
+        """Index every write made so far, as if the lag had passed for them."""
+        with self.lock:
+            SearchLag.flush(issue.versions for issue in self.issues.values())
 
     # SimCore hooks ----------------------------------------------------------------------------
     def authenticate(self, req: SimRequest) -> bool:
@@ -203,7 +218,7 @@ class JiraSim(SimCore):
         by a later edit (a JSM request may get its labels only after it exists)."""
         issue.updated = now()
         snap = issue.snapshot()
-        issue.versions.append((time.monotonic() + self.search_delay, snap))
+        issue.versions.append((self.search_lag.visible_at(), snap))
         for label in snap["labels"]:
             self.label_index.setdefault(str(label).lower(), set()).add(issue.key)
         new = [label for label in issue.labels if label not in issue.counted_labels]

@@ -1,7 +1,9 @@
 """The ASGI layer every desk simulator shares: latency, faults, auth, rate limits, contract checks.
 
 It sits outside the Starlette routes so that failures look like the network and the gateway
-(dropped sockets, 429s, 503s) and so that every request and response passes the contract check.
+(dropped sockets, 429s, 503s, answers lost after the desk applied the request) and so that every
+request and response passes the contract check. Rate limits and outages read `clock`, which a test
+may replace with a ManualClock.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 from urllib.parse import parse_qsl
 
-from devnet.sim_faults import FaultPlan, PerKeyWindow, TokenBucket, retry_after_header
+from devnet.sim_faults import APPLIED_KINDS, Clock, Fault, FaultPlan, PerKeyWindow, TokenBucket, retry_after_header
 from devnet.sim_runner import SimRunner
 from devnet.sim_webhooks import WebhookSender
 
@@ -97,11 +99,13 @@ class SimCore:
         faults: FaultPlan | None = None,
         validate: bool = False,
         seed: int = 0,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.latency = latency
-        self.bucket = TokenBucket(rate_per_second, burst) if rate_per_second else None
-        self.issue_writes = PerKeyWindow(per_issue_writes, per_issue_window) if per_issue_writes else None
-        self.faults = faults or FaultPlan(seed=seed)
+        self.clock = clock
+        self.bucket = TokenBucket(rate_per_second, burst, clock) if rate_per_second else None
+        self.issue_writes = PerKeyWindow(per_issue_writes, per_issue_window, clock) if per_issue_writes else None
+        self.faults = faults or FaultPlan(seed=seed, clock=clock)
         self.validate = validate
         self.contract_violations: list[str] = []
         self.internal_errors: list[str] = []  # simulator bugs: a route raised instead of answering
@@ -168,7 +172,7 @@ class SimCore:
         await self.astop()
 
     def release_hangs(self) -> None:
-        """Wake requests hung by a `timeout` fault (called on the serving loop at shutdown)."""
+        """Wake requests hung by a `timeout` or `apply-delay` fault (called on the serving loop at shutdown)."""
         if self._stopping is not None:
             self._stopping.set()
 
@@ -201,7 +205,9 @@ class SimCore:
             self.requests.append(record)
         if self.latency:
             await asyncio.sleep(self.latency)
-        resp = await self._gate(req, record)
+        fault = self.faults.pick(req.method, req.path)
+        after = fault if fault is not None and fault.kind in APPLIED_KINDS else None
+        resp = await self._gate(req, record, None if after else fault)
         if resp is None:
             resp = await self._dispatch(scope, req)
             exempt = any(name == EXEMPT_HEADER for name, _ in resp.headers)
@@ -210,6 +216,13 @@ class SimCore:
                 self._violations(req, self.check_response(req, resp), "response")
             if self.bucket is not None and self.bucket.near_limit():
                 resp.headers.append((b"x-ratelimit-nearlimit", b"true"))
+        if after is not None and resp.status >= 0:
+            record.outcome = f"fault:{after.kind}"
+            self.faults.record_lost_answer(after.kind, req.method, req.path, resp.status)
+            if after.kind == "apply-drop":
+                resp = SimResponse(-1, [], b"")
+            else:
+                await self._hold()  # the client has given up by now; the late answer goes nowhere
         if resp.status < 0:  # a fault that closes the connection
             await self._abort(send)
             return
@@ -217,15 +230,18 @@ class SimCore:
         await send({"type": "http.response.start", "status": resp.status, "headers": resp.headers})
         await send({"type": "http.response.body", "body": resp.body})
 
-    async def _gate(self, req: SimRequest, record: RequestRecord) -> SimResponse | None:
-        """Everything that may answer before the routes do."""
-        fault = self.faults.pick(req.method, req.path)
+    async def _hold(self) -> None:
+        """Hang for the plan's `hang_seconds`, or until the simulator stops."""
+        assert self._stopping is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), self.faults.hang_seconds)
+
+    async def _gate(self, req: SimRequest, record: RequestRecord, fault: Fault | None) -> SimResponse | None:
+        """Everything that may answer before the routes do (`fault`: one that fires before them)."""
         if fault is not None:
             record.outcome = f"fault:{fault.kind}"
             if fault.kind == "timeout":
-                assert self._stopping is not None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self.faults.hang_seconds)
+                await self._hold()
                 return SimResponse(-1, [], b"")
             if fault.kind == "drop":
                 return SimResponse(-1, [], b"")

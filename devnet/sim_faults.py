@@ -1,6 +1,7 @@
 """Rate limiting and fault injection shared by the desk simulators.
 
-Both are deterministic given a seed so that a failing test can be replayed exactly.
+Both are deterministic given a seed so that a failing test can be replayed exactly, and both
+read an injectable clock, so a test moves time on purpose instead of racing the wall clock.
 """
 
 from __future__ import annotations
@@ -10,19 +11,67 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
-FAULT_KINDS = ("500", "503", "429", "timeout", "drop")
+Clock = Callable[[], float]  # monotonic seconds
+
+# Faults that answer before the desk handles the request: nothing was applied.
+BEFORE_KINDS = ("500", "503", "429", "timeout", "drop")
+# Faults after the desk applied and committed the request: its answer is lost on the way back.
+# `apply-drop` resets the connection instead of answering; `apply-delay` holds the answer past the
+# client's timeout. RFC 9110 section 9.2.2: when a connection closes before the response arrives the
+# client cannot tell whether a non-idempotent request (a create) was processed, which is exactly the
+# case a retried create must survive without a duplicate.
+APPLIED_KINDS = ("apply-drop", "apply-delay")
+FAULT_KINDS = BEFORE_KINDS + APPLIED_KINDS
+
+
+class ManualClock:
+    """A monotonic clock that moves only when a test calls `advance`."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("a monotonic clock cannot go back")
+        with self._lock:
+            self._now += seconds
+
+
+class Fired(NamedTuple):
+    """One fault that fired: on which request."""
+
+    kind: str
+    method: str
+    path: str
+
+
+class LostAnswer(NamedTuple):
+    """A request the desk applied (answering `status`) whose answer the client never got."""
+
+    kind: str
+    method: str
+    path: str
+    status: int
 
 
 class TokenBucket:
     """Global requests/s limiter: `rate` tokens per second, at most `burst` stored."""
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(self, rate: float, burst: int, clock: Clock = time.monotonic) -> None:
         self.rate = rate
         self.burst = burst
+        self.clock = clock
         self._tokens = float(burst)
-        self._stamp = time.monotonic()
+        self._stamp = clock()
         self._lock = threading.Lock()
 
     def _refill(self, now: float) -> None:
@@ -32,7 +81,7 @@ class TokenBucket:
     def take(self) -> tuple[bool, float, int]:
         """Take one token: (allowed, seconds until one is available, tokens left)."""
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             self._refill(now)
             if self._tokens >= 1.0:
                 self._tokens -= 1.0
@@ -48,22 +97,23 @@ class TokenBucket:
         """Empty the bucket (tests use it to force a 429 on the next request)."""
         with self._lock:
             self._tokens = 0.0
-            self._stamp = time.monotonic()
+            self._stamp = self.clock()
 
 
 class PerKeyWindow:
     """At most `limit` events per key within a sliding `window` seconds (per-issue writes)."""
 
-    def __init__(self, limit: int, window: float) -> None:
+    def __init__(self, limit: int, window: float, clock: Clock = time.monotonic) -> None:
         self.limit = limit
         self.window = window
+        self.clock = clock
         self._events: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
     def hit(self, key: str) -> tuple[bool, float]:
         """Record one event: (allowed, seconds until the next one would be allowed)."""
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             events = self._events.setdefault(key, deque())
             while events and now - events[0] >= self.window:
                 events.popleft()
@@ -80,15 +130,18 @@ def retry_after_header(seconds: float) -> str:
 
 @dataclass
 class Fault:
-    """One injected failure; `method`/`path_contains` restrict which request it hits."""
+    """One injected failure; `method`, `path_contains` and `path` (exact) restrict which request it hits."""
 
     kind: str
     method: str | None = None
     path_contains: str | None = None
     retry_after: int | None = None
+    path: str | None = None
 
     def matches(self, method: str, path: str) -> bool:
         if self.method and self.method.upper() != method.upper():
+            return False
+        if self.path is not None and self.path != path:
             return False
         return not (self.path_contains and self.path_contains not in path)
 
@@ -98,28 +151,33 @@ class FaultPlan:
 
     `timeout` hangs the request for `hang_seconds` (beyond any sane client timeout) and then drops
     the connection; `drop` closes the socket without answering; `500`/`503` answer with that status;
-    `429` answers like the desk's rate limiter (Retry-After 1 s unless given). `outage()` fails every
-    request for a span of time, like a desk that is down.
+    `429` answers like the desk's rate limiter (Retry-After 1 s unless given). `apply-drop` and
+    `apply-delay` let the desk handle and commit the request first, then reset the connection or
+    hold the answer for `hang_seconds`. `outage()` fails every request for a span of `clock` time.
+    `fired` records every fault with its request; `lost_answers` every applied request whose answer
+    was withheld, with the status the desk had answered.
     """
 
     def __init__(
         self,
         probability: float = 0.0,
-        kinds: tuple[str, ...] = FAULT_KINDS,
+        kinds: tuple[str, ...] = BEFORE_KINDS,
         seed: int = 0,
         hang_seconds: float = 30.0,
+        clock: Clock = time.monotonic,
     ) -> None:
         for kind in kinds:
-            if kind not in FAULT_KINDS:
-                raise ValueError(f"unknown fault kind {kind!r}")
+            _check_kind(kind)
         self.probability = probability
         self.kinds = kinds
         self.hang_seconds = hang_seconds
+        self.clock = clock
         self._rng = random.Random(seed)
         self._queue: list[Fault] = []
         self._outage: tuple[Fault, float] | None = None
         self._lock = threading.Lock()
-        self.fired: list[tuple[str, str, str]] = []
+        self.fired: list[Fired] = []
+        self.lost_answers: list[LostAnswer] = []
 
     def inject(
         self,
@@ -128,20 +186,19 @@ class FaultPlan:
         *,
         method: str | None = None,
         path_contains: str | None = None,
+        path: str | None = None,
         retry_after: int | None = None,
     ) -> None:
         """Queue `count` faults of `kind` for the next matching requests."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}")
+        _check_kind(kind)
         with self._lock:
-            self._queue.extend(Fault(kind, method, path_contains, retry_after) for _ in range(count))
+            self._queue.extend(Fault(kind, method, path_contains, retry_after, path) for _ in range(count))
 
     def outage(self, kind: str, seconds: float, *, retry_after: int | None = None) -> None:
         """Fail every request with `kind` for the next `seconds`."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}")
+        _check_kind(kind)
         with self._lock:
-            self._outage = (Fault(kind, retry_after=retry_after), time.monotonic() + seconds)
+            self._outage = (Fault(kind, retry_after=retry_after), self.clock() + seconds)
 
     def in_outage(self) -> bool:
         with self._lock:
@@ -149,7 +206,7 @@ class FaultPlan:
 
     def _outage_fault(self) -> Fault | None:
         """The outage's fault while it lasts (the caller holds the lock)."""
-        if self._outage is not None and time.monotonic() < self._outage[1]:
+        if self._outage is not None and self.clock() < self._outage[1]:
             return self._outage[0]
         return None
 
@@ -170,5 +227,29 @@ class FaultPlan:
             if fault is None and self.probability > 0 and self._rng.random() < self.probability:
                 fault = Fault(self._rng.choice(self.kinds))
             if fault is not None:
-                self.fired.append((fault.kind, method, path))
+                self.fired.append(Fired(fault.kind, method, path))
             return fault
+
+    def record_lost_answer(self, kind: str, method: str, path: str, status: int) -> None:
+        """The simulator withheld the answer `status` of a request it had applied."""
+        with self._lock:
+            self.lost_answers.append(LostAnswer(kind, method, path, status))
+
+    def fired_on(self, method: str, path: str, kind: str | None = None) -> list[Fired]:
+        """Faults that fired on exactly this method and path (and kind, if given)."""
+        with self._lock:
+            return [f for f in self.fired if f.method == method.upper() and f.path == path and kind in (None, f.kind)]
+
+    def lost_on(self, method: str, path: str, status: int | None = None) -> list[LostAnswer]:
+        """Applied requests on exactly this method and path whose answer (of `status`, if given) was lost."""
+        with self._lock:
+            return [
+                a
+                for a in self.lost_answers
+                if a.method == method.upper() and a.path == path and status in (None, a.status)
+            ]
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"unknown fault kind {kind!r}")

@@ -42,6 +42,7 @@ class DeliveryAttempt:
 class _Options:
     duplicate: bool = False
     delay: float | None = None
+    hold: bool = False  # wait for release_held(): a late delivery whose order a test controls
 
 
 class WebhookSender:
@@ -74,9 +75,11 @@ class WebhookSender:
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending = 0
+        self._released: asyncio.Event | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._released = asyncio.Event()
         self._client = httpx.AsyncClient(timeout=self.timeout)
 
     async def close(self) -> None:
@@ -88,10 +91,17 @@ class WebhookSender:
             await self._client.aclose()
         self._loop = None
 
-    def next_options(self, *, duplicate: bool = False, delay: float | None = None) -> None:
-        """Script the next submitted event: deliver it twice and/or `delay` seconds late."""
+    def next_options(self, *, duplicate: bool = False, delay: float | None = None, hold: bool = False) -> None:
+        """Script the next submitted event: deliver it twice and/or `delay` seconds late, or (`hold`)
+        only once `release_held()` is called."""
         with self._lock:
-            self._scripted.append(_Options(duplicate, delay))
+            self._scripted.append(_Options(duplicate, delay, hold))
+
+    def release_held(self) -> None:
+        """Let every held delivery go (thread-safe)."""
+        loop, released = self._loop, self._released
+        if loop is not None and released is not None:
+            loop.call_soon_threadsafe(released.set)
 
     @property
     def idle(self) -> bool:
@@ -121,21 +131,24 @@ class WebhookSender:
                 self._pending -= copies
             return
         for _ in range(copies):
-            loop.call_soon_threadsafe(self._spawn, url, identifier, event, body, headers_for, options.delay)
+            loop.call_soon_threadsafe(self._spawn, url, identifier, event, body, headers_for, options)
 
     def _spawn(
-        self, url: str, identifier: str, event: str, body: bytes, headers_for: HeadersFor, delay: float | None
+        self, url: str, identifier: str, event: str, body: bytes, headers_for: HeadersFor, options: _Options
     ) -> None:
-        task = asyncio.get_running_loop().create_task(self._deliver(url, identifier, event, body, headers_for, delay))
+        delivery = self._deliver(url, identifier, event, body, headers_for, options)
+        task = asyncio.get_running_loop().create_task(delivery)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _deliver(
-        self, url: str, identifier: str, event: str, body: bytes, headers_for: HeadersFor, delay: float | None
+        self, url: str, identifier: str, event: str, body: bytes, headers_for: HeadersFor, options: _Options
     ) -> None:
         try:
-            if delay:
-                await asyncio.sleep(delay)  # a deliberately late delivery
+            if options.hold and self._released is not None:
+                await self._released.wait()  # late until the test says so
+            if options.delay:
+                await asyncio.sleep(options.delay)  # a deliberately late delivery
             assert self._client is not None
             for retry in range(self.max_retries + 1):
                 headers = headers_for(retry)

@@ -13,6 +13,7 @@ import logging
 import signal
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict
 
 from sidecar.chain.envelope import EnvelopeError, EnvelopeKey
@@ -51,7 +52,8 @@ def settings_digest(config: Config) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def follower_settings(config: Config) -> FollowerSettings:
+def follower_settings(config: Config, desks: Sequence[str]) -> FollowerSettings:
+    """`desks`: the desk clients this run serves; only their queued jobs hold the follower back."""
     chain = config.settings.chain
     return FollowerSettings(
         chain_id=chain.chain_id,
@@ -59,6 +61,7 @@ def follower_settings(config: Config) -> FollowerSettings:
         poll_interval=chain.poll_interval,
         no_block_alarm=chain.no_block_alarm,
         max_pending=config.settings.sync.max_pending,
+        desks=tuple(desks),
     )
 
 
@@ -135,10 +138,11 @@ class App:
         )
         key = support_key(self.config)
         opener = ContentOpener(store, key)
-        signer = self._signer(rpc, store, metrics, auditor, ws_url) if settings.enabled else None
+        signer = self._signer(rpc, store, metrics, auditor, ws_url, health) if settings.enabled else None
         own = [signer.status.address] if signer is not None else []
         register = register_refs_as(signer.status.address) if signer is not None else None
-        dispatcher = Dispatcher(store, [d.name for d in desks], own_addresses=own, batch=settings.sync.batch_size)
+        served = [d.name for d in desks]
+        dispatcher = Dispatcher(store, served, own_addresses=own, batch=settings.sync.batch_size)
         workers = [
             DeskWorker(
                 desk,
@@ -160,7 +164,7 @@ class App:
         probe = ChainProbe(rpc, health, metrics, settings.chain.chain_id)
         heads = HeadTracker()
         head_watch = head_subscription(ws_url, heads, metrics, settings.chain.no_block_alarm)
-        follower = ChainFollower(rpc, store, probe, heads, health, metrics, follower_settings(self.config), key)
+        follower = ChainFollower(rpc, store, probe, heads, health, metrics, follower_settings(self.config, served), key)
 
         async def refresh_health() -> float:
             figures = await store.read("queue figures", queue_figures)
@@ -224,12 +228,14 @@ class App:
         own: dict[Service, str] = {"jira": self.config.settings.jira.account_id}
         return WebhookReceiver(self.config.settings.webhook, secrets, store, auditor, metrics, own)
 
-    def _signer(self, rpc: CometRpc, store: Store, metrics: Metrics, auditor: Auditor, ws_url: str) -> Signer | None:
+    def _signer(
+        self, rpc: CometRpc, store: Store, metrics: Metrics, auditor: Auditor, ws_url: str, health: HealthState
+    ) -> Signer | None:
         """The signer owns the operator's key; without a key nothing is written to the chain (said once)."""
         if not self.config.settings.chain.key_file and self.config.secret("signing_key") is None:
             log.warning("no signing key (chain.key_file or secret signing_key): desk refs are not registered on chain")
             return None
-        signer = signer_from_config(self.config, rpc, store, metrics, auditor, ws_url)
+        signer = signer_from_config(self.config, rpc, store, metrics, auditor, ws_url, health)
         log.info("signing key loaded", extra={"address": signer.status.address})
         return signer
 

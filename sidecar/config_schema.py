@@ -50,6 +50,12 @@ class JiraConfig:
     service_desk_id: str = key("", "JSM service desk id the request type belongs to")
     account_id: str = key("", "the sidecar's own Jira accountId, so its own changes are not synced back")
     timeout: float = key(30.0, "timeout of one Jira request", kind="duration", bounds=(0.1, 300))
+    index_lag: float = key(
+        60.0,
+        "how long Jira search may miss a new issue; a create whose answer was lost is re-sent only after this",
+        kind="duration",
+        bounds=(0, 3600),
+    )
     priority_map: Pairs = key(
         (("low", "Low"), ("normal", "Medium"), ("high", "High"), ("urgent", "Highest")),
         "chain priority -> Jira priority name",

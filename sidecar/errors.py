@@ -53,4 +53,7 @@ class DeskError(SidecarError):
         self.retry_after = retry_after
         # "desk": slow every call to this desk (burst limit, outage); "issue": space writes to this issue only.
         self.scope = scope
+        # True when the desk refused a create request outright (a 4xx answer to it): nothing was made,
+        # so a retry need not wait out the desk's search-index lag before creating.
+        self.nothing_created = False
         super().__init__(message)

@@ -53,4 +53,17 @@ def test_our_messages_pack_as_any_with_the_contract_type_urls() -> None:
     packed = any_pb2.Any()
     packed.Pack(msg, type_url_prefix="/")
     assert packed.type_url == "/virtengine.support.v1.MsgRegisterExternalTicket"
-    assert msg.SerializeToString(deterministic=True) == msg.SerializeToString(deterministic=True)
+    # The wire bytes, built by hand from the contract's field numbers (CHAIN_CONTRACT.md: sender = 1,
+    # resource_id = 2, resource_type = 3, external_system = 4, external_ticket_id = 5; external_url = 6 unset).
+    fields = [(1, "virtengine1x"), (2, "a/support/1"), (3, "support_request"), (4, "jira"), (5, "10007")]
+    expected = b"".join(_length_delimited(number, text.encode()) for number, text in fields)
+    assert msg.SerializeToString(deterministic=True) == expected
+    assert packed.value == expected
+    unpacked = tx_pb2.MsgRegisterExternalTicket()
+    assert packed.Unpack(unpacked) and unpacked == msg
+
+
+def _length_delimited(number: int, value: bytes) -> bytes:
+    """One protobuf field of wire type 2 (tag, varint length, bytes); every value here is shorter than 128."""
+    assert len(value) < 128
+    return bytes([number << 3 | 2, len(value)]) + value

@@ -7,6 +7,7 @@ replies it writes to every recipient of the ticket. Plaintext stays in memory on
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import struct
@@ -18,8 +19,15 @@ from nacl.public import Box, PrivateKey, PublicKey
 from nacl.secret import SecretBox
 from nacl.utils import random
 
+from sidecar import boundedjson
+
 ALGORITHM_ID = "X25519-XSALSA20-POLY1305"
 NONCE_SIZE = 24
+KEY_SIZE = 32
+MAC_SIZE = 16  # Poly1305 tag
+# A ticket's plaintext is a subject, a description and attachment references (the attachments
+# themselves live in an artifact store): 1 MiB is far above any real one and bounds the parse.
+MAX_PLAINTEXT_BYTES = 1024 * 1024
 
 
 class EnvelopeError(Exception):
@@ -37,23 +45,54 @@ def same_key_id(a: str, b: str) -> bool:
 
 
 def _b64(value: Any, name: str) -> bytes:
+    """Standard base64 of a JSON string; an absent field is empty. Anything else is an EnvelopeError."""
+    if value is None:
+        return b""
+    if not isinstance(value, str):
+        raise EnvelopeError(f"envelope field {name} is not a base64 string")
     try:
-        return base64.b64decode(value or "", validate=True)
-    except (ValueError, TypeError):
+        return base64.b64decode(value, validate=True)
+    except (ValueError, binascii.Error):
         raise EnvelopeError(f"envelope field {name} is not base64") from None
+
+
+def _sized(value: Any, name: str, size: int) -> bytes:
+    raw = _b64(value, name)
+    if len(raw) != size:
+        raise EnvelopeError(f"envelope field {name} is {len(raw)} bytes, not {size}")
+    return raw
+
+
+def _uint32(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+        raise EnvelopeError(f"envelope field {name} is not a 32-bit unsigned integer")
+    return value
+
+
+def _strings(value: Any, name: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise EnvelopeError(f"envelope field {name} is not a list of strings")
+    return value
 
 
 def signing_payload(envelope: dict[str, Any]) -> bytes:
     """SigningPayload = sha256(be32(version) || algorithm_id || be32(algorithm_version)
     || ciphertext || nonce || recipient key ids)."""
+    if not isinstance(envelope, dict):
+        raise EnvelopeError("envelope is not a JSON object")
+    algorithm = envelope.get("algorithm_id", "")
+    if not isinstance(algorithm, str):
+        raise EnvelopeError("envelope field algorithm_id is not a string")
     h = hashlib.sha256()
-    h.update(struct.pack(">I", int(envelope.get("version", 0))))
-    h.update(str(envelope.get("algorithm_id", "")).encode())
-    h.update(struct.pack(">I", int(envelope.get("algorithm_version", 0))))
+    h.update(struct.pack(">I", _uint32(envelope.get("version", 0), "version")))
+    h.update(algorithm.encode())
+    h.update(struct.pack(">I", _uint32(envelope.get("algorithm_version", 0), "algorithm_version")))
     h.update(_b64(envelope.get("ciphertext"), "ciphertext"))
     h.update(_b64(envelope.get("nonce"), "nonce"))
-    for rid in envelope.get("recipient_key_ids") or []:
-        h.update(str(rid).encode())
+    for rid in _strings(envelope.get("recipient_key_ids"), "recipient_key_ids"):
+        h.update(rid.encode())
     return h.digest()
 
 
@@ -67,7 +106,11 @@ def payload_hash(envelope: dict[str, Any]) -> str:
 
 
 def sender_signature(envelope: dict[str, Any]) -> str:
-    tag = hashlib.sha256(signing_payload(envelope) + _b64(envelope["sender_pub_key"], "sender_pub_key")).digest()
+    """base64(sha256(SigningPayload || sender_pub_key)); the envelope must carry a 32-byte sender key."""
+    if not isinstance(envelope, dict) or envelope.get("sender_pub_key") is None:
+        raise EnvelopeError("envelope has no sender_pub_key")
+    sender = _sized(envelope["sender_pub_key"], "sender_pub_key", KEY_SIZE)
+    tag = hashlib.sha256(signing_payload(envelope) + sender).digest()
     return base64.b64encode(tag).decode()
 
 
@@ -92,40 +135,69 @@ class EnvelopeKey:
     def key_id(self) -> str:
         return key_id(self.public_bytes)
 
-    def open(self, envelope: dict[str, Any]) -> dict[str, Any]:
-        """Decrypt an envelope addressed to this key and return the JSON plaintext."""
+    def open(self, envelope: Any) -> dict[str, Any]:
+        """Decrypt an envelope addressed to this key and return the JSON plaintext.
+
+        The envelope comes from any chain account: every way it can be wrong (types, base64, sizes,
+        curve points, the plaintext's JSON) is an EnvelopeError whose message names no content."""
+        try:
+            return self._open(envelope)
+        except EnvelopeError:
+            raise
+        except Exception as exc:  # opening is pure computation: nothing here is an infrastructure failure
+            # A shape the checks below did not foresee: refuse it all the same, naming only its kind.
+            raise EnvelopeError(f"malformed envelope ({type(exc).__name__})") from None
+
+    def _open(self, envelope: Any) -> dict[str, Any]:
+        if not isinstance(envelope, dict):
+            raise EnvelopeError("envelope is not a JSON object")
         if envelope.get("algorithm_id") != ALGORITHM_ID:
-            raise EnvelopeError(f"unsupported algorithm {envelope.get('algorithm_id')!r}")
-        ids = [str(r) for r in envelope.get("recipient_key_ids") or []]
+            raise EnvelopeError("unsupported envelope algorithm")
+        ids = _strings(envelope.get("recipient_key_ids"), "recipient_key_ids")
         if not any(same_key_id(r, self.key_id) for r in ids):
             raise EnvelopeError("the support key is not a recipient of this payload")
         signature = envelope.get("sender_signature")
         if signature and signature != sender_signature(envelope):
             raise EnvelopeError("sender_signature does not match the envelope")
-        sender = PublicKey(_b64(envelope.get("sender_pub_key"), "sender_pub_key"))
-        nonce = _b64(envelope.get("nonce"), "nonce")
+        sender = _sized(envelope.get("sender_pub_key"), "sender_pub_key", KEY_SIZE)
+        nonce = _sized(envelope.get("nonce"), "nonce", NONCE_SIZE)
         ciphertext = _b64(envelope.get("ciphertext"), "ciphertext")
-        box = Box(self.private, sender)
+        try:
+            box = Box(self.private, PublicKey(sender))  # a low-order point fails here, not at decrypt
+        except CryptoError:
+            raise EnvelopeError("sender_pub_key is not a usable X25519 public key") from None
         try:
             wrapped = envelope.get("wrapped_keys")
             if wrapped:
-                entry = next((w for w in wrapped if same_key_id(str(w.get("recipient_id", "")), self.key_id)), None)
-                if entry is None:
-                    raise EnvelopeError("no wrapped key for the support key")
-                sealed = _b64(entry.get("wrapped_key"), "wrapped_key")
-                data_key = box.decrypt(sealed[NONCE_SIZE:], sealed[:NONCE_SIZE])
+                data_key = self._unwrap(box, wrapped)
                 plaintext = SecretBox(data_key).decrypt(ciphertext, nonce)
             else:
                 plaintext = box.decrypt(ciphertext, nonce)
         except CryptoError:
             raise EnvelopeError("payload does not decrypt with the support key") from None
         try:
-            doc = json.loads(plaintext)
-        except ValueError:
-            raise EnvelopeError("decrypted payload is not JSON") from None
+            doc = boundedjson.loads(plaintext, max_bytes=MAX_PLAINTEXT_BYTES)
+        except boundedjson.JsonLimitError as exc:
+            raise EnvelopeError(f"decrypted payload is not acceptable JSON: {exc}") from None
         if not isinstance(doc, dict):
             raise EnvelopeError("decrypted payload is not a JSON object")
         return doc
+
+    def _unwrap(self, box: Box, wrapped: Any) -> bytes:
+        """The data key of a multi-recipient envelope: 24-byte nonce || box(32-byte key) for this key."""
+        if not isinstance(wrapped, list) or not all(isinstance(w, dict) for w in wrapped):
+            raise EnvelopeError("envelope field wrapped_keys is not a list of objects")
+        ids = [w.get("recipient_id") for w in wrapped]
+        mine = [w for w, r in zip(wrapped, ids, strict=True) if isinstance(r, str) and same_key_id(r, self.key_id)]
+        if not mine:
+            raise EnvelopeError("no wrapped key for the support key")
+        sealed = _b64(mine[0].get("wrapped_key"), "wrapped_key")
+        if len(sealed) <= NONCE_SIZE + MAC_SIZE:
+            raise EnvelopeError("wrapped_key is too short")
+        data_key = box.decrypt(sealed[NONCE_SIZE:], sealed[:NONCE_SIZE])
+        if len(data_key) != SecretBox.KEY_SIZE:
+            raise EnvelopeError("the wrapped data key is not 32 bytes")
+        return bytes(data_key)
 
     def seal(self, plaintext: dict[str, Any], recipients: list[bytes]) -> dict[str, Any]:
         """Encrypt to every recipient public key (one: box; several: secretbox + wrapped data keys)."""

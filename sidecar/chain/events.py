@@ -3,7 +3,8 @@
 Chain order within a block: `mode=BeginBlock` block events, then successful txs in order, then
 `mode=EndBlock` block events (CHAIN_CONTRACT.md). Attributes are plain strings on CometBFT 0.37+
 and base64 on 0.34. Unknown attributes are ignored; a malformed event becomes a poison record with
-the reason instead of stopping the follower.
+the reason instead of stopping the follower. Any chain account can shape an event's payload, so
+nothing in one event, however hostile, raises out of `decode_block`: the boundary is the event.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import dataclasses
 import json
 from typing import Any
 
+from sidecar import boundedjson
+from sidecar.store.inbox import POISON_RAW_CHARS
 from sidecar.store.records import (
     ExternalTicketLinked,
     PoisonEvent,
@@ -26,9 +29,13 @@ from sidecar.store.records import (
     SupportEvent,
 )
 
-__all__ = ["EVENT_CLASSES", "PoisonEvent", "SupportEvent", "decode_block", "parse_ticket_id"]
+__all__ = ["EVENT_CLASSES", "PAYLOAD_JSON_MAX_BYTES", "PoisonEvent", "SupportEvent", "decode_block", "parse_ticket_id"]
 
 EVENT_TYPE = "support_event"
+# payload_json holds the event's fields and, for created/updated/response events, the envelope:
+# base64 of a plaintext bounded by envelope.MAX_PLAINTEXT_BYTES (1 MiB), wrapped keys and ids.
+PAYLOAD_JSON_MAX_BYTES = 4 * 1024 * 1024
+_INT64_MAX = 2**63 - 1
 EVENT_CLASSES: dict[str, type[SupportEvent]] = {
     "support_request_created": RequestCreated,
     "support_request_updated": RequestUpdated,
@@ -58,10 +65,21 @@ def parse_ticket_id(ticket_id: str) -> tuple[str, int]:
     return parts[0], int(parts[2])
 
 
+class _Malformed(ValueError):
+    """A reason written by this module: safe to record (it names fields, never their values)."""
+
+
 def _attributes(event: dict[str, Any], base64_encoded: bool) -> dict[str, str]:
+    attributes = event.get("attributes") or []
+    if not isinstance(attributes, list):
+        raise _Malformed("attributes are not a list")
     out: dict[str, str] = {}
-    for attr in event.get("attributes") or []:
+    for attr in attributes:
+        if not isinstance(attr, dict):
+            raise _Malformed("an attribute is not an object")
         key, value = attr.get("key") or "", attr.get("value") or ""
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise _Malformed("an attribute key or value is not a string")
         if base64_encoded:
             key = base64.b64decode(key).decode()
             value = base64.b64decode(value).decode()
@@ -69,25 +87,58 @@ def _attributes(event: dict[str, Any], base64_encoded: bool) -> dict[str, str]:
     return out
 
 
+def _int(value: Any, name: str) -> int:
+    """A non-negative int64 from a JSON number or a decimal string (CometBFT writes int64 as strings)."""
+    if isinstance(value, bool):
+        raise _Malformed(f"{name} is not an integer")
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)
+    if not isinstance(value, int) or not 0 <= value <= _INT64_MAX:
+        raise _Malformed(f"{name} is not an integer in range")
+    return value
+
+
+def _is_event(item: Any) -> bool:
+    return isinstance(item, dict)
+
+
+def _tx_ok(tx: Any) -> bool:
+    """A tx result with code 0; anything unreadable counts as failed (its events never applied)."""
+    if not isinstance(tx, dict):
+        return False
+    code = tx.get("code") or 0
+    return isinstance(code, (int, str)) and str(code) == "0"
+
+
+def _mode(event: dict[str, Any]) -> set[Any]:
+    attributes = event.get("attributes")
+    if not isinstance(attributes, list):
+        return set()
+    return {a.get("value") for a in attributes if isinstance(a, dict) and a.get("key") in ("mode", "bW9kZQ==")}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def ordered_block_events(results: dict[str, Any]) -> list[dict[str, Any]]:
     """All events of a block in chain order; events of failed txs (code != 0) are left out."""
     begin: list[dict[str, Any]] = []
     end: list[dict[str, Any]] = []
-    for event in results.get("finalize_block_events") or []:
-        modes = {a.get("value") for a in event.get("attributes") or [] if a.get("key") in ("mode", "bW9kZQ==")}
-        (begin if modes & {"BeginBlock", "QmVnaW5CbG9jaw=="} else end).append(event)
+    for event in filter(_is_event, _list(results.get("finalize_block_events"))):
+        (begin if _mode(event) & {"BeginBlock", "QmVnaW5CbG9jaw=="} else end).append(event)
     # 0.34 nodes report begin/end block events separately.
-    begin = list(results.get("begin_block_events") or []) + begin
-    end += list(results.get("end_block_events") or [])
+    begin = list(filter(_is_event, _list(results.get("begin_block_events")))) + begin
+    end += list(filter(_is_event, _list(results.get("end_block_events"))))
     txs: list[dict[str, Any]] = []
-    for tx in results.get("txs_results") or []:
-        if int(tx.get("code") or 0) == 0:
-            txs.extend(tx.get("events") or [])
+    for tx in _list(results.get("txs_results")):
+        if _tx_ok(tx):
+            txs.extend(filter(_is_event, _list(tx.get("events"))))
     return begin + txs + end
 
 
 def decode_block(results: dict[str, Any], *, base64_encoded: bool = False) -> list[SupportEvent | PoisonEvent]:
-    """Every support_event of one block_results answer, in chain order."""
+    """Every support_event of one block_results answer, in chain order (the caller checked `height`)."""
     height = int(results["height"])
     out: list[SupportEvent | PoisonEvent] = []
     position = 0
@@ -100,43 +151,76 @@ def decode_block(results: dict[str, Any], *, base64_encoded: bool = False) -> li
 
 
 def _decode_one(event: dict[str, Any], height: int, position: int, base64_encoded: bool) -> SupportEvent | PoisonEvent:
+    """One event, or its poison record; never raises (the reason names what is wrong, never a value)."""
     fallback_id = f"poison:{height}:{position}"
     try:
         attrs = _attributes(event, base64_encoded)
+    except _Malformed as exc:
+        return PoisonEvent(fallback_id, height, position, str(exc), _raw_event(event))
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        return PoisonEvent(fallback_id, height, position, "attributes are not valid base64/UTF-8", json.dumps(event))
+        return PoisonEvent(fallback_id, height, position, "attributes are not valid base64/UTF-8", _raw_event(event))
     raw = attrs.get("payload_json", "")
     event_id = attrs.get("event_id") or fallback_id
     try:
-        payload = json.loads(raw)
-        if not isinstance(payload, dict):
-            raise ValueError("payload_json is not an object")
-        event_type = attrs.get("event_type") or payload.get("event_type", "")
-        if event_type not in EVENT_CLASSES:
-            raise ValueError(f"unknown event_type {event_type!r}")
-        if not attrs.get("event_id"):
-            raise ValueError("event_id attribute missing")
-        cls = EVENT_CLASSES[event_type]
-        typed = _typed_fields(cls, event_type, payload)
-        if "ticket_id" not in payload:
-            raise ValueError(f"{event_type} lacks ticket_id")
-        ticket_id = str(payload["ticket_id"])
+        return _typed_event(attrs, raw, event_id, height, position)
+    except (_Malformed, boundedjson.JsonLimitError) as exc:
+        reason = str(exc)
+    except Exception as exc:  # the per-event boundary: no event may stop the follower
+        reason = f"undecodable event ({type(exc).__name__})"
+    return PoisonEvent(event_id, height, position, reason[:300], raw[:POISON_RAW_CHARS])
+
+
+def _typed_event(attrs: dict[str, str], raw: str, event_id: str, height: int, position: int) -> SupportEvent:
+    payload = boundedjson.loads(raw, max_bytes=PAYLOAD_JSON_MAX_BYTES)
+    if not isinstance(payload, dict):
+        raise _Malformed("payload_json is not an object")
+    event_type = attrs.get("event_type") or payload.get("event_type", "")
+    if not isinstance(event_type, str) or event_type not in EVENT_CLASSES:
+        raise _Malformed(f"unknown event_type {str(event_type)[:64]!r}")
+    if not attrs.get("event_id"):
+        raise _Malformed("event_id attribute missing")
+    cls = EVENT_CLASSES[event_type]
+    typed = _typed_fields(cls, event_type, payload)
+    if "ticket_id" not in payload:
+        raise _Malformed(f"{event_type} lacks ticket_id")
+    ticket_id = payload["ticket_id"]
+    if not isinstance(ticket_id, str):
+        raise _Malformed("ticket_id is not a string")
+    try:
         parse_ticket_id(ticket_id)
-        sequence = int(attrs.get("sequence") or payload.get("sequence") or 0)
-        return cls(
-            event_id=event_id,
-            event_type=event_type,
-            height=height,
-            position=position,
-            sequence=sequence,
-            ticket_id=ticket_id,
-            sender=str(payload.get(_SENDER_FIELD[event_type], "")),
-            timestamp=int(payload.get("timestamp") or 0),
-            payload=payload,
-            **typed,
-        )
-    except (ValueError, TypeError) as exc:
-        return PoisonEvent(event_id, height, position, str(exc)[:300], raw[:10_000])
+    except ValueError:
+        raise _Malformed("malformed ticket id") from None
+    _check_payload_fields(payload)
+    sequence = _int(attrs.get("sequence") or payload.get("sequence") or 0, "sequence")
+    sender = payload.get(_SENDER_FIELD[event_type], "")
+    return cls(
+        event_id=event_id,
+        event_type=event_type,
+        height=height,
+        position=position,
+        sequence=sequence,
+        ticket_id=ticket_id,
+        sender=sender if isinstance(sender, str) else "",
+        timestamp=_int(payload.get("timestamp") or 0, "timestamp"),
+        payload=payload,
+        **typed,
+    )
+
+
+def _check_payload_fields(payload: dict[str, Any]) -> None:
+    """The fields the mirror and the content check read beside the typed ones."""
+    for name in ("payload_hash", "envelope_ref"):
+        if payload.get(name) is not None and not isinstance(payload[name], str):
+            raise _Malformed(f"{name} must be str (got {type(payload[name]).__name__})")
+    if payload.get("payload") is not None and not isinstance(payload["payload"], dict):
+        raise _Malformed(f"payload must be an object (got {type(payload['payload']).__name__})")
+
+
+def _raw_event(event: dict[str, Any]) -> str:
+    try:
+        return json.dumps(event)[:POISON_RAW_CHARS]
+    except (TypeError, ValueError, RecursionError):
+        return ""
 
 
 def _typed_fields(cls: type[SupportEvent], event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -153,7 +237,7 @@ def _typed_fields(cls: type[SupportEvent], event_type: str, payload: dict[str, A
             continue
         out[spec.name] = _checked(spec.name, str(spec.type), value)
     if missing:
-        raise ValueError(f"{event_type} lacks {', '.join(missing)}")
+        raise _Malformed(f"{event_type} lacks {', '.join(missing)}")
     return out
 
 
@@ -170,4 +254,4 @@ def _checked(name: str, declared: str, value: Any) -> Any:
             return tuple(value)
     elif declared.startswith("dict") and isinstance(value, dict):
         return value
-    raise ValueError(f"{name} must be {declared.split(' |')[0]} (got {type(value).__name__})")
+    raise _Malformed(f"{name} must be {declared.split(' |')[0]} (got {type(value).__name__})")

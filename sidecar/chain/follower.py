@@ -4,6 +4,11 @@ For each height from cursor+1 to the head it fetches `block_results` (several he
 at once), decodes the support events, checks whether the sidecar can open their payloads, and
 commits them with the cursor advance in one transaction, strictly in height order. It never skips
 a height: a height that keeps failing stops the cursor and makes the sidecar unhealthy, saying why.
+
+What one chain account can shape (an event, an envelope) never stops it: such an event becomes a
+poison record or a placeholder with its reason. What the node answers is checked on every step and
+before every commit: another chain id, a head below the cursor or a different first block (a node
+re-genesised or swapped behind the URL) is refused with an alarm and never mixed into the cursor.
 """
 
 from __future__ import annotations
@@ -18,12 +23,21 @@ from sidecar.chain.envelope import EnvelopeError, EnvelopeKey
 from sidecar.chain.events import decode_block
 from sidecar.chain.heads import HeadTracker
 from sidecar.chain.probe import ChainProbe
-from sidecar.chain.rpc import CometRpc, NodeStatus
+from sidecar.chain.rpc import CometRpc, NodeAnswerMismatch, NodeStatus
 from sidecar.errors import ChainRpcError
 from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics
 from sidecar.store.db import Store
-from sidecar.store.inbox import BlockBatch, Cursor, commit_blocks_txn, init_cursor_txn, load_cursor, pending_count
+from sidecar.store.inbox import (
+    BlockBatch,
+    Cursor,
+    commit_blocks_txn,
+    init_cursor_txn,
+    load_cursor,
+    load_first_block,
+    pending_count,
+    save_first_block_txn,
+)
 from sidecar.store.records import ContentCheck, SupportEvent
 
 log = logging.getLogger(__name__)
@@ -43,6 +57,7 @@ class FollowerSettings:
     poll_interval: float = 2.0
     no_block_alarm: float = 60.0
     max_pending: int = 10_000
+    desks: tuple[str, ...] = ()  # the desks whose queued jobs count towards max_pending
     window: int = 4  # batch requests in flight
     chunk: int = 10  # heights per batch request (CometBFT's default rpc.max_request_batch_size) and transaction
     fetch_attempts: int = 5
@@ -71,11 +86,18 @@ class ChainFollower:
         self._base64_attributes = False
         self.state = FollowerState.STARTING
         self.cursor: Cursor | None = None
+        # (earliest height, its block hash) of the node as first seen: the chain instance we follow,
+        # kept in the store so that a restart still knows it.
+        self._first_block: tuple[int, str] | None = None
+        self._saved_first_block: tuple[int, str] | None = None
 
     async def step(self) -> float:
         status = await self._probe.check()
         if status is None:
             return self._settings.poll_interval
+        if self.state is FollowerState.FOLLOWING and await self._refused_node(status):
+            self.state = FollowerState.STARTING  # re-checked from scratch, and refused again, until fixed
+            return RECHECK_REFUSED
         self._heads.observe(status.latest_height)
         self._check_block_alarm()
         if self.state is not FollowerState.FOLLOWING:
@@ -90,6 +112,9 @@ class ChainFollower:
         assert self.cursor is not None
         if self.cursor.height < self._heads.height:
             await self._catch_up()
+            if self.state is not FollowerState.FOLLOWING:  # refused mid-way: re-checked later, like at start
+                self.state = FollowerState.STARTING
+                return RECHECK_REFUSED
             return 0.0
         await self._heads.wait_change(self._settings.poll_interval)
         return 0.0
@@ -98,7 +123,59 @@ class ChainFollower:
         if self._health.problems.get("follower") != reason:
             log.error("not following the chain", extra={"reason": reason})
         self._health.set_problem("follower", reason)
+        self._metrics.set_health(self._health.healthy, True)
         self.state = FollowerState.REFUSED
+
+    async def _refused_node(self, status: NodeStatus) -> bool:
+        """Refuse (and say so) a node that is not the chain instance the cursor follows."""
+        assert self.cursor is not None
+        problem = self._node_problem(status, self.cursor)
+        if problem is not None:
+            self._refuse(problem)
+            return True
+        await self._save_first_block()
+        return False
+
+    async def _node_changed(self) -> bool:
+        """After a failed read: True (and refused) when the node is no longer the one followed."""
+        try:
+            status = await self._rpc.status()
+        except ChainRpcError:
+            return False  # unreachable: the caller's own error says what happened
+        return await self._refused_node(status)
+
+    async def _save_first_block(self) -> None:
+        if self._first_block is not None and self._first_block != self._saved_first_block:
+            await self._store.write("save first block", save_first_block_txn, *self._first_block)
+            self._saved_first_block = self._first_block
+
+    def _node_problem(self, status: NodeStatus, cursor: Cursor) -> str | None:
+        if status.chain_id != cursor.chain_id:
+            return (
+                f"the database follows chain {cursor.chain_id!r} but the node serves {status.chain_id!r} "
+                "(chain reset?); move the database aside to start over"
+            )
+        if status.latest_height < cursor.height:
+            return (
+                f"the node's head {status.latest_height} is below the cursor {cursor.height}: the node was reset "
+                "to genesis or the RPC URL now reaches another node; not following it"
+            )
+        return self._first_block_problem(status)
+
+    def _first_block_problem(self, status: NodeStatus) -> str | None:
+        """The node's earliest block identifies the chain instance: it may only move up (pruning)."""
+        if not status.earliest_block_hash:
+            return None
+        first = (status.earliest_height, status.earliest_block_hash.upper())
+        seen = self._first_block
+        if seen is not None and (first[0] < seen[0] or (first[0] == seen[0] and first[1] != seen[1])):
+            return (
+                f"the node's first block changed (height {seen[0]} hash {seen[1][:16]}..., now height {first[0]} "
+                f"hash {first[1][:16]}...): the node was re-genesised or another node answers; not following it"
+            )
+        if seen is None or first[0] > seen[0]:  # first sight, or the node pruned old blocks
+            self._first_block = first
+        return None
 
     async def _start(self, status: NodeStatus) -> None:
         if status.catching_up:
@@ -110,13 +187,13 @@ class ChainFollower:
             return
         self._base64_attributes = status.version.startswith("0.34")
         cursor = await self._store.read("load cursor", load_cursor)
-        if cursor is not None and cursor.chain_id != status.chain_id:
-            self._refuse(
-                f"the database follows chain {cursor.chain_id!r} but the node serves {status.chain_id!r} "
-                "(chain reset?); move the database aside to start over"
-            )
+        if self._first_block is None:
+            self._first_block = self._saved_first_block = await self._store.read("first block", load_first_block)
+        if cursor is not None and (problem := self._node_problem(status, cursor)) is not None:
+            self._refuse(problem)
             return
         if cursor is None:
+            self._first_block_problem(status)  # remember the chain instance this cursor starts on
             start = self._settings.start_height or status.latest_height
             cursor = await self._store.write("init cursor", init_cursor_txn, status.chain_id, max(0, start - 1))
             log.info("new cursor", extra={"chain_id": cursor.chain_id, "first_height": cursor.height + 1})
@@ -130,6 +207,9 @@ class ChainFollower:
         if needed < status.latest_height:  # the newest height's results may not be stored yet
             try:
                 await self._rpc.block_results(needed)
+            except NodeAnswerMismatch as exc:
+                self._refuse(f"the node answers for other heights than asked: {exc}")
+                return
             except ChainRpcError as exc:
                 if exc.retryable:
                     raise
@@ -138,6 +218,7 @@ class ChainFollower:
                     f"(pruned, or discard_abci_responses is on): {exc}"
                 )
                 return
+        await self._save_first_block()
         self.cursor = cursor
         self.state = FollowerState.FOLLOWING
         self._health.set_problem("follower", None)
@@ -147,7 +228,7 @@ class ChainFollower:
         )
 
     async def _paused(self) -> bool:
-        pending = await self._store.read("pending inbox", pending_count)
+        pending = await self._store.read("pending inbox", pending_count, self._settings.desks)
         if pending >= self._settings.max_pending:
             if "backpressure" not in self._health.problems:
                 log.warning(
@@ -186,11 +267,18 @@ class ChainFollower:
                         self._fetch(next_fetch, last), name=f"fetch-{next_fetch}"
                     )
                     next_fetch = last + 1
-                await self._commit(await inflight.pop(self.cursor.height + 1))
+                batches = await inflight.pop(self.cursor.height + 1)
+                if await self._refused_node(await self._rpc.status()):  # the node may have changed while we fetched
+                    self.state = FollowerState.STARTING
+                    return
+                await self._commit(batches)
                 if await self._paused():
                     return
         except ChainRpcError as exc:
             height = self.cursor.height + 1
+            if await self._node_changed():  # a failure that says "another node answers" says it plainly
+                self.state = FollowerState.STARTING
+                return
             if not exc.retryable:
                 self._refuse(f"cannot read block results at height {height}: {exc}")
                 return
@@ -207,6 +295,8 @@ class ChainFollower:
             try:
                 blocks = await self._rpc.block_results_range(first, last)
                 break
+            except NodeAnswerMismatch:
+                raise  # the node answered for other heights: refused, not retried
             except ChainRpcError as exc:
                 # The node stores a block before its results, so the newest height can be briefly
                 # missing: only below the head is "no results" final.
@@ -218,13 +308,15 @@ class ChainFollower:
         return [self._decode(results) for results in blocks]
 
     def _decode(self, results: dict[str, Any]) -> BlockBatch:
+        """Events that cannot be decoded come back as poison; payloads that cannot be opened as
+        placeholders: neither raises, so one hostile event never holds back its block."""
         events = decode_block(results, base64_encoded=self._base64_attributes)
         content = {e.event_id: self._check_content(e) for e in events if isinstance(e, SupportEvent) and _carries(e)}
         return BlockBatch(int(results["height"]), events, content)
 
     def _check_content(self, event: SupportEvent) -> ContentCheck:
         payload = event.payload.get("payload") or {}
-        envelope = payload.get("envelope")
+        envelope = payload.get("envelope") if isinstance(payload, dict) else None
         if not envelope:
             return ContentCheck("placeholder", "payload held off-chain (envelope_ref); no artifact store configured")
         if self._key is None:
@@ -233,6 +325,8 @@ class ChainFollower:
             self._key.open(envelope)
         except EnvelopeError as exc:
             return ContentCheck("placeholder", str(exc))
+        except Exception as exc:  # the per-event boundary: opening is pure computation
+            return ContentCheck("placeholder", f"payload cannot be opened ({type(exc).__name__})")
         return ContentCheck("decrypted")
 
     async def _commit(self, batches: list[BlockBatch]) -> None:

@@ -46,8 +46,12 @@ def head_subscription(url: str, heads: HeadTracker, metrics: Metrics, no_block_a
     """New block headers feed `heads`; a socket silent for longer than the no-block alarm is replaced."""
 
     def on_header(result: dict[str, Any]) -> None:
-        header = ((result.get("data") or {}).get("value") or {}).get("header") or {}
-        if header.get("height"):
-            heads.observe(int(header["height"]))
+        data = result.get("data")
+        value = data.get("value") if isinstance(data, dict) else None
+        header = value.get("header") if isinstance(value, dict) else None
+        height = str(header.get("height")) if isinstance(header, dict) else ""
+        # A hint only: a height that is not a decimal int64 is ignored, the /status poll still runs.
+        if height.isascii() and height.isdigit() and len(height) <= 18:
+            heads.observe(int(height))
 
     return Subscription(url, QUERY, on_header, metrics, name="block header", silence_limit=no_block_alarm)

@@ -1,4 +1,9 @@
-"""Async client of CometBFT's HTTP JSON-RPC. int64 parameters travel as strings, as the node wants."""
+"""Async client of CometBFT's HTTP JSON-RPC. int64 parameters travel as strings, as the node wants.
+
+Answers are parsed with size and depth limits, and the ones the follower builds on are checked
+for shape and for answering the height that was asked, so a broken or foreign endpoint becomes a
+ChainRpcError rather than a crash or a silently wrong block.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,20 @@ from typing import Any
 
 import httpx
 
+from sidecar import boundedjson
 from sidecar.errors import ChainRpcError
+
+# One answer is at most a batch of `chunk` block_results (or one block): CometBFT's own limits
+# (consensus max_bytes 21 MiB a block, rpc max_body_bytes 1 MB by default) are far below this.
+MAX_ANSWER_BYTES = 256 * 1024 * 1024
+MAX_ANSWER_DEPTH = 64  # CometBFT's JSON nests about ten levels deep
+
+
+class NodeAnswerMismatch(ChainRpcError):
+    """The node answered for another height than the one asked: never retried, never used."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
 
 
 @dataclass(frozen=True)
@@ -21,6 +39,7 @@ class NodeStatus:
     earliest_height: int
     catching_up: bool
     version: str
+    earliest_block_hash: str = ""  # identifies the chain instance: a re-genesised node has another
 
 
 class CometRpc:
@@ -48,34 +67,40 @@ class CometRpc:
         if response.status_code >= 500 and not response.content:
             raise ChainRpcError(f"node RPC {method} answered HTTP {response.status_code}", retryable=True)
         try:
-            return response.json()
-        except ValueError:
+            return boundedjson.loads(response.content, max_bytes=MAX_ANSWER_BYTES, max_depth=MAX_ANSWER_DEPTH)
+        except boundedjson.JsonLimitError as exc:
             raise ChainRpcError(
-                f"node RPC {method} answered non-JSON (HTTP {response.status_code})", retryable=True
+                f"node RPC {method} answered unusable JSON (HTTP {response.status_code}): {exc}", retryable=True
             ) from None
 
-    def _result(self, method: str, doc: dict[str, Any]) -> Any:
+    def _result(self, method: str, doc: Any) -> Any:
+        if not isinstance(doc, dict):
+            raise ChainRpcError(f"node RPC {method} answered a {type(doc).__name__}, not an object", retryable=True)
         if doc.get("error"):
             err = doc["error"]
-            detail = err.get("data") or err.get("message") or str(err)
+            detail = (err.get("data") or err.get("message") or str(err)) if isinstance(err, dict) else str(err)
             raise ChainRpcError(f"node RPC {method} failed: {detail}", retryable=_retryable_rpc_error(str(detail)))
         return doc.get("result")
 
     async def status(self) -> NodeStatus:
         result = await self.call("status")
-        sync = result["sync_info"]
-        return NodeStatus(
-            chain_id=result["node_info"]["network"],
-            latest_height=int(sync["latest_block_height"]),
-            latest_block_time=sync.get("latest_block_time", ""),
-            earliest_height=int(sync.get("earliest_block_height") or 1),
-            catching_up=bool(sync.get("catching_up", False)),
-            version=result["node_info"].get("version", ""),
-        )
+        try:
+            sync, info = result["sync_info"], result["node_info"]
+            return NodeStatus(
+                chain_id=_text(info["network"]),
+                latest_height=int(sync["latest_block_height"]),
+                latest_block_time=_text(sync.get("latest_block_time", "")),
+                earliest_height=int(sync.get("earliest_block_height") or 1),
+                catching_up=bool(sync.get("catching_up", False)),
+                version=_text(info.get("version", "")),
+                earliest_block_hash=_text(sync.get("earliest_block_hash") or ""),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            problem = f"node RPC status answered a malformed status ({type(exc).__name__})"
+            raise ChainRpcError(problem, retryable=True) from None
 
     async def block_results(self, height: int) -> dict[str, Any]:
-        result: dict[str, Any] = await self.call("block_results", height=height)
-        return result
+        return _results_of(height, await self.call("block_results", height=height))
 
     async def block_results_range(self, first: int, last: int) -> list[dict[str, Any]]:
         """block_results of first..last in one JSON-RPC batch request (one round trip, one HTTP request)."""
@@ -83,7 +108,9 @@ class CometRpc:
         body = [{"jsonrpc": "2.0", "id": h, "method": "block_results", "params": {"height": str(h)}} for h in heights]
         docs = await self._post("block_results", body)
         if isinstance(docs, dict) and "error" in docs and "id" not in docs:
-            limit = re.search(r"exceeds maximum \((\d+)\)", str(docs["error"].get("data", "")))
+            error = docs["error"]
+            detail = str(error.get("data", "")) if isinstance(error, dict) else ""
+            limit = re.search(r"exceeds maximum \((\d+)\)", detail)
             if limit and len(heights) > 1:  # the node's rpc.max_request_batch_size: split and retry
                 half = first + max(1, min(int(limit.group(1)), len(heights) // 2)) - 1
                 return await self.block_results_range(first, half) + await self.block_results_range(half + 1, last)
@@ -91,18 +118,25 @@ class CometRpc:
         docs = [docs] if isinstance(docs, dict) else docs  # CometBFT answers a one-item batch with an object
         if not isinstance(docs, list):
             raise ChainRpcError("node RPC block_results batch answered neither a list nor an object", retryable=True)
-        by_id = {doc.get("id"): doc for doc in docs}
+        by_id = {doc.get("id"): doc for doc in docs if isinstance(doc, dict)}
         results = []
         for height in heights:
             doc = by_id.get(height)
             if doc is None:
                 raise ChainRpcError(f"node RPC block_results batch lacks height {height}", retryable=True)
-            results.append(self._result("block_results", doc))
+            results.append(_results_of(height, self._result("block_results", doc)))
         return results
 
     async def block(self, height: int) -> dict[str, Any]:
-        result: dict[str, Any] = await self.call("block", height=height)
-        return result
+        result = await self.call("block", height=height)
+        try:
+            answered = result["block"]["header"]["height"]
+        except (KeyError, TypeError):
+            raise ChainRpcError("node RPC block answered without a header height", retryable=True) from None
+        if str(answered) != str(height):
+            raise NodeAnswerMismatch(f"node RPC block answered height {str(answered)[:20]} when asked for {height}")
+        block: dict[str, Any] = result
+        return block
 
     async def abci_query(self, path: str, data: bytes, height: int = 0) -> dict[str, Any]:
         """Query the app; returns the `response` object (code, log, value base64, height)."""
@@ -118,19 +152,40 @@ class CometRpc:
         return result
 
     async def tx(self, tx_hash: str) -> dict[str, Any] | None:
-        """The included tx by hash, or None while it is not (yet) in a block."""
-        try:
-            # JSON-RPC over POST takes []byte params as base64 (the 0x-hex form is for GET URIs only).
-            raw = base64.b64encode(bytes.fromhex(tx_hash.removeprefix("0x"))).decode()
-            result: dict[str, Any] = await self.call("tx", hash=raw, prove=False)
-        except ChainRpcError as exc:
-            if "not found" in str(exc):
-                return None
-            raise
+        """The included tx by hash; None only on the node's exact answer for an unknown hash (CometBFT
+        rpc/core/tx.go: `fmt.Errorf("tx (%X) not found", hash)`). Any other failure raises: an error text
+        that merely contains "not found" (a proxy, a pruned store) proves nothing about the tx."""
+        raw = bytes.fromhex(tx_hash.removeprefix("0x"))
+        # JSON-RPC over POST takes []byte params as base64 (the 0x-hex form is for GET URIs only).
+        params = {"hash": base64.b64encode(raw).decode(), "prove": False}
+        doc = await self._post("tx", {"jsonrpc": "2.0", "id": next(self._ids), "method": "tx", "params": params})
+        error = doc.get("error") if isinstance(doc, dict) else None
+        if isinstance(error, dict) and error.get("data") == f"tx ({raw.hex().upper()}) not found":
+            return None
+        result: dict[str, Any] = self._result("tx", doc)
         return result
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    return value
+
+
+def _results_of(height: int, result: Any) -> dict[str, Any]:
+    """A block_results answer, checked to be an object for exactly `height` (a node answering for
+    another height is switched, reset or broken: its blocks must never reach the cursor)."""
+    if not isinstance(result, dict):
+        raise ChainRpcError(f"node RPC block_results for height {height} is not an object", retryable=True)
+    answered = result.get("height")
+    if str(answered) != str(height):
+        raise NodeAnswerMismatch(
+            f"node RPC block_results answered height {str(answered)[:20]} when asked for {height}"
+        )
+    return result
 
 
 def _stringify(params: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,10 @@ back to the queue only when their tx provably did not land (refused by CheckTx, 
 or past its timeout_height with no block holding its hash). Inclusion is learnt from a websocket
 subscription to the account's txs, started before the first broadcast, with `/tx` by hash as the
 fallback; txs are settled in sequence order (txs of one account land in that order).
+
+Every step first checks the node (node_guard.py). An account that cannot pay its fees (sdk codes 5
+and 13) pauses signing with an alarm instead of dead-lettering anything; a probe (the next batch's
+simulation and CheckTx) every `pause_probe_interval` seconds resumes it once the balance allows.
 """
 
 from __future__ import annotations
@@ -22,23 +26,28 @@ from decimal import Decimal
 from typing import Literal
 
 from sidecar.chain.keys import SigningKey, forbid_core_dumps, load_signing_key
+from sidecar.chain.node_guard import NodeGuard, NodeRefused
 from sidecar.chain.outcomes import ALREADY_IN_MEMPOOL, SEQUENCE_MISMATCH, ChainAnswer, expected_sequence
-from sidecar.chain.rpc import CometRpc
+from sidecar.chain.rpc import CometRpc, NodeStatus
 from sidecar.chain.settle import Settler
 from sidecar.chain.txbuild import Account, FeePolicy, SignedTx, build_tx, query_account, simulate
 from sidecar.chain.txwatch import TxWatcher
 from sidecar.config import Config
 from sidecar.errors import ChainRpcError
 from sidecar.observe.audit import Auditor
+from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics
 from sidecar.store.db import Store
 from sidecar.store.intents import (
     Intent,
+    highest_included_height,
     intent_counts,
     queued_intents,
     record_broadcast_txn,
     record_signed_txn,
     requeue_batch_txn,
+    set_signer_chain_id_txn,
+    signer_chain_id,
     unresolved_batches,
 )
 
@@ -59,6 +68,8 @@ class SignerSettings:
     rebroadcast_after: int = 3  # blocks without inclusion before the stored bytes are sent again
     busy_interval: float = 0.1
     idle_interval: float = 0.5
+    pause_probe_interval: float = 10.0  # seconds between probes while the account cannot pay its fees
+    refused_interval: float = 5.0  # seconds between looks at a refused node
 
     @classmethod
     def from_config(cls, config: Config) -> SignerSettings:
@@ -95,6 +106,9 @@ class SignerStatus:
     sequence_mismatches_resolved: int = 0
     mempool_full: int = 0
     last_error: str | None = None
+    paused: str | None = None  # why signing waits for the account (out of funds, fee too low)
+    node_refused: str | None = None
+    unproven_txs: dict[str, str] = field(default_factory=dict)  # tx hash -> why its fate is not proven
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -119,6 +133,7 @@ class Signer:
         *,
         watcher: TxWatcher | None = None,
         crash_at: CrashPoint | None = None,
+        health: HealthState | None = None,
     ) -> None:
         self._rpc = rpc
         self._store = store
@@ -127,7 +142,13 @@ class Signer:
         self._metrics = metrics
         self._crash_at = crash_at
         self.watcher = watcher
-        self._settler = Settler(rpc, store, auditor, self._on_lost_sequence, self._on_out_of_gas, metrics, watcher)
+        self._health = health
+        self._settler = Settler(
+            rpc, store, auditor, self._on_lost_sequence, self._on_out_of_gas, metrics, watcher,
+            address=key.address, on_pause=self._pause,
+        )
+        self._guard = NodeGuard(settings.chain_id, 0)
+        self._probe_at = 0.0
         self._flight: list[InFlight] = []
         self._ready = False
         self._chain_id = settings.chain_id
@@ -141,9 +162,16 @@ class Signer:
     # --- the loop step -------------------------------------------------------------------------
 
     async def step(self) -> float:
+        try:
+            return await self._step()
+        except NodeRefused:  # nothing this node says may touch the sequence or the intents
+            await self._publish()
+            return self.settings.refused_interval
+
+    async def _step(self) -> float:
         if not self._ready:
-            await self._recover()
-        head = (await self._rpc.status()).latest_height
+            await self._recover(await self._rpc.status())
+        head = self._guard.check(await self._rpc.status())  # after a recovery, which may wait for the watcher
         self._flight = await self._settler.settle(self._flight, head)
         delay = await self._rebroadcast(head)
         if delay == 0.0 and len(self._flight) < self.settings.max_in_flight:
@@ -153,12 +181,18 @@ class Signer:
             return delay
         return self.settings.busy_interval if self._flight else self.settings.idle_interval
 
-    async def _recover(self) -> None:
-        """Adopt stored unresolved txs (to re-broadcast as they are) and the chain's account."""
-        node = await self._rpc.status()
-        if self._chain_id and node.chain_id != self._chain_id:
-            raise ChainRpcError(f"node is on chain {node.chain_id}, expected {self._chain_id}", retryable=False)
-        self._chain_id = node.chain_id
+    async def _recover(self, node: NodeStatus) -> None:
+        """Adopt stored unresolved txs (to re-broadcast as they are) and the chain's account, once the node is
+        the chain they were signed for (configured, else stored, else the node's own)."""
+        stored_chain = await self._store.read("signer chain", signer_chain_id)
+        self._chain_id = self.settings.chain_id or stored_chain or node.chain_id
+        floor = await self._store.read("highest height", highest_included_height)
+        self._guard = NodeGuard(self._chain_id, floor)
+        self._guard.check(node)
+        if stored_chain != self._chain_id:
+            if stored_chain:
+                log.warning("signer chain changed by configuration", extra={"from": stored_chain, "to": self._chain_id})
+            await self._store.write("signer chain", set_signer_chain_id_txn, self._chain_id)
         account = await query_account(self._rpc, self._key.address)
         self._account_number = account.number
         if self.watcher is not None:  # subscribe before the first broadcast; /tx covers it if that fails
@@ -229,6 +263,8 @@ class Signer:
     # --- new txs ----------------------------------------------------------------------------------
 
     async def _send_new(self, head: int) -> float:
+        if self.status.paused is not None and time.monotonic() < self._probe_at:
+            return 0.0  # the account cannot pay yet: the next probe decides
         if self._should_resync:
             if self._flight:
                 return 0.0  # wait until every tx in flight landed or provably expired
@@ -241,11 +277,30 @@ class Signer:
             if not batch:
                 return 0.0
             if self._flight:  # signing takes time: the timeout is counted from the head of now
-                head = (await self._rpc.status()).latest_height
+                head = self._guard.check(await self._rpc.status())
+            before = len(self._flight)
             delay = await self._sign_and_send(batch, head, retried=False)
-            if delay:
+            if delay or self.status.paused is not None:
                 return delay
+            if len(self._flight) <= before:
+                return self.settings.busy_interval  # refused: its intents are queued again, judged next step
         return 0.0
+
+    def _pause(self, answer: ChainAnswer) -> None:
+        """The account cannot pay (sdk 5 or 13): hold every new tx, say so once, probe now and then."""
+        self._probe_at = time.monotonic() + self.settings.pause_probe_interval
+        if self.status.paused is None:
+            log.error(
+                "signing paused: the account cannot pay its fees (fund it, or check chain.gas_price): %s",
+                answer.summary,
+                extra={"address": self._key.address, "code": answer.code},
+            )
+        self.status.paused = f"{self._key.address} cannot pay its fees: {answer.summary}"
+
+    def _resume(self) -> None:
+        if self.status.paused is not None:
+            log.info("signing resumed: the account pays its fees again", extra={"address": self._key.address})
+        self.status.paused = None
 
     def _choose(self, queued: list[Intent]) -> list[Intent]:
         """A prefix of the queue (so each ticket keeps its order) within the byte cap; isolated intents alone."""
@@ -260,15 +315,17 @@ class Signer:
             size += len(intent.msg_bytes)
         return batch
 
-    async def _gas(self, batch: list[Intent], head: int) -> tuple[list[Intent], int]:
-        """Simulated gas; a message that fails simulation cuts the batch before it (or goes alone)."""
+    async def _gas(self, batch: list[Intent], head: int) -> tuple[list[Intent], int] | None:
+        """Simulated gas; a message that fails simulation cuts the batch before it (or goes alone).
+        None when the simulation says the account cannot pay (signing is paused)."""
         fee = self.settings.fee
         sequence, resims = self._next_sequence, 0
         while True:
             shape = tuple(i.msg_type for i in batch)
             size = sum(len(i.msg_bytes) for i in batch)
             known = self._gas_seen.get(shape)
-            if known is not None and size <= known[1] and time.monotonic() - known[2] < GAS_MEMORY:
+            fresh = known is not None and size <= known[1] and time.monotonic() - known[2] < GAS_MEMORY
+            if known is not None and fresh and self.status.paused is None:
                 # A simulation of the same Msgs, no smaller, ran moments ago: its answer holds (the margin of
                 # gas_multiplier covers state drift; an out-of-gas result forgets it).
                 return batch, fee.limit_from_simulation(known[0])
@@ -277,6 +334,10 @@ class Signer:
             if sim.gas_used is not None:
                 self._gas_seen[shape] = (sim.gas_used, size, time.monotonic())
                 return batch, fee.limit_from_simulation(sim.gas_used)
+            refusal = ChainAnswer(sim.code, sim.codespace, sim.log)
+            if refusal.should_pause:
+                self._pause(refusal)
+                return None
             seqs = expected_sequence(sim.log) if sim.code == SEQUENCE_MISMATCH else None
             if seqs is not None and resims < 3:
                 # The node simulates on its check state, which lags behind our txs in flight (rechecks run
@@ -308,7 +369,10 @@ class Signer:
         )
 
     async def _sign_and_send(self, batch: list[Intent], head: int, *, retried: bool) -> float:
-        batch, gas = await self._gas(batch, head)
+        sized = await self._gas(batch, head)
+        if sized is None:
+            return 0.0
+        batch, gas = sized
         signed = self._build(batch, head, gas)
         ids = tuple(i.id for i in batch)
         batch_id = await self._store.write(
@@ -329,6 +393,7 @@ class Signer:
             return self._full_mempool()  # stays in flight as 'signed': re-broadcast after the backoff
         flight.sent_at = head
         if answer.code in (0, ALREADY_IN_MEMPOOL):
+            self._resume()
             self._crash_point("after_broadcast")
             await self._store.write("record broadcast", record_broadcast_txn, batch_id)
             flight.broadcast = True
@@ -381,14 +446,36 @@ class Signer:
         self.status.in_flight = len(self._flight)
         self._metrics.set_tx_intents(counts)  # type: ignore[arg-type]
         self._metrics.set_signer_sequence(self._next_sequence)
+        self.status.node_refused = self._guard.problem
+        self.status.unproven_txs = dict(self._settler.unproven)
+        self._metrics.set_signer_alarms(
+            paused=self.status.paused is not None,
+            unproven_txs=len(self.status.unproven_txs),
+            node_refused=self.status.node_refused is not None,
+        )
+        if self._health is not None:
+            self._health.set_problem("signer-funds", self.status.paused)
+            self._health.set_problem("signer-node", self.status.node_refused)
+            unproven = self.status.unproven_txs
+            self._health.set_problem(
+                "signer-txs", f"{len(unproven)} tx(s) past timeout height neither landed nor proven lost"
+                if unproven else None,
+            )
 
 
 def signer_from_config(
-    config: Config, rpc: CometRpc, store: Store, metrics: Metrics, auditor: Auditor, ws_url: str
+    config: Config,
+    rpc: CometRpc,
+    store: Store,
+    metrics: Metrics,
+    auditor: Auditor,
+    ws_url: str,
+    health: HealthState | None = None,
 ) -> Signer:
     """What app.py calls: make the process undumpable, load the key (ConfigError without one), build the signer
     with its tx subscription (app.py runs `signer.watcher.subscription` in the TaskGroup)."""
     forbid_core_dumps()
     key = load_signing_key(config)
     watcher = TxWatcher(ws_url, key.address, metrics)
-    return Signer(rpc, store, key, SignerSettings.from_config(config), metrics, auditor, watcher=watcher)
+    settings = SignerSettings.from_config(config)
+    return Signer(rpc, store, key, settings, metrics, auditor, watcher=watcher, health=health)

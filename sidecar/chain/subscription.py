@@ -19,6 +19,7 @@ from typing import Any
 import websockets
 from websockets.exceptions import WebSocketException
 
+from sidecar import boundedjson
 from sidecar.observe.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -101,12 +102,17 @@ class Subscription:
                         return  # a stalled or half-open socket: replace it with a new one
                     continue
                 last_message = time.monotonic()
-                self._handle(json.loads(raw))
+                # JsonLimitError is a ValueError: a frame we cannot read replaces the socket.
+                self._handle(boundedjson.loads(raw, max_bytes=MAX_MESSAGE_BYTES))
 
-    def _handle(self, message: dict[str, Any]) -> None:
+    def _handle(self, message: Any) -> None:
+        if not isinstance(message, dict):
+            raise ValueError(f"{self.name} websocket frame is not a JSON object")
         if message.get("error"):
             raise ValueError(f"{self.name} subscription refused: {message['error']}")
         result = message.get("result") or {}
+        if not isinstance(result, dict):
+            raise ValueError(f"{self.name} websocket frame has a result that is not an object")
         if message.get("id") == 1 and not result.get("data"):
             self.epoch += 1  # the node confirmed the subscription: events flow from here on
             self.live.set()

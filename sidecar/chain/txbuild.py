@@ -59,6 +59,7 @@ class FeePolicy:
 class Account:
     number: int
     sequence: int
+    height: int = 0  # the committed height the node answered for (0: not said)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,8 @@ def build_tx(
 
 
 async def query_account(rpc: CometRpc, address: str) -> Account:
-    """Account number and sequence from committed state (abci_query, protobuf in and out)."""
+    """Account number and sequence from committed state (abci_query, protobuf in and out), with the height
+    the node answered for."""
     request = auth_query.QueryAccountRequest(address=address).SerializeToString()
     response = await rpc.abci_query(ACCOUNT_PATH, request)
     if int(response.get("code", 0)) != 0:
@@ -144,7 +146,7 @@ async def query_account(rpc: CometRpc, address: str) -> Account:
             raise ChainRpcError(f"account {address} is a {answer.account.type_url}, not a BaseAccount", retryable=False)
     except DecodeError as exc:
         raise ChainRpcError(f"account query for {address} answered undecodable bytes", retryable=True) from exc
-    return Account(int(base.account_number), int(base.sequence))
+    return Account(int(base.account_number), int(base.sequence), int(response.get("height") or 0))
 
 
 async def simulate(rpc: CometRpc, tx_bytes: bytes) -> Simulation:

@@ -20,7 +20,7 @@ from sidecar.observe.health import HealthState
 from sidecar.observe.logs import current_redactor
 from sidecar.store.audit import AuditEntry
 from sidecar.store.db import Store
-from sidecar.store.intents import list_intents
+from sidecar.store.intents import intent_state, list_intents, redrive_intents_txn
 from sidecar.store.jobs import list_jobs, queue_manual_sync_txn, redrive_txn
 from sidecar.store.status import queue_figures
 from sidecar.store.tickets import get_ticket
@@ -157,6 +157,32 @@ class ControlService(control_pb2_grpc.ControlServicer):
                 for v in views
             ]
         )
+
+
+    async def RedriveIntent(
+        self, request: control_pb2.RedriveIntentRequest, context: grpc.aio.ServicerContext
+    ) -> control_pb2.RedriveIntentResponse:
+        """Dead intents back to the signer's queue (a ref whose registration died is queued again this way)."""
+        if request.id < 0 or (request.id == 0) == (not request.all_dead):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give an intent id, or all_dead=true (not both)")
+        intent_id = request.id or None
+        if intent_id is not None:
+            state = await self._store.read("intent state", intent_state, intent_id)
+            if state is None:
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"tx intent {intent_id} does not exist")
+            if state != "dead":
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"tx intent {intent_id} is {state}, not dead")
+        count = await self._store.write("redrive intents", redrive_intents_txn, intent_id, time.time())
+        if self._auditor is not None:
+            await self._auditor.record(
+                AuditEntry(
+                    "intents_redriven",
+                    actor="operator",
+                    status="ok",
+                    details={"intent_id": request.id, "count": count},
+                )
+            )
+        return control_pb2.RedriveIntentResponse(redriven=count)
 
 
 class ControlServer:

@@ -100,6 +100,9 @@ def text_marker(text: str) -> str | None:
 
 class Desk(Protocol):
     name: DeskName
+    # Seconds after a create during which the desk's lookup may still miss the new ticket (Jira's
+    # search index); 0 where the lookup is consistent. A create is re-sent only after this bound.
+    index_lag: float
 
     def unmapped(self, ticket: TicketSnapshot) -> tuple[UnmappedValue, ...]:
         """The ticket's values this desk can only map to a default; the caller audits them (no I/O)."""
@@ -110,6 +113,15 @@ class Desk(Protocol):
 
         `known_ids`: desk ids the caller already knows of, for read-after-write (Jira reconcileIssues).
         """
+        ...
+
+    def ref_problem(self, external_id: str) -> str | None:
+        """Why an id registered on chain cannot name one of this desk's tickets (None: it can). No I/O."""
+        ...
+
+    async def claimed(self, ticket: TicketSnapshot, external_id: str) -> ExternalTicket | None:
+        """The desk ticket behind a ref the sidecar did not record itself, only if it carries the sidecar's
+        claim for this chain ticket (Jira: the issue property; Waldur: `remote_id`); None otherwise."""
         ...
 
     async def create(self, ticket: TicketSnapshot) -> ExternalTicket:

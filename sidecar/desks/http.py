@@ -9,7 +9,6 @@ the operation and the desk's own error text with secrets removed, never request 
 from __future__ import annotations
 
 import base64
-import json
 import re
 import time
 from collections.abc import Awaitable, Iterable, Mapping
@@ -19,6 +18,8 @@ from typing import Any, TypeVar, cast, get_args
 
 import httpx
 
+from sidecar import boundedjson
+from sidecar.boundedjson import JsonLimitError
 from sidecar.desks.ratelimit import TokenBucket
 from sidecar.errors import ConfigError, DeskError
 from sidecar.observe.logs import Redactor, current_redactor
@@ -29,6 +30,10 @@ RETRYABLE = frozenset({408, 409, 425, 429})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 PER_ISSUE_REASON = "jira-per-issue-on-write"
 MAX_ERROR_TEXT = 300
+# Desk answers are outside input: bounded before any parser sees them. A page of 100 comments with
+# rich text is a few MB; ADF nests two JSON levels per node and agents nest lists, hence 128 levels.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+MAX_ANSWER_DEPTH = 128
 # A credential echoed without its header name (the logs' redactor needs "Authorization:" before it).
 _CREDENTIAL = re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{16,}")
 
@@ -117,6 +122,7 @@ class DeskHttp:
             timeout=httpx.Timeout(timeout),
             transport=_CountingTransport(inner, desk, metrics, TokenBucket(requests_per_second)),
             follow_redirects=False,
+            event_hooks={"response": [_bound_answer]},
         )
 
     async def request(
@@ -148,8 +154,26 @@ class DeskHttp:
             raise DeskError(f"{self.desk} {op}: connection failed ({type(exc).__name__})", retryable=True) from exc
         except httpx.HTTPError as exc:
             raise DeskError(f"{self.desk} {op}: HTTP error ({type(exc).__name__})", retryable=False) from exc
+        except httpx.InvalidURL as exc:  # not an HTTPError: a path built from a bad id
+            raise DeskError(f"{self.desk} {op}: invalid request URL", retryable=False) from exc
+        except JsonLimitError as exc:
+            raise DeskError(f"{self.desk} {op}: answer refused: {exc}", retryable=False) from exc
         finally:
             _last_headers.reset(token)
+
+    def json(self, op: str, response: httpx.Response) -> Any:
+        """The answer's JSON, bounded in size and depth; a refused or malformed answer is a DeskError."""
+        try:
+            return boundedjson.loads(response.content, max_bytes=MAX_ANSWER_BYTES, max_depth=MAX_ANSWER_DEPTH)
+        except JsonLimitError as exc:
+            raise DeskError(f"{self.desk} {op}: answer refused: {exc}", retryable=False) from None
+
+    def json_object(self, op: str, response: httpx.Response) -> dict[str, Any]:
+        """The answer as a JSON object (what every desk endpoint the sidecar calls returns)."""
+        answer = self.json(op, response)
+        if not isinstance(answer, dict):
+            raise DeskError(f"{self.desk} {op}: answer is not a JSON object", retryable=False)
+        return answer
 
     def raise_for_status(self, op: str, status: int, headers: Mapping[str, str], content: bytes) -> None:
         """Nothing for 2xx; otherwise the DeskError the engine acts on (retryable, retry_after, scope)."""
@@ -172,6 +196,22 @@ class DeskHttp:
         await self.client.aclose()
 
 
+async def _bound_answer(response: httpx.Response) -> None:
+    """Response hook: refuse an oversized or deeply nested JSON answer before any parser (ours, or a
+    generated client's `response.json()`) recurses into it. Raises JsonLimitError, which `call` translates."""
+    if "json" not in response.headers.get("content-type", ""):
+        return
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+        raise JsonLimitError(f"JSON of {declared} bytes is over the limit of {MAX_ANSWER_BYTES}")
+    content = await response.aread()
+    if len(content) > MAX_ANSWER_BYTES:
+        raise JsonLimitError(f"JSON of {len(content)} bytes is over the limit of {MAX_ANSWER_BYTES}")
+    depth = boundedjson.nesting_depth(content.decode("utf-8", "replace"))
+    if depth > MAX_ANSWER_DEPTH:
+        raise JsonLimitError(f"JSON nests {depth} levels deep, over the limit of {MAX_ANSWER_DEPTH}")
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Retry-After as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
     if not value:
@@ -191,7 +231,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 def error_text(content: bytes) -> str:
     """The desk's error message from its body: Jira `errorMessages`/`errors`, JSM `errorMessage`, DRF `detail`."""
     try:
-        body = json.loads(content) if content else None
+        body = boundedjson.loads(content, max_bytes=MAX_ANSWER_BYTES, max_depth=MAX_ANSWER_DEPTH) if content else None
     except ValueError:
         return content[:MAX_ERROR_TEXT].decode("utf-8", "replace").strip() if content else ""
     parts: list[str] = []

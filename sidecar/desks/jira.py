@@ -11,6 +11,7 @@ import logging
 import re
 from collections import OrderedDict
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -35,6 +36,7 @@ PLACEHOLDER = "(encrypted content not available to the desk)"
 CLOSE_MARKER = "close"
 PAGE_SIZE = 100
 _RECENT_MAX = 1024
+_ISSUE_ID = re.compile(r"[0-9]{1,18}")
 
 
 def ticket_label(ticket_number: str) -> str:
@@ -81,6 +83,10 @@ class JiraDesk:
         # create right after a lost answer passes these as reconcileIssues.
         self._recent: OrderedDict[str, str] = OrderedDict()
         self.page_size = PAGE_SIZE
+        # How long after a create Jira's search may still miss the issue: the worker searches again
+        # and waits this long after a create it sent before it sends another.
+        self.index_lag = config.index_lag
+        self._own_key = re.compile(re.escape(config.project_key) + r"-[0-9]{1,18}")
 
     # creating and finding -------------------------------------------------------------------
     def unmapped(self, ticket: TicketSnapshot) -> tuple[UnmappedValue, ...]:
@@ -108,11 +114,9 @@ class JiraDesk:
                 {"key": PROPERTY_KEY, "value": {"ticket_id": ticket.ticket_id, "ticket_number": ticket.ticket_number}}
             ],
         }
-        resp = await self.http.request(
-            f"create issue for {ticket.ticket_number}", "POST", "/rest/api/3/issue", json_body=body
-        )
-        answer = resp.json()
-        issue_id, key = str(answer["id"]), str(answer["key"])
+        op = f"create issue for {ticket.ticket_number}"
+        answer = self.http.json_object(op, await self._create_call(op, "/rest/api/3/issue", body))
+        issue_id, key = self._ids(answer, "id", "key", op)
         self._remember(label, issue_id)
         return self._ref(issue_id, key)
 
@@ -129,16 +133,26 @@ class JiraDesk:
                 "labels": fields["labels"],
             },
         }
-        answer = (await self.http.request(op, "POST", "/rest/servicedeskapi/request", json_body=body)).json()
-        issue_id, key = str(answer["issueId"]), str(answer["issueKey"])
+        answer = self.http.json_object(op, await self._create_call(op, "/rest/servicedeskapi/request", body))
+        issue_id, key = self._ids(answer, "issueId", "issueKey", op)
         self._remember(fields["labels"][0], issue_id)
-        claim = {"ticket_id": ticket.ticket_id, "ticket_number": ticket.ticket_number}
-        await self.http.request(
-            f"claim {key}", "PUT", f"/rest/api/3/issue/{key}/properties/{PROPERTY_KEY}", json_body=claim
-        )
+        await self._claim(ticket, key)
         edit = {"fields": {"priority": fields["priority"]}}
-        await self.http.request(f"edit {key}", "PUT", f"/rest/api/3/issue/{key}", json_body=edit)
+        await self.http.request(f"edit {key}", "PUT", _issue_path(key), json_body=edit)
         return self._ref(issue_id, key)
+
+    async def _create_call(self, op: str, path: str, body: dict[str, Any]) -> httpx.Response:
+        """The POST that creates: a 4xx answer to it means Jira made nothing (marked on the error)."""
+        try:
+            return await self.http.request(op, "POST", path, json_body=body)
+        except DeskError as exc:
+            exc.nothing_created = exc.status is not None and 400 <= exc.status < 500
+            raise
+
+    async def _claim(self, ticket: TicketSnapshot, key: str) -> None:
+        """Set the issue property that says which chain ticket this issue belongs to."""
+        claim = {"ticket_id": ticket.ticket_id, "ticket_number": ticket.ticket_number}
+        await self.http.request(f"claim {key}", "PUT", _issue_path(key, f"properties/{PROPERTY_KEY}"), json_body=claim)
 
     async def find(self, ticket: TicketSnapshot, known_ids: tuple[str, ...] = ()) -> ExternalTicket | None:
         """Label search (all pages, read-after-write for known ids), then the property must hold the ticket id."""
@@ -155,37 +169,67 @@ class JiraDesk:
                 body["reconcileIssues"] = sorted(set(reconcile))
             if token:
                 body["nextPageToken"] = token
-            page = (
-                await self.http.request(
-                    f"search {ticket.ticket_number}", "POST", "/rest/api/3/search/jql", json_body=body
-                )
-            ).json()
-            hits += page.get("issues") or []
+            op = f"search {ticket.ticket_number}"
+            page = self.http.json_object(
+                op, await self.http.request(op, "POST", "/rest/api/3/search/jql", json_body=body)
+            )
+            hits += _objects(page.get("issues"))
             token = page.get("nextPageToken")
-            if page.get("isLast", True) or not token:
+            if page.get("isLast", True) or not isinstance(token, str) or not token:
                 break
         unclaimed: ExternalTicket | None = None
         for hit in hits:
-            issue = await self._get(str(hit["id"]), "labels", f"confirm {ticket.ticket_number}")
-            claim = (issue.get("properties") or {}).get(PROPERTY_KEY)
-            ref = self._ref(str(issue["id"]), str(issue["key"]))
+            op = f"confirm {ticket.ticket_number}"
+            hit_id = str(hit.get("id", ""))
+            if not _ISSUE_ID.fullmatch(hit_id):
+                raise DeskError(f"jira {op}: search answered an issue without a numeric id", retryable=False)
+            issue = await self._get(hit_id, "labels", op)
+            ref = self._ref(*self._ids(issue, "id", "key", op))
+            claim = _claim_of(issue)
             if isinstance(claim, dict) and claim.get("ticket_id") == ticket.ticket_id:
                 return ref
             if claim is None and unclaimed is None:
-                unclaimed = ref  # labelled by hand or before properties existed: adopt if nothing better
+                unclaimed = ref  # labelled by hand, or a JSM create whose claim did not land: adopt if nothing better
+        if unclaimed is not None:
+            await self._claim(ticket, unclaimed.key)  # adopted: from now on the issue says whose it is
         return unclaimed
+
+    def ref_problem(self, external_id: str) -> str | None:
+        """Why an id registered on chain cannot be a Jira issue of this project (None: it can)."""
+        if _ISSUE_ID.fullmatch(external_id) or self._own_key.fullmatch(external_id):
+            return None
+        return f"not a Jira issue id or a key of project {self.config.project_key}"
+
+    async def claimed(self, ticket: TicketSnapshot, external_id: str) -> ExternalTicket | None:
+        """The issue behind a ref registered on chain, if it is in this project and carries this ticket's claim."""
+        if self.ref_problem(external_id) is not None:
+            return None
+        op = f"check ref of {ticket.ticket_number}"
+        try:
+            issue = await self._get(external_id, "labels", op)
+        except DeskError as exc:
+            if exc.status == 404:  # no such issue, or one this account cannot see
+                return None
+            raise
+        issue_id, key = self._ids(issue, "id", "key", op)
+        claim = _claim_of(issue)
+        if not self._own_key.fullmatch(key) or not isinstance(claim, dict):
+            return None
+        return self._ref(issue_id, key) if claim.get("ticket_id") == ticket.ticket_id else None
 
     # reading ----------------------------------------------------------------------------------
     async def fetch(self, ref: ExternalTicket) -> DeskTicketState:
         issue = await self._get(ref.key, "status,priority,updated,labels", f"fetch {ref.key}")
-        fields = issue.get("fields") or {}
+        fields = _object(issue.get("fields"))
+        priority = _object(fields.get("priority")).get("name")
+        labels = fields.get("labels")
         return DeskTicketState(
             ref=ref,
-            status=str((fields.get("status") or {}).get("name", "")),
-            priority=(fields.get("priority") or {}).get("name"),
+            status=str(_object(fields.get("status")).get("name", "")),
+            priority=priority if isinstance(priority, str) else None,
             updated=str(fields.get("updated", "")),
-            labels=tuple(fields.get("labels") or ()),
-            properties=dict(issue.get("properties") or {}),
+            labels=tuple(str(label) for label in labels) if isinstance(labels, list) else (),
+            properties=_object(issue.get("properties")),
         )
 
     async def has_comment(self, ref: ExternalTicket, marker: str) -> bool:
@@ -193,19 +237,19 @@ class JiraDesk:
         start = 0
         while True:
             params = {"startAt": str(start), "maxResults": str(self.page_size)}
-            page = (
-                await self.http.request(
-                    f"list comments of {ref.key}", "GET", f"/rest/api/3/issue/{ref.key}/comment", params=params
-                )
-            ).json()
-            comments = page.get("comments") or []
+            op = f"list comments of {ref.key}"
+            page = self.http.json_object(
+                op, await self.http.request(op, "GET", _issue_path(ref.key, "comment"), params=params)
+            )
+            comments = _objects(page.get("comments"))
             for comment in comments:
-                author = (comment.get("author") or {}).get("accountId")
+                author = _object(comment.get("author")).get("accountId")
                 mine = not self.config.account_id or author == self.config.account_id
                 if mine and jira_adf.footer_marker(comment.get("body")) == marker:
                     return True
             start += len(comments)
-            if not comments or start >= int(page.get("total", start)):
+            total = page.get("total", start)
+            if not comments or not isinstance(total, int) or start >= total:
                 return False
 
     # writing ----------------------------------------------------------------------------------
@@ -214,11 +258,11 @@ class JiraDesk:
         wanted = category_label(ticket.category)
         labels = [{"add": wanted}] + [{"remove": category_label(c)} for c in CATEGORIES if category_label(c) != wanted]
         body = {"fields": {"priority": {"name": self._priority(ticket)}}, "update": {"labels": labels}}
-        await self.http.request(f"edit {ref.key}", "PUT", f"/rest/api/3/issue/{ref.key}", json_body=body)
+        await self.http.request(f"edit {ref.key}", "PUT", _issue_path(ref.key), json_body=body)
         account_id = self.mapping.desk_assignee(ticket.assigned_agent)
         if account_id:
             await self.http.request(
-                f"assign {ref.key}", "PUT", f"/rest/api/3/issue/{ref.key}/assignee", json_body={"accountId": account_id}
+                f"assign {ref.key}", "PUT", _issue_path(ref.key, "assignee"), json_body={"accountId": account_id}
             )
 
     async def set_status(self, ref: ExternalTicket, chain_status: str) -> None:
@@ -228,15 +272,15 @@ class JiraDesk:
         if target is None:
             raise DeskError(f"jira {op}: no Jira status is mapped for chain status {chain_status!r}", retryable=False)
         issue = await self._get(ref.key, "status", op)
-        current = str(((issue.get("fields") or {}).get("status") or {}).get("name", ""))
+        current = str(_object(_object(issue.get("fields")).get("status")).get("name", ""))
         if current.lower() == target.lower():
             return
-        url = f"/rest/api/3/issue/{ref.key}/transitions"
-        options = (await self.http.request(op, "GET", url)).json().get("transitions") or []
-        usable = [t for t in options if t.get("isAvailable", True)]
-        match = [t for t in usable if str((t.get("to") or {}).get("name", "")).lower() == target.lower()]
+        url = _issue_path(ref.key, "transitions")
+        options = _objects(self.http.json_object(op, await self.http.request(op, "GET", url)).get("transitions"))
+        usable = [t for t in options if t.get("isAvailable", True) and "id" in t]
+        match = [t for t in usable if str(_object(t.get("to")).get("name", "")).lower() == target.lower()]
         if not match:
-            available = ", ".join(f"{t.get('name')!r} -> {(t.get('to') or {}).get('name')!r}" for t in usable)
+            available = ", ".join(f"{t.get('name')!r} -> {_object(t.get('to')).get('name')!r}" for t in usable)
             raise DeskError(
                 f"jira {op}: no transition from {current!r} to {target!r} (chain status {chain_status!r}); "
                 f"available: {available or 'none'}",
@@ -249,11 +293,12 @@ class JiraDesk:
         op = f"comment on {ref.key}"
         if comment.internal:
             body: dict[str, Any] = {"body": jira_adf.comment_text(comment), "public": False}
-            await self.http.request(op, "POST", f"/rest/servicedeskapi/request/{ref.key}/comment", json_body=body)
+            url = f"/rest/servicedeskapi/request/{quote(ref.key, safe='')}/comment"
+            await self.http.request(op, "POST", url, json_body=body)
             return
         document = jira_adf.comment_doc(comment)
         self._check_adf(document, op)
-        await self.http.request(op, "POST", f"/rest/api/3/issue/{ref.key}/comment", json_body={"body": document})
+        await self.http.request(op, "POST", _issue_path(ref.key, "comment"), json_body={"body": document})
 
     async def close(self, ref: ExternalTicket, reason: str) -> None:
         """A comment saying why (once), then the transition to the status mapped for `closed`."""
@@ -286,8 +331,14 @@ class JiraDesk:
 
     async def _get(self, key: str, fields: str, op: str) -> dict[str, Any]:
         params = {"fields": fields, "properties": PROPERTY_KEY}
-        answer: dict[str, Any] = (await self.http.request(op, "GET", f"/rest/api/3/issue/{key}", params=params)).json()
-        return answer
+        return self.http.json_object(op, await self.http.request(op, "GET", _issue_path(key), params=params))
+
+    def _ids(self, answer: dict[str, Any], id_field: str, key_field: str, op: str) -> tuple[str, str]:
+        """An issue's id and key from a desk answer; both must look like Jira's (they become URL paths)."""
+        issue_id, key = str(answer.get(id_field, "")), str(answer.get(key_field, ""))
+        if not _ISSUE_ID.fullmatch(issue_id) or not re.fullmatch(r"[A-Z][A-Z0-9_]{0,254}-[0-9]{1,18}", key):
+            raise DeskError(f"jira {op}: answer lacks a valid {id_field!r} and {key_field!r}", retryable=False)
+        return issue_id, key
 
     def _ref(self, issue_id: str, key: str) -> ExternalTicket:
         return ExternalTicket("jira", issue_id, key, f"{self.http.base_url}/browse/{key}")
@@ -302,3 +353,22 @@ class JiraDesk:
         problems = jira_adf.check(document)
         if problems:
             raise DeskError(f"jira {op}: invalid ADF built: {'; '.join(problems[:3])}", retryable=False)
+
+
+def _issue_path(key: str, tail: str = "") -> str:
+    """`/rest/api/3/issue/<key>[/<tail>]` with the key quoted as one path segment, whatever it holds."""
+    return f"/rest/api/3/issue/{quote(key, safe='')}" + (f"/{tail}" if tail else "")
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object from an answer, or an empty one where the desk sent something else."""
+    return value if isinstance(value, dict) else {}
+
+
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """The objects of a JSON array from an answer (anything else is skipped)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _claim_of(issue: dict[str, Any]) -> Any:
+    return _object(issue.get("properties")).get(PROPERTY_KEY)

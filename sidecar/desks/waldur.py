@@ -10,6 +10,7 @@ posted once per value; the issue's `remote_id` (`virtengine:<ticket id>`) is the
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 from uuid import UUID
@@ -96,6 +97,10 @@ class WaldurDesk:
         self.api = AuthenticatedClient(base_url=self.http.base_url, token=token, prefix="Token")
         self.api.set_async_httpx_client(self.http.client)
         self.page_size = PAGE_SIZE
+        # Waldur's issue list is a query on its own database, read after write on one primary: an issue
+        # it has created is found by the next lookup, so a create retried after a lost answer need
+        # not wait for an index (and remote_id is unique besides: a second create is refused).
+        self.index_lag = 0.0
 
     def unmapped(self, ticket: TicketSnapshot) -> tuple[UnmappedValue, ...]:
         return self.mapping.unmapped(ticket.priority, ticket.status, ticket.category, ticket.assigned_agent)
@@ -127,10 +132,41 @@ class WaldurDesk:
         return self._ref(issue)
 
     async def find(self, ticket: TicketSnapshot, known_ids: tuple[str, ...] = ()) -> ExternalTicket | None:
-        """The issue whose remote_id is this ticket's (Waldur's list is consistent: `known_ids` is not needed)."""
-        pending = support_issues_list.asyncio_detailed(client=self.api, remote_id=remote_id(ticket.ticket_id))
-        issues = await self._run(f"find {ticket.ticket_number}", pending)
-        return self._ref(issues[0]) if issues else None
+        """The issue whose remote_id is exactly this ticket's (Waldur's list is consistent: `known_ids` is not
+        needed). The server's `remote_id` filter is `icontains`, newest first, paged: page through, match exactly."""
+        wanted = remote_id(ticket.ticket_id)
+        page = 1
+        while True:
+            pending = support_issues_list.asyncio_detailed(
+                client=self.api, remote_id=wanted, page=page, page_size=self.page_size
+            )
+            box: list[httpx.Headers] = []
+            issues: list[Issue] = await self._run(f"find {ticket.ticket_number}", pending, box)
+            for issue in issues:
+                if issue.remote_id == wanted:
+                    return self._ref(issue)
+            total = int(box[0].get("x-result-count", "0") if box else 0)
+            if not issues or page * self.page_size >= total:
+                return None
+            page += 1
+
+    def ref_problem(self, external_id: str) -> str | None:
+        """Why an id registered on chain cannot be a Waldur issue (None: it is a UUID)."""
+        return None if _uuid(external_id) is not None else "not a Waldur issue UUID"
+
+    async def claimed(self, ticket: TicketSnapshot, external_id: str) -> ExternalTicket | None:
+        """The issue behind a ref registered on chain, if its remote_id is this ticket's (the sidecar's claim)."""
+        uuid = _uuid(external_id)
+        if uuid is None:
+            return None
+        op = f"check ref of {ticket.ticket_number}"
+        try:
+            issue: Issue = await self._run(op, support_issues_retrieve.asyncio_detailed(uuid, client=self.api))
+        except DeskError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._ref(issue) if issue.remote_id == remote_id(ticket.ticket_id) else None
 
     # reading ----------------------------------------------------------------------------------
     async def fetch(self, ref: ExternalTicket) -> DeskTicketState:
@@ -160,7 +196,7 @@ class WaldurDesk:
             body = PatchedIssueRequest(assignee=f"{self.api_url}/support-users/{user}/")
             op = f"assign {ref.key}"
             await self._run(
-                op, support_issues_partial_update.asyncio_detailed(UUID(ref.external_id), client=self.api, body=body)
+                op, support_issues_partial_update.asyncio_detailed(self._ref_uuid(ref), client=self.api, body=body)
             )
         priority = self._value(self.mapping.priority, ticket.priority, "priority")
         kind = self._value(self.mapping.category, ticket.category, "type")
@@ -211,6 +247,9 @@ class WaldurDesk:
         box = [] if box is None else box
         try:
             response: Response[Any] = await self.http.call(op, pending, box)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # The generated models index the answer's fields: one missing or of the wrong type is a bad answer.
+            raise DeskError(f"waldur {op}: malformed answer ({type(exc).__name__})", retryable=False) from exc
         except UnexpectedStatus as exc:  # this client version raises on any status it has no model for
             headers = box[0] if box else httpx.Headers()
             self.http.raise_for_status(op, exc.status_code, headers, exc.content)
@@ -222,16 +261,23 @@ class WaldurDesk:
 
     async def _issue(self, ref: ExternalTicket, op: str) -> Issue:
         issue: Issue = await self._run(
-            op, support_issues_retrieve.asyncio_detailed(UUID(ref.external_id), client=self.api)
+            op, support_issues_retrieve.asyncio_detailed(self._ref_uuid(ref), client=self.api)
         )
         return issue
+
+    @staticmethod
+    def _ref_uuid(ref: ExternalTicket) -> UUID:
+        uuid = _uuid(ref.external_id)
+        if uuid is None:
+            raise DeskError("waldur: the stored issue id is not a UUID", retryable=False)
+        return uuid
 
     async def _comments(self, ref: ExternalTicket) -> AsyncIterator[Comment]:
         page = 1
         while True:
             pending = support_comments_list.asyncio_detailed(
                 client=self.api,
-                issue_uuid=UUID(ref.external_id),
+                issue_uuid=self._ref_uuid(ref),
                 o=[CommentOEnum.CREATED],
                 page=page,
                 page_size=self.page_size,
@@ -259,7 +305,7 @@ class WaldurDesk:
     async def _post(self, ref: ExternalTicket, text: str, *, is_public: bool) -> None:
         body = CommentRequest(description=text, is_public=is_public)
         op = f"comment on {ref.key}"
-        await self._run(op, support_issues_comment.asyncio_detailed(UUID(ref.external_id), client=self.api, body=body))
+        await self._run(op, support_issues_comment.asyncio_detailed(self._ref_uuid(ref), client=self.api, body=body))
 
     def _value(self, table: FieldMap | None, chain_value: str, field: str) -> str:
         assert table is not None  # Waldur's mapping has every table
@@ -290,3 +336,10 @@ class WaldurDesk:
 
     def _ref(self, issue: Issue) -> ExternalTicket:
         return ExternalTicket("waldur", issue.uuid.hex, issue.key, issue.url)
+
+
+def _uuid(value: str) -> UUID | None:
+    """A UUID written as 32 hex digits or in the dashed form; None for anything else."""
+    if not re.fullmatch(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", value):
+        return None
+    return UUID(value)

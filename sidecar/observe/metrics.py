@@ -84,6 +84,17 @@ class Metrics:
             ["source"], registry=r,
         )
         self.signer_sequence = Gauge("servicedesk_signer_sequence", "Next account sequence of the signer", registry=r)
+        self.signer_paused = Gauge(
+            "servicedesk_signer_paused", "1 while signing waits for the account to afford its fees", registry=r
+        )
+        self.signer_unproven_txs = Gauge(
+            "servicedesk_signer_unproven_txs", "Txs past their timeout height not yet proven lost or landed",
+            registry=r,
+        )
+        self.signer_node_refused = Gauge(
+            "servicedesk_signer_node_refused", "1 while the signer refuses the node (another chain or an older height)",
+            registry=r,
+        )
         self.webhook_deliveries = Counter(
             "servicedesk_webhook_deliveries", "Webhook deliveries by desk and outcome", ["desk", "outcome"], registry=r
         )
@@ -149,6 +160,12 @@ class Metrics:
 
     def set_signer_sequence(self, sequence: int) -> None:
         self.signer_sequence.set(sequence)
+
+    def set_signer_alarms(self, *, paused: bool, unproven_txs: int, node_refused: bool) -> None:
+        """The signer's alarms: each one holds signing (or its intents) back until it clears."""
+        self.signer_paused.set(1 if paused else 0)
+        self.signer_unproven_txs.set(unproven_txs)
+        self.signer_node_refused.set(1 if node_refused else 0)
 
     def count_webhook(self, desk: Service, outcome: WebhookOutcome) -> None:
         self.webhook_deliveries.labels(desk=desk, outcome=outcome).inc()

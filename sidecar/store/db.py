@@ -1,4 +1,4 @@
-"""The database: one SQLite file in WAL mode, one writer thread, one reader thread.
+"""The database: one SQLite file in WAL mode (synchronous=FULL), one writer thread, one reader thread.
 
 Every write is a named function run in the writer thread inside BEGIN IMMEDIATE, so writes never
 interleave and never block the event loop: `await store.write("advance cursor", advance_txn, ...)`.
@@ -24,11 +24,18 @@ P = ParamSpec("P")
 log = logging.getLogger(__name__)
 
 
+# FULL, not NORMAL: in WAL mode NORMAL syncs only at checkpoints, so a power loss can undo the last
+# commits, and with them the record of a signed tx or of a desk ticket already created: a duplicate
+# after restart. FULL syncs the WAL on every commit. The cost is measured by `python -m bench
+# store_commits`; benchmarks may set this to compare, the product never does.
+SYNCHRONOUS = "FULL"
+
+
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 30000")
     return conn

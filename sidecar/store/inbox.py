@@ -1,7 +1,10 @@
 """The chain cursor and inbox: every support event of committed blocks, exactly once.
 
 A block's events and the cursor advance are written in one transaction, so after any crash the
-cursor says precisely which heights are fully in the inbox.
+cursor says precisely which heights are fully in the inbox. Each event is stored and folded into
+the mirror inside its own savepoint: an event the mirror cannot take (a value SQLite cannot bind,
+a number out of range) is rolled back alone and kept as poison, while a database failure (locked,
+full, I/O, corrupt) still fails the whole transaction so the follower retries the step.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from dataclasses import dataclass
 from sidecar.store.audit import AuditEntry, append_audit_txn
 from sidecar.store.records import ContentCheck, PoisonEvent, SupportEvent
 from sidecar.store.tickets import apply_event_txn
+
+POISON_RAW_CHARS = 10_000  # as much of an unusable event as is kept for the operator (public chain data)
 
 
 @dataclass(frozen=True)
@@ -55,10 +60,34 @@ def init_cursor_txn(conn: sqlite3.Connection, chain_id: str, height: int) -> Cur
     return cursor
 
 
-def pending_count(conn: sqlite3.Connection) -> int:
-    """Events not yet synced: still in the inbox, or waiting as desk jobs (the follower's backpressure)."""
+_FIRST_BLOCK = "chain.first_block"
+
+
+def load_first_block(conn: sqlite3.Connection) -> tuple[int, str] | None:
+    """(height, block hash) of the earliest block of the node the cursor follows, as last seen: it
+    names the chain instance, so a node re-genesised under the same chain id is known after a restart."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (_FIRST_BLOCK,)).fetchone()
+    if row is None:
+        return None
+    height, _, block_hash = str(row[0]).partition(":")
+    return int(height), block_hash
+
+
+def save_first_block_txn(conn: sqlite3.Connection, height: int, block_hash: str) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (_FIRST_BLOCK, f"{height}:{block_hash}"),
+    )
+
+
+def pending_count(conn: sqlite3.Connection, desks: Sequence[str]) -> int:
+    """Events not yet synced: still in the inbox, or waiting as jobs of a configured desk (the follower's
+    backpressure). Jobs of a desk no longer configured never drain, so they must not hold the follower."""
     inbox = conn.execute("SELECT COUNT(*) FROM chain_inbox WHERE state = 'pending'").fetchone()[0]
-    jobs = conn.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')").fetchone()[0]
+    marks = ", ".join("?" * len(desks))
+    jobs = conn.execute(
+        f"SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running') AND desk IN ({marks})", list(desks)
+    ).fetchone()[0]
     return int(inbox) + int(jobs)
 
 
@@ -77,19 +106,55 @@ def commit_blocks_txn(conn: sqlite3.Connection, chain_id: str, batches: Sequence
         if batch.height != expected:
             raise RuntimeError(f"out-of-order commit: height {batch.height}, expected {expected}")
         for event in batch.events:
-            if isinstance(event, PoisonEvent):
-                added = _insert_poison(conn, event, now)
-                poison += added
-            else:
-                added = _insert_event(conn, event, now)
-                if added:
-                    apply_event_txn(conn, event, batch.content.get(event.event_id), now)
+            if isinstance(event, SupportEvent):
+                folded = _insert_and_fold(conn, event, batch.content.get(event.event_id), now)
+                if isinstance(folded, PoisonEvent):
+                    event = folded
+                else:
+                    inserted += folded
+                    duplicates += 1 - folded
+                    continue
+            added = _insert_poison(conn, event, now)
+            poison += added
             inserted += added
             duplicates += 1 - added
         expected += 1
     if batches:
         conn.execute("UPDATE cursor SET height = ?, updated_at = ? WHERE id = 1", (batches[-1].height, now))
     return CommitResult(inserted, duplicates, poison)
+
+
+# Failures that say the database itself is unwell, not that one event's values do not fit.
+_INFRASTRUCTURE = (sqlite3.OperationalError, sqlite3.InternalError, sqlite3.NotSupportedError)
+
+
+def _insert_and_fold(
+    conn: sqlite3.Connection, event: SupportEvent, content: ContentCheck | None, now: float
+) -> int | PoisonEvent:
+    """Store one event and fold it into the mirror; 1 if new, 0 if already there, or its poison record."""
+    conn.execute("SAVEPOINT inbox_event")
+    try:
+        added = _insert_event(conn, event, now)
+        if added:
+            apply_event_txn(conn, event, content, now)
+    except Exception as exc:  # the per-event boundary: one event's values never stop the follower
+        conn.execute("ROLLBACK TO inbox_event")
+        conn.execute("RELEASE inbox_event")
+        if isinstance(exc, _INFRASTRUCTURE) or type(exc) is sqlite3.DatabaseError:  # e.g. "disk image is malformed"
+            raise
+        if type(event) is SupportEvent:  # an untyped event is a caller's bug, not chain input: refuse the commit
+            raise
+        reason = f"{event.event_type} event cannot be stored in the mirror ({type(exc).__name__})"
+        return PoisonEvent(event.event_id, event.height, event.position, reason, _raw_payload(event))
+    conn.execute("RELEASE inbox_event")
+    return added
+
+
+def _raw_payload(event: SupportEvent) -> str:
+    try:
+        return json.dumps(event.payload, separators=(",", ":"))[:POISON_RAW_CHARS]
+    except (TypeError, ValueError, RecursionError):
+        return ""
 
 
 def _insert_event(conn: sqlite3.Connection, event: SupportEvent, now: float) -> int:

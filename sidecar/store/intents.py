@@ -2,8 +2,10 @@
 
 An intent is one Msg the sidecar must land exactly once (dedupe_key makes queueing idempotent).
 Lifecycle: queued -> signed (bytes+hash stored BEFORE broadcast) -> broadcast -> included, or back
-to queued when its tx provably did not land (expired / refused), or dead when it cannot succeed.
-A queued intent with a non-NULL `code` failed inside a batch before and is sent alone.
+to queued when its tx provably did not land (expired / refused), or dead when it cannot succeed;
+an operator's redrive brings a dead one back. A queued intent with a non-NULL `code` failed inside
+a batch before and is sent alone. `attempts` counts the failures pinned on the intent itself, never
+an expiry, a re-sign for the sequence or a pause for funds.
 """
 
 from __future__ import annotations
@@ -195,7 +197,7 @@ def record_signed_txn(
         batch_id = int(cur.lastrowid or 0)
     marks = ",".join("?" * len(intent_ids))
     bound = conn.execute(
-        f"UPDATE tx_intents SET state = 'signed', batch_id = ?, attempts = attempts + 1, updated_at = ? "
+        f"UPDATE tx_intents SET state = 'signed', batch_id = ?, updated_at = ? "
         f"WHERE id IN ({marks}) AND state = 'queued'",
         (batch_id, ts, *intent_ids),
     ).rowcount
@@ -237,22 +239,24 @@ def requeue_batch_txn(
     height: int | None = None,
     isolate: Iterable[int] = (),
     now: float | None = None,
+    blame: Iterable[int] = (),
 ) -> None:
     """The tx provably did not land its Msgs (expired, refused, failed): its intents go back to the queue.
 
-    `isolate` intents keep the chain's code and log, which makes them go alone next time."""
+    `isolate` intents keep the chain's code and log, which makes them go alone next time; `blame`
+    intents caused the failure and spend one attempt (the others spend nothing)."""
     ts = time.time() if now is None else now
     conn.execute(
         "UPDATE tx_batches SET state = ?, height = ?, code = ?, log = ?, updated_at = ? WHERE id = ?",
         (batch_state, height, code, log, ts, batch_id),
     )
-    alone = set(isolate)
+    alone, blamed = set(isolate), set(blame)
     for row in conn.execute("SELECT id FROM tx_intents WHERE batch_id = ?", (batch_id,)).fetchall():
         keep = row["id"] in alone
         conn.execute(
-            "UPDATE tx_intents SET state = 'queued', batch_id = NULL, code = ?, log = ?, updated_at = ? "
-            "WHERE id = ? AND state IN ('signed', 'broadcast')",
-            (code if keep else None, log if keep else None, ts, row["id"]),
+            "UPDATE tx_intents SET state = 'queued', batch_id = NULL, code = ?, log = ?, attempts = attempts + ?, "
+            "updated_at = ? WHERE id = ? AND state IN ('signed', 'broadcast')",
+            (code if keep else None, log if keep else None, 1 if row["id"] in blamed else 0, ts, row["id"]),
         )
 
 
@@ -275,8 +279,50 @@ def dead_letter_txn(
         )
     marks = ",".join("?" * len(intent_ids))
     conn.execute(
-        f"UPDATE tx_intents SET state = 'dead', code = ?, log = ?, updated_at = ? WHERE id IN ({marks})",
+        f"UPDATE tx_intents SET state = 'dead', code = ?, log = ?, attempts = attempts + 1, updated_at = ? "
+        f"WHERE id IN ({marks})",
         (code, log, ts, *intent_ids),
     )
     for entry in audits:
         append_audit_txn(conn, entry, ts)
+
+
+def intent_state(conn: sqlite3.Connection, intent_id: int) -> str | None:
+    row = conn.execute("SELECT state FROM tx_intents WHERE id = ?", (intent_id,)).fetchone()
+    return None if row is None else str(row["state"])
+
+
+def redrive_intents_txn(conn: sqlite3.Connection, intent_id: int | None, now: float | None = None) -> int:
+    """Dead intents (one, or all with None) go back to the queue with their attempts reset; returns how many.
+
+    A ref whose registration died is queued again this way: its intent carries the same Msg."""
+    ts = time.time() if now is None else now
+    sql = "UPDATE tx_intents SET state = 'queued', batch_id = NULL, attempts = 0, code = NULL, log = NULL, "
+    sql += "updated_at = ? WHERE state = 'dead'"
+    args: list[object] = [ts]
+    if intent_id is not None:
+        sql += " AND id = ?"
+        args.append(intent_id)
+    return int(conn.execute(sql, args).rowcount)
+
+
+def highest_included_height(conn: sqlite3.Connection) -> int:
+    """The highest block known to hold a tx of ours: a node below it is not the chain we signed for."""
+    row = conn.execute("SELECT MAX(height) AS h FROM tx_batches WHERE state IN ('included', 'failed')").fetchone()
+    return int(row["h"] or 0)
+
+
+_SIGNER_CHAIN = "signer.chain_id"
+
+
+def signer_chain_id(conn: sqlite3.Connection) -> str | None:
+    """The chain the stored txs were signed for (meta), so a restart cannot adopt another chain silently."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (_SIGNER_CHAIN,)).fetchone()
+    return None if row is None else str(row["value"])
+
+
+def set_signer_chain_id_txn(conn: sqlite3.Connection, chain_id: str) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (_SIGNER_CHAIN, chain_id),
+    )

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar import boundedjson
+
 # What each chain event asks of a desk; events not listed only update the mirror.
 JOB_KINDS = {
     "support_request_created": "create",
@@ -21,6 +23,8 @@ JOB_KINDS = {
     "support_request_archived": "close",
     "support_request_purged": "close",
 }
+# Inbox payloads came from the chain; intake bounds them, and so does every read that parses them again.
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ def list_jobs(conn: sqlite3.Connection, state: str | None, desk: str | None, lim
 
 def inbox_payload(conn: sqlite3.Connection, event_id: str) -> dict[str, Any] | None:
     row = conn.execute("SELECT payload_json FROM chain_inbox WHERE event_id = ?", (event_id,)).fetchone()
-    return json.loads(row[0]) if row else None
+    return _payload(row[0]) if row else None
 
 
 def created_payload(conn: sqlite3.Connection, ticket_id: str) -> dict[str, Any] | None:
@@ -182,4 +186,10 @@ def created_payload(conn: sqlite3.Connection, ticket_id: str) -> dict[str, Any] 
         "SELECT payload_json FROM chain_inbox WHERE ticket_id = ? AND event_type = 'support_request_created'",
         (ticket_id,),
     ).fetchone()
-    return json.loads(row[0]) if row else None
+    return _payload(row[0]) if row else None
+
+
+def _payload(text: str) -> dict[str, Any] | None:
+    """A stored chain payload as an object (None if it is not one); JsonLimitError if it is beyond bounds."""
+    value = boundedjson.loads(text, max_bytes=MAX_PAYLOAD_BYTES)
+    return value if isinstance(value, dict) else None

@@ -215,6 +215,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX tx_intents_ticket ON tx_intents (ticket_id, state, id);
         """,
     ),
+    Migration(
+        3,
+        "create marks and unverified chain refs",
+        """
+        -- A desk create about to be sent, committed before the POST: a retry while the desk's search
+        -- may still miss the new ticket searches again and waits instead of creating a second one.
+        CREATE TABLE create_marks (
+            ticket_id TEXT NOT NULL,
+            desk TEXT NOT NULL,
+            sent_at REAL NOT NULL,
+            sends INTEGER NOT NULL DEFAULT 1,
+            PRIMARY KEY (ticket_id, desk)
+        );
+        -- 0: a ref registered on chain by someone else, not yet checked against the desk ticket's claim.
+        ALTER TABLE external_refs ADD COLUMN verified INTEGER NOT NULL DEFAULT 1;
+        -- Refs the sidecar recorded from a desk answer carry the key; chain-only refs do not.
+        UPDATE external_refs SET verified = 0 WHERE external_key IS NULL
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -11,6 +11,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar import boundedjson
 from sidecar.store.audit import AuditEntry, append_audit_txn
 from sidecar.store.records import (
     ContentCheck,
@@ -23,6 +24,9 @@ from sidecar.store.records import (
     StatusChanged,
     SupportEvent,
 )
+
+# The recipients of one ticket: key ids (40 hex chars) from the chain's payload_json, itself capped.
+RECIPIENTS_JSON_MAX_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,28 @@ def _current_sequence(conn: sqlite3.Connection, ticket_id: str) -> int:
 
 
 def _record_chain_link(conn: sqlite3.Connection, event: ExternalTicketLinked, now: float) -> None:
-    """A ref registered on chain (by us or another sidecar) anchors the desk ticket: never create another."""
+    """A ref registered on chain (by us or another sidecar) anchors the desk ticket once the desk worker
+    has seen the sidecar's claim on it; a ref that contradicts one already held is kept out, and audited."""
+    details = {"event_id": event.event_id, "external_ticket_id": event.external_ticket_id[:80]}
+    held = conn.execute(
+        "SELECT external_id FROM external_refs WHERE ticket_id = ? AND desk = ?",
+        (event.ticket_id, event.external_system),
+    ).fetchone()
+    if held is not None and held[0] != event.external_ticket_id:
+        append_audit_txn(
+            conn,
+            AuditEntry(
+                "external_ref_refused",
+                ticket_id=event.ticket_id,
+                desk=event.external_system,
+                actor="chain",
+                status="ignored",
+                error="the ticket already has another desk ticket recorded for this desk",
+                block_height=event.height,
+                details={**details, "recorded_id": held[0]},
+            ),
+            now,
+        )
     try:
         _upsert_ref(conn, event, now)
     except sqlite3.IntegrityError:
@@ -134,17 +159,21 @@ def _record_chain_link(conn: sqlite3.Connection, event: ExternalTicketLinked, no
                 actor="chain",
                 status="ignored",
                 block_height=event.height,
-                details={"event_id": event.event_id, "external_ticket_id": event.external_ticket_id},
+                details=details,
             ),
             now,
         )
 
 
 def _upsert_ref(conn: sqlite3.Connection, event: ExternalTicketLinked, now: float) -> None:
+    """Anyone with the agent role can register a ref: a new one is stored unverified (the desk worker
+    checks the desk ticket's claim before any use); a ref already held is only marked registered, and
+    only when the chain names the same desk ticket."""
     conn.execute(
-        "INSERT INTO external_refs (ticket_id, desk, external_id, external_url, registered_on_chain, created_at,"
-        " updated_at) VALUES (?, ?, ?, ?, 1, ?, ?) ON CONFLICT (ticket_id, desk) DO UPDATE SET"
-        " registered_on_chain = 1, updated_at = excluded.updated_at",
+        "INSERT INTO external_refs (ticket_id, desk, external_id, external_url, registered_on_chain, verified,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, 1, 0, ?, ?) ON CONFLICT (ticket_id, desk) DO UPDATE SET"
+        " registered_on_chain = MAX(external_refs.registered_on_chain,"
+        " external_refs.external_id = excluded.external_id), updated_at = excluded.updated_at",
         (event.ticket_id, event.external_system, event.external_ticket_id, event.external_url, now, now),
     )
 
@@ -161,7 +190,7 @@ def get_ticket(conn: sqlite3.Connection, ticket_id: str) -> Ticket | None:
         priority=row["priority"],
         status=row["status"],
         assigned_agent=row["assigned_agent"],
-        recipients=tuple(json.loads(row["recipients_json"])),
+        recipients=_recipients(row["recipients_json"]),
         content_state=row["content_state"],
         response_count=int(row["response_count"]),
         last_sequence=int(row["last_sequence"]),
@@ -169,3 +198,13 @@ def get_ticket(conn: sqlite3.Connection, ticket_id: str) -> Ticket | None:
         archived=bool(row["archived"]),
         purged=bool(row["purged"]),
     )
+
+
+def _recipients(text: str | None) -> tuple[str, ...]:
+    """Recipient key ids the chain named, as stored at fold time; re-read with limits, and an
+    unreadable value reads as none rather than failing every reader of the ticket."""
+    try:
+        value = boundedjson.loads(text or "[]", max_bytes=RECIPIENTS_JSON_MAX_BYTES)
+    except boundedjson.JsonLimitError:
+        return ()
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()

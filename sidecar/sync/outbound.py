@@ -3,12 +3,16 @@
 The dispatcher turns inbox events into jobs; one worker per desk runs due jobs (first pending job
 of each ticket only, so a ticket's changes land in order), retries with backoff and jitter,
 honours Retry-After, and dead-letters what cannot succeed. Creates are idempotent: the stored ref,
-then a lookup at the desk, come before any POST, and the desk's answer is recorded at once.
+then a lookup at the desk, come before any POST, and the desk's answer is recorded at once. A create
+mark committed before each POST makes a retry wait out the desk's index lag before creating again;
+a ref from the chain is used only when its desk ticket carries the sidecar's claim. Any exception in
+one job dead-letters that job alone; cancellation and a failing database still stop the worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -27,6 +31,7 @@ from sidecar.observe.metrics import Metrics
 from sidecar.store.audit import AuditEntry, append_audit_txn
 from sidecar.store.db import Store
 from sidecar.store.jobs import (
+    JOB_KINDS,
     Job,
     claim_due_txn,
     dead_job_txn,
@@ -35,13 +40,26 @@ from sidecar.store.jobs import (
     finish_job_txn,
     retry_job_txn,
 )
-from sidecar.store.refs import RefRow, get_ref, record_ref_txn
+from sidecar.store.refs import (
+    RefRow,
+    clear_create_mark_txn,
+    drop_ref_txn,
+    evict_unverified_txn,
+    get_create_mark,
+    get_ref,
+    mark_create_txn,
+    record_ref_txn,
+    verify_ref_txn,
+)
 from sidecar.sync.content import ContentOpener
+from sidecar.sync.failures import is_store_failure, job_failure_reason
 
 log = logging.getLogger(__name__)
 # Test seam: SIDECAR_TEST_CRASH_POINT=after_desk_create SIGKILLs the process between the desk's answer
 # and the local record, the worst moment for duplicates. Never set in production.
 CRASH_POINT = os.environ.get("SIDECAR_TEST_CRASH_POINT", "")
+# While a create may be waiting for the desk's index, the job searches again this often (seconds).
+INDEX_RECHECK = 5.0
 # Called inside the ref-recording transaction to queue the on-chain registration of a new ref.
 RegisterRef = Callable[[sqlite3.Connection, RefRow, float], None]
 
@@ -52,6 +70,15 @@ class WorkerSettings:
     idle_wait: float = 0.5
 
 
+class _WaitForIndex(Exception):
+    """A create was sent for this ticket within the desk's index lag and search does not show it yet:
+    the job waits (without spending an attempt) and searches again, rather than create a second one."""
+
+    def __init__(self, reason: str, until: float) -> None:
+        super().__init__(reason)
+        self.until = until
+
+
 def backoff(retry: RetryConfig, attempts: int, retry_after: float | None, rng: random.Random) -> float:
     """Exponential backoff with x0.7-1.3 jitter, capped; never earlier than the desk's Retry-After."""
     delay = min(retry.max_backoff, retry.initial_backoff * retry.backoff_multiplier ** max(0, attempts))
@@ -60,19 +87,90 @@ def backoff(retry: RetryConfig, attempts: int, retry_after: float | None, rng: r
 
 
 class Dispatcher:
-    """Inbox events -> one job per configured desk; a step per batch."""
+    """Inbox events -> one job per configured desk; a step per batch.
+
+    An event is marked processed once dispatched to the desks configured at that moment, so events
+    read while outbound is off, no desk is configured, or a desk is not yet added reach no desk. Keeping
+    them pending instead would hold the follower's backpressure for desks that may never come, so each
+    desk has a watermark in `meta`: the inbox id through which every event has its job for that desk.
+    Before its first dispatch, the dispatcher queues, per configured desk, the jobs of processed events
+    past that desk's watermark (in chunks, in event order; INSERT OR IGNORE on the job's dedupe key makes
+    it idempotent). Per event, not per ticket: a ticket already at the desk still needs the replies and
+    status changes made while outbound was off. A store without watermarks (older than this) is
+    scanned once in full; events that already have their job are left alone.
+    """
+
+    CATCH_UP_CHUNK = 5_000  # inbox ids per catch-up transaction, so the writer is never held for long
 
     def __init__(self, store: Store, desks: Sequence[str], own_addresses: Sequence[str], batch: int = 500) -> None:
         self._store = store
         self._desks = list(desks)
         self._own = list(own_addresses)
         self._batch = batch
+        self._caught_up = not self._desks
 
     async def step(self) -> float:
-        taken = await self._store.write(
-            "dispatch inbox", dispatch_inbox_txn, self._desks, self._own, self._batch, time.time()
-        )
+        now = time.time()
+        if not self._caught_up:
+            queued, self._caught_up = await self._store.write("catch up desks", self._catch_up_txn, now)
+            for desk, count in queued.items():
+                log.info("queued desk jobs for events read while the desk was not served",
+                         extra={"desk": desk, "jobs": count})
+            return 0.0
+        taken = await self._store.write("dispatch inbox", self._dispatch_txn, now)
         return 0.0 if taken >= self._batch else 0.25
+
+    def _dispatch_txn(self, conn: sqlite3.Connection, now: float) -> int:
+        taken = dispatch_inbox_txn(conn, self._desks, self._own, self._batch, now)
+        if taken:
+            top = _last_processed(conn)
+            for desk in self._desks:
+                _set_watermark(conn, desk, top)
+        return taken
+
+    def _catch_up_txn(self, conn: sqlite3.Connection, now: float) -> tuple[dict[str, int], bool]:
+        """One chunk per desk behind the last processed event: (jobs queued per desk, all caught up)."""
+        top = _last_processed(conn)
+        queued: dict[str, int] = {}
+        done = True
+        for desk in self._desks:
+            through = _watermark(conn, desk)
+            if through >= top:
+                continue
+            upto = min(top, through + self.CATCH_UP_CHUNK)
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO jobs (dedupe_key, kind, desk, ticket_id, inbox_id, payload_json, next_run_at,"
+                " created_at, updated_at)"
+                " SELECT i.event_id || '#' || :desk, k.value, :desk, i.ticket_id, i.id,"
+                " json_object('event_id', i.event_id, 'sequence', i.sequence), :now, :now, :now"
+                " FROM chain_inbox i JOIN json_each(:kinds) k ON k.key = i.event_type"
+                " WHERE i.id > :through AND i.id <= :upto AND i.state = 'processed'"
+                " AND COALESCE(i.sender, '') NOT IN (SELECT value FROM json_each(:own))"
+                " ORDER BY i.id",
+                {"desk": desk, "now": now, "kinds": json.dumps(JOB_KINDS), "through": through, "upto": upto,
+                 "own": json.dumps(self._own)},
+            )
+            if cur.rowcount:
+                queued[desk] = cur.rowcount
+            _set_watermark(conn, desk, upto)
+            done = done and upto >= top
+        return queued, done
+
+
+def _last_processed(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM chain_inbox WHERE state = 'processed'").fetchone()[0])
+
+
+def _watermark(conn: sqlite3.Connection, desk: str) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (f"dispatched_through:{desk}",)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _set_watermark(conn: sqlite3.Connection, desk: str, inbox_id: int) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (f"dispatched_through:{desk}", str(inbox_id)),
+    )
 
 
 class DeskWorker:
@@ -88,6 +186,7 @@ class DeskWorker:
         settings: WorkerSettings,
         register: RegisterRef | None = None,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.desk = desk
         self._store = store
@@ -99,12 +198,13 @@ class DeskWorker:
         self._settings = settings
         self._register = register
         self._rng = rng or random.Random()
+        self._clock = clock
         self._paused_until = 0.0
         self._outage_probes = 0  # failed health probes since the desk went down; 0: the desk is up
         self._probe_lock = asyncio.Lock()
 
     async def step(self) -> float:
-        now = time.time()
+        now = self._clock()
         if now < self._paused_until:
             return self._paused_until - now
         if self._outage_probes and not await self._probe(now):
@@ -128,12 +228,26 @@ class DeskWorker:
         return 30.0
 
     async def _run(self, job: Job) -> None:
+        """One job; whatever it raises stays with it (CancelledError and store failures excepted)."""
         try:
             await self._handle(job)
         except DeskError as exc:
             await self._failed(job, exc)
             return
-        await self._store.write("finish job", self._finish_txn, job, time.time())
+        except _WaitForIndex as wait:
+            now = self._clock()
+            await self._store.write("defer job", defer_job_txn, job.id, str(wait), wait.until, now)
+            log.info(
+                "desk create waits for the search index",
+                extra={"job_id": job.id, "desk": job.desk, "in_s": round(wait.until - now, 2)},
+            )
+            return
+        except Exception as exc:
+            if is_store_failure(exc):
+                raise
+            await self._dead(job, job_failure_reason(exc))
+            return
+        await self._store.write("finish job", self._finish_txn, job, self._clock())
         self._metrics.count_sync("outbound", "success")
         self._health.desks[self.desk.name] = "healthy"
 
@@ -170,7 +284,7 @@ class DeskWorker:
         return True
 
     async def _failed(self, job: Job, exc: DeskError) -> None:
-        now = time.time()
+        now = self._clock()
         error = str(exc)
         if exc.retryable and exc.scope == "desk" and exc.retry_after:
             self._paused_until = max(self._paused_until, now + exc.retry_after)
@@ -179,19 +293,22 @@ class DeskWorker:
             await self._store.write("defer job", defer_job_txn, job.id, error, now + (exc.retry_after or 0.0), now)
             return
         if not exc.retryable or job.attempts + 1 >= self._retry.max_retries:
-            await self._store.write("dead job", dead_job_txn, job.id, error, now)
-            self._metrics.count_sync("outbound", "failed")
-            details = {"job_id": job.id, "kind": job.kind, "attempts": job.attempts + 1}
-            await self._auditor.record(_outbound_entry("sync_failed", job, "dead", details, error))
-            log.error(
-                "desk job dead-lettered", extra={"job_id": job.id, "desk": job.desk, "kind": job.kind, "error": error}
-            )
+            await self._dead(job, error)
             return
         delay = backoff(self._retry, job.attempts, exc.retry_after, self._rng)
         await self._store.write("retry job", retry_job_txn, job.id, error, now + delay, now)
         log.info(
             "desk job will be retried",
             extra={"job_id": job.id, "desk": job.desk, "in_s": round(delay, 2), "error": error},
+        )
+
+    async def _dead(self, job: Job, error: str) -> None:
+        await self._store.write("dead job", dead_job_txn, job.id, error, self._clock())
+        self._metrics.count_sync("outbound", "failed")
+        details = {"job_id": job.id, "kind": job.kind, "attempts": job.attempts + 1}
+        await self._auditor.record(_outbound_entry("sync_failed", job, "dead", details, error))
+        log.error(
+            "desk job dead-lettered", extra={"job_id": job.id, "desk": job.desk, "kind": job.kind, "error": error}
         )
 
     async def _handle(self, job: Job) -> None:
@@ -218,26 +335,124 @@ class DeskWorker:
             await self.desk.close(ref, "the ticket was archived on chain")
 
     async def _ensure_ref(self, snapshot: TicketSnapshot) -> ExternalTicket:
-        """The desk ticket for this chain ticket: stored ref, else adopted by lookup, else created."""
+        """The desk ticket for this chain ticket: stored ref, else a chain ref whose ticket carries our claim,
+        else adopted by lookup, else created (at most once per index-lag bound, by the create mark)."""
         row = await self._store.read("ref", get_ref, snapshot.ticket_id, self.desk.name)
-        if row is not None:
+        if row is not None and row.verified:
             return ExternalTicket(
                 self.desk.name, row.external_id, row.external_key or row.external_id, row.external_url or ""
             )
+        if row is not None:
+            adopted = await self._adopt_chain_ref(snapshot, row)
+            if adopted is not None:
+                return adopted
+        mark = await self._store.read("create mark", get_create_mark, snapshot.ticket_id, self.desk.name)
         found = await self.desk.find(snapshot)
-        event = "external_ticket_adopted"
-        if found is None:
-            found = await self.desk.create(snapshot)
-            event = "external_ticket_created"
-            if CRASH_POINT == "after_desk_create":
-                os.kill(os.getpid(), signal.SIGKILL)
-        await self._store.write("record ref", self._record_txn, snapshot, found, event, time.time())
-        return found
+        if found is not None:
+            await self._store.write(
+                "record ref", self._record_txn, snapshot, found, "external_ticket_adopted", self._clock()
+            )
+            return found
+        now = self._clock()
+        if mark is not None and now < mark.sent_at + self.desk.index_lag:
+            until = min(mark.sent_at + self.desk.index_lag, now + INDEX_RECHECK)
+            raise _WaitForIndex(
+                f"{self.desk.name}: a create was sent {now - mark.sent_at:.0f}s ago and search does not show it "
+                f"yet; searching again before any new create (index lag bound {self.desk.index_lag:.0f}s)",
+                until,
+            )
+        # Committed before the POST: a lost answer, a timeout or a SIGKILL after this cannot lead to a
+        # second create until the desk's index has had `index_lag` to show the first.
+        await self._store.write("mark create sent", mark_create_txn, snapshot.ticket_id, self.desk.name, now)
+        try:
+            created = await self.desk.create(snapshot)
+        except DeskError as exc:
+            if exc.nothing_created:  # refused outright (e.g. 429, 400): no issue to wait for in the index
+                await self._store.write("clear create mark", clear_create_mark_txn, snapshot.ticket_id, self.desk.name)
+            raise
+        if CRASH_POINT == "after_desk_create":
+            os.kill(os.getpid(), signal.SIGKILL)
+        await self._store.write(
+            "record ref", self._record_txn, snapshot, created, "external_ticket_created", self._clock()
+        )
+        return created
+
+    async def _adopt_chain_ref(self, snapshot: TicketSnapshot, row: RefRow) -> ExternalTicket | None:
+        """A ref someone registered on chain: used only when its desk ticket carries this sidecar's claim.
+        Otherwise it is refused (audited, ids only), nothing is sent to that desk ticket, and it is forgotten."""
+        problem = self.desk.ref_problem(row.external_id)
+        ref = None
+        if problem is None:
+            ref = await self.desk.claimed(snapshot, row.external_id)
+            if ref is None:
+                problem = "the desk ticket does not exist or does not carry this sidecar's claim for the ticket"
+        if ref is not None:
+            await self._store.write("adopt chain ref", self._verify_txn, snapshot, row, ref, self._clock())
+            return ref
+        assert problem is not None
+        await self._store.write("refuse chain ref", self._refuse_txn, row, problem, self._clock())
+        log.warning(
+            "external ref from the chain refused",
+            extra={"ticket_id": row.ticket_id, "desk": row.desk, "reason": problem},
+        )
+        return None
+
+    def _verify_txn(
+        self, conn: sqlite3.Connection, snapshot: TicketSnapshot, row: RefRow, ext: ExternalTicket, now: float
+    ) -> None:
+        verify_ref_txn(conn, RefRow(row.ticket_id, row.desk, row.external_id, ext.key, ext.url, True), now)
+        self._audit_txn(
+            conn,
+            AuditEntry(
+                "external_ticket_adopted",
+                ticket_id=snapshot.ticket_id,
+                desk=ext.desk,
+                direction="outbound",
+                actor="sidecar",
+                status="ok",
+                details={"external_id": ext.external_id, "external_key": ext.key, "source": "chain"},
+            ),
+            now,
+        )
+
+    def _refuse_txn(self, conn: sqlite3.Connection, row: RefRow, problem: str, now: float) -> None:
+        drop_ref_txn(conn, row.ticket_id, row.desk, row.external_id)
+        self._audit_txn(
+            conn,
+            AuditEntry(
+                "external_ref_refused",
+                ticket_id=row.ticket_id,
+                desk=row.desk,
+                direction="outbound",
+                actor="sidecar",
+                status="refused",
+                error=problem,
+                details={"external_id": row.external_id[:80]},
+            ),
+            now,
+        )
 
     def _record_txn(
         self, conn: sqlite3.Connection, snapshot: TicketSnapshot, ext: ExternalTicket, event: str, now: float
     ) -> None:
+        """The desk's answer, recorded with its audit and the chain registration, and the create mark cleared."""
+        for other in evict_unverified_txn(conn, ext.desk, ext.external_id, snapshot.ticket_id):
+            self._audit_txn(
+                conn,
+                AuditEntry(
+                    "external_ref_refused",
+                    ticket_id=other,
+                    desk=ext.desk,
+                    direction="outbound",
+                    actor="sidecar",
+                    status="refused",
+                    error=f"the desk ticket belongs to chain ticket {snapshot.ticket_id}",
+                    details={"external_id": ext.external_id},
+                ),
+                now,
+            )
         row = record_ref_txn(conn, RefRow(snapshot.ticket_id, ext.desk, ext.external_id, ext.key, ext.url, False), now)
+        clear_create_mark_txn(conn, snapshot.ticket_id, ext.desk)
         entry = AuditEntry(
             event,
             ticket_id=snapshot.ticket_id,
@@ -247,10 +462,13 @@ class DeskWorker:
             status="ok",
             details={"external_id": ext.external_id, "external_key": ext.key},
         )
-        if self._auditor.enabled:
-            append_audit_txn(conn, self._auditor.clean(entry), now)
+        self._audit_txn(conn, entry, now)
         if self._register is not None and not row.registered_on_chain:
             self._register(conn, row, now)
+
+    def _audit_txn(self, conn: sqlite3.Connection, entry: AuditEntry, now: float) -> None:
+        if self._auditor.enabled:
+            append_audit_txn(conn, self._auditor.clean(entry), now)
 
 
 def _outbound_entry(

@@ -13,15 +13,15 @@ from typing import Any
 import httpx
 import pytest
 
-from devnet.contract_check import SPEC_DIR
 from devnet.jira_hooks import sign_jira_body
 from devnet.jira_model import Workflow, text_to_adf
 from devnet.jira_sim import JiraSim
-from devnet.sim_faults import FaultPlan
+from devnet.sim_faults import FaultPlan, ManualClock
 from devnet.waiting import wait_until
 from devnet.webhook_receiver import WebhookReceiver
+from tests.vectors import VECTORS as VECTOR_DIR
 
-VECTORS = SPEC_DIR.parent / "vectors" / "jira_webhooks.json"
+VECTORS = VECTOR_DIR / "jira_webhooks.json"  # the repository's copy of the shared vectors
 AUTH = ("sidecar@example.com", "jira-test-token")
 
 
@@ -155,7 +155,7 @@ def test_search_pages_by_token_without_total(http: httpx.Client) -> None:
         token = page["nextPageToken"]
     assert seen == keys and pages == 3
     ids_only = search(http, 'labels = "batch"').json()["issues"]
-    assert all(set(i) == {"id"} for i in ids_only)
+    assert len(ids_only) == len(keys) and all(set(i) == {"id"} for i in ids_only)
     assert search(http, 'labels = "batch"', nextPageToken="garbage").status_code == 400
 
 
@@ -170,18 +170,29 @@ def test_search_jql_forms(http: httpx.Client) -> None:
 
 
 def test_search_is_eventually_consistent(make_jira_sim: Callable[..., JiraSim]) -> None:
-    sim = make_jira_sim(search_delay=0.4)
+    clock = ManualClock()
+    sim = make_jira_sim(search_delay=5.0, clock=clock)
     with client(sim) as c:
         key = new_issue(c, labels=["fresh"])
         issue_id = sim.issue(key).id
         assert search(c, 'labels = "fresh"').json()["issues"] == []
         reconciled = search(c, 'labels = "fresh"', reconcileIssues=[int(issue_id)]).json()["issues"]
         assert reconciled == [{"id": issue_id}]
-        wait_until(lambda: search(c, 'labels = "fresh"').json()["issues"], timeout=3, what="index catch-up")
+        clock.advance(4.9)
+        assert search(c, 'labels = "fresh"').json()["issues"] == []
+        clock.advance(0.1)
+        assert search(c, 'labels = "fresh"').json()["issues"] == [{"id": issue_id}]
         # a later edit is also invisible to search until indexed
         c.put(f"/rest/api/3/issue/{key}", json={"fields": {"labels": ["moved"]}})
         assert search(c, 'labels = "fresh"').json()["issues"] == [{"id": issue_id}]
         assert search(c, 'labels = "moved"').json()["issues"] == []
+        sim.flush_index()  # an explicit flush indexes every write made so far
+        assert search(c, 'labels = "fresh"').json()["issues"] == []
+        assert search(c, 'labels = "moved"').json()["issues"] == [{"id": issue_id}]
+        other = new_issue(c, labels=["moved"])  # a write after the flush waits for its own lag
+        assert search(c, 'labels = "moved"').json()["issues"] == [{"id": issue_id}]
+        clock.advance(5.0)
+        assert search(c, 'labels = "moved"').json()["issues"] == [{"id": issue_id}, {"id": sim.issue(other).id}]
 
 
 def test_old_search_is_gone_and_start_at_is_rejected(http: httpx.Client, jira_sim: JiraSim) -> None:
@@ -201,10 +212,13 @@ def test_auth_and_revocation(http: httpx.Client, jira_sim: JiraSim) -> None:
 
 
 def test_burst_rate_limit_headers(make_jira_sim: Callable[..., JiraSim]) -> None:
-    sim = make_jira_sim(rate_per_second=0.5, burst=2)
+    clock = ManualClock()  # no token comes back unless the test moves this clock
+    sim = make_jira_sim(rate_per_second=0.5, burst=2, clock=clock)
     with client(sim) as c:
         assert [c.get("/rest/api/3/myself").status_code for _ in range(2)] == [200, 200]
         limited = c.get("/rest/api/3/myself")
+        clock.advance(2.0)
+        assert c.get("/rest/api/3/myself").status_code == 200
     assert limited.status_code == 429
     h = limited.headers
     assert int(h["retry-after"]) >= 1 and h["ratelimit-reason"] == "jira-burst-based"
@@ -212,7 +226,7 @@ def test_burst_rate_limit_headers(make_jira_sim: Callable[..., JiraSim]) -> None
 
 
 def test_per_issue_write_limit(make_jira_sim: Callable[..., JiraSim]) -> None:
-    sim = make_jira_sim(per_issue_writes=2, per_issue_window=30)
+    sim = make_jira_sim(per_issue_writes=2, per_issue_window=30, clock=ManualClock())
     with client(sim) as c:
         key, other = new_issue(c), new_issue(c)
         for i in range(2):
@@ -225,17 +239,17 @@ def test_per_issue_write_limit(make_jira_sim: Callable[..., JiraSim]) -> None:
 
 
 def test_faults_of_each_kind(make_jira_sim: Callable[..., JiraSim]) -> None:
-    sim = make_jira_sim(faults=FaultPlan(hang_seconds=5))
+    sim = make_jira_sim(faults=FaultPlan(hang_seconds=600))  # a hung request is released when the sim stops
     sim.faults.inject("503", retry_after=7)
     sim.faults.inject("500")
     sim.faults.inject("timeout")
     sim.faults.inject("drop")
-    with client(sim, timeout=0.5) as c:
+    with client(sim) as c:
         first = c.get("/rest/api/3/myself")
         assert first.status_code == 503 and first.headers["retry-after"] == "7"
         assert c.get("/rest/api/3/myself").status_code == 500
         with pytest.raises(httpx.ReadTimeout):
-            c.get("/rest/api/3/myself")
+            c.get("/rest/api/3/myself", timeout=1.0)
         with pytest.raises(httpx.RemoteProtocolError):
             c.get("/rest/api/3/myself")
         assert c.get("/rest/api/3/myself").status_code == 200
@@ -334,14 +348,16 @@ def test_duplicate_and_late_deliveries(
     key = sim.agent_create_issue("dup")
     twins = webhook_receiver.wait_for(2)
     assert twins[0].headers["x-atlassian-webhook-identifier"] == twins[1].headers["x-atlassian-webhook-identifier"]
-    sim.webhooks.next_options(delay=0.5)
+    sim.webhooks.next_options(hold=True)
     sim.agent_comment(key, "late one")
     sim.agent_update(key, summary="after")  # sent after the comment, arrives before it
+    webhook_receiver.wait_for(3)
+    sim.webhooks.release_held()
     got = webhook_receiver.wait_for(4)
     assert [d.json()["webhookEvent"] for d in got[2:]] == ["jira:issue_updated", "comment_created"]
-    late = got[3]
-    assert late.at - late.json()["timestamp"] / 1000 >= 0.4
-    wait_until(lambda: sim.webhooks.idle, timeout=2, what="sender idle")
+    updated, late = got[2].json(), got[3].json()
+    assert late["timestamp"] <= updated["timestamp"]  # made first, delivered last
+    wait_until(lambda: sim.webhooks.idle, timeout=10, what="sender idle")
 
 
 def test_contract_validation_catches_a_bad_request(http: httpx.Client, jira_sim: JiraSim) -> None:

@@ -21,7 +21,7 @@ from waldur_api_client.api.support_issues import (
 from waldur_api_client.api.support_users import support_users_list
 from waldur_api_client.models import CommentRequest, IssueRequest, PatchedIssueRequest
 
-from devnet.sim_faults import FaultPlan
+from devnet.sim_faults import ManualClock
 from devnet.waldur_sim import WaldurSim
 from devnet.webhook_receiver import WebhookReceiver
 
@@ -181,12 +181,13 @@ def test_hooks_are_delivered_unsigned_with_optional_secret(
 
 
 def test_auth_rate_limits_and_faults(make_waldur_sim: Callable[..., WaldurSim]) -> None:
-    sim = make_waldur_sim(rate_per_second=0.5, burst=1, faults=FaultPlan(hang_seconds=5))
+    clock = ManualClock()  # the bucket refills only when the test moves this clock
+    sim = make_waldur_sim(rate_per_second=0.5, burst=1, clock=clock)
     with httpx.Client(base_url=sim.base_url, headers={"Authorization": "Bearer waldur-test-token"}) as bearer:
         assert bearer.get("/api/support-issues/").status_code == 401
     sim.faults.inject("drop")
     sim.faults.inject("503")
-    with client(sim, timeout=0.5) as c:
+    with client(sim) as c:
         with pytest.raises(httpx.RemoteProtocolError):
             c.get("/api/support-issues/")
         assert c.get("/api/support-issues/").status_code == 503
@@ -195,6 +196,8 @@ def test_auth_rate_limits_and_faults(make_waldur_sim: Callable[..., WaldurSim]) 
         assert limited.status_code == 429
         assert int(limited.headers["retry-after"]) >= 1 and "ratelimit-reason" not in limited.headers
         assert "throttled" in limited.json()["detail"] or "Rate limit" in limited.json()["detail"]
+        clock.advance(2.0)
+        assert c.get("/api/support-issues/").status_code == 200  # one token back after 1 / rate seconds
         sim.revoke_token()
         sim.bucket = None
         assert c.get("/api/support-issues/").status_code == 401

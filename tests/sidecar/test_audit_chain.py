@@ -60,7 +60,7 @@ def test_intact_chain_verifies_and_links_from_genesis(db: str) -> None:
     conn = open_audit_reader(db)
     rows = list(iter_audit_rows(conn))
     conn.close()
-    assert rows[0].prev_hash == GENESIS_HASH
+    assert len(rows) == 6 and rows[0].prev_hash == GENESIS_HASH
     assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(rows))
     assert all(r.computed_hash() == r.hash for r in rows)
 

@@ -26,7 +26,7 @@ def test_defaults_need_no_file_and_no_env() -> None:
     assert config.settings.webhook.listen_addr == ":8480"
     assert config.settings.sync.sync_interval == 30.0
     assert config.settings.retry.max_backoff == 300.0
-    assert all(source == "default" for source in config.sources.values())
+    assert config.sources and all(source == "default" for source in config.sources.values())
 
 
 def test_precedence_default_file_env_flag(tmp_path: Path) -> None:

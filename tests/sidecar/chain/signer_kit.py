@@ -25,6 +25,7 @@ from sidecar.chain.subscription import websocket_url
 from sidecar.chain.txbuild import FeePolicy, encode_msg
 from sidecar.chain.txwatch import TxWatcher
 from sidecar.observe.audit import Auditor
+from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics
 from sidecar.secrets import Secret
 from sidecar.store.db import Store
@@ -74,6 +75,7 @@ async def open_rig(
     name: str = "sidecar",
     crash_at: CrashPoint | None = None,
     ws_url: str | None = "",
+    health: HealthState | None = None,
     **changes: Any,
 ) -> Rig:
     """`ws_url` "" subscribes at the node's own websocket, None runs without a subscription (polling only)."""
@@ -83,7 +85,8 @@ async def open_rig(
     key = devnet_key(name)
     watcher = TxWatcher(ws_url or websocket_url(rpc_url), key.address, metrics) if ws_url is not None else None
     signer = Signer(
-        rpc, store, key, settings(**changes), metrics, Auditor(store), watcher=watcher, crash_at=crash_at
+        rpc, store, key, settings(**changes), metrics, Auditor(store), watcher=watcher, crash_at=crash_at,
+        health=health,
     )
     stop = asyncio.Event()
     watching = asyncio.create_task(watcher.subscription.run(stop)) if watcher is not None else None

@@ -42,7 +42,7 @@ def all_heights() -> list[int]:
 
 def test_vector_life_decodes_in_order() -> None:
     decoded = [e for h in all_heights() for e in decode_block(block_results(h))]
-    assert all(isinstance(e, SupportEvent) for e in decoded)
+    assert decoded and all(isinstance(e, SupportEvent) for e in decoded)
     events = [e for e in decoded if isinstance(e, SupportEvent)]
     assert [e.event_id for e in events] == [item["event"]["attributes"][1]["value"] for item in EVENTS]
     assert [e.event_type for e in events][:3] == [

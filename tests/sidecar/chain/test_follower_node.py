@@ -19,6 +19,7 @@ from devnet.cometbft import DevnetNode
 from devnet.driver import ChainDriver, DevAccount
 from devnet.waiting import async_wait_until, wait_until
 from sidecar.app import App
+from tests.sidecar.chain.gate_proxy import GateProxy
 from tests.sidecar.chain.lagging_proxy import LaggingResultsProxy
 from tests.sidecar.chain.scan import scan_event_ids, support_public, support_secret
 from tests.sidecar.chain.stall_proxy import StallProxy
@@ -101,16 +102,42 @@ async def test_thousand_tickets_arrive_exactly_once_in_order(devnet_node: Devnet
 
 
 async def test_node_killed_and_restarted_mid_stream(devnet_node: DevnetNode, tmp_path: Path) -> None:
-    flags = app_flags(tmp_path, devnet_node.rpc_url, **{"chain.start_height": "1"})
+    """The node dies under a follower that is provably mid-backfill: its cursor is far below the head, with
+    tickets above it, and its next batch requests are in flight (held at a proxy) when the node is killed."""
+    ids = await create(devnet_node, 250, per_tx=10)
+    first = await asyncio.to_thread(devnet_node.height)
+    gate = (first // 10 + 1) * 10  # at least one whole batch of heights below it
+    await asyncio.to_thread(devnet_node.wait_for_height, gate + 20)
+    ids += await create(devnet_node, 250, per_tx=10)  # above the gate
     db = tmp_path / "sidecar.db"
-    async with running_app(flags, ENV):
-        ids = await create(devnet_node, 500)
-        await async_wait_until(lambda: _at_least(db, 2), timeout=30, what="the follower to start")
-        await asyncio.to_thread(devnet_node.restart, hard=True)  # SIGKILL node and app, start again
-        ids += await create(devnet_node, 500)
-        await caught_up(db, devnet_node)
+    async with GateProxy(devnet_node.rpc_url, gate).running() as proxy:
+        flags = app_flags(tmp_path, proxy.url, **{"chain.start_height": "1", "chain.ws_url": devnet_node.ws_url})
+        async with running_app(flags, ENV):
+            try:
+                await async_wait_until(lambda: _held(proxy, db), timeout=60, what="the backfill to reach the gate")
+                cursor, head = await asyncio.to_thread(db_cursor, db), await asyncio.to_thread(devnet_node.height)
+                above = db_rows(db, f"SELECT COUNT(*) FROM chain_inbox WHERE height > {cursor}")
+                assert 1 <= cursor <= gate and head - cursor >= 20, (cursor, gate, head)
+                assert above == [0] and len(scan_event_ids(devnet_node.rpc_url, cursor + 1, head)) >= 250
+                await asyncio.to_thread(devnet_node.kill)  # SIGKILL node and app while the backfill is in flight
+            finally:
+                proxy.release()
+            await async_wait_until(lambda: _unanswered(proxy), timeout=60, what="the follower to hit the dead node")
+            assert await asyncio.to_thread(db_cursor, db) < head
+            await asyncio.to_thread(devnet_node.start)
+            ids += await create(devnet_node, 500)
+            await caught_up(db, devnet_node)
     assert len(ids) == 1000
     assert_matches_scan(db, devnet_node, ids)
+
+
+async def _held(proxy: GateProxy, db: Path) -> bool:
+    """A batch above the gate waits in the proxy, and the heights below it are committed."""
+    return proxy.held >= 1 and await asyncio.to_thread(db_cursor, db) >= 1
+
+
+async def _unanswered(proxy: GateProxy) -> bool:
+    return proxy.unanswered >= 1
 
 
 async def test_sidecar_killed_at_random_moments(devnet_node: DevnetNode, tmp_path: Path) -> None:

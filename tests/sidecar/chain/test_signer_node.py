@@ -119,7 +119,7 @@ async def test_unauthorized_key_dead_letters_with_the_chain_message(devnet_node:
         await rig.close()
     assert counts["dead"] == 2 and counts["included"] == 0
     logs = [r[0] for r in db_rows(db, "SELECT log FROM tx_intents WHERE state = 'dead'")]
-    assert all("does not hold the support_agent role: unauthorized" in text for text in logs)
+    assert len(logs) == 2 and all("does not hold the support_agent role: unauthorized" in text for text in logs)
     audits = db_rows(db, "SELECT ticket_id, tx_hash, error FROM audit WHERE event_type = 'tx_dead_lettered'")
     assert sorted(a[0] for a in audits) == sorted(ids) and all(a[1] and "unauthorized" in a[2] for a in audits)
     assert verdict.ok

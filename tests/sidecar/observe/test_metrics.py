@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import platform
+from pathlib import Path
 
+import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 import sidecar
+from devnet.cometbft import DevnetNode
+from devnet.jira_sim import JiraSim
+from devnet.waldur_sim import WaldurSim
+from sidecar.loops import run_loop
 from sidecar.observe.metrics import Metrics
+from tests.sidecar.chain.scan import support_secret
+from tests.sidecar.harness import app_flags, running_app
 from tests.sidecar.observe.support import metric_value
 
 GUIDE = {
@@ -29,7 +40,17 @@ BOUNDED = {
     "state": {"queued", "signed", "broadcast", "included", "failed", "dead"},
     "outcome": {"accepted", "duplicate", "echo", "bad_signature", "stale", "forbidden_source", "rate_limited",
                 "too_large", "malformed"},
-    "loop": {"chain-follower", "health", "audit-retention"},
+    "loop": {
+        "chain-follower",
+        "dispatcher",
+        "chain-signer",
+        "desk-jira",
+        "desk-jira-health",
+        "desk-waldur",
+        "desk-waldur-health",
+        "health",
+        "audit-retention",
+    },
     "source": {"websocket", "poll"},
     "le": None,  # histogram buckets: fixed in code
     "version": {sidecar.__version__},
@@ -111,13 +132,52 @@ def test_typed_methods_move_exactly_their_series() -> None:
     assert value(metrics, "servicedesk_health_check") == 1
 
 
-def test_every_label_is_declared_and_bounded() -> None:
+def assert_bounded(families: dict[str, tuple[str, list[Sample]]]) -> None:
+    samples = [sample for _, family in families.values() for sample in family]
+    assert samples, "nothing was exported"
+    for sample in samples:
+        for label, label_value in sample.labels.items():
+            assert label in BOUNDED, f"{sample.name} has an undeclared label {label!r}"
+            allowed = BOUNDED[label]
+            assert allowed is None or label_value in allowed, (sample.name, label, label_value)
+
+
+def running_loops() -> set[str]:
+    """The `loop` names of the run_loop tasks alive in this event loop (read from their coroutines)."""
+    names = set()
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        code, frame = getattr(coro, "cr_code", None), getattr(coro, "cr_frame", None)
+        if code is run_loop.__code__ and frame is not None:
+            names.add(str(frame.f_locals["name"]))
+    return names
+
+
+@pytest.mark.node
+async def test_every_label_is_declared_and_bounded(
+    devnet_node: DevnetNode, jira_sim: JiraSim, waldur_sim: WaldurSim, tmp_path: Path
+) -> None:
+    """With every part on (chain, both desks, the signer), each loop the app runs may label an error."""
+    flags = app_flags(tmp_path, devnet_node.rpc_url, **{
+        "jira.base_url": jira_sim.base_url, "jira.username": jira_sim.email, "jira.account_id": jira_sim.me.account_id,
+        "waldur.base_url": waldur_sim.api_url, "waldur.organization_uuid": next(iter(waldur_sim.customers)).hex,
+        "sync.allow_insecure_http": "true"})
+    env = {
+        "VIRTENGINE_SERVICEDESK_SUPPORT_PRIVATE_KEY": support_secret(),
+        "VIRTENGINE_SERVICEDESK_JIRA_API_TOKEN": str(jira_sim.api_token),
+        "VIRTENGINE_SERVICEDESK_WALDUR_TOKEN": str(waldur_sim.token),
+        "VIRTENGINE_SERVICEDESK_SIGNING_KEY": hashlib.sha256(b"devnet-account:sidecar").hexdigest(),
+        "VIRTENGINE_SERVICEDESK_WEBHOOK_REQUIRE_SIGNATURE": "false",
+    }
+    async with running_app(flags, env) as app:
+        loops = running_loops()
+        async with httpx.AsyncClient() as client:
+            exported = (await client.get(f"http://127.0.0.1:{app.web_port}/metrics", timeout=10)).text
+    assert {"chain-follower", "dispatcher", "chain-signer", "desk-jira", "desk-jira-health", "desk-waldur",
+            "desk-waldur-health", "health", "audit-retention"} <= loops, loops
     metrics = Metrics()
-    for loop in ("chain-follower", "health", "audit-retention"):
+    for loop in loops:
         metrics.count_loop_error(loop)
-    for _, samples in scrape(metrics).values():
-        for sample in samples:
-            for label, label_value in sample.labels.items():
-                assert label in BOUNDED, f"{sample.name} has an undeclared label {label!r}"
-                allowed = BOUNDED[label]
-                assert allowed is None or label_value in allowed, (sample.name, label, label_value)
+    assert_bounded(scrape(metrics))
+    families = text_string_to_metric_families(exported)
+    assert_bounded({f.name: (f.type, list(f.samples)) for f in families})  # what the running app exports

@@ -1,6 +1,8 @@
 """Outbound sync end to end: the real node, the sidecar, and both desk simulators (contracts validated).
 
-Every ticket must end up exactly once at each desk, with its fields, comments and status.
+Every ticket must end up exactly once at each desk, with its fields, comments and status. Jira's search
+lags behind its writes here as it does in production (JIRA_SEARCH_LAG), so a retried create cannot lean
+on an instantly consistent index.
 """
 
 from __future__ import annotations
@@ -19,15 +21,29 @@ from virtengine.servicedesk.v1 import control_pb2, control_pb2_grpc
 from devnet.cometbft import DevnetNode
 from devnet.driver import ChainDriver, DevAccount
 from devnet.jira_sim import JiraSim
-from devnet.sim_faults import FaultPlan
+from devnet.sim_faults import APPLIED_KINDS, FAULT_KINDS, FaultPlan
 from devnet.waiting import async_wait_until
 from devnet.waldur_sim import WaldurSim
+from sidecar.config_schema import WaldurConfig
+from sidecar.desks.base import text_marker
 from tests.sidecar.chain.scan import support_secret
 from tests.sidecar.harness import app_flags, running_app
 from tests.sidecar.process import SidecarProcess
 
 pytestmark = pytest.mark.node
 RECIPIENTS = [DevAccount.from_name("customer").box_public, DevAccount.from_name("sidecar").box_public]
+JIRA_CREATE = "/rest/api/3/issue"
+JSM_CREATE = "/rest/servicedeskapi/request"
+WALDUR_CREATE = "/api/support-issues/"
+# Seconds before Jira's search sees a write. Atlassian documents search as eventually consistent (hence the
+# `reconcileIssues` parameter of POST /rest/api/3/search/jql); a few seconds of index lag is common.
+JIRA_SEARCH_LAG = 5.0
+
+
+@pytest.fixture
+def jira_sim(make_jira_sim: Callable[..., JiraSim]) -> JiraSim:
+    """The Jira simulator with a realistic search lag (overrides the plugin's instant-index fixture)."""
+    return make_jira_sim(search_delay=JIRA_SEARCH_LAG)
 
 
 def desk_env(jira: JiraSim, waldur: WaldurSim | None) -> dict[str, str]:
@@ -136,10 +152,48 @@ def assert_jira_exactly_once(jira: JiraSim, db: Path, ids: list[str], answered: 
         assert len(issue.comments) == (1 if tid in answered else 0), (tid, len(issue.comments))
 
 
-def assert_waldur_exactly_once(waldur: WaldurSim, ids: list[str]) -> None:
+WALDUR_STATUS = dict(WaldurConfig().status_map)
+WALDUR_PRIORITY = dict(WaldurConfig().priority_map)
+WALDUR_DEFAULT_PRIORITY = WaldurConfig().default_priority
+WALDUR_TYPE = dict(WaldurConfig().type_map)
+
+
+def mirror_rows(db: Path) -> dict[str, dict[str, str]]:
+    """ticket id -> the sidecar mirror's row (number, status, priority, category)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute("SELECT ticket_id, ticket_number, status, priority, category FROM tickets")
+        return {r["ticket_id"]: dict(r) for r in rows}
+    finally:
+        conn.close()
+
+
+def assert_waldur_exactly_once(waldur: WaldurSim, db: Path, ids: list[str], answered: set[str]) -> None:
+    """One issue per ticket with the ticket's fields; every comment and note posted once."""
+    assert ids, "no tickets to check"
+    assert len(waldur.list_issues()) == len(ids), f"{len(waldur.list_issues())} Waldur issues for {len(ids)} tickets"
+    tickets = mirror_rows(db)
     for tid in ids:
-        assert len(waldur.by_remote_id(f"virtengine:{tid}")) == 1, tid
-    assert len(waldur.list_issues()) == len(ids)
+        found = waldur.by_remote_id(f"virtengine:{tid}")
+        assert len(found) == 1, (tid, len(found))
+        issue, row = found[0], tickets[tid]
+        assert issue.summary.startswith(f"[{row['ticket_number']}] devnet ticket"), issue.summary
+        assert f"Ticket ID: {tid}" in issue.description
+        wanted = WALDUR_PRIORITY.get(row["priority"], WALDUR_DEFAULT_PRIORITY)
+        assert issue.priority == wanted, (tid, issue.priority, row["priority"])
+        assert issue.type == WALDUR_TYPE[row["category"]], (tid, issue.type, row["category"])
+        texts = [c.description for c in waldur.comments_of(issue.uuid)]
+        assert len(texts) == len(set(texts)), f"{tid}: a comment was posted twice"
+        markers = [m for m in (text_marker(t) for t in texts) if m is not None]
+        assert len(markers) == len(texts), f"{tid}: a comment without the sidecar's marker"
+        replies = [t for t in texts if " wrote:" in t]
+        assert len(replies) == (1 if tid in answered else 0), (tid, len(replies))
+        status_notes = [m for m in markers if m.startswith("status:")]
+        if WALDUR_STATUS[row["status"]] == issue.status:
+            assert status_notes == [] or status_notes[-1] == f"status:{row['status']}", (tid, status_notes)
+        else:  # Waldur's API cannot set the status: the newest note must state the chain's
+            assert status_notes and status_notes[-1] == f"status:{row['status']}", (tid, status_notes, row["status"])
 
 
 async def test_tickets_reach_both_desks_exactly_once(
@@ -150,25 +204,51 @@ async def test_tickets_reach_both_desks_exactly_once(
         await settled(tmp_path / "sidecar.db", devnet_node, timeout=600)
     assert dead_jobs(tmp_path / "sidecar.db") == []
     assert_jira_exactly_once(jira_sim, tmp_path / "sidecar.db", ids, answered)
-    assert_waldur_exactly_once(waldur_sim, ids)
+    assert_waldur_exactly_once(waldur_sim, tmp_path / "sidecar.db", ids, answered)
     conn = sqlite3.connect(tmp_path / "sidecar.db")
     done = conn.execute("SELECT COUNT(*) FROM jobs WHERE state = 'done'").fetchone()[0]
     conn.close()
     assert len(audit_rows(tmp_path / "sidecar.db", "ticket_synced")) == done  # every sync is audited
 
 
+def lossy_faults(seed: int) -> FaultPlan:
+    """Random faults of every kind, before and after the desk applies a request; a held answer outlasts the
+    sidecar's 1 s client timeout."""
+    return FaultPlan(probability=0.3, kinds=FAULT_KINDS, seed=seed, hang_seconds=3.0)
+
+
+def script_lost_creates(plan: FaultPlan, path: str) -> None:
+    """The next creates are applied by the desk and their answers lost (dropped, then held too long)."""
+    for kind in APPLIED_KINDS:
+        plan.inject(kind, count=2, method="POST", path=path)
+
+
+def assert_lost_creates(plan: FaultPlan, path: str) -> None:
+    """The desk applied creates whose answers the sidecar never got: the case a retried create must survive."""
+    lost = {a.kind for a in plan.lost_on("POST", path, 201)}
+    assert lost == set(APPLIED_KINDS), f"creates applied with their answer lost on {path}: {lost}"
+
+
 async def test_faults_and_rate_limits_lose_and_duplicate_nothing(
-    devnet_node: DevnetNode, make_jira_sim: Callable[..., JiraSim], tmp_path: Path
+    devnet_node: DevnetNode, make_jira_sim: Callable[..., JiraSim], make_waldur_sim: Callable[..., WaldurSim],
+    tmp_path: Path
 ) -> None:
-    jira = make_jira_sim(faults=FaultPlan(probability=0.3, kinds=("500", "503", "429", "drop", "timeout"), seed=7,
-                                          hang_seconds=3.0), rate_per_second=40.0, burst=10)
-    flags = desk_flags(tmp_path, devnet_node, jira, None, **{"jira.timeout": "1s"})
-    async with running_app(flags, desk_env(jira, None)):
+    jira = make_jira_sim(faults=lossy_faults(7), rate_per_second=40.0, burst=10, search_delay=JIRA_SEARCH_LAG)
+    waldur = make_waldur_sim(faults=lossy_faults(8), rate_per_second=40.0, burst=10)
+    script_lost_creates(jira.faults, JIRA_CREATE)
+    script_lost_creates(waldur.faults, WALDUR_CREATE)
+    db = tmp_path / "sidecar.db"
+    flags = desk_flags(tmp_path, devnet_node, jira, waldur, **{"jira.timeout": "1s", "waldur.timeout": "1s"})
+    async with running_app(flags, desk_env(jira, waldur)):
         ids, answered = await drive_tickets(devnet_node, 40)
-        await settled(tmp_path / "sidecar.db", devnet_node, timeout=300)
-    assert dead_jobs(tmp_path / "sidecar.db") == []
-    assert {kind for kind, _, _ in jira.faults.fired} == {"500", "503", "429", "drop", "timeout"}
-    assert_jira_exactly_once(jira, tmp_path / "sidecar.db", ids, answered)
+        await settled(db, devnet_node, timeout=400)
+    assert dead_jobs(db) == []
+    assert {f.kind for f in jira.faults.fired} == set(FAULT_KINDS)
+    assert {f.kind for f in waldur.faults.fired} == set(FAULT_KINDS)
+    assert_lost_creates(jira.faults, JIRA_CREATE)
+    assert_lost_creates(waldur.faults, WALDUR_CREATE)
+    assert_jira_exactly_once(jira, db, ids, answered)
+    assert_waldur_exactly_once(waldur, db, ids, answered)
 
 
 async def test_crash_between_desk_answer_and_local_record_makes_no_duplicate(
@@ -390,15 +470,35 @@ async def test_follower_pauses_while_the_queue_is_full_and_resumes_when_it_drain
 
         problem = await async_wait_until(paused, timeout=60, what="the follower to pause")
         assert "(max 30)" in problem
-        head = await asyncio.to_thread(devnet_node.height)
-        await asyncio.to_thread(devnet_node.wait_for_height, head + 10)
         stalled = await asyncio.to_thread(_cursor, db)
-        assert stalled < head + 10, "the cursor kept advancing while the queue was full"
+        assert await asyncio.to_thread(_desk_backlog, db) >= 30
+        # Work lands above the stalled cursor, and the chain moves on well past it: a follower that was
+        # merely slow would read some of it; a paused one reads none, as long as the queue stays full.
+        more, more_answered = await drive_tickets(devnet_node, 5)
+        landed = await asyncio.to_thread(devnet_node.height)
+        assert landed > stalled
+        await asyncio.to_thread(devnet_node.wait_for_height, landed + 10)
+        assert await asyncio.to_thread(_cursor, db) == stalled, "the cursor moved while the queue was full"
+        assert await asyncio.to_thread(_desk_backlog, db) >= 30
+        assert "(max 30)" in (await paused() or "")
         jira_sim.faults.clear()
+        await async_wait_until(lambda: _cursor_at_least(db, landed), timeout=120, what="the follower to resume")
         await settled(db, devnet_node, timeout=180)
-        await async_wait_until(lambda: _cursor_at_least(db, head + 10), timeout=60, what="the follower to resume")
+        assert await paused() is None
     assert dead_jobs(db) == []
-    assert_jira_exactly_once(jira_sim, db, ids, answered)
+    assert_jira_exactly_once(jira_sim, db, ids + more, answered | more_answered)
+
+
+def _desk_backlog(db: Path) -> int:
+    """What holds the follower back: inbox events not yet turned into jobs, and the Jira jobs not yet done."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        inbox = conn.execute("SELECT COUNT(*) FROM chain_inbox WHERE state = 'pending'").fetchone()[0]
+        jobs = conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE desk = 'jira' AND state IN ('pending', 'running')").fetchone()[0]
+        return int(inbox) + int(jobs)
+    finally:
+        conn.close()
 
 
 def _cursor(db: Path) -> int:
@@ -451,7 +551,7 @@ async def test_jsm_request_type_creates_customer_requests_exactly_once(
     devnet_node: DevnetNode, jira_sim: JiraSim, tmp_path: Path
 ) -> None:
     jira_sim.add_request_type("7", "25", "Service Request")
-    jira_sim.faults.inject("drop", path_contains="/rest/servicedeskapi/request")  # the first try gets no answer
+    script_lost_creates(jira_sim.faults, JSM_CREATE)  # requests JSM made but whose answers were lost
     flags = desk_flags(tmp_path, devnet_node, jira_sim, None, **{
         "jira.service_desk_id": "7", "jira.request_type_id": "25"})
     db = tmp_path / "sidecar.db"
@@ -459,6 +559,7 @@ async def test_jsm_request_type_creates_customer_requests_exactly_once(
         ids, answered = await drive_tickets(devnet_node, 6)
         await settled(db, devnet_node, timeout=120)
     assert dead_jobs(db) == []
+    assert_lost_creates(jira_sim.faults, JSM_CREATE)
     assert_jira_exactly_once(jira_sim, db, ids, answered)
     assert {issue.request_type_id for issue in jira_sim.list_issues()} == {"25"}
 

@@ -216,3 +216,17 @@ class ListTxIntentsResponse(_message.Message):
     INTENTS_FIELD_NUMBER: _ClassVar[int]
     intents: _containers.RepeatedCompositeFieldContainer[TxIntent]
     def __init__(self, intents: _Optional[_Iterable[_Union[TxIntent, _Mapping]]] = ...) -> None: ...
+
+class RedriveIntentRequest(_message.Message):
+    __slots__ = ("id", "all_dead")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ALL_DEAD_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    all_dead: bool
+    def __init__(self, id: _Optional[int] = ..., all_dead: bool = ...) -> None: ...
+
+class RedriveIntentResponse(_message.Message):
+    __slots__ = ("redriven",)
+    REDRIVEN_FIELD_NUMBER: _ClassVar[int]
+    redriven: int
+    def __init__(self, redriven: _Optional[int] = ...) -> None: ...

@@ -69,6 +69,11 @@ class ControlStub(object):
                 request_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ListTxIntentsRequest.SerializeToString,
                 response_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ListTxIntentsResponse.FromString,
                 _registered_method=True)
+        self.RedriveIntent = channel.unary_unary(
+                '/virtengine.servicedesk.v1.Control/RedriveIntent',
+                request_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.RedriveIntentRequest.SerializeToString,
+                response_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.RedriveIntentResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer(object):
@@ -123,6 +128,13 @@ class ControlServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RedriveIntent(self, request, context):
+        """RedriveIntent puts a dead-lettered tx intent back in the signer's queue with its attempts reset.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +172,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.ListTxIntents,
                     request_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ListTxIntentsRequest.FromString,
                     response_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ListTxIntentsResponse.SerializeToString,
+            ),
+            'RedriveIntent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedriveIntent,
+                    request_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.RedriveIntentRequest.FromString,
+                    response_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.RedriveIntentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -351,6 +368,33 @@ class Control(object):
             '/virtengine.servicedesk.v1.Control/ListTxIntents',
             virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ListTxIntentsRequest.SerializeToString,
             virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ListTxIntentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedriveIntent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/virtengine.servicedesk.v1.Control/RedriveIntent',
+            virtengine_dot_servicedesk_dot_v1_dot_control__pb2.RedriveIntentRequest.SerializeToString,
+            virtengine_dot_servicedesk_dot_v1_dot_control__pb2.RedriveIntentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,77 @@
+"""A loopback JSON-RPC proxy in front of the real node that holds `block_results` above a height until released.
+
+It pins the follower mid-backfill on purpose: its cursor stays below the gate while the chain runs on, and
+its next batch requests wait in the proxy. A test can then break the node under a follower that is provably
+in the middle of a backfill, not idle at the head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from devnet.waiting import async_wait_until
+
+
+class GateProxy:
+    """Forwards every request; a batch asking for `block_results` above `gate` waits until `release()`."""
+
+    def __init__(self, upstream: str, gate: int) -> None:
+        self._client = httpx.AsyncClient(base_url=upstream, timeout=10)
+        self.gate = gate
+        self.held = 0  # requests waiting at the gate now
+        self.unanswered = 0  # requests the node did not answer (it was down)
+        self._open = asyncio.Event()
+        self.url = ""
+
+    def release(self) -> None:
+        self._open.set()
+
+    def _gated(self, items: list[Any]) -> bool:
+        for item in items:
+            if isinstance(item, dict) and item.get("method") == "block_results":
+                with contextlib.suppress(TypeError, ValueError):
+                    if int(item.get("params", {}).get("height", 0)) > self.gate:
+                        return True
+        return False
+
+    async def _forward(self, request: Request) -> Response:
+        raw = await request.body()
+        body = json.loads(raw)
+        if self._gated(body if isinstance(body, list) else [body]) and not self._open.is_set():
+            self.held += 1
+            try:
+                await self._open.wait()
+            finally:
+                self.held -= 1
+        try:
+            upstream = await self._client.post("/", content=raw, headers={"content-type": "application/json"})
+        except httpx.TransportError:
+            self.unanswered += 1
+            return Response(status_code=502)  # the node is gone: what a reverse proxy answers
+        return Response(upstream.content, status_code=upstream.status_code, media_type="application/json")
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[GateProxy]:
+        app = Starlette(routes=[Route("/", self._forward, methods=["POST"])])
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+        task = asyncio.create_task(server.serve())
+        await async_wait_until(lambda: server.started, timeout=10, what="the gate proxy to listen")
+        self.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        try:
+            yield self
+        finally:
+            self.release()
+            server.should_exit = True
+            await task
+            await self._client.aclose()

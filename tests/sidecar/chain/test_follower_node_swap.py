@@ -1,0 +1,127 @@
+"""A running follower whose RPC URL starts answering for another chain instance (a node re-genesised,
+or another node behind the same address) refuses it with an alarm and never mixes it into its cursor:
+the inbox stays exactly the first chain's events up to the cursor, and the cursor does not move."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devnet.cometbft import DevnetNode
+from devnet.waiting import async_wait_until
+from tests.sidecar.chain.node_proxy import NodeProxy
+from tests.sidecar.chain.scan import scan_event_ids
+from tests.sidecar.chain.test_follower_node import (
+    CHAIN_ID,
+    ENV,
+    _follower_problem,
+    caught_up,
+    create,
+    db_cursor,
+    inbox_ids,
+)
+from tests.sidecar.harness import app_flags, running_app
+from tests.sidecar.process import closed_port
+
+pytestmark = pytest.mark.node
+
+CASES = {
+    # name: (chain id of the node swapped in, started before the first node (so higher), expected reason)
+    "re-genesised node above the cursor": (CHAIN_ID, True, "the node's first block changed"),
+    "re-genesised node below the cursor": (CHAIN_ID, False, "is below the cursor"),
+    # Refused first by the follower's per-step check (against its cursor), then on each re-check also by the
+    # start check against the configured chain.chain_id: both name the chain the node serves.
+    "node of another chain": ("virtengine-devnet-2", False, "'virtengine-devnet-2'"),
+}
+
+# On a re-check the swapped node may have grown past the cursor: then only its first block tells.
+RECHECK_REASONS = {
+    "re-genesised node above the cursor": ("the node's first block changed",),
+    "re-genesised node below the cursor": ("the node's first block changed", "is below the cursor"),
+    "node of another chain": ("'virtengine-devnet-2'",),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+async def test_a_node_swapped_under_a_running_follower_is_refused_and_the_cursor_kept(
+    devnet_node_factory: Any, tmp_path: Path, case: str
+) -> None:
+    chain_id, swap_first, reason = CASES[case]
+    swapped: DevnetNode | None = devnet_node_factory(chain_id=chain_id) if swap_first else None
+    first: DevnetNode = devnet_node_factory()
+    db = tmp_path / "sidecar.db"
+    async with NodeProxy(first.rpc_url).running() as proxy:
+        flags = app_flags(tmp_path, proxy.url, **{
+            "chain.start_height": "1",
+            "chain.chain_id": CHAIN_ID,
+            # No websocket: every head the follower sees comes through the proxy's /status.
+            "chain.ws_url": f"ws://127.0.0.1:{closed_port()}/websocket",
+        })
+        async with running_app(flags, ENV) as app:
+            ids = await create(first, 20, per_tx=5)
+            if not swap_first:  # a lead the swapped node cannot make up while it starts
+                await asyncio.to_thread(first.wait_for_height, 40, 60.0)
+            await caught_up(db, first)
+            if swapped is None:
+                swapped = devnet_node_factory(chain_id=chain_id)
+            head_first, head_swapped = await asyncio.to_thread(first.height), await asyncio.to_thread(swapped.height)
+            assert (head_swapped > head_first) == swap_first  # the case is what its name says
+            proxy.point_at(swapped.rpc_url)
+            await async_wait_until(lambda: _refusal(app, (reason,)), timeout=30, what="a refusal")
+            held = db_cursor(db)
+            assert held <= head_first
+            # Every /status after the refusal is a fresh start check (batches fetched in flight when the
+            # URL changed may be read, never committed): the second one has run and refused again.
+            await async_wait_until(lambda: _checked_again(proxy, swapped), timeout=90, what="a second check")
+            expected = RECHECK_REASONS[case]
+            assert await _refusal(app, expected), await _follower_problem(app)
+            assert db_cursor(db) == held
+        # A restart on the same database still knows which chain instance it follows.
+        async with running_app(flags, ENV) as app:
+            await async_wait_until(lambda: _refusal(app, expected), timeout=30, what="a refusal on restart")
+            assert db_cursor(db) == held
+    stored = inbox_ids(db)
+    assert stored == scan_event_ids(first.rpc_url, 1, held)
+    assert len(stored) >= len(ids)
+
+
+async def _checked_again(proxy: NodeProxy, node: DevnetNode) -> bool:
+    return proxy.calls[(node.rpc_url, "status")] >= 2
+
+
+async def _refusal(app: Any, reasons: tuple[str, ...]) -> str | None:
+    """The follower's problem once it is one of `reasons` (a transient "stuck" may come first)."""
+    problem = await _follower_problem(app)
+    return problem if problem and any(r in problem for r in reasons) else None
+
+
+async def test_block_results_for_another_height_are_refused_and_never_committed(
+    devnet_node: DevnetNode, tmp_path: Path
+) -> None:
+    db = tmp_path / "sidecar.db"
+    ids = await create(devnet_node, 10, per_tx=2)
+    async with NodeProxy(devnet_node.rpc_url).running() as proxy:
+        flags = app_flags(tmp_path, proxy.url, **{"chain.start_height": "1", "chain.ws_url": devnet_node.ws_url})
+        async with running_app(flags, ENV) as app:
+            await caught_up(db, devnet_node)
+            bad = db_cursor(db) + 3
+            proxy.wrong_heights_from = bad
+            problem = await async_wait_until(lambda: _refusal(app, ("when asked for",)), timeout=60, what="a refusal")
+            assert f"answered height {bad + 1} when asked for {bad}" in problem
+            held = db_cursor(db)
+            assert held == bad - 1
+            asked = proxy.calls[(devnet_node.rpc_url, "block_results")]
+            # Checked again from a fresh start, which reads the next height's results once more: still refused.
+            await async_wait_until(lambda: _asked_more(proxy, devnet_node, asked), timeout=90, what="another check")
+            assert f"answered height {bad + 1} when asked for {bad}" in (await _follower_problem(app) or "")
+            assert db_cursor(db) == held
+    stored = inbox_ids(db)
+    assert stored == scan_event_ids(devnet_node.rpc_url, 1, held)
+    assert len(stored) >= len(ids)
+
+
+async def _asked_more(proxy: NodeProxy, node: DevnetNode, before: int) -> bool:
+    return proxy.calls[(node.rpc_url, "block_results")] > before
