@@ -83,6 +83,13 @@ def ensure_cometbft(*, install: bool = True, timeout: float = 900.0, attempts: i
     raise CometBFTMissing("installing cometbft failed: " + "; ".join(errors))
 
 
+PORT_ATTEMPTS = 3  # first starts whose ports another process took in the meantime
+
+
+class PortTaken(RuntimeError):
+    """The node or its app could not bind a port `free_port` had just found free."""
+
+
 class DevnetNode:
     """One validator: `python -m devnet.chain_app` + `cometbft start`, in a home of its own.
 
@@ -128,6 +135,7 @@ class DevnetNode:
         self._app: subprocess.Popen[bytes] | None = None
         self._node: subprocess.Popen[bytes] | None = None
         self._initialised = False
+        self._started_once = False
         self._logs: list[Any] = []
         atexit.register(self.kill)
 
@@ -173,7 +181,31 @@ class DevnetNode:
                      cwd=str(self.home))
 
     def start(self, timeout: float = 60.0) -> DevnetNode:
-        """Start (or, after stop/kill, resume) the app and the node; return when height >= 1."""
+        """Start (or, after stop/kill, resume) the app and the node; return when height >= 1.
+
+        `free_port` only knows a port was free a moment ago: on a busy machine another process can take
+        it before the node binds it. A first start that fails that way picks new ports and tries again;
+        a restart keeps its ports (clients hold its URLs)."""
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                if self._started_once or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                self.stop()
+                self._pick_ports()
+                edit_config(self.home, self.settings)
+        raise AssertionError("unreachable")
+
+    def _pick_ports(self) -> None:
+        self.rpc_port, self.p2p_port, self.abci_port = free_port(), free_port(), free_port()
+        self.settings.update({
+            ("", "proxy_app"): f"tcp://127.0.0.1:{self.abci_port}",
+            ("rpc", "laddr"): f"tcp://127.0.0.1:{self.rpc_port}",
+            ("p2p", "laddr"): f"tcp://127.0.0.1:{self.p2p_port}",
+        })
+
+    def _start(self, timeout: float) -> DevnetNode:
         if self.running():
             return self
         self.stop()  # a half-started pair (one process died) is cleaned up first
@@ -191,6 +223,7 @@ class DevnetNode:
         self._node = self._spawn([str(self.binary), "start", "--home", str(self.home)], self.node_log)
         self._await(lambda: self.height() >= 1 and self.app_height() >= 1, timeout,
                     f"cometbft RPC {self.rpc_url} at height >= 1, committed by the app")
+        self._started_once = True
         return self
 
     def _abci_listening(self) -> bool:
@@ -204,7 +237,9 @@ class DevnetNode:
         wait_until(condition, timeout=timeout, what=what, interval=0.05)
         dead = self._dead()
         if dead:
-            raise RuntimeError(f"{dead} exited during start-up; log tail:\n{self.log_tail(dead)}")
+            tail = self.log_tail(dead)
+            error = PortTaken if "address already in use" in tail.lower() else RuntimeError
+            raise error(f"{dead} exited during start-up; log tail:\n{tail}")
 
     def _dead(self) -> str | None:
         for name, proc in (("chain_app", self._app), ("cometbft", self._node)):

@@ -4,6 +4,7 @@ and the pruned / ABCI-response-discarding variants follower tests rely on."""
 from __future__ import annotations
 
 import os
+import socket
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,26 @@ def test_pruned_node_drops_old_blocks(devnet_node_factory: Any) -> None:
     assert int(node.rpc("status")["sync_info"]["earliest_block_height"]) > 1
     with pytest.raises(RuntimeError, match="block_results"):
         node.rpc("block_results", height=1)
+
+
+@pytest.mark.node
+def test_a_first_start_whose_port_was_taken_moves_to_free_ports(
+    cometbft_bin: Path, tmp_path: Path, devnet_app_state: dict[str, Any], devnet_accounts: dict[str, TestAccount]
+) -> None:
+    """free_port's answer can be stale by the time the node binds: the first start picks new ports."""
+    node = DevnetNode(devnet_app_state, binary=cometbft_bin, home=tmp_path / "node")
+    taken = node.rpc_port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        try:
+            node.start()
+            assert node.rpc_port != taken and node.height() >= 1
+            assert "address already in use" in node.log_tail("cometbft", lines=200).lower()
+            wallet = Wallet(node, devnet_accounts["customer"])
+            assert wallet.send([create_msg(wallet.account)])["tx_result"]["code"] == 0
+        finally:
+            node.cleanup()
 
 
 def test_missing_binary_is_reported_with_the_install_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -14,13 +14,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from devnet.waiting import async_wait_until
+from tests.sidecar.chain.loopback import serve_post
 
 
 class GateProxy:
@@ -63,15 +60,11 @@ class GateProxy:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[GateProxy]:
-        app = Starlette(routes=[Route("/", self._forward, methods=["POST"])])
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-        task = asyncio.create_task(server.serve())
-        await async_wait_until(lambda: server.started, timeout=10, what="the gate proxy to listen")
-        self.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
         try:
-            yield self
+            async with serve_post(self._forward, "the gate proxy") as self.url:
+                try:
+                    yield self
+                finally:
+                    self.release()  # held requests must finish before the server can stop
         finally:
-            self.release()
-            server.should_exit = True
-            await task
             await self._client.aclose()

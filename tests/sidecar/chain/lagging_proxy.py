@@ -3,20 +3,16 @@ way CometBFT does in the moment between storing a block and storing its results.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from devnet.waiting import async_wait_until
+from tests.sidecar.chain.loopback import serve_post
 
 
 class LaggingResultsProxy:
@@ -57,14 +53,8 @@ class LaggingResultsProxy:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[LaggingResultsProxy]:
-        app = Starlette(routes=[Route("/", self._forward, methods=["POST"])])
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-        task = asyncio.create_task(server.serve())
-        await async_wait_until(lambda: server.started, timeout=10, what="the lagging proxy to listen")
-        self.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
         try:
-            yield self
+            async with serve_post(self._forward, "the lagging proxy") as self.url:
+                yield self
         finally:
-            server.should_exit = True
-            await task
             await self._client.aclose()

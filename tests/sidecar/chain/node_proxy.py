@@ -6,7 +6,6 @@ answer block_results for another height than the one asked, as a broken node or 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections import Counter
@@ -14,13 +13,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from devnet.waiting import async_wait_until
+from tests.sidecar.chain.loopback import serve_post
 
 # event_id -> the new payload_json text, from the event's parsed payload_json.
 Rewrite = Callable[[dict[str, Any]], str]
@@ -76,14 +72,8 @@ class NodeProxy:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[NodeProxy]:
-        app = Starlette(routes=[Route("/", self._forward, methods=["POST"])])
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-        task = asyncio.create_task(server.serve())
-        await async_wait_until(lambda: server.started, timeout=10, what="the node proxy to listen")
-        self.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
         try:
-            yield self
+            async with serve_post(self._forward, "the node proxy") as self.url:
+                yield self
         finally:
-            server.should_exit = True
-            await task
             await self._client.aclose()

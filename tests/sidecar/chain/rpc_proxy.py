@@ -4,7 +4,6 @@ node, a `/status` for another chain or an older height. Everything else is the n
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections import Counter
@@ -12,13 +11,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from devnet.waiting import async_wait_until
+from tests.sidecar.chain.loopback import serve_post
 
 
 class RpcProxy:
@@ -65,14 +61,8 @@ class RpcProxy:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[RpcProxy]:
-        app = Starlette(routes=[Route("/", self._forward, methods=["POST"])])
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-        task = asyncio.create_task(server.serve())
-        await async_wait_until(lambda: server.started, timeout=10, what="the rpc proxy to listen")
-        self.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
         try:
-            yield self
+            async with serve_post(self._forward, "the rpc proxy") as self.url:
+                yield self
         finally:
-            server.should_exit = True
-            await task
             await self._client.aclose()
