@@ -20,13 +20,28 @@ log = logging.getLogger(__name__)
 Step = Callable[[], Awaitable[float]]
 
 
-async def run_loop(name: str, step: Step, stop: asyncio.Event, metrics: Metrics, *, max_backoff: float = 30.0) -> None:
-    """Run `step` until `stop` is set; back off exponentially on retryable errors."""
+STOP_GRACE = 5.0  # how long a step in progress may go on after stop is set before it is cancelled
+
+
+class _Abandoned(Exception):
+    """The step was cancelled because stop was set and it did not finish within the grace period."""
+
+
+async def run_loop(
+    name: str, step: Step, stop: asyncio.Event, metrics: Metrics, *, max_backoff: float = 30.0,
+    grace: float = STOP_GRACE,
+) -> None:
+    """Run `step` until `stop` is set; back off exponentially on retryable errors. A step still running
+    `grace` seconds after stop is set (a long catch-up, a slow desk) is cancelled, so shutdown is bounded:
+    every step commits through single transactions, so a cancelled step leaves nothing half-written."""
     failures = 0
     while not stop.is_set():
         try:
-            delay = await step()
+            delay = await _step_within(step, stop, grace)
             failures = 0
+        except _Abandoned:
+            log.info("loop step cancelled at shutdown", extra={"loop": name, "grace_s": grace})
+            break
         except (ChainRpcError, DeskError) as exc:
             if not exc.retryable:
                 raise
@@ -46,3 +61,23 @@ async def _wait(stop: asyncio.Event, delay: float) -> None:
         return
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=delay)
+
+
+async def _step_within(step: Step, stop: asyncio.Event, grace: float) -> float:
+    """One step; if stop is set while it runs, it gets `grace` seconds more, then it is cancelled."""
+    running = asyncio.ensure_future(step())
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not running.done():
+            await asyncio.wait({running}, timeout=grace)
+        if not running.done():
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            raise _Abandoned
+        return running.result()
+    finally:
+        stopped.cancel()
+        if not running.done():  # our own task was cancelled (the TaskGroup is failing): take the step with us
+            running.cancel()

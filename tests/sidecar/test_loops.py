@@ -1,0 +1,69 @@
+"""run_loop stops cleanly: a step in progress may finish within the grace period, else it is cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sidecar.loops import run_loop
+from sidecar.observe.metrics import Metrics
+
+
+async def test_a_step_that_outlives_the_grace_period_is_cancelled_and_the_loop_ends() -> None:
+    stop = asyncio.Event()
+    started = asyncio.Event()
+    seen: list[str] = []
+
+    async def endless() -> float:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # a catch-up that would never end on its own
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+        return 0.0
+
+    loop = asyncio.create_task(run_loop("endless", endless, stop, Metrics(), grace=0.05))
+    await asyncio.wait_for(started.wait(), timeout=10)
+    stop.set()
+    await asyncio.wait_for(loop, timeout=10)  # a deadline on the test, not a timing assertion
+    assert seen == ["cancelled"]
+
+
+async def test_a_step_that_finishes_within_the_grace_period_completes() -> None:
+    stop = asyncio.Event()
+    release = asyncio.Event()
+    done: list[int] = []
+
+    async def slow() -> float:
+        stop.set()  # stop arrives while this step runs
+        await release.wait()
+        done.append(1)
+        return 0.0
+
+    loop = asyncio.create_task(run_loop("slow", slow, stop, Metrics(), grace=60))
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.wait_for(loop, timeout=10)
+    assert done == [1]
+
+
+async def test_cancelling_the_loop_cancels_its_step() -> None:
+    stop = asyncio.Event()
+    started = asyncio.Event()
+    seen: list[str] = []
+
+    async def endless() -> float:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+        return 0.0
+
+    loop = asyncio.create_task(run_loop("endless", endless, stop, Metrics()))
+    await asyncio.wait_for(started.wait(), timeout=10)
+    loop.cancel()
+    await asyncio.gather(loop, return_exceptions=True)
+    await asyncio.sleep(0)
+    assert seen == ["cancelled"]
