@@ -93,6 +93,7 @@ def write_config(home: Path, node: DevnetNode, jira: JiraSim, waldur: WaldurSim,
                 "poll_interval": "1s",
             },
             "grpc": {"listen": f"127.0.0.1:{grpc}"},
+            "observe": {"listen": ""},  # /metrics beside health on the one loopback port the banner shows
             "store": {"path": str(home / "sidecar.db")},
             "logging": {"format": "text"},
             "secrets": {"dir": str(home / "secrets"), "allow_env": False},

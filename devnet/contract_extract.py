@@ -44,10 +44,15 @@ PLATFORM_OPERATIONS: tuple[tuple[str, str], ...] = (
     ("GET", "/rest/api/3/search"),  # simulator: the removed search, answered with 410 Gone
     ("POST", "/rest/api/3/search"),  # simulator: the removed search, answered with 410 Gone
     ("GET", "/rest/api/3/myself"),  # client: health check
+    ("GET", "/rest/api/3/mypermissions"),  # desk check: the account's project permissions
+    ("GET", "/rest/api/3/project/{projectIdOrKey}"),  # desk check: the project and its issue types
+    ("GET", "/rest/api/3/project/{projectIdOrKey}/statuses"),  # desk check: each issue type's statuses
+    ("GET", "/rest/api/3/priority/search"),  # desk check: the project's priorities
 )
 JSM_OPERATIONS: tuple[tuple[str, str], ...] = (
     ("POST", "/rest/servicedeskapi/request"),  # client: create a customer request
     ("POST", "/rest/servicedeskapi/request/{issueIdOrKey}/comment"),  # client: public / internal comment
+    ("GET", "/rest/servicedeskapi/servicedesk/{serviceDeskId}/requesttype/{requestTypeId}"),  # desk check
 )
 
 

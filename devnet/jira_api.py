@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from devnet import jira_search
-from devnet.jira_model import CATEGORIES, Comment, Issue, adf_to_text, jira_time, text_to_adf
+from devnet.jira_model import CATEGORIES, Comment, Issue, Transition, adf_to_text, jira_time, text_to_adf
 from devnet.sim_core import EXEMPT_HEADER
 
 if TYPE_CHECKING:
@@ -114,6 +114,7 @@ def build_routes(sim: JiraSim) -> Starlette:
                 "startAt": 0,
             },
             "attachment": [attachment_json(issue, i) for i in range(len(issue.attachments))],
+            "resolution": resolution_json(snap["resolution"]) if snap.get("resolution") else None,
         }
         if wanted is None:
             return full
@@ -139,6 +140,7 @@ def build_routes(sim: JiraSim) -> Starlette:
                     "assignee",
                     "comment",
                     "attachment",
+                    "resolution",
                 }
                 - excluded
             )
@@ -205,22 +207,47 @@ def build_routes(sim: JiraSim) -> Starlette:
         sim.assign(issue, body["accountId"], None)
         return Response(status_code=204)
 
+    def resolution_json(name: str) -> dict[str, Any]:
+        rid = sim.resolution_id(name)
+        return {"self": f"{root()}/rest/api/3/resolution/{rid}", "id": rid, "name": name, "description": ""}
+
+    def screen_fields(t: Transition) -> dict[str, Any]:
+        """`fields` of a transition under expand=transitions.fields: the FieldMetadata of its screen,
+        `required` and, for resolution, the site's resolutions as `allowedValues` (getTransitions:
+        https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issues/#api-rest-api-3-issue-issueidorkey-transitions-get)."""
+        out: dict[str, Any] = {}
+        for name in t.screen:
+            meta: dict[str, Any] = {
+                "required": name in t.required,
+                "schema": {"type": name, "system": name},
+                "name": name.capitalize(),
+                "key": name,
+                "operations": ["set"],
+            }
+            if name == "resolution":
+                meta["allowedValues"] = [resolution_json(r) for r in sim.resolutions]
+            out[name] = meta
+        return out
+
     async def get_transitions(request: Request) -> Response:
         issue = sim.issue(request.path_params["key"])
-        out = [
-            {
+        expand = {e.strip() for e in request.query_params.get("expand", "").split(",")}
+        out = []
+        for t in sim.workflow.available(issue.status):
+            item: dict[str, Any] = {
                 "id": t.id,
                 "name": t.name,
                 "to": status_json(t.to),
-                "hasScreen": False,
+                "hasScreen": bool(t.screen),
                 "isGlobal": t.sources is None,
                 "isInitial": False,
                 "isAvailable": True,
                 "isConditional": False,
                 "isLooped": False,
             }
-            for t in sim.workflow.available(issue.status)
-        ]
+            if "transitions.fields" in expand:
+                item["fields"] = screen_fields(t)
+            out.append(item)
         return JSONResponse({"transitions": out})
 
     async def do_transition(request: Request) -> Response:
@@ -229,7 +256,10 @@ def build_routes(sim: JiraSim) -> Starlette:
         transition = body.get("transition") or {}
         if "id" not in transition:
             raise JiraError(400, "Missing 'transition' identifier")
-        sim.transition(issue, str(transition["id"]), None)
+        fields, update = body.get("fields") or {}, body.get("update") or {}
+        if not isinstance(fields, dict) or not isinstance(update, dict):
+            raise JiraError(400, "'fields' and 'update' must be objects.")
+        sim.transition(issue, str(transition["id"]), None, fields, update)
         return Response(status_code=204)
 
     # comments ---------------------------------------------------------------------------------
@@ -409,6 +439,85 @@ def build_routes(sim: JiraSim) -> Starlette:
     async def myself(request: Request) -> Response:
         return JSONResponse({**sim.user_json(sim.me.account_id), "emailAddress": sim.email})
 
+    # project configuration, read by `servicedesk-sidecar desk check` ----------------------------
+    def issue_type_json(name: str) -> dict[str, Any]:
+        tid = str(10001 + sim.issue_types.index(name))  # ids: this simulator's choice
+        return {"self": f"{root()}/rest/api/3/issuetype/{tid}", "id": tid, "name": name, "subtask": False}
+
+    def project_key(ident: str) -> str:
+        """A project by key or id. getProject's 404 is "Returned if the project is not found or the user
+        does not have permission to view it" (pinned spec); the sentence is Jira Cloud's."""
+        for key, pid in sim.projects.items():
+            if ident in (key, pid):
+                return key
+        raise JiraError(404, f"No project could be found with key '{ident}'.")
+
+    async def get_project(request: Request) -> Response:
+        key = project_key(request.path_params["project"])
+        return JSONResponse(
+            {
+                "self": f"{root()}/rest/api/3/project/{sim.projects[key]}",
+                "id": sim.projects[key],
+                "key": key,
+                "name": key.title(),
+                "projectTypeKey": "service_desk",
+                "simplified": False,
+                "issueTypes": [issue_type_json(name) for name in sim.issue_types],
+            }
+        )
+
+    async def project_statuses(request: Request) -> Response:
+        """getAllStatuses: each issue type with its workflow's statuses (one workflow here)."""
+        project_key(request.path_params["project"])
+        statuses = [status_json(s.name) for s in sim.workflow.statuses]
+        return JSONResponse([{**issue_type_json(name), "statuses": statuses} for name in sim.issue_types])
+
+    async def search_priorities(request: Request) -> Response:
+        """searchPriorities: a page of priorities; `projectId` limits them to the project's scheme and an
+        invalid one is ignored (pinned spec). Every priority is in every project's scheme here."""
+        q = request.query_params
+        start, size = int(q.get("startAt", "0")), max(1, min(int(q.get("maxResults", "50")), 50))
+        values = [
+            {"self": f"{root()}/rest/api/3/priority/{n + 1}", "id": str(n + 1), "name": name, "isDefault": False}
+            for n, name in enumerate(sim.priorities)
+        ]
+        page = values[start : start + size]
+        body = {"startAt": start, "maxResults": size, "total": len(values), "isLast": start + size >= len(values)}
+        return JSONResponse({**body, "values": page})
+
+    async def my_permissions(request: Request) -> Response:
+        """getMyPermissions: `permissions` is required, 400 when empty, 404 for a project the account cannot
+        see (pinned spec; change notice "get my permissions requires permissions query parameter", 2019).
+        The simulator's account holds every permission of the projects it can see."""
+        q = request.query_params
+        if "projectKey" in q:
+            project_key(q["projectKey"])
+        names = [n for n in q.get("permissions", "").split(",") if n]
+        if not names:
+            raise JiraError(400, "The 'permissions' query parameter is required.")
+        granted = {
+            n: {"id": str(i + 1), "key": n, "name": n.title(), "type": "PROJECT", "havePermission": True}
+            for i, n in enumerate(names)
+        }
+        return JSONResponse({"permissions": granted})
+
+    async def get_request_type(request: Request) -> Response:
+        """getRequestTypeById: 404 for a request type not in the service desk (pinned JSM spec); the
+        sentence is the one this simulator's create_request already uses."""
+        desk, rtype = request.path_params["desk"], request.path_params["rtype"]
+        with sim.lock:
+            itype = sim.request_types.get((desk, rtype))
+        if itype is None:
+            raise JiraError(404, f"The request type with ID '{rtype}' does not exist in service desk '{desk}'.")
+        body = {
+            "id": rtype,
+            "name": itype,
+            "serviceDeskId": desk,
+            "issueTypeId": issue_type_json(itype)["id"],
+            "groupIds": [],
+        }
+        return JSONResponse(body)
+
     issue_path = "/rest/api/3/issue/{key}"
     routes = [
         Route("/rest/api/3/issue", guarded(create_issue), methods=["POST"]),
@@ -427,6 +536,13 @@ def build_routes(sim: JiraSim) -> Starlette:
         Route("/rest/api/3/search/jql", guarded(search), methods=["GET", "POST"]),
         Route("/rest/api/3/search", old_search, methods=["GET", "POST"]),
         Route("/rest/api/3/myself", myself, methods=["GET"]),
+        Route("/rest/api/3/mypermissions", guarded(my_permissions), methods=["GET"]),
+        Route("/rest/api/3/project/{project}", guarded(get_project), methods=["GET"]),
+        Route("/rest/api/3/project/{project}/statuses", guarded(project_statuses), methods=["GET"]),
+        Route("/rest/api/3/priority/search", guarded(search_priorities), methods=["GET"]),
+        Route(
+            "/rest/servicedeskapi/servicedesk/{desk}/requesttype/{rtype}", guarded(get_request_type), methods=["GET"]
+        ),
     ]
     return Starlette(routes=routes)
 

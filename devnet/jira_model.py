@@ -31,6 +31,11 @@ class Transition:
     name: str
     to: str
     sources: tuple[str, ...] | None = None  # None: a global transition, available from any status
+    # Fields on the transition's screen, and those of them it requires. Jira refuses a field set on a
+    # transition without it on its screen, and a transition that leaves a required one out (rules 3-4
+    # in devnet/jira_rules.py); the REST transition request documents both 400s.
+    screen: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
 
 
 @dataclass
@@ -50,9 +55,39 @@ class Workflow:
     def available(self, current: str) -> list[Transition]:
         return [t for t in self.transitions if t.to != current and (t.sources is None or current in t.sources)]
 
+    def path(self, current: str, target: str, max_steps: int = 4) -> list[Transition]:
+        """A shortest transition path from `current` to `target` (empty if already there or unreachable)."""
+        frontier: list[tuple[str, list[Transition]]] = [(current, [])]
+        seen = {current.lower()}
+        for _ in range(max_steps):
+            nxt: list[tuple[str, list[Transition]]] = []
+            for status, steps in frontier:
+                for t in self.available(status):
+                    if t.to.lower() == target.lower():
+                        return [*steps, t]
+                    if t.to.lower() not in seen:
+                        seen.add(t.to.lower())
+                        nxt.append((t.to, [*steps, t]))
+            frontier = nxt
+        return []
+
     @classmethod
     def default(cls) -> Workflow:
-        """A JSM-like service workflow covering every status the sidecar maps."""
+        """The simulator's default: the JSM service-request-like workflow."""
+        return cls.service_request()
+
+    @classmethod
+    def service_request(cls) -> Workflow:
+        """A JSM service-request-like workflow, NOT fully connected, with resolution screens.
+
+        Modelled on the ITSM Service Request workflow of JSM's IT support template, where requests move
+        through set steps and only Resolved or Cancelled lead on to Closed
+        (https://blog.isostech.com/atlassian/jira-workflow-resolutions-resolved-closed-done): here work
+        starts before it can wait for the customer or be resolved, and "Resolve this issue" / "Cancel
+        request" show a resolve screen whose Resolution is required, the case integrations meet as
+        "Field Resolution is required." (see devnet/jira_rules.py, rule 3). Open -> Resolved and
+        Open -> Waiting for Customer therefore take two transitions.
+        """
         statuses = [
             Status("1", "Open", "new"),
             Status("3", "In Progress", "indeterminate"),
@@ -61,28 +96,47 @@ class Workflow:
             Status("5", "Resolved", "done"),
             Status("6", "Closed", "done"),
         ]
-        active = ("Open", "In Progress", "Waiting for Customer", "Waiting for Support")
+        working = ("In Progress", "Waiting for Support", "Waiting for Customer")
+        res = ("resolution",)
         transitions = [
             Transition("11", "Start progress", "In Progress", ("Open", "Waiting for Support", "Waiting for Customer")),
-            Transition("21", "Stop progress", "Open", ("In Progress",)),
-            Transition(
-                "31", "Wait for customer", "Waiting for Customer", ("Open", "In Progress", "Waiting for Support")
-            ),
-            Transition(
-                "41", "Respond to support", "Waiting for Support", ("Open", "In Progress", "Waiting for Customer")
-            ),
-            Transition("51", "Resolve", "Resolved", active),
-            Transition("61", "Close", "Closed", (*active, "Resolved")),
+            Transition("21", "Wait for customer", "Waiting for Customer", ("In Progress", "Waiting for Support")),
+            Transition("31", "Respond to support", "Waiting for Support", ("Waiting for Customer",)),
+            Transition("41", "Resolve this issue", "Resolved", working, screen=res, required=res),
+            Transition("51", "Close", "Closed", ("Resolved",)),
+            Transition("61", "Cancel request", "Closed", ("Open", "Waiting for Support"), screen=res, required=res),
             Transition("71", "Reopen", "Open", ("Resolved", "Closed")),
         ]
         return cls(statuses, transitions, "Open")
 
     @classmethod
+    def connected(cls) -> Workflow:
+        """A lenient flow: every status the sidecar maps is one screenless transition away."""
+        statuses = [
+            Status("1", "Open", "new"),
+            Status("3", "In Progress", "indeterminate"),
+            Status("10001", "Waiting for Customer", "indeterminate"),
+            Status("10002", "Waiting for Support", "indeterminate"),
+            Status("5", "Resolved", "done"),
+            Status("6", "Closed", "done"),
+        ]
+        transitions = [Transition(str(11 + 10 * i), f"To {s.name}", s.name) for i, s in enumerate(statuses)]
+        return cls(statuses, transitions, "Open")
+
+    @classmethod
     def from_config(cls, statuses: dict[str, str], transitions: list[dict[str, Any]], initial: str) -> Workflow:
-        """Build from {status name: category} and [{"name", "to", "from": [..] or "*"}]."""
+        """Build from {status name: category} and
+        [{"name", "to", "from": [..] or "*", "screen": [..], "required": [..]}]."""
         built = [Status(str(i + 1), name, cat) for i, (name, cat) in enumerate(statuses.items())]
         trans = [
-            Transition(str(11 + 10 * i), t["name"], t["to"], None if t.get("from", "*") == "*" else tuple(t["from"]))
+            Transition(
+                str(11 + 10 * i),
+                t["name"],
+                t["to"],
+                None if t.get("from", "*") == "*" else tuple(t["from"]),
+                tuple(t.get("screen", ())),
+                tuple(t.get("required", ())),
+            )
             for i, t in enumerate(transitions)
         ]
         return cls(built, trans, initial)
@@ -226,6 +280,7 @@ class Issue:
     status: str
     reporter: str
     assignee: str | None = None  # an account id
+    resolution: str | None = None  # set by a transition screen, cleared when the issue leaves "done"
     request_type_id: str | None = None  # set when created as a JSM customer request
     created: datetime = field(default_factory=now)
     updated: datetime = field(default_factory=now)
@@ -248,6 +303,7 @@ class Issue:
             "priority": self.priority,
             "status": self.status,
             "assignee": self.assignee,
+            "resolution": self.resolution,
             "created": self.created,
             "updated": self.updated,
         }

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from devnet.jira_rules import DEFAULT_SEARCH_DELAY
+
 TOKEN_RE = re.compile(
     r'\s*(?:("(?:[^"\\]|\\.)*")|(\'(?:[^\'\\]|\\.)*\')|(>=|<=|!=|!~|=|>|<|~|\(|\)|,)|([^\s()=<>!~,"\']+))'
 )
@@ -32,10 +34,15 @@ class SearchLag:
     Jira's search index is eventually consistent: the search/jql operation documents
     `reconcileIssues` for read-after-write because a just-written issue may be missing from, or stale
     in, the results (https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issue-search/).
-    A test controls the lag with a ManualClock, or with `flush`, which indexes everything written so far.
+    Atlassian's "Search after write with search and reconcile" puts the delay at "a few seconds to
+    minutes, depending on the operation. The majority of modifications are shown within seconds"
+    (https://developer.atlassian.com/cloud/jira/platform/search-and-reconcile). The simulator's default,
+    DEFAULT_SEARCH_DELAY = 3 s (devnet/jira_rules.py), is that majority case; a test makes it longer to
+    model the slow tail. A test controls the lag with a ManualClock, or with `flush`, which indexes
+    everything written so far.
     """
 
-    def __init__(self, lag: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, lag: float = DEFAULT_SEARCH_DELAY, clock: Callable[[], float] = time.monotonic) -> None:
         self.lag = lag
         self.clock = clock
 

@@ -16,9 +16,28 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from devnet import jira_hooks
+from devnet import jira_hooks, jira_rules
 from devnet.jira_hooks import changelog_item, sign_jira_body
-from devnet.jira_model import Attachment, Comment, Issue, Workflow, adf_problems, adf_to_text, now, text_to_adf
+from devnet.jira_model import (
+    Attachment,
+    Comment,
+    Issue,
+    Transition,
+    Workflow,
+    adf_problems,
+    adf_to_text,
+    now,
+    text_to_adf,
+)
+from devnet.jira_rules import (
+    DEFAULT_RESOLUTIONS,
+    DEFAULT_SEARCH_DELAY,
+    ISSUE_SCREEN,
+    JSM_CREATE_FAILED,
+    REQUEST_SCREEN,
+    REQUEST_TYPE_FIELDS,
+    not_on_screen,
+)
 from devnet.jira_search import SearchLag
 from devnet.sim_core import SimCore, SimRequest, SimResponse, json_response
 from devnet.sim_runner import SimRunner
@@ -27,7 +46,6 @@ from devnet.sim_webhooks import WebhookSender
 DEFAULT_ISSUE_TYPES = ("Task", "Bug", "Incident", "Service Request", "[System] Service request", "Support")
 DEFAULT_PRIORITIES = ("Lowest", "Low", "Medium", "High", "Highest")
 ASSIGNEE_PATH = re.compile(r"^/rest/api/3/issue/[^/]+/assignee$")
-REQUEST_FIELDS = ("summary", "description", "labels")  # what the sim's request type forms show
 
 
 __all__ = ["JiraError", "JiraSim", "sign_jira_body"]
@@ -68,7 +86,10 @@ class JiraSim(SimCore):
         issue_types: tuple[str, ...] = DEFAULT_ISSUE_TYPES,
         priorities: tuple[str, ...] = DEFAULT_PRIORITIES,
         workflow: Workflow | None = None,
-        search_delay: float = 0.0,
+        resolutions: tuple[str, ...] = DEFAULT_RESOLUTIONS,
+        screen: frozenset[str] = ISSUE_SCREEN,
+        request_screen: frozenset[str] = REQUEST_SCREEN,
+        search_delay: float = DEFAULT_SEARCH_DELAY,
         max_attachment_bytes: int = 1_000_000,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
@@ -87,6 +108,9 @@ class JiraSim(SimCore):
         self.issue_types = issue_types
         self.priorities = priorities
         self.workflow = workflow or Workflow.default()
+        self.resolutions = resolutions  # ids 10000, 10001, ... in this order
+        self.screen = screen  # create/edit screen of plain issues (rule 6 in devnet/jira_rules.py)
+        self.request_screen = request_screen  # edit screen of issues created through a JSM request type
         self.search_lag = SearchLag(search_delay, self.clock)
         self.max_attachment_bytes = max_attachment_bytes
         self.webhook_url = webhook_url
@@ -99,6 +123,7 @@ class JiraSim(SimCore):
         self.creates_by_label: Counter[str] = Counter()
         self.service_desks: dict[str, str] = {}  # service desk id -> project key
         self.request_types: dict[tuple[str, str], str] = {}  # (service desk id, request type id) -> issue type
+        self.request_type_fields: dict[tuple[str, str], tuple[str, ...]] = {}  # ... -> fields on its form
         self._rng = random.Random(seed)
         self._ids = {"issue": 10000, "comment": 10000, "attachment": 10000, "changelog": 10000}
         self._numbers: Counter[str] = Counter()
@@ -145,6 +170,10 @@ class JiraSim(SimCore):
         return hmac.compare_digest(user, self.email) and hmac.compare_digest(token, self.api_token)
 
     def error(self, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> SimResponse:
+        """Jira's ErrorCollection. For 401 (wrong, revoked or expired token; every route, checked before
+        routing in SimCore._gate) the message is Jira Cloud's "Client must be authenticated to access this
+        resource." (jira-node/node-jira-client#255, atlassian/gajira-login#39); Jira words it in JSON,
+        XML or plain text by Accept header, the simulator sends the JSON form the spec declares."""
         return json_response(status, {"errorMessages": [message], "errors": {}}, extra)
 
     def write_key(self, req: SimRequest) -> str | None:
@@ -176,13 +205,28 @@ class JiraSim(SimCore):
         with self.lock:
             self.users[account_id] = Account(account_id, display_name)
 
-    def add_request_type(self, service_desk_id: str, request_type_id: str, issue_type: str = "Service Request") -> None:
-        """A JSM request type; its service desk is the first configured project, like agent-created issues."""
+    def add_request_type(
+        self,
+        service_desk_id: str,
+        request_type_id: str,
+        issue_type: str = "Service Request",
+        fields: tuple[str, ...] = REQUEST_TYPE_FIELDS,
+    ) -> None:
+        """A JSM request type whose form shows `fields`; its service desk is the first configured
+        project, like agent-created issues."""
         if issue_type not in self.issue_types:
             raise ValueError(f"unknown issue type {issue_type!r}")
         with self.lock:
             self.service_desks.setdefault(service_desk_id, next(iter(self.projects)))
             self.request_types[(service_desk_id, request_type_id)] = issue_type
+            self.request_type_fields[(service_desk_id, request_type_id)] = tuple(fields)
+
+    def resolution_id(self, name: str) -> str:
+        return str(10000 + self.resolutions.index(name))
+
+    def screen_of(self, issue: Issue) -> frozenset[str]:
+        """Fields on the issue's edit screen: a JSM request type's issue type has its own screen."""
+        return self.request_screen if issue.request_type_id is not None else self.screen
 
     # inspection -------------------------------------------------------------------------------
     def list_issues(self) -> list[Issue]:
@@ -256,6 +300,8 @@ class JiraSim(SimCore):
             errors["issuetype"] = "valid issue type is required"
         if not fields.get("summary"):
             errors["summary"] = "You must specify a summary of the issue."
+        elif _has_newline(fields["summary"]):
+            errors["summary"] = jira_rules.SUMMARY_NEWLINE
         priority = (fields.get("priority") or {}).get("name", "Medium")
         if priority not in self.priorities:
             errors["priority"] = f"The priority selected is invalid: {priority}"
@@ -270,9 +316,12 @@ class JiraSim(SimCore):
             assignee = self.resolve_assignee(_named_account(fields.get("assignee")))
         except JiraError as exc:
             errors |= exc.errors
-        unknown = set(fields) - {"project", "issuetype", "summary", "description", "labels", "priority", "assignee"}
-        for name in unknown:
-            errors[name] = f"Field '{name}' cannot be set. It is not on the appropriate screen, or unknown."
+        # Rule 6: a field not on the create screen is refused by name, the whole create with it
+        # (activepieces/activepieces#3476 quotes the body for priority). A JSM request's fields were
+        # checked against its request type's form already.
+        screen = ISSUE_SCREEN if request_type_id is not None else self.screen
+        for name in sorted(set(fields) - screen):
+            errors[name] = not_on_screen(name)
         if errors:
             raise JiraError(400, "", errors)
         assert isinstance(project, str) and isinstance(itype, str)
@@ -299,14 +348,40 @@ class JiraSim(SimCore):
         self._emit_issue("jira:issue_created", issue, actor, [], "issue_created")
         return issue
 
-    def edit_issue(self, issue: Issue, fields: dict[str, Any], update: dict[str, Any], as_agent: bool | None) -> None:
+    def edit_issue(
+        self, issue: Issue, fields: dict[str, Any], update: dict[str, Any], as_agent: bool | None, screen: bool = True
+    ) -> None:
         """Edit summary/description/labels/priority/assignee; `status` is ignored, as in Jira.
-        Values are checked before anything changes, so a rejected edit changes nothing."""
+
+        Every field is checked before anything changes, so a rejected edit changes nothing: Jira validates
+        the whole edit and answers 400 for it (the edit operation's 400 lists "fields that don't exist or
+        aren't associated with the project and issue type", devnet/contracts/jira-platform-v3.subset.json),
+        which is how a priority refused by the screen takes the label change in the same request with it.
+        `screen=False` is a human agent in the UI, who is not held to the REST edit screen.
+        """
         items: list[dict[str, Any]] = []
-        if "priority" in fields and (fields["priority"] or {}).get("name") not in self.priorities:
-            name = (fields["priority"] or {}).get("name")
-            raise JiraError(400, "", {"priority": f"The priority selected is invalid: {name}"})
-        assignee = self.resolve_assignee(_named_account(fields["assignee"])) if "assignee" in fields else None
+        errors: dict[str, str] = {}
+        if screen:
+            allowed = self.screen_of(issue) - {"project", "issuetype"}
+            for name in sorted((set(fields) | set(update)) - allowed):
+                errors[name] = not_on_screen(name)  # rule 6, e.g. priority on a JSM request's issue
+        if "summary" in fields:
+            if not isinstance(fields["summary"], str) or not fields["summary"].strip():
+                errors["summary"] = "You must specify a summary of the issue."
+            elif _has_newline(fields["summary"]):
+                errors["summary"] = jira_rules.SUMMARY_NEWLINE  # rule 1 holds for edits too
+        if "priority" in fields and "priority" not in errors:
+            wanted = (fields["priority"] or {}).get("name")
+            if wanted not in self.priorities:
+                errors["priority"] = f"The priority selected is invalid: {wanted}"
+        assignee: str | None = None
+        if "assignee" in fields and "assignee" not in errors:
+            try:
+                assignee = self.resolve_assignee(_named_account(fields["assignee"]))
+            except JiraError as exc:
+                errors |= exc.errors
+        if errors:
+            raise JiraError(400, "", errors)
         with self.lock:
             if "summary" in fields and fields["summary"] != issue.summary:
                 items.append(changelog_item("summary", issue.summary, fields["summary"]))
@@ -360,6 +435,7 @@ class JiraSim(SimCore):
         with self.lock:
             project = self.service_desks.get(str(service_desk_id))
             itype = self.request_types.get((str(service_desk_id), str(request_type_id)))
+            form = self.request_type_fields.get((str(service_desk_id), str(request_type_id)), ())
         if project is None:
             raise JiraError(
                 400,
@@ -374,12 +450,24 @@ class JiraSim(SimCore):
             )
         if not isinstance(values, dict):
             raise JiraError(400, "requestFieldValues must be an object.")
-        unknown = sorted(set(values) - set(REQUEST_FIELDS))
+        # Rule 7: requestFieldValues takes the request type's form fields only ("Field values are provided
+        # via requestFieldValues" for "the fields ... of that particular request type", GET
+        # .../requesttype/{id}/field, https://developer.atlassian.com/cloud/jira/service-desk/rest/api-group-request/);
+        # a default request type's form has no Labels and no Priority. The answer starts with JSM's own
+        # sentence for a refused request (a JSM integration's health check compares it verbatim); the
+        # field sentence after it is Jira's field-screen error, this simulator's choice of wording.
+        unknown = sorted(set(values) - set(form))
         if unknown:
-            raise JiraError(400, f"Field(s) {', '.join(unknown)} not on the form of request type {request_type_id}.")
+            raise JiraError(
+                400,
+                f"{JSM_CREATE_FAILED} {' '.join(not_on_screen(name) for name in unknown)}",
+                i18n={"i18nKey": "sd.request.create.error.field.not.on.form", "parameters": unknown},  # key: ours
+            )
         summary, labels, description = values.get("summary"), values.get("labels") or [], values.get("description")
         if not isinstance(summary, str) or not summary.strip():
-            raise JiraError(400, "summary: You must specify a summary of the issue.")
+            raise JiraError(400, f"{JSM_CREATE_FAILED} Please provide a valid value for field 'Summary'")
+        if _has_newline(summary):
+            raise JiraError(400, f"summary: {jira_rules.SUMMARY_NEWLINE}")  # rule 1, in JSM's error shape
         if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
             raise JiraError(400, "labels: the value must be a list of strings.")
         if description is not None and not isinstance(description, dict if adf else str):
@@ -398,16 +486,66 @@ class JiraSim(SimCore):
         }
         return self.create_issue(fields, [], as_agent, request_type_id=str(request_type_id))
 
-    def transition(self, issue: Issue, transition_id: str, as_agent: bool | None) -> None:
+    def transition(
+        self,
+        issue: Issue,
+        transition_id: str,
+        as_agent: bool | None,
+        fields: dict[str, Any] | None = None,
+        update: dict[str, Any] | None = None,
+    ) -> None:
+        """Move the issue through one workflow transition, holding its screen's rules (2-5 in
+        devnet/jira_rules.py). Nothing changes unless every check passes."""
+        fields, update = fields or {}, update or {}
         with self.lock:
             match = [t for t in self.workflow.available(issue.status) if t.id == str(transition_id)]
             if not match:
                 raise JiraError(400, f"Transition id '{transition_id}' is not valid for this issue.")
+            resolution = self._screen_values(match[0], fields, update)
             old, new = self.workflow.status(issue.status), self.workflow.status(match[0].to)
-            issue.status = new.name
+            items = [{**changelog_item("status", old.name, new.name), "from": old.id, "to": new.id}]
+            if new.category != "done":
+                resolution = None  # Jira's reopen post-function clears the resolution
+            elif resolution is None:
+                resolution = issue.resolution  # a screenless move between done statuses keeps it
+            if resolution != issue.resolution:
+                items.append(changelog_item("resolution", issue.resolution, resolution))
+            issue.status, issue.resolution = new.name, resolution
             self._touch(issue)
-        item = {**changelog_item("status", old.name, new.name), "from": old.id, "to": new.id}
-        self._emit_issue("jira:issue_updated", issue, self._actor(as_agent), [item], "issue_generic")
+        self._emit_issue("jira:issue_updated", issue, self._actor(as_agent), items, "issue_generic")
+
+    def _screen_values(self, transition: Transition, fields: dict[str, Any], update: dict[str, Any]) -> str | None:
+        """The resolution a transition request sets, after checking it against the transition's screen.
+
+        The transition operation's 400 covers "a field that isn't included on the transition screen is
+        defined in `fields` or `update`" (devnet/contracts/jira-platform-v3.subset.json); Jira's text for it
+        is the field-screen error (mozilla/jira-bugzilla-integration#1258, for resolution). A required
+        screen field left out is "Field Resolution is required." in errorMessages
+        (checkmarx-ts/checkmarx-cxflow-github-action#46, mozilla/jira-bugzilla-integration#1055).
+        """
+        errors = {name: not_on_screen(name) for name in sorted((set(fields) | set(update)) - set(transition.screen))}
+        both = sorted(set(fields) & set(update))
+        if both:
+            # documented as a 400 of the transition operation; the sentence is the simulator's wording
+            raise JiraError(400, f"Field '{both[0]}' cannot be specified in both 'fields' and 'update'.")
+        if errors:
+            raise JiraError(400, "", errors)
+        missing = [name for name in transition.required if fields.get(name) is None and not update.get(name)]
+        if missing:
+            raise JiraError(400, jira_rules.FIELD_REQUIRED.format(name=missing[0].capitalize()))
+        value = fields.get("resolution")
+        if value is None:
+            ops = update.get("resolution") or []
+            value = next((op.get("set") for op in ops if isinstance(op, dict) and "set" in op), None)
+        if value is None:
+            return None
+        name = value.get("name") if isinstance(value, dict) else None
+        by_id = {self.resolution_id(n): n for n in self.resolutions}
+        if isinstance(value, dict) and str(value.get("id")) in by_id and name is None:
+            name = by_id[str(value["id"])]
+        if name not in self.resolutions:
+            raise JiraError(400, "", {"resolution": jira_rules.BAD_RESOLUTION})
+        return str(name)
 
     def add_comment(self, issue: Issue, body: dict[str, Any], public: bool, as_agent: bool | None) -> Comment:
         actor = self._actor(as_agent)
@@ -430,13 +568,16 @@ class JiraSim(SimCore):
         return att
 
     # agent API (a human in the Jira UI) -------------------------------------------------------
-    def agent_transition(self, key: str, status: str) -> None:
-        """Move `key` to `status` through a workflow transition, as the agent account."""
+    def agent_transition(self, key: str, status: str, resolution: str = "Done") -> None:
+        """Move `key` to `status` as the agent account, through as many transitions as the workflow
+        needs (a human clicks through them), filling a required resolution screen with `resolution`."""
         issue = self.issue(key)
-        options = [t for t in self.workflow.available(issue.status) if t.to.lower() == status.lower()]
-        if not options:
-            raise JiraError(400, f"no transition from {issue.status!r} to {status!r}")
-        self.transition(issue, options[0].id, as_agent=True)
+        steps = self.workflow.path(issue.status, status)
+        if not steps:
+            raise JiraError(400, f"no transition path from {issue.status!r} to {status!r}")
+        for step in steps:
+            fields = {"resolution": {"name": resolution}} if "resolution" in step.screen else {}
+            self.transition(issue, step.id, as_agent=True, fields=fields)
 
     def agent_comment(self, key: str, text: str, public: bool = True) -> str:
         """Add a comment (public reply or internal note) as the agent; returns its id."""
@@ -464,7 +605,7 @@ class JiraSim(SimCore):
             fields["priority"] = {"name": fields["priority"]}
         if isinstance(fields.get("description"), str):
             fields["description"] = text_to_adf(fields["description"])
-        self.edit_issue(self.issue(key), fields, {}, as_agent=True)
+        self.edit_issue(self.issue(key), fields, {}, as_agent=True, screen=False)
 
     def agent_create_issue(self, summary: str, labels: tuple[str, ...] = (), project: str | None = None) -> str:
         fields: dict[str, Any] = {"project": {"key": project or next(iter(self.projects))}}
@@ -505,6 +646,11 @@ class JiraSim(SimCore):
         if self.webhook_url:
             identifier = f"{self._rng.getrandbits(128):032x}"
             jira_hooks.deliver(self.webhooks, self.webhook_url, self.webhook_secret, identifier, event, payload)
+
+
+def _has_newline(summary: Any) -> bool:
+    """Rule 1: Jira refuses a summary with a line break (devnet/jira_rules.py SUMMARY_NEWLINE)."""
+    return isinstance(summary, str) and ("\n" in summary or "\r" in summary)
 
 
 def _named_account(value: Any) -> Any:

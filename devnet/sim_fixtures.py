@@ -62,11 +62,16 @@ def jira_sim(make_jira_sim: Callable[..., JiraSim]) -> JiraSim:
 
 @pytest.fixture
 def make_waldur_sim() -> Iterator[Callable[..., WaldurSim]]:
-    """Factory for Waldur simulators with custom options (validation on unless overridden)."""
+    """Factory for Waldur simulators with custom options (validation on unless overridden).
+
+    The server-rule knobs (request_types, priorities, backend, role, user_email, user_full_name,
+    statuses, status_transitions, agent_linked) default to a stock deployment: see devnet/waldur_rules.py.
+    """
     yield from _factory(WaldurSim)
 
 
 @pytest.fixture
 def waldur_sim(make_waldur_sim: Callable[..., WaldurSim]) -> WaldurSim:
-    """A running Waldur simulator with default options and model validation on."""
+    """A running stock Waldur simulator (basic backend, support role, type "Service Request", no
+    priorities) with model validation on."""
     return make_waldur_sim()

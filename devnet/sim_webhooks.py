@@ -7,15 +7,34 @@ must cope, so the simulator can do all of that on purpose, reproducibly (seeded)
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
 HeadersFor = Callable[[int], dict[str, str]]  # retry number -> headers for that attempt
+
+
+def waldur_hook_body(payload: Mapping[str, Any], content_type: str) -> tuple[bytes, str]:
+    """The body Waldur posts for one event (waldur_core/logging/models.py WebHook.process).
+
+    "json": `requests.post(json=payload)`. "form": `requests.post(data=payload)`, which form-encodes a
+    dict value by iterating it, so `context` arrives as its KEY NAMES only (one `context=` pair per key)
+    and the values are lost: only a hook registered as JSON tells the receiver which issue changed.
+    """
+    if content_type == "json":
+        return json.dumps(payload).encode(), "application/json"
+    pairs: list[tuple[str, str]] = []
+    for key, value in payload.items():
+        items = list(value) if isinstance(value, (Mapping, list, tuple)) else [value]
+        pairs.extend((key, str(item)) for item in items)
+    return urlencode(pairs).encode(), "application/x-www-form-urlencoded"
 
 
 def default_retry_statuses() -> frozenset[int]:

@@ -1,17 +1,18 @@
-"""HTTP routes of the Waldur simulator, shaped like Waldur's DRF views (Link-header paging)."""
+"""HTTP routes of the Waldur simulator, shaped like Waldur's DRF views (rules: devnet/waldur_rules.py)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from devnet import waldur_rules as rules
 from devnet.sim_core import SimRequest
 from devnet.waldur_contract import multipart_fields, new_uuid, waldur_time
 
@@ -27,17 +28,30 @@ HOOK_EVENTS = {
     "attachment_updated",
     "attachment_deleted",
 }
+# serializers.py IssueSerializer.get_fields / to_representation: what a user who is neither staff nor
+# support does not get.
+STAFF_ONLY_ISSUE_FIELDS = (
+    "link",
+    "processing_log",
+    "is_routed",
+    "provider_ticket_info",
+    "provider_helpdesk",
+    "parent_issue",
+)
+PAGE_SIZE, MAX_PAGE_SIZE = 10, 300  # waldur_core pagination.py LinkHeaderPagination; settings PAGE_SIZE
 
 
 def build_routes(sim: WaldurSim) -> Starlette:
-    from devnet.waldur_sim import STATUSES, WaldurError
+    from devnet.waldur_sim import WaldurError
 
     def guarded(fn: Handler) -> Handler:
         async def run(request: Request) -> Response:
             try:
                 return await fn(request)
             except WaldurError as exc:
-                detail = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
+                # DRF: a ValidationError("text") answers ["text"], a field error {field: [...]},
+                # everything else (404, 403, paging) {"detail": "..."}.
+                detail = exc.detail if isinstance(exc.detail, (dict, list)) else {"detail": exc.detail}
                 return JSONResponse(detail, status_code=exc.status)
 
         return run
@@ -46,41 +60,41 @@ def build_routes(sim: WaldurSim) -> Starlette:
         return sim.url("users", user.uuid)
 
     def issue_json(i: WIssue) -> dict[str, Any]:
-        customer = sim.customers.get(i.customer) if i.customer else None
-        project = sim.projects.get(i.project) if i.project else None
-        return {
+        """serializers.py IssueSerializer as the token's role sees it (see devnet/waldur_rules.py)."""
+        data: dict[str, Any] = {
             "url": sim.url("support-issues", i.uuid),
             "uuid": str(i.uuid),
             "type": i.type,
             "key": i.key,
             "backend_id": i.key,
-            "backend_name": "waldur-sim",
+            "backend_name": sim.backend,
+            "remote_id": i.remote_id,
+            "link": "",  # backend/basic.py never sets it; a remote desk's browse URL otherwise
             "summary": i.summary,
+            "description": i.description,
             "status": i.status,
             "resolution": i.resolution,
-            "caller_uuid": str(i.reporter.uuid),
-            "caller_full_name": i.reporter.full_name,
-            "reporter": user_url(i.reporter),
-            "reporter_uuid": str(i.reporter.uuid),
-            "reporter_name": i.reporter.full_name,
+            "priority": i.priority,
+            "caller": user_url(i.caller),
+            "caller_uuid": str(i.caller.uuid),
+            "caller_full_name": i.caller.full_name,
+            "reporter": None,  # the reporter support user is only set when users map to desk agents
             "assignee": sim.url("support-users", i.assignee.uuid) if i.assignee else None,
-            "assignee_uuid": str(i.assignee.uuid) if i.assignee else None,
-            "assignee_name": i.assignee.name if i.assignee else None,
-            "customer_uuid": str(i.customer) if i.customer else None,
-            "customer_name": customer,
-            "project_uuid": str(i.project) if i.project else None,
-            "project_name": project[0] if project else None,
+            "customer": sim.url("customers", i.customer) if i.customer else None,
+            "project": sim.url("projects", i.project) if i.project else None,
+            "resource": None,
             "resource_type": "",
-            "resource_name": "",
             "created": waldur_time(i.created),
             "modified": waldur_time(i.modified),
+            "template": None,
             "feedback": None,
-            "resolved": i.status in ("resolved", "closed"),
-            "update_is_available": True,
-            "destroy_is_available": False,
-            "available_statuses": list(STATUSES),
+            "resolved": sim.resolved(i),
+            "update_is_available": sim.update_is_available,
+            "destroy_is_available": sim.update_is_available,
+            "available_statuses": sim.available_statuses(i),
             "add_comment_is_available": True,
             "add_attachment_is_available": True,
+            "processing_log": {},
             "order_uuid": None,
             "order_project_uuid": None,
             "order_customer_uuid": None,
@@ -89,22 +103,28 @@ def build_routes(sim: WaldurSim) -> Starlette:
             "resolution_deadline": None,
             "first_response_at": None,
             "sla_breached": False,
-            "sla_status": "",
-            "parent_issue": "",
-            "provider_helpdesk": "",
+            "sla_status": "on_track",
+            "parent_issue": None,
+            "provider_helpdesk": None,
             "is_escalated": False,
             "escalated_at": None,
             "escalation_reason": "",
             "is_routed": False,
             "provider_ticket_info": None,
-            "remote_id": i.remote_id,
-            "link": sim.url("support-issues", i.uuid),
-            "description": i.description,
-            "priority": i.priority,
-            "caller": user_url(i.reporter),
-            "customer": sim.url("customers", i.customer) if i.customer else None,
-            "project": sim.url("projects", i.project) if i.project else None,
         }
+        # waldur_core AugmentedSerializerMixin related_paths: `<link>_uuid`/`<link>_name` are
+        # ReadOnlyFields over a dotted source, so a null link drops them (DRF SkipField). The same
+        # holds for resource_name (source "resource.name"). `reporter` is always null here.
+        if i.assignee:
+            data |= {"assignee_uuid": str(i.assignee.uuid), "assignee_name": i.assignee.name}
+        if i.customer:
+            data |= {"customer_uuid": str(i.customer), "customer_name": sim.customers[i.customer]}
+        if i.project:
+            data |= {"project_uuid": str(i.project), "project_name": sim.projects[i.project][0]}
+        if not sim.staff_or_support:
+            for name in STAFF_ONLY_ISSUE_FIELDS:
+                data.pop(name, None)
+        return data
 
     def support_user_json(u: SupportUser) -> dict[str, Any]:
         return {
@@ -118,31 +138,33 @@ def build_routes(sim: WaldurSim) -> Starlette:
             "comments_count": 0,
             "attachments_count": 0,
             "backend_id": None,
-            "backend_name": "basic",
+            "backend_name": sim.backend,
             "is_active": u.is_active,
             "user": None,
         }
 
     def comment_json(c: WComment) -> dict[str, Any]:
+        """serializers.py CommentSerializer: author_uuid/author_email/author_image have dotted sources
+        over author.user, so a support user without a Waldur user drops them; author_user is null."""
         issue = sim.issues.get(c.issue)
-        return {
+        data: dict[str, Any] = {
             "url": sim.url("support-comments", c.uuid),
             "uuid": str(c.uuid),
             "issue": sim.url("support-issues", c.issue),
             "issue_key": issue.key if issue else "",
             "description": c.description,
+            "is_public": c.is_public,
             "author_name": c.author.full_name,
-            "author_uuid": str(c.author.uuid),
-            "author_user": user_url(c.author),
-            "author_email": c.author.email,
-            "author_image": "",
-            "backend_id": None,
+            "author_user": user_url(c.author) if c.author.linked else None,
+            "backend_id": f"WLD-C-{c.uuid.hex[:8].upper()}" if sim.backend == "basic" else None,
+            "remote_id": None,
             "created": waldur_time(c.created),
             "update_is_available": True,
-            "destroy_is_available": False,
-            "is_public": c.is_public,
-            "remote_id": None,
+            "destroy_is_available": True,
         }
+        if c.author.linked:
+            data |= {"author_uuid": str(c.author.uuid), "author_email": c.author.email, "author_image": None}
+        return data
 
     def attachment_json(a: WAttachment) -> dict[str, Any]:
         issue = sim.issues.get(a.issue)
@@ -161,20 +183,23 @@ def build_routes(sim: WaldurSim) -> Starlette:
         }
 
     def paged(request: Request, items: list[dict[str, Any]]) -> Response:
-        """Waldur paging: page/page_size, Link header (first/prev/next/last), X-Result-Count."""
-        try:
-            page = int(request.query_params.get("page", 1))
-            size = min(max(int(request.query_params.get("page_size", 10)), 1), 300)
-        except ValueError as exc:
-            raise WaldurError(404, "Invalid page.") from exc
+        """waldur_core pagination.py LinkHeaderPagination over DRF's PageNumberPagination: page and
+        page_size (default 10, at most 300; a bad page_size falls back to the default), a Link header
+        (first, prev, next, last; the page parameter is dropped for page 1) and X-Result-Count."""
+        raw_size = request.query_params.get("page_size", "")
+        size = int(raw_size) if raw_size.isdigit() and int(raw_size) > 0 else PAGE_SIZE
+        size = min(size, MAX_PAGE_SIZE)
         last = max(1, -(-len(items) // size))
+        raw_page = request.query_params.get("page", "1")
+        page = last if raw_page == "last" else int(raw_page) if raw_page.isdigit() else 0
         if page < 1 or page > last:
-            raise WaldurError(404, "Invalid page.")
-        base = {k: v for k, v in request.query_params.multi_items() if k not in ("page", "page_size")}
+            raise WaldurError(404, rules.INVALID_PAGE)
+        query = dict(parse_qsl(request.url.query, keep_blank_values=True))
 
         def link(n: int) -> str:
-            query = urlencode([*base.items(), ("page", n), ("page_size", size)])
-            return f"{sim.runner.base_url}{request.url.path}?{query}"
+            params = {k: v for k, v in query.items() if k != "page"} | ({"page": str(n)} if n > 1 else {})
+            encoded = urlencode(sorted(params.items()))
+            return f"{sim.runner.base_url}{request.url.path}" + (f"?{encoded}" if encoded else "")
 
         rels = [
             ("first", 1),
@@ -202,23 +227,38 @@ def build_routes(sim: WaldurSim) -> Starlette:
     def actor() -> User:
         return sim.me
 
+    def visible(i: WIssue) -> bool:
+        """filters.py IssueCallerOrRoleFilterBackend: staff and support see every issue, others their own."""
+        return sim.staff_or_support or i.caller is sim.me
+
+    def visible_issue(ident: str) -> WIssue:
+        issue = sim.get_issue(ident)
+        if not visible(issue):
+            raise WaldurError(404, "No Issue matches the given query.")
+        return issue
+
     async def json_body(request: Request) -> dict[str, Any]:
         try:
             body = await request.json()
         except ValueError as exc:
             raise WaldurError(400, "JSON parse error.") from exc
         if not isinstance(body, dict):
-            raise WaldurError(400, {"non_field_errors": ["Invalid data. Expected a dictionary."]})
+            kind = type(body).__name__
+            raise WaldurError(400, {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {kind}."]})
         return body
 
     # issues ------------------------------------------------------------------------------------
     async def list_issues(request: Request) -> Response:
         q = request.query_params
         with sim.lock:
-            rows = sorted(sim.issues.values(), key=lambda i: i.created, reverse=True)
-            for name in ("remote_id", "key", "status", "type"):
+            # models.py Issue.Meta.ordering = ["-created"]: newest first unless `o` says otherwise.
+            rows = sorted((i for i in sim.issues.values() if visible(i)), key=lambda i: i.created, reverse=True)
+            # filters.py IssueFilter: remote_id and summary are `icontains`; key, type and status exact.
+            if "remote_id" in q:
+                rows = [i for i in rows if q["remote_id"].lower() in (i.remote_id or "").lower()]
+            for name in ("key", "status", "type"):
                 if name in q:
-                    rows = [i for i in rows if (getattr(i, name) or "") == q[name]]
+                    rows = [i for i in rows if getattr(i, name) == q[name]]
             if "summary" in q:
                 rows = [i for i in rows if q["summary"].lower() in i.summary.lower()]
             for name in ("customer_uuid", "project_uuid"):
@@ -247,13 +287,19 @@ def build_routes(sim: WaldurSim) -> Starlette:
             return JSONResponse(issue_json(issue), status_code=201)
 
     async def get_issue(request: Request) -> Response:
-        issue = sim.get_issue(request.path_params["uuid"])
+        issue = visible_issue(request.path_params["uuid"])
         with sim.lock:
             return JSONResponse(issue_json(issue))
 
     async def patch_issue(request: Request) -> Response:
-        issue = sim.get_issue(request.path_params["uuid"])
+        issue = visible_issue(request.path_params["uuid"])
+        # views.py: partial_update_permissions (staff or support, 403), then the validators
+        # (_update_is_available_validator, 400), and only then the body.
+        sim.require_staff_or_support()
+        sim.require_update_available()
         body = await json_body(request)
+        # serializers.py Meta: status/key/... are read-only and protected_fields (type, priority,
+        # caller, customer, project, remote_id, ...) read-only on PATCH: DRF ignores them silently.
         changes = {k: v for k, v in body.items() if k in ("summary", "description")}
         if "assignee" in body:
             assignee = sim.resolve_link("support-users", body["assignee"], "assignee")
@@ -262,20 +308,73 @@ def build_routes(sim: WaldurSim) -> Starlette:
         with sim.lock:
             return JSONResponse(issue_json(issue))
 
+    async def set_status(request: Request) -> Response:
+        issue = visible_issue(request.path_params["uuid"])
+        sim.require_staff_or_support()
+        sim.require_update_available()
+        sim.set_status(issue, await json_body(request))
+        with sim.lock:
+            return JSONResponse(issue_json(issue))
+
     async def comment(request: Request) -> Response:
-        issue = sim.get_issue(request.path_params["uuid"])
+        issue = visible_issue(request.path_params["uuid"])
+        # views.py IssueViewSet._comment_permission: staff/support, or the caller of a personal issue.
+        if not sim.staff_or_support and (issue.customer or issue.project or issue.caller is not sim.me):
+            raise WaldurError(403, rules.PERMISSION_DENIED)
         body = await json_body(request)
-        if not isinstance(body.get("description"), str) or not body["description"].strip():
+        if "description" not in body:
             raise WaldurError(400, {"description": ["This field is required."]})
-        created = sim.add_comment(issue, body["description"], bool(body.get("is_public", False)), actor())
+        if not isinstance(body["description"], str) or not body["description"].strip():
+            raise WaldurError(400, {"description": ["This field may not be blank."]})
+        # models.py Comment.is_public defaults to True.
+        created = sim.add_comment(issue, body["description"], bool(body.get("is_public", True)), actor())
         with sim.lock:
             return JSONResponse(comment_json(created), status_code=201)
+
+    # request types and priorities --------------------------------------------------------------
+    async def list_request_types(request: Request) -> Response:
+        """views.py RequestTypeViewSet: the active request types, ordered by `order` then name."""
+        rows = [
+            {
+                "url": sim.url("support-request-types", ident),
+                "uuid": str(ident),
+                "name": name,
+                "issue_type_name": name,
+                "order": n,
+            }
+            for n, (name, ident) in enumerate(sim.request_type_ids.items())
+        ]
+        return paged(request, rows)
+
+    async def list_priorities(request: Request) -> Response:
+        """views.py PriorityViewSet ordered by name; filters.py PriorityFilter name (icontains), name_exact."""
+        q = request.query_params
+        rows = sorted(sim.priority_ids.items())
+        if "name" in q:
+            rows = [r for r in rows if q["name"].lower() in r[0].lower()]
+        if "name_exact" in q:
+            rows = [r for r in rows if r[0] == q["name_exact"]]
+        data = [
+            {
+                "url": sim.url("support-priorities", ident),
+                "uuid": str(ident),
+                "name": name,
+                "description": "",
+                "icon_url": "",
+            }
+            for name, ident in rows
+        ]
+        return paged(request, data)
 
     # comments and attachments -----------------------------------------------------------------
     async def list_comments(request: Request) -> Response:
         q = request.query_params
         with sim.lock:
-            rows = list(sim.comments)
+            # models.py Comment.Meta.ordering = ["-created"]; views.py CommentViewSet.get_queryset:
+            # anyone but staff sees public comments and their own only.
+            rows = sorted(sim.comments, key=lambda c: c.created, reverse=True)
+            if sim.role != "staff":
+                rows = [c for c in rows if c.is_public or c.author is sim.me]
             if "issue_uuid" in q:
                 rows = [c for c in rows if c.issue.hex == q["issue_uuid"].replace("-", "")]
             if "is_public" in q:
@@ -285,7 +384,12 @@ def build_routes(sim: WaldurSim) -> Starlette:
 
     async def get_comment(request: Request) -> Response:
         with sim.lock:
-            found = [c for c in sim.comments if c.uuid.hex == request.path_params["uuid"].replace("-", "")]
+            found = [
+                c
+                for c in sim.comments
+                if c.uuid.hex == request.path_params["uuid"].replace("-", "")
+                and (sim.role == "staff" or c.is_public or c.author is sim.me)
+            ]
             if not found:
                 raise WaldurError(404, "No Comment matches the given query.")
             return JSONResponse(comment_json(found[0]))
@@ -301,7 +405,14 @@ def build_routes(sim: WaldurSim) -> Starlette:
         ident = link.rstrip("/").rsplit("/", 1)[-1]
         if not link.startswith(("http://", "https://")) or "/api/support-issues/" not in link:
             raise WaldurError(400, {"issue": ["Invalid hyperlink - No URL match."]})
-        issue = sim.get_issue(ident)
+        try:
+            issue = sim.get_issue(ident)
+        except WaldurError as exc:
+            raise WaldurError(400, {"issue": ["Invalid hyperlink - Object does not exist."]}) from exc
+        # serializers.py AttachmentSerializer.validate: staff, the customer's owner or the issue's
+        # caller; a support user attaching to an issue reported for someone else is refused.
+        if sim.role != "staff" and issue.caller is not sim.me:
+            raise WaldurError(403, rules.PERMISSION_DENIED)
         name = fields["file"][0] or "file"
         att = sim.add_attachment(issue, name, "application/octet-stream", fields["file"][1])
         with sim.lock:
@@ -366,6 +477,23 @@ def build_routes(sim: WaldurSim) -> Starlette:
                 raise WaldurError(404, "No SupportUser matches the given query.")
             return JSONResponse(support_user_json(sim.support_users[ident]))
 
+    async def get_me(request: Request) -> Response:
+        """waldur_core structure/views.py UserViewSet.me: the token's user, with its global roles
+        (`is_staff`, `is_support`) and the email and full name support/views.py can_create_user needs."""
+        me = sim.me
+        return JSONResponse(
+            {
+                "url": user_url(me),
+                "uuid": str(me.uuid),
+                "username": me.username,
+                "full_name": me.full_name,
+                "email": me.email,
+                "is_active": True,
+                "is_staff": sim.role == "staff",
+                "is_support": sim.role == "support",
+            }
+        )
+
     # hooks --------------------------------------------------------------------------------------
     def hook_json(h: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -386,6 +514,7 @@ def build_routes(sim: WaldurSim) -> Starlette:
         }
 
     async def create_hook(request: Request) -> Response:
+        """waldur_core logging: content_type is optional and the model's default is JSON."""
         body = await json_body(request)
         events = body.get("event_types") or []
         bad = [e for e in events if e not in HOOK_EVENTS]
@@ -421,6 +550,9 @@ def build_routes(sim: WaldurSim) -> Starlette:
         Route(f"/api/support-issues/{u}/", guarded(get_issue), methods=["GET"]),
         Route(f"/api/support-issues/{u}/", guarded(patch_issue), methods=["PATCH"]),
         Route(f"/api/support-issues/{u}/comment/", guarded(comment), methods=["POST"]),
+        Route(f"/api/support-issues/{u}/set_status/", guarded(set_status), methods=["POST"]),
+        Route("/api/support-request-types/", guarded(list_request_types), methods=["GET"]),
+        Route("/api/support-priorities/", guarded(list_priorities), methods=["GET"]),
         Route("/api/support-comments/", guarded(list_comments), methods=["GET"]),
         Route(f"/api/support-comments/{u}/", guarded(get_comment), methods=["GET"]),
         Route("/api/support-attachments/", guarded(add_attachment), methods=["POST"]),
@@ -431,5 +563,6 @@ def build_routes(sim: WaldurSim) -> Starlette:
         Route(f"/api/projects/{u}/", guarded(get_project), methods=["GET"]),
         Route("/api/hooks-web/", guarded(create_hook), methods=["POST"]),
         Route("/api/hooks-web/", guarded(list_hooks), methods=["GET"]),
+        Route("/api/users/me/", guarded(get_me), methods=["GET"]),
     ]
     return Starlette(routes=routes)

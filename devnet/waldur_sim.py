@@ -1,14 +1,17 @@
-"""A stateful Waldur (support module) simulator: issues with unique remote_id, comments,
-attachments, customers/projects, and unsigned web hooks for the support events.
+"""A stateful Waldur (support module) simulator that refuses what the real server refuses.
 
-Changes made over HTTP act as the token's user; the agent API acts as a human support agent.
-Waldur has no comment events, so agent comments change state silently (the sidecar must poll).
+Issues with unique remote_id, comments, attachments, customers/projects, request types, priorities,
+backend-dependent status changes and unsigned web hooks for the support events. The rules, their
+sources and the knobs that configure them are listed in devnet/waldur_rules.py.
+
+Changes made over HTTP act as the token's user; the agent API acts as a human support agent (or the
+remote desk behind a non-basic backend). Waldur has no comment events, so agent comments change
+state silently (the sidecar must poll).
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import random
 import re
 import time
@@ -16,24 +19,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
 from uuid import UUID
 
+from devnet import waldur_rules as rules
 from devnet.jira_model import now
 from devnet.sim_core import SimCore, SimRequest, SimResponse, json_response
 from devnet.sim_runner import SimRunner
-from devnet.sim_webhooks import WebhookSender
-from devnet.waldur_contract import WaldurContract, new_uuid, waldur_time
+from devnet.sim_webhooks import WebhookSender, waldur_hook_body
+from devnet.waldur_contract import WaldurContract, new_uuid
 
+# Kept for callers of the old simulator: the generated client's IssueTypeEnum. A stock server refuses them.
 ISSUE_TYPES = ("INCIDENT", "CHANGE_REQUEST", "SERVICE_REQUEST", "INFORMATIONAL")
-PRIORITIES = ("low", "normal", "high", "critical")
-STATUSES = ("new", "in_progress", "waiting", "resolved", "closed")
+# The remote desks' own first status (the remote desk owns it; Waldur only mirrors it).
+REMOTE_INITIAL_STATUS = {"atlassian": "Waiting for support", "zammad": "new", "smax": "Ready"}
 
 
 class WaldurError(Exception):
-    """A DRF-style rejection: `detail` string or {field: [messages]}."""
+    """A DRF-style rejection: `detail` string, a list of messages, or {field: [messages]}."""
 
-    def __init__(self, status: int, detail: str | dict[str, list[str]]) -> None:
+    def __init__(self, status: int, detail: str | list[str] | dict[str, list[str]]) -> None:
         super().__init__(str(detail))
         self.status = status
         self.detail = detail
@@ -41,10 +45,13 @@ class WaldurError(Exception):
 
 @dataclass
 class User:
+    """A Waldur user; `linked` False models a support user that has no Waldur user (e.g. a Jira agent)."""
+
     uuid: UUID
     username: str
     full_name: str
     email: str
+    linked: bool = True
 
 
 @dataclass
@@ -67,12 +74,17 @@ class WIssue:
     remote_id: str | None
     customer: UUID | None
     project: UUID | None
-    reporter: User
-    status: str = "new"
+    caller: User
+    status: str = rules.BASIC_DEFAULT_STATUS
     resolution: str = ""
     assignee: SupportUser | None = None
     created: datetime = field(default_factory=now)
     modified: datetime = field(default_factory=now)
+
+    @property
+    def reporter(self) -> User:
+        """Kept for older callers: the caller (Waldur's `reporter` support user stays null here)."""
+        return self.caller
 
     @property
     def assignee_uuid(self) -> UUID | None:
@@ -110,20 +122,38 @@ class WaldurSim(SimCore):
         *,
         token: str = "waldur-test-token",
         orgs: dict[str, list[str]] | None = None,
-        priorities: tuple[str, ...] = PRIORITIES,
+        request_types: tuple[str, ...] = rules.STOCK_REQUEST_TYPES,
+        priorities: tuple[str, ...] = rules.STOCK_PRIORITIES,
+        backend: str = "basic",
+        role: str = "support",
+        user_email: str = "sidecar@example.com",
+        user_full_name: str = "VirtEngine Sidecar",
+        statuses: tuple[str, ...] = rules.STOCK_TERMINAL_STATUSES,
+        status_transitions: dict[str, set[str]] | None = None,
+        agent_linked: bool = False,
         hook_secret: str | None = None,
         webhooks: WebhookSender | None = None,
         seed: int = 0,
         **core: Any,
     ) -> None:
         super().__init__(seed=seed, **core)
+        if backend not in rules.BACKENDS:
+            raise ValueError(f"backend must be one of {rules.BACKENDS}")
+        if role not in rules.ROLES:
+            raise ValueError(f"role must be one of {rules.ROLES}")
         self.token: str | None = token
+        self.request_types = request_types
         self.priorities = priorities
+        self.backend = backend
+        self.role = role
+        self.statuses = statuses
+        self.status_transitions = status_transitions
         self.hook_secret = hook_secret
         self.webhooks = webhooks or WebhookSender(seed=seed, max_retries=0)
         self._rng = random.Random(seed)
-        self.me = User(new_uuid(self._rng), "virtengine-sidecar", "VirtEngine Sidecar", "sidecar@example.com")
-        self.agent = User(new_uuid(self._rng), "support-agent", "Support Agent", "agent@example.com")
+        self.me = User(new_uuid(self._rng), "virtengine-sidecar", user_full_name, user_email)
+        self.agent = User(new_uuid(self._rng), "support-agent", "Support Agent", "agent@example.com", agent_linked)
+        self.users: dict[UUID, User] = {self.me.uuid: self.me, self.agent.uuid: self.agent}
         self.customers: dict[UUID, str] = {}
         self.projects: dict[UUID, tuple[str, UUID]] = {}
         for customer, projects in (orgs or {"VirtEngine Customer": ["VirtEngine Project"]}).items():
@@ -132,6 +162,8 @@ class WaldurSim(SimCore):
             for name in projects:
                 self.projects[new_uuid(self._rng)] = (name, cid)
         self.support_users: dict[UUID, SupportUser] = {}
+        self.request_type_ids = {name: new_uuid(self._rng) for name in request_types}
+        self.priority_ids = {name: new_uuid(self._rng) for name in priorities}
         self.issues: dict[UUID, WIssue] = {}
         self.comments: list[WComment] = []
         self.attachments: list[WAttachment] = []
@@ -158,6 +190,10 @@ class WaldurSim(SimCore):
     def url(self, kind: str, ident: UUID) -> str:
         return f"{self.api_url}/{kind}/{ident.hex}/"
 
+    def user_url(self, user: User | None = None) -> str:
+        """Hyperlink of a Waldur user (the token's user by default): what `caller` takes."""
+        return self.url("users", (user or self.me).uuid)
+
     def customer_url(self, name: str | None = None) -> str:
         """Hyperlink of a configured customer (the first one by default)."""
         cid = next(c for c, n in self.customers.items() if name is None or n == name)
@@ -173,6 +209,50 @@ class WaldurSim(SimCore):
             user = SupportUser(new_uuid(self._rng), name)
             self.support_users[user.uuid] = user
         return user.uuid
+
+    # roles and backend -------------------------------------------------------------------------
+    @property
+    def staff_or_support(self) -> bool:
+        return self.role in ("staff", "support")
+
+    @property
+    def update_is_available(self) -> bool:
+        """backend/__init__.py SupportBackend.update_is_available is False; only BasicBackend says True."""
+        return self.backend in rules.UPDATABLE_BACKENDS
+
+    def registered_statuses(self) -> set[str]:
+        """backend/basic.py BasicBackend._registered_statuses: the default status plus IssueStatus names."""
+        return {rules.BASIC_DEFAULT_STATUS, *self.statuses}
+
+    def available_statuses(self, issue: WIssue) -> list[str]:
+        """backend/basic.py BasicBackend.get_available_statuses; remote backends offer none
+        (backend/__init__.py SupportBackend.get_available_statuses)."""
+        if not self.update_is_available:
+            return []
+        if self.status_transitions is not None:
+            candidates = set(self.status_transitions.get(issue.status, set()))
+        else:
+            candidates = self.registered_statuses()
+        return sorted(candidates - {issue.status})
+
+    def resolved(self, issue: WIssue) -> bool | None:
+        """models.py Issue.resolved -> IssueStatus.check_success_status: True for the RESOLVED type,
+        False for CANCELED, None while open (the seeded names are "Resolved" and "Canceled")."""
+        if issue.status == "Resolved":
+            return True
+        if issue.status == "Canceled":
+            return False
+        return None
+
+    def require_staff_or_support(self) -> None:
+        """waldur_core structure/permissions.py is_staff_or_support: DRF's PermissionDenied (403)."""
+        if not self.staff_or_support:
+            raise WaldurError(403, rules.PERMISSION_DENIED)
+
+    def require_update_available(self) -> None:
+        """views.py IssueViewSet._update_is_available_validator / validate_status_change_allowed."""
+        if not self.update_is_available:
+            raise WaldurError(400, [rules.UPDATE_NOT_AVAILABLE])
 
     # SimCore hooks ----------------------------------------------------------------------------
     def authenticate(self, req: SimRequest) -> bool:
@@ -199,7 +279,7 @@ class WaldurSim(SimCore):
 
     # state changes ----------------------------------------------------------------------------
     def resolve_link(self, kind: str, value: Any, field_name: str) -> UUID | None:
-        """A hyperlink to a customer/project/support user, as DRF's HyperlinkedRelatedField checks it."""
+        """A hyperlink to a customer/project/user/support user, as DRF's HyperlinkedRelatedField checks it."""
         if value in (None, ""):
             return None
         match = re.fullmatch(rf"https?://[^/]+/api/{kind}/([0-9a-fA-F-]{{32,36}})/", str(value))
@@ -210,48 +290,107 @@ class WaldurSim(SimCore):
             "customers": self.customers,
             "projects": self.projects,
             "support-users": self.support_users,
+            "users": self.users,
         }
         if ident not in known[kind]:
             raise WaldurError(400, {field_name: ["Invalid hyperlink - Object does not exist."]})
         return ident
 
+    def _link_field(self, errors: dict[str, list[str]], kind: str, data: dict[str, Any], name: str) -> UUID | None:
+        """Field-level validation collects every field's error before any is raised (DRF to_internal_value)."""
+        try:
+            return self.resolve_link(kind, data.get(name), name)
+        except WaldurError as exc:
+            assert isinstance(exc.detail, dict)
+            errors.update(exc.detail)
+            return None
+
     def create_issue(self, data: dict[str, Any], user: User) -> WIssue:
+        """POST /api/support-issues/ in the server's order: create permission, fields, then validate()."""
+        # views.py IssueViewSet.can_create_user (create_permissions run before the serializer).
+        if not user.email:
+            raise WaldurError(400, [rules.NO_EMAIL])
+        if not user.full_name:
+            raise WaldurError(400, [rules.NO_FULL_NAME])
         errors: dict[str, list[str]] = {}
-        if data.get("type") not in ISSUE_TYPES:
-            errors["type"] = [f'"{data.get("type")}" is not a valid choice.']
-        if not isinstance(data.get("summary"), str) or not data["summary"].strip():
+        # serializers.py IssueSerializer.get_fields: `type` is a ChoiceField of the active request
+        # types' names, defaulting to the first one; a value outside it fails as DRF's invalid_choice.
+        issue_type = data.get("type", self.request_types[0] if self.request_types else "")
+        if issue_type not in self.request_types:
+            errors["type"] = [rules.invalid_choice(issue_type)]
+        # IssueSerializer.validate_summary strips; the model's summary is required and not blank.
+        summary = data.get("summary")
+        if "summary" not in data:
             errors["summary"] = ["This field is required."]
-        priority = data.get("priority") or "normal"
-        if priority not in self.priorities:
-            errors["priority"] = [f'Priority with name "{priority}" does not exist.']
+        elif not isinstance(summary, str):
+            errors["summary"] = ["Not a valid string."]
+        elif not summary.strip():
+            errors["summary"] = ["This field may not be blank."]
+        elif len(summary.strip()) > 255:
+            errors["summary"] = ["The length of the summary field exceeds the allowed limit of 255."]
+        # IssueSerializer.validate_priority runs for any value sent: role first, then an exact name.
+        priority = ""
+        if "priority" in data:
+            if not self.staff_or_support:
+                errors["priority"] = [rules.PRIORITY_ROLE]
+            elif data["priority"] not in self.priorities:
+                errors["priority"] = [rules.PRIORITY_MISSING]
+            else:
+                priority = data["priority"]
+        manual = data.get("is_reported_manually", False)
+        if manual not in (True, False, "true", "false", "True", "False", 1, 0, "1", "0"):
+            errors["is_reported_manually"] = ["Must be a valid boolean."]
+        manual = manual in (True, "true", "True", 1, "1")
         remote_id = data.get("remote_id")
         with self.lock:
+            # models.py Issue.remote_id unique=True -> DRF UniqueValidator (a field error).
             if remote_id and any(i.remote_id == remote_id for i in self.issues.values()):
                 errors["remote_id"] = ["issue with this remote id already exists."]
-            customer = self.resolve_link("customers", data.get("customer"), "customer")
-            project = self.resolve_link("projects", data.get("project"), "project")
-            assignee = self.resolve_link("support-users", data.get("assignee"), "assignee")
+            customer = self._link_field(errors, "customers", data, "customer")
+            project = self._link_field(errors, "projects", data, "project")
+            assignee = self._link_field(errors, "support-users", data, "assignee")
+            caller_id = self._link_field(errors, "users", data, "caller")
             if errors:
                 raise WaldurError(400, errors)
-            if project is not None and customer is None:
-                customer = self.projects[project][1]
+            # serializers.py IssueSerializer.validate (only reached once every field is valid).
+            description = data.get("description") or ""
+            if manual:
+                caller = user
+                if assignee:
+                    raise WaldurError(400, {"assignee": [rules.MANUAL_ASSIGNEE]})
+            else:
+                if caller_id is None:
+                    raise WaldurError(400, {"caller": [rules.CALLER_REQUIRED]})
+                caller = self.users[caller_id]
+                # ATLASSIAN_MAP_WALDUR_USERS_TO_SERVICEDESK_AGENTS off (the default): a mark in the description.
+                description = f"Reported by {user.full_name}.\n\n" + description
+            if project is not None:
+                customer = self.projects[project][1]  # IssueSerializer.create: the project's customer wins
             self._number += 1
+            ident = new_uuid(self._rng)
             issue = WIssue(
-                new_uuid(self._rng),
-                f"WAL-{self._number}",
-                data["type"],
-                data["summary"],
-                data.get("description") or "",
+                ident,
+                self._new_key(ident),
+                issue_type,
+                summary.strip() if isinstance(summary, str) else "",
+                description,
                 priority,
                 remote_id,
                 customer,
                 project,
-                user,
+                caller,
+                status=REMOTE_INITIAL_STATUS.get(self.backend, rules.BASIC_DEFAULT_STATUS),
                 assignee=self.support_users[assignee] if assignee else None,
             )
             self.issues[issue.uuid] = issue
         self.emit("issue_creation_succeeded", issue, f"Issue {issue.key} has been created.")
         return issue
+
+    def _new_key(self, ident: UUID) -> str:
+        """backend/basic.py create_issue: `WLD-` and the uuid's first 8 hex digits; a remote desk keys its own."""
+        if self.backend == "basic":
+            return f"WLD-{ident.hex[:8].upper()}"
+        return f"SD-{self._number}" if self.backend == "atlassian" else str(self._number)
 
     def get_issue(self, ident: str) -> WIssue:
         try:
@@ -274,6 +413,21 @@ class WaldurSim(SimCore):
         if changed:
             self.emit("issue_update_succeeded", issue, f"Issue {issue.key} has been updated.")
 
+    def set_status(self, issue: WIssue, data: dict[str, Any]) -> None:
+        """views.py IssueViewSet.set_status: permission, then validate_status_change_allowed, then the body."""
+        self.require_staff_or_support()
+        self.require_update_available()
+        status = data.get("status")
+        if "status" not in data:
+            raise WaldurError(400, {"status": ["This field is required."]})
+        if not isinstance(status, str) or not status:
+            raise WaldurError(400, {"status": ["This field may not be blank."]})
+        # INFERRED (SetIssueStatusSerializer is not in the stored sources): a status outside the
+        # backend's get_available_statuses is refused, worded as views.py bulk_update words it.
+        if status not in self.available_statuses(issue):
+            raise WaldurError(400, {"status": [rules.cannot_move(issue.status, status)]})
+        self.update_issue(issue, {"status": status})
+
     def add_comment(self, issue: WIssue, text: str, is_public: bool, user: User) -> WComment:
         with self.lock:
             comment = WComment(new_uuid(self._rng), issue.uuid, text, is_public, user)
@@ -290,7 +444,7 @@ class WaldurSim(SimCore):
 
     # agent API --------------------------------------------------------------------------------
     def agent_set_status(self, ident: UUID | str, status: str, resolution: str = "") -> None:
-        """A human (or the backend) moves the issue; status is free text owned by Waldur."""
+        """A human (or the remote desk) moves the issue; no rule applies to them."""
         self.update_issue(self.get_issue(str(ident)), {"status": status, "resolution": resolution})
 
     def agent_comment(self, ident: UUID | str, text: str, is_public: bool = True) -> str:
@@ -324,29 +478,56 @@ class WaldurSim(SimCore):
             return [c for c in self.comments if c.issue == issue.uuid]
 
     # hooks ------------------------------------------------------------------------------------
+    def event_context(self, issue: WIssue, attachment: WAttachment | None = None) -> dict[str, Any]:
+        """waldur_core logging/loggers.py compile_context over models.py Issue.get_log_fields: `issue_`
+        prefixed scalars (a null link becomes the string "None"), linked objects' own fields unprefixed,
+        plus the acting user's. There is no remote_id and no URL in it: look the issue up by uuid."""
+        context: dict[str, Any] = {
+            "user_uuid": self.me.uuid.hex,
+            "user_username": self.me.username,
+            "user_full_name": self.me.full_name,
+        }
+        if attachment is not None:  # models.py Attachment.get_log_fields: uuid, issue, author, backend_id
+            context["attachment_uuid"] = attachment.uuid.hex
+            context["attachment_backend_id"] = ""
+        context |= {
+            "issue_uuid": issue.uuid.hex,
+            "issue_type": issue.type,
+            "issue_key": issue.key,
+            "issue_status": issue.status,
+            "issue_link": "",
+            "issue_summary": issue.summary,
+            "issue_reporter": "None",
+            "caller_uuid": issue.caller.uuid.hex,
+            "caller_username": issue.caller.username,
+            "caller_full_name": issue.caller.full_name,
+            "issue_resource": "None",
+        }
+        if issue.customer is not None:
+            context |= {"customer_uuid": issue.customer.hex, "customer_name": self.customers[issue.customer]}
+        else:
+            context["issue_customer"] = "None"
+        if issue.project is not None:
+            context |= {"project_uuid": issue.project.hex, "project_name": self.projects[issue.project][0]}
+        else:
+            context["issue_project"] = "None"
+        return context
+
     def emit(self, event: str, issue: WIssue, message: str, attachment: WAttachment | None = None) -> None:
         """Deliver `event` to every active hook subscribed to it (unsigned, as Waldur does)."""
-        context: dict[str, Any] = {
-            "issue_uuid": issue.uuid.hex,
-            "issue_key": issue.key,
-            "issue_url": self.url("support-issues", issue.uuid) if self.runner.port else "",
-            "issue_status": issue.status,
-            "issue_remote_id": issue.remote_id,
+        payload = {
+            "created": now().isoformat(),  # logging/models.py WebHook.process: event.created.isoformat()
+            "message": message,
+            "context": self.event_context(issue, attachment),
+            "event_type": event,
         }
-        if attachment is not None:
-            context |= {"attachment_uuid": attachment.uuid.hex, "attachment_file_name": attachment.file_name}
-        payload = {"created": waldur_time(now()), "message": message, "type": event, "context": context}
         with self.lock:
             hooks = [h for h in self.hooks.values() if h["is_active"] and event in h["event_types"]]
         for hook in hooks:
-            if hook["content_type"] == "form":
-                form = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in payload.items()}
-                body, ctype = urlencode(form).encode(), "application/x-www-form-urlencoded"
-            else:
-                body, ctype = json.dumps(payload).encode(), "application/json"
+            body, ctype = waldur_hook_body(payload, hook["content_type"])
             headers = {"Content-Type": ctype}
             if self.hook_secret:
-                headers["X-Webhook-Secret"] = self.hook_secret
+                headers["X-Webhook-Secret"] = self.hook_secret  # not Waldur's: a devnet proxy may add it
             ident = f"{hook['uuid'].hex}:{time.monotonic_ns()}"
             self.webhooks.submit(hook["destination_url"], ident, event, body, _fixed_headers(headers))
 

@@ -10,11 +10,15 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import signal
+import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
+
+from starlette.applications import Starlette
 
 from sidecar.chain.envelope import EnvelopeError, EnvelopeKey
 from sidecar.chain.follower import ChainFollower, FollowerSettings
@@ -23,27 +27,31 @@ from sidecar.chain.probe import ChainProbe
 from sidecar.chain.rpc import CometRpc
 from sidecar.chain.signer import Signer, signer_from_config
 from sidecar.chain.subscription import websocket_url
-from sidecar.config import Config
+from sidecar.config import Config, parse_listen
 from sidecar.control.server import ControlServer
 from sidecar.desks.base import Desk
 from sidecar.desks.jira import JiraDesk
-from sidecar.errors import ConfigError
+from sidecar.desks.waldur import WaldurDesk
+from sidecar.errors import ConfigError, StoreError
 from sidecar.loops import run_loop
 from sidecar.observe.audit import Auditor, AuditRetention
 from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics, Service
+from sidecar.secrets import forbid_core_dumps
 from sidecar.store.audit import AuditEntry
 from sidecar.store.db import Store
 from sidecar.store.jobs import release_running_txn
-from sidecar.store.status import queue_figures
 from sidecar.sync.content import ContentOpener
 from sidecar.sync.outbound import DeskWorker, Dispatcher, WorkerSettings
 from sidecar.sync.registration import register_refs_as
-from sidecar.web.server import WebServer, build_web_app
+from sidecar.urls import public_url
+from sidecar.web.health import CachedFigures
+from sidecar.web.server import ServerLimits, WebServer, build_observe_app, build_web_app
 from sidecar.web.webhooks import WebhookReceiver
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 5.0
+OBSERVE_MAX_CONNECTIONS = 64  # scrapers and operators on loopback: a small, fixed budget
 
 
 def settings_digest(config: Config) -> str:
@@ -94,6 +102,7 @@ class App:
         self.config = config
         self.ready = asyncio.Event()
         self.web_port: int | None = None
+        self.observe_port: int | None = None  # None: /metrics and verbose health are on web_port
         self.grpc_port: int | None = None
         self._stop = asyncio.Event()
 
@@ -126,10 +135,10 @@ class App:
         rpc = CometRpc(settings.chain.rpc_url, settings.chain.request_timeout)
         ws_url = settings.chain.ws_url or websocket_url(settings.chain.rpc_url)
         receiver = self._receiver(store, auditor, metrics) if settings.webhook.enabled and settings.enabled else None
-        web = WebServer(
-            build_web_app(settings.webhook.path_prefix, store, health, metrics, receiver), settings.webhook.listen_addr
-        )
+        figures = CachedFigures(store)
+        web, observe = self._web_servers(store, health, metrics, receiver, figures)
         self.web_port = web.port
+        self.observe_port = observe.port if observe is not None else None
         desks = self._desks(metrics) if settings.enabled and settings.sync.enable_outbound else []
         control = (
             ControlServer(settings.grpc.listen, store, health, [d.name for d in desks], auditor)
@@ -167,8 +176,8 @@ class App:
         follower = ChainFollower(rpc, store, probe, heads, health, metrics, follower_settings(self.config, served), key)
 
         async def refresh_health() -> float:
-            figures = await store.read("queue figures", queue_figures)
-            metrics.set_queue(figures.pending_events, figures.failed_events)
+            queue = await figures.get()
+            metrics.set_queue(queue.pending_events, queue.failed_events)
             metrics.set_health(health.healthy, health.chain.reachable)
             if control is not None:
                 await control.refresh_health()
@@ -178,6 +187,8 @@ class App:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(web.serve(), name="web")
+                if observe is not None:
+                    tg.create_task(observe.serve(), name="web-observe")
                 if settings.enabled:
                     tg.create_task(run_loop("chain-follower", follower.step, loop_stop, metrics), name="chain-follower")
                     tg.create_task(head_watch.run(loop_stop), name="chain-heads")
@@ -194,31 +205,87 @@ class App:
                         )
                 tg.create_task(run_loop("health", refresh_health, loop_stop, metrics), name="health")
                 tg.create_task(run_loop("audit-retention", retention.step, loop_stop, metrics), name="audit-retention")
+                if receiver is not None:
+                    summary = receiver.rejections.step
+                    tg.create_task(
+                        run_loop("webhook-rejections", summary, loop_stop, metrics), name="webhook-rejections"
+                    )
                 await web.wait_started()
+                if observe is not None:
+                    await observe.wait_started()
                 self.ready.set()
                 log.info(
                     "started",
                     extra={
                         "http": f"{web.host}:{web.port}",
+                        "observe": observe.address if observe is not None else "on the http port",
                         "grpc": settings.grpc.listen if control else "disabled",
                         "grpc_port": self.grpc_port,
                         "store": settings.store.path,
-                        "chain_rpc": settings.chain.rpc_url,
+                        "chain_rpc": public_url(settings.chain.rpc_url),
                     },
                 )
                 await self._stop.wait()
                 log.info("stopping")
                 web.stop()
+                if observe is not None:
+                    observe.stop()
                 if control is not None:
                     await control.stop(SHUTDOWN_GRACE)
                 loop_stop.set()
         finally:
             web.stop()
+            if observe is not None:
+                observe.stop()
             if control is not None:
                 await control.stop(0)  # a no-op after the graceful stop above; needed when a task failed
             await rpc.aclose()
             for client in desks:
                 await client.aclose()
+            if receiver is not None:
+                await _flush_rejections(receiver)  # after the web server stopped: nothing noted after this
+
+    def _web_servers(
+        self,
+        store: Store,
+        health: HealthState,
+        metrics: Metrics,
+        receiver: WebhookReceiver | None,
+        figures: CachedFigures,
+    ) -> tuple[WebServer, WebServer | None]:
+        """The public server and, unless observe.listen is empty, the observe server (both bound)."""
+        settings = self.config.settings
+        hook, observe_listen = settings.webhook, settings.observe.listen
+        same = observe_listen and parse_listen(observe_listen) == parse_listen(hook.listen_addr)
+        if same and parse_listen(observe_listen)[1] != 0:  # port 0 twice is two free ports
+            raise ConfigError(
+                "observe.listen",
+                "must differ from webhook.listen_addr (empty serves /metrics on the webhook port)",
+                source=self.config.sources["observe.listen"],
+            )
+        limits = ServerLimits(read_timeout=hook.read_timeout, max_connections=hook.max_connections)
+        public = build_web_app(
+            hook.path_prefix, store, health, metrics, receiver, figures=figures, observe=not observe_listen
+        )
+        web = self._bind("webhook.listen_addr", public, hook.listen_addr, limits, hook.trusted_proxies)
+        if not observe_listen:
+            return web, None
+        try:
+            observed = build_observe_app(hook.path_prefix, store, health, metrics, figures=figures)
+            observe_limits = ServerLimits(read_timeout=hook.read_timeout, max_connections=OBSERVE_MAX_CONNECTIONS)
+            return web, self._bind("observe.listen", observed, observe_listen, observe_limits, ())
+        except BaseException:
+            web.close()
+            raise
+
+    def _bind(self, key: str, app: Starlette, listen: str, limits: ServerLimits, trusted: tuple[str, ...]) -> WebServer:
+        """A bind failure (port taken, address not on this host) is a configuration error naming the key."""
+        try:
+            return WebServer(app, listen, limits, trusted_proxies=trusted)
+        except OSError as exc:
+            raise ConfigError(
+                key, f"cannot listen on {listen}: {exc.strerror or exc}", source=self.config.sources[key]
+            ) from None
 
     def _receiver(self, store: Store, auditor: Auditor, metrics: Metrics) -> WebhookReceiver:
         secrets: dict[Service, str | None] = {}
@@ -252,9 +319,6 @@ class App:
         if settings.jira.base_url and jira_token is not None:
             desks.append(JiraDesk(settings.jira, jira_token.reveal(), metrics=metrics, allow_insecure_http=insecure))
         if settings.waldur.base_url and waldur_token is not None:
-            # Imported only when used: waldur-api-client's 2,000 model modules take ~6 s to import.
-            from sidecar.desks.waldur import WaldurDesk
-
             for key_path in ("waldur.organization_uuid", "waldur.project_uuid"):
                 value = getattr(settings.waldur, key_path.split(".")[1])
                 if value and not _is_uuid(value):
@@ -282,8 +346,23 @@ class App:
         )
 
 
+async def _flush_rejections(receiver: WebhookReceiver) -> None:
+    """The last summary of rejected webhooks; it is logged before it is written, so a failure here loses
+    only its audit row, and must not hide the error that may be stopping the app."""
+    try:
+        await receiver.rejections.flush()
+    except (StoreError, sqlite3.Error) as exc:
+        log.warning("webhook rejections not audited at shutdown", extra={"error": str(exc)})
+
+
 async def run_until_signalled(config: Config) -> int:
-    """Run the app until SIGINT or SIGTERM; return the process exit code."""
+    """Run the app until SIGINT or SIGTERM; return the process exit code.
+
+    The process entry point: files it creates are private (umask 077) and, once any secret is loaded,
+    nothing of it can reach a core file."""
+    os.umask(0o077)
+    if config.secrets or config.settings.chain.key_file:
+        forbid_core_dumps()
     app = App(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

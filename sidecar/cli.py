@@ -10,11 +10,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import sidecar
 from sidecar.config import KEYS, Config, load_config
@@ -57,6 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--until", help="a duration back from now or an ISO-8601 time (default: now)")
     export.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
     _add_config_flags(export)
+    desk = commands.add_parser("desk", help="check the configured desks")
+    desk_commands = desk.add_subparsers(dest="desk_command", required=True, metavar="SUBCOMMAND")
+    desk_check = desk_commands.add_parser(
+        "check", help="report what the sidecar needs from each configured desk; exit 2 when one is not usable"
+    )
+    desk_check.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
+    desk_check.add_argument(
+        "--public-url", metavar="URL", default="", help="the sidecar's public base URL, for the webhook URLs"
+    )
+    _add_config_flags(desk_check)
     keys = commands.add_parser("keys", help="inspect the chain signing key")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
     show = keys_commands.add_parser("show", help="print the signer's address and public key (never the private key)")
@@ -162,7 +173,7 @@ def _audit(args: argparse.Namespace, config: Config) -> int:
             print(f"audit chain intact: {verdict.checked} rows")
             return 0
         count = 0
-        with open(args.output, "w", encoding="utf-8") if args.output else contextlib.nullcontext(sys.stdout) as out:
+        with _private_output(args.output) if args.output else contextlib.nullcontext(sys.stdout) as out:
             for line in export_lines(conn, since, until):
                 out.write(line + "\n")
                 count += 1
@@ -176,6 +187,17 @@ def _audit(args: argparse.Namespace, config: Config) -> int:
         return 1
     finally:
         conn.close()
+
+
+def _private_output(path: str) -> TextIO:
+    """The export file, created 0600 (and tightened to 0600 if it existed): audit rows name tickets and desks."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "w", encoding="utf-8")
 
 
 def _keys_show(config: Config) -> int:
@@ -193,9 +215,34 @@ def _keys_show(config: Config) -> int:
     return 0
 
 
+def _desk_check(config: Config, as_json: bool, public: str) -> int:
+    """`desk check`: exit 0 when every configured desk is usable, 2 when one is not or none is configured."""
+    from sidecar.desks.check import check_desks
+
+    logging.getLogger("sidecar").addHandler(logging.NullHandler())  # the report says it all, nothing stray
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    reports = asyncio.run(check_desks(config.settings, config.secrets, public_base=public))
+    usable = bool(reports) and all(report.ok for report in reports)
+    if as_json:
+        print(json.dumps({"ok": usable, "desks": [report.as_json() for report in reports]}, indent=2))
+    else:
+        for report in reports:
+            print(f"{report.desk} {report.url}: {'usable' if report.ok else 'NOT USABLE'}")
+            for check in report.checks:
+                print(f"  {'ok' if check.ok else 'FAIL':<4}  {check.name}: {check.detail}")
+                if check.hint:
+                    print(f"        {'note' if check.ok else 'hint'}: {check.hint}")
+    if not reports:
+        print("servicedesk-sidecar: no desk configured (jira.base_url and waldur.base_url are empty)", file=sys.stderr)
+    return 0 if usable else 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("run", "audit"):
+        os.umask(0o077)  # the database, its WAL/SHM and exports are private to the service account
     if args.command == "config" and args.config_command == "reference":
         print(reference_markdown())
         return 0
@@ -211,10 +258,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _audit(args, config)
     if args.command == "keys":
         return _keys_show(config)
+    if args.command == "desk":
+        return _desk_check(config, args.json, args.public_url)
     settings = config.settings
     setup_logging(settings.audit.log_level, settings.logging.format, config.secret_values())
     for warning in config.warnings:
         log.warning(warning)
+    ignored = sorted(name for name in os.environ if name.startswith("SIDECAR_TEST_"))
+    if ignored:  # test seams are installed by the test harness only, never by the environment
+        log.warning("test seam variables ignored", extra={"variables": ignored})
     try:
         from sidecar.app import run_until_signalled
 

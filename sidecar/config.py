@@ -24,6 +24,7 @@ from sidecar.secrets import (
     SECRET_SPECS,
     Secret,
     read_env_secrets,
+    read_private_file,
     read_secrets_dir,
     read_vault,
 )
@@ -195,7 +196,7 @@ def _check_kind(spec: KeySpec, value: Any) -> None:
         if not low <= value <= high:
             unit = "s" if spec.kind == "duration" else ""
             raise ValueError(f"{_num(low)}{unit}..{_num(high)}{unit}")
-    if spec.kind == "listen":
+    if spec.kind == "listen" or (spec.kind == "listen_or_empty" and value):
         parse_listen(value)
     elif spec.kind == "url" and value and not re.match(r"^(https?|wss?|unix)://", value):
         raise ValueError("an http:// or https:// URL")
@@ -366,13 +367,8 @@ def _load_secrets(settings: ServiceDeskConfig, env: Mapping[str, str], warnings:
 
 
 def _vault_token(token_file: str, env: Mapping[str, str]) -> Secret:
-    if token_file:
-        try:
-            return Secret(Path(token_file).read_text(encoding="utf-8").strip(), f"file:{token_file}")
-        except OSError as exc:
-            raise ConfigError(
-                "secrets.vault.token_file", f"cannot be read: {exc.strerror}", source=token_file
-            ) from None
+    if token_file:  # refused when group or others can read it, as every file holding a secret is
+        return Secret(read_private_file(token_file, "secrets.vault.token_file").strip(), f"file:{token_file}")
     if env.get("VAULT_TOKEN"):
         return Secret(env["VAULT_TOKEN"], "env:VAULT_TOKEN")
     raise ConfigError(

@@ -78,6 +78,9 @@ class JiraConfig:
         map_keys=STATUSES,
     )
     default_priority: str = key("Medium", "Jira priority used for an unmapped chain priority (audited)")
+    resolution: str = key(
+        "Done", "Jira resolution set where a transition's screen requires one (Resolve, Cancel), by name"
+    )
     assignee_map: Pairs = key(
         (), "chain agent address -> Jira accountId; an unmapped agent leaves the assignee as is (audited)", kind="map"
     )
@@ -99,42 +102,44 @@ class WaldurConfig:
     username: str = key("", "the sidecar's own Waldur username, so its own changes are not synced back")
     timeout: float = key(30.0, "timeout of one Waldur request", kind="duration", bounds=(0.1, 300))
     priority_map: Pairs = key(
-        (("low", "low"), ("normal", "normal"), ("high", "high"), ("urgent", "critical")),
-        "chain priority -> Waldur priority name",
+        (),
+        "chain priority -> Waldur priority name (GET /api/support-priorities/, exact); a stock Waldur has no "
+        "priorities: empty (with an empty default_priority) sends none",
         kind="map",
         map_keys=PRIORITIES,
     )
     status_map: Pairs = key(
         (
-            ("open", "new"),
-            ("assigned", "in_progress"),
-            ("in_progress", "in_progress"),
-            ("waiting_customer", "waiting"),
-            ("waiting_support", "waiting"),
-            ("resolved", "resolved"),
-            ("closed", "closed"),
-            ("archived", "closed"),
+            ("open", "Open"),
+            ("assigned", "Open"),
+            ("in_progress", "Open"),
+            ("waiting_customer", "Open"),
+            ("waiting_support", "Open"),
+            ("resolved", "Resolved"),
+            ("closed", "Resolved"),
+            ("archived", "Resolved"),
         ),
-        "chain status -> Waldur status",
+        "chain status -> Waldur status (built-in backend: Open, Resolved, Canceled); set through set_status where "
+        "the issue's backend allows updates, else stated in an internal note",
         kind="map",
         map_keys=STATUSES,
     )
     type_map: Pairs = key(
-        (
-            ("account", "SERVICE_REQUEST"),
-            ("identity", "SERVICE_REQUEST"),
-            ("billing", "SERVICE_REQUEST"),
-            ("provider", "INCIDENT"),
-            ("marketplace", "INCIDENT"),
-            ("technical", "INCIDENT"),
-            ("security", "INCIDENT"),
-            ("other", "INFORMATIONAL"),
-        ),
-        "chain category -> Waldur issue type",
+        tuple((category, "Service Request") for category in CATEGORIES),
+        "chain category -> Waldur request type name (an active one: GET /api/support-request-types/); a name "
+        "Waldur lacks falls back to its first active request type (audited)",
         kind="map",
         map_keys=CATEGORIES,
     )
-    default_priority: str = key("normal", "Waldur priority used for an unmapped chain priority (audited)")
+    default_priority: str = key(
+        "", "Waldur priority used for an unmapped chain priority (audited); empty sends no priority"
+    )
+    catalog_refresh: float = key(
+        600.0,
+        "how often the request types and priorities are read again (also read at start)",
+        kind="duration",
+        bounds=(10, 86400),
+    )
     assignee_map: Pairs = key(
         (),
         "chain agent address -> Waldur support user UUID; an unmapped agent leaves the assignee as is (audited)",
@@ -182,7 +187,7 @@ class WebhookConfig:
     enabled: bool = key(True, "serve the webhook receivers (health and metrics are always served)")
     listen_addr: str = key(
         ":8480",
-        "host:port of the HTTP server (':8480' = all interfaces)",
+        "host:port of the public HTTP server: receivers and health (':8480' = all interfaces)",
         env="VIRTENGINE_SERVICEDESK_WEBHOOK_LISTEN",
         kind="listen",
     )
@@ -190,11 +195,41 @@ class WebhookConfig:
         "/webhooks", "URL prefix of receivers and health", env="VIRTENGINE_SERVICEDESK_WEBHOOK_PATH_PREFIX"
     )
     require_signature: bool = key(
-        True, "reject webhooks without a valid signature", env="VIRTENGINE_SERVICEDESK_WEBHOOK_REQUIRE_SIGNATURE"
+        True,
+        "reject webhooks without a valid signature; false only lets a desk with no webhook secret send unsigned"
+        " hooks (with a secret a signature is always required)",
+        env="VIRTENGINE_SERVICEDESK_WEBHOOK_REQUIRE_SIGNATURE",
     )
-    rate_limit_per_second: int = key(100, "webhook requests accepted per second", bounds=(1, 100_000))
+    rate_limit_per_second: int = key(
+        100, "webhook requests accepted per second, over all sources and both desks", bounds=(1, 100_000)
+    )
+    rate_limit_per_source: int = key(
+        50, "webhook requests accepted per second from one source address (an IPv6 /64)", bounds=(1, 100_000)
+    )
+    auth_failures_per_source: int = key(
+        5,
+        "webhook requests per second one source may fail authentication with (source, size, signature)"
+        " before all its requests are answered 429",
+        bounds=(1, 100_000),
+    )
+    max_queued_writes: int = key(
+        8, "webhook records waiting for the database at once; more are answered 503", bounds=(1, 1000)
+    )
     max_body_bytes: int = key(1_048_576, "largest webhook body accepted", bounds=(1024, 64 * 1_048_576))
     allowed_sources: tuple[str, ...] = key((), "CIDRs webhooks may come from; empty allows any", kind="cidrs")
+    trusted_proxies: tuple[str, ...] = key(
+        (),
+        "CIDRs of reverse proxies whose X-Forwarded-For names the client (the first untrusted hop from the right); "
+        "empty ignores the header",
+        kind="cidrs",
+    )
+    read_timeout: float = key(
+        10.0,
+        "a request's headers, then its body, must arrive within this; slower clients are cut off (body: 408)",
+        kind="duration",
+        bounds=(0.5, 600),
+    )
+    max_connections: int = key(256, "connections served at once; requests beyond are answered 503", bounds=(1, 100_000))
     max_age: float = key(3600.0, "oldest webhook timestamp accepted", kind="duration", bounds=(60, 86400 * 7))
 
 
@@ -231,6 +266,16 @@ class ChainConfig:
 class GrpcConfig:
     enabled: bool = key(True, "serve the gRPC control API")
     listen: str = key("127.0.0.1:8481", "host:port of the gRPC control API", kind="listen")
+
+
+@dataclass(frozen=True)
+class ObserveConfig:
+    listen: str = key(
+        "127.0.0.1:8482",
+        "host:port serving /metrics and verbose health, apart from the public webhook port; "
+        "empty serves both on webhook.listen_addr",
+        kind="listen_or_empty",
+    )
 
 
 @dataclass(frozen=True)
@@ -272,6 +317,7 @@ class ServiceDeskConfig:
     audit: AuditConfig = field(default_factory=AuditConfig)
     chain: ChainConfig = field(default_factory=ChainConfig)
     grpc: GrpcConfig = field(default_factory=GrpcConfig)
+    observe: ObserveConfig = field(default_factory=ObserveConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)

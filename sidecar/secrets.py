@@ -2,17 +2,30 @@
 
 Sources, in order of preference: a secrets directory (a Kubernetes secret mount, one file per
 key), HashiCorp Vault (KV v2), then the environment (accepted with a warning).
+A file holding a secret (secrets-dir file, Vault token file, chain key file) is refused when group or
+others can access it, and loading any secret makes the process undumpable (no core file holds it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import hmac
+import logging
 import os
+import resource
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 from sidecar.errors import ConfigError
+from sidecar.urls import public_url
+
+log = logging.getLogger(__name__)
+_PR_SET_DUMPABLE = 4
+_undumpable = False
 
 
 class Secret:
@@ -83,6 +96,55 @@ SECRET_SPECS: tuple[SecretSpec, ...] = (
 SECRET_NAMES = frozenset(spec.name for spec in SECRET_SPECS)
 
 
+def forbid_core_dumps() -> bool:
+    """Make this process undumpable (no core file, no ptrace by peers); True when prctl applied too.
+
+    Called wherever a secret or key is loaded, not at import: importing a module should not change the
+    process. Idempotent; the rlimit is inherited by children, the prctl flag is reset by their exec."""
+    global _undumpable
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if _undumpable:
+        return True
+    if not hasattr(os, "uname") or os.uname().sysname != "Linux":
+        return False
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        _undumpable = bool(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        log.warning("prctl(PR_SET_DUMPABLE) unavailable: relying on RLIMIT_CORE=0 only")
+    return _undumpable
+
+
+def read_private_file(file: str | Path, key_path: str) -> str:
+    """The text of a file holding a secret, refusing one that group or others can read, write or run.
+
+    Errors name `key_path`, the file and the fix, never the content. The one permission check for the
+    secrets dir, the Vault token file and chain.key_file; a symlink (a Kubernetes mount) is judged by
+    its target."""
+    path = Path(file)
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(key_path, f"cannot be read: {file} ({exc.strerror})", source=key_path) from None
+    if not stat.S_ISREG(mode):
+        raise ConfigError(key_path, f"is not a regular file: {file}", source=key_path)
+    if mode & 0o077:
+        raise ConfigError(
+            key_path,
+            f"{file} is accessible by group or others (mode {stat.S_IMODE(mode):03o}); fix: chmod 600 {file}",
+            source=key_path,
+        )
+    forbid_core_dumps()
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise ConfigError(key_path, f"cannot be read as UTF-8 text: {file}", source=key_path) from None
+
+
 def read_secrets_dir(directory: Path) -> dict[str, Secret]:
     """Read every known secret present in `directory`; trailing newlines are stripped."""
     if not directory.is_dir():
@@ -91,8 +153,8 @@ def read_secrets_dir(directory: Path) -> dict[str, Secret]:
     for spec in SECRET_SPECS:
         for file_name in spec.file_names:
             path = directory / file_name
-            if path.is_file():
-                value = path.read_text(encoding="utf-8").strip()
+            if path.exists():
+                value = read_private_file(path, "secrets.dir").strip()
                 if value:
                     found[spec.name] = Secret(value, f"secrets-dir:{path}")
                 break
@@ -103,6 +165,7 @@ def read_vault(addr: str, mount: str, path: str, token: Secret, timeout: float) 
     """Read the KV v2 secret at mount/path; keys named like SECRET_SPECS become secrets."""
     import hvac  # imported here: only deployments that use Vault pay for it
 
+    forbid_core_dumps()
     try:
         client = hvac.Client(url=addr, token=token.reveal(), timeout=timeout)
         answer: dict[str, Any] = client.secrets.kv.v2.read_secret_version(
@@ -111,7 +174,7 @@ def read_vault(addr: str, mount: str, path: str, token: Secret, timeout: float) 
     except Exception as exc:  # hvac raises many types; translate at this one edge
         raise ConfigError(
             "secrets.vault",
-            f"could not read {mount}/{path} from Vault at {addr}: {type(exc).__name__}",
+            f"could not read {mount}/{path} from Vault at {public_url(addr)}: {type(exc).__name__}",
             source="secrets.vault.addr",
         ) from None
     data = answer.get("data", {}).get("data", {})
@@ -124,4 +187,7 @@ def read_vault(addr: str, mount: str, path: str, token: Secret, timeout: float) 
 
 def read_env_secrets(environ: dict[str, str] | os._Environ[str]) -> dict[str, Secret]:
     """Secrets given as environment variables (discouraged: the caller warns)."""
-    return {spec.name: Secret(environ[spec.env], f"env:{spec.env}") for spec in SECRET_SPECS if environ.get(spec.env)}
+    found = {spec.name: Secret(environ[spec.env], f"env:{spec.env}") for spec in SECRET_SPECS if environ.get(spec.env)}
+    if found:
+        forbid_core_dumps()
+    return found

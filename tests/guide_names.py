@@ -78,6 +78,7 @@ METRICS: dict[str, tuple[str, ...]] = {
     "servicedesk_queue_pending": (),
     "servicedesk_queue_failed": (),
     "servicedesk_health_check": (),
+    "servicedesk_desk_auth_failed": ("desk",),
 }
 
 # Alert name -> (expression, for, severity, summary), as deploy/prometheus/servicedesk-alerts.yml holds them.
@@ -90,6 +91,12 @@ ALERTS = {
     ),
     "ServiceDeskQueueBacklog": ("servicedesk_queue_pending > 100", "10m", "warning", "Service desk sync queue backlog"),
     "ServiceDeskUnhealthy": ("servicedesk_health_check != 1", "5m", "critical", "Service desk bridge unhealthy"),
+    "ServiceDeskAuthFailed": (
+        "servicedesk_desk_auth_failed == 1",
+        "2m",
+        "critical",
+        "Service desk refuses the sidecar's credentials",
+    ),
 }
 
 CONFLICT_STRATEGIES = ("on_chain_wins", "external_wins", "newest_wins", "manual")

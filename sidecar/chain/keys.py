@@ -7,15 +7,7 @@ reported by its source and the shape that was expected, never by its value.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
-import logging
-import os
-import resource
-import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NoReturn
 
 from cosmpy.crypto.address import Address
@@ -24,11 +16,10 @@ from cosmpy.mnemonic import COSMOS_HD_PATH, derive_child_key_from_mnemonic
 
 from sidecar.config import Config
 from sidecar.errors import ConfigError
-from sidecar.secrets import Secret
+from sidecar.secrets import Secret, read_private_file
+from sidecar.secrets import forbid_core_dumps as forbid_core_dumps  # re-exported: the signer's setup calls it
 
-log = logging.getLogger(__name__)
 HD_PATH = COSMOS_HD_PATH  # m/44'/118'/0'/0/0
-_PR_SET_DUMPABLE = 4
 _MNEMONIC_LENGTHS = (12, 15, 18, 21, 24)
 
 
@@ -95,24 +86,7 @@ def parse_key(text: Secret, prefix: str, *, path: str) -> SigningKey:
 
 def read_key_file(file: str, prefix: str) -> SigningKey:
     """Read chain.key_file, refusing a file that group or others can read or write."""
-    path = Path(file)
-    try:
-        mode = path.stat().st_mode
-    except OSError as exc:
-        problem = f"cannot be read: {file} ({exc.strerror})"
-        raise ConfigError("chain.key_file", problem, source="chain.key_file") from None
-    if not stat.S_ISREG(mode):
-        raise ConfigError("chain.key_file", f"is not a regular file: {file}", source="chain.key_file")
-    if mode & 0o077:
-        raise ConfigError(
-            "chain.key_file",
-            f"{file} is accessible by group or others (mode {stat.S_IMODE(mode):03o}); fix: chmod 600 {file}",
-            source="chain.key_file",
-        )
-    try:
-        content = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        raise ConfigError("chain.key_file", f"cannot be read as UTF-8 text: {file}", source="chain.key_file") from None
+    content = read_private_file(file, "chain.key_file")
     return parse_key(Secret(content, f"file:{file}"), prefix, path="chain.key_file")
 
 
@@ -131,22 +105,3 @@ def load_signing_key(config: Config) -> SigningKey:
 
 def key_info(key: SigningKey) -> KeyInfo:
     return KeyInfo(key.address, key.public_key_bytes.hex(), key.source)
-
-
-def forbid_core_dumps() -> bool:
-    """Make this process undumpable (no core file, no ptrace by peers); True when prctl applied too.
-
-    Called by the signer's setup, not at import: importing a module should not change the process."""
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if not hasattr(os, "uname") or os.uname().sysname != "Linux":
-        return False
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(libc_name, use_errno=True)
-        return bool(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
-        log.warning("prctl(PR_SET_DUMPABLE) unavailable: relying on RLIMIT_CORE=0 only")
-        return False

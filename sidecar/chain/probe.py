@@ -13,6 +13,7 @@ from sidecar.chain.rpc import CometRpc, NodeStatus
 from sidecar.errors import ChainRpcError
 from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics
+from sidecar.urls import public_url
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,11 @@ class ChainProbe:
             status = await self._rpc.status()
         except ChainRpcError as exc:
             if chain.reachable or chain.last_error is None:
-                log.warning("chain unreachable; retrying", extra={"rpc_url": self._rpc.url, "error": str(exc)})
+                shown = {"rpc_url": public_url(self._rpc.url), "error": str(exc)}
+                log.warning("chain unreachable; retrying", extra=shown)
             chain.reachable = False
             chain.last_error = str(exc)
-            self._health.set_problem("chain", f"chain unreachable at {self._rpc.url}")
+            self._health.set_problem("chain", f"chain unreachable at {public_url(self._rpc.url)}")
             self._metrics.set_health(self._health.healthy, False)
             return None
         if not chain.reachable:

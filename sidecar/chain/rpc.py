@@ -17,6 +17,7 @@ import httpx
 
 from sidecar import boundedjson
 from sidecar.errors import ChainRpcError
+from sidecar.urls import public_url
 
 # One answer is at most a batch of `chunk` block_results (or one block): CometBFT's own limits
 # (consensus max_bytes 21 MiB a block, rpc max_body_bytes 1 MB by default) are far below this.
@@ -59,10 +60,10 @@ class CometRpc:
         try:
             response = await self._client.post("/", json=body)
         except httpx.TimeoutException:
-            raise ChainRpcError(f"node RPC {method} timed out at {self.url}", retryable=True) from None
+            raise ChainRpcError(f"node RPC {method} timed out at {public_url(self.url)}", retryable=True) from None
         except httpx.HTTPError as exc:
             raise ChainRpcError(
-                f"node RPC {method} unreachable at {self.url}: {type(exc).__name__}", retryable=True
+                f"node RPC {method} unreachable at {public_url(self.url)}: {type(exc).__name__}", retryable=True
             ) from None
         if response.status_code >= 500 and not response.content:
             raise ChainRpcError(f"node RPC {method} answered HTTP {response.status_code}", retryable=True)

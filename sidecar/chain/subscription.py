@@ -21,6 +21,7 @@ from websockets.exceptions import WebSocketException
 
 from sidecar import boundedjson
 from sidecar.observe.metrics import Metrics
+from sidecar.urls import public_url
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # a Tx event carries the whole tx; the library's 1 MiB default is too small
@@ -98,7 +99,7 @@ class Subscription:
                     raw = await asyncio.wait_for(socket.recv(), timeout=wait)
                 except TimeoutError:
                     if self._silence_limit is not None and time.monotonic() - last_message > self._silence_limit:
-                        log.info(f"{self.name} websocket silent; reconnecting", extra={"url": self.url})
+                        log.info(f"{self.name} websocket silent; reconnecting", extra={"url": public_url(self.url)})
                         return  # a stalled or half-open socket: replace it with a new one
                     continue
                 last_message = time.monotonic()

@@ -7,8 +7,13 @@ nothing else; messages name the desk, the operation and the status, never ticket
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from sidecar.errors import DeskError
 
 DeskName = Literal["jira", "waldur"]
 
@@ -75,6 +80,46 @@ class UnmappedValue:
     used: str | None
 
 
+@dataclass(frozen=True)
+class DeskNote:
+    """Something a desk did differently from what was asked and the job still succeeded (a field skipped
+    because it is not on the desk's screen): the worker audits it as `event` with these ids-only details."""
+
+    event: str
+    details: Mapping[str, Any]
+
+
+class DeskOutcome(DeskError):
+    """A part of a job the desk cannot do for a reason no retry changes (no transition path reaches the
+    mapped status): the job finishes with this outcome audited as `event`, instead of retrying or dying."""
+
+    def __init__(self, message: str, *, event: str, details: Mapping[str, Any]) -> None:
+        super().__init__(message, retryable=False)
+        self.event = event
+        self.details = dict(details)
+
+
+_notes: ContextVar[list[DeskNote] | None] = ContextVar("desk_notes", default=None)
+
+
+@contextmanager
+def collecting_notes() -> Iterator[list[DeskNote]]:
+    """Collect the notes desks make in this task (the worker wraps each job in it)."""
+    notes: list[DeskNote] = []
+    token = _notes.set(notes)
+    try:
+        yield notes
+    finally:
+        _notes.reset(token)
+
+
+def note(entry: DeskNote) -> None:
+    """Report a note to the job running in this task; outside a job (a direct call) it is dropped."""
+    notes = _notes.get()
+    if notes is not None:
+        notes.append(entry)
+
+
 MARKER_PREFIX = "ve-response:"  # the last line of every comment the sidecar posts: "ve-response:<id>"
 
 
@@ -135,7 +180,8 @@ class Desk(Protocol):
         ...
 
     async def set_status(self, ref: ExternalTicket, chain_status: str) -> None:
-        """Move the desk ticket to the mapped status (Jira: through a transition)."""
+        """Move the desk ticket to the mapped status (Jira: through a path of transitions); a status the
+        desk's workflow does not let it reach raises DeskOutcome (`status_unreachable`)."""
         ...
 
     async def has_comment(self, ref: ExternalTicket, marker: str) -> bool: ...
@@ -151,3 +197,14 @@ class Desk(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class FinishesCreates(Protocol):
+    """A desk whose create leaves steps for after its answer is recorded (JSM: the labels, claim and
+    priority a request form cannot take). The worker records the ref first, so a failed follow-up is
+    retried against the same desk ticket; the create mark stays until `finish_create` succeeds."""
+
+    finishes_creates: bool
+
+    async def finish_create(self, ref: ExternalTicket, ticket: TicketSnapshot) -> None: ...

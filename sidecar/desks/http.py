@@ -179,8 +179,10 @@ class DeskHttp:
         """Nothing for 2xx; otherwise the DeskError the engine acts on (retryable, retry_after, scope)."""
         if 200 <= status < 300:
             return
-        # 400/401/403/404/422 and any other 3xx/4xx will not heal by retrying; 408/409/425/429/5xx may.
-        retryable = status in RETRYABLE or status >= 500
+        # 400/403/404/422 and any other 3xx/4xx will not heal by retrying; 408/409/425/429/5xx may. A 401
+        # refuses the credentials, not the request: desk-wide, it heals when the operator fixes the token,
+        # so it is retryable and desk-scoped (the worker then probes the desk and waits; see outbound.py).
+        retryable = status in RETRYABLE or status >= 500 or status == 401
         retry_after = parse_retry_after(headers.get("retry-after")) if status in RETRY_AFTER_STATUSES else None
         scope = "issue" if headers.get("ratelimit-reason", "").strip() == PER_ISSUE_REASON else "desk"
         text = self.redact(error_text(content))

@@ -20,12 +20,16 @@ from sidecar.desks import jira_adf
 from sidecar.desks.base import (
     DeskComment,
     DeskName,
+    DeskNote,
+    DeskOutcome,
     DeskTicketState,
     ExternalTicket,
     TicketSnapshot,
     UnmappedValue,
+    note,
 )
 from sidecar.desks.http import DeskHttp
+from sidecar.desks.jira_workflow import DONE, MAX_STEPS, Hop, WorkflowMap, describe, parse_hops
 from sidecar.desks.mapping import DeskMapping, jira_mapping
 from sidecar.errors import DeskError
 from sidecar.observe.metrics import Metrics
@@ -37,6 +41,20 @@ CLOSE_MARKER = "close"
 PAGE_SIZE = 100
 _RECENT_MAX = 1024
 _ISSUE_ID = re.compile(r"[0-9]{1,18}")
+# Jira refuses a summary with a line break ("The summary is invalid because it contains newline
+# characters."); other control characters and Unicode line/paragraph separators go with it.
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+MAX_SUMMARY = 255
+
+
+def one_line(value: str) -> str:
+    """Text as one summary line: every run of control characters becomes one space."""
+    return " ".join(_BREAKS.sub(" ", value).split())
+
+
+def _not_on_screen(exc: DeskError, name: str) -> bool:
+    """Jira's 400 for a field the operation's screen does not show (the edit changed nothing)."""
+    return exc.status == 400 and f"Field '{name}' cannot be set" in str(exc)
 
 
 def ticket_label(ticket_number: str) -> str:
@@ -87,6 +105,10 @@ class JiraDesk:
         # and waits this long after a create it sent before it sends another.
         self.index_lag = config.index_lag
         self._own_key = re.compile(re.escape(config.project_key) + r"-[0-9]{1,18}")
+        self.workflow = WorkflowMap()
+        self._mapped_statuses = {status.lower() for status in self.mapping.status.desk_values()}
+        # JSM request forms take no labels, priority or properties: those follow the create by one edit.
+        self.finishes_creates = bool(config.request_type_id)
 
     # creating and finding -------------------------------------------------------------------
     def unmapped(self, ticket: TicketSnapshot) -> tuple[UnmappedValue, ...]:
@@ -101,7 +123,7 @@ class JiraDesk:
         fields: dict[str, Any] = {
             "project": {"key": self.config.project_key},
             "issuetype": {"name": self.config.issue_type},
-            "summary": f"[{ticket.ticket_number}] {subject}"[:255],
+            "summary": one_line(f"[{ticket.ticket_number}] {subject}")[:MAX_SUMMARY],
             "description": description,
             "labels": [label, category_label(ticket.category)],
             "priority": {"name": priority},
@@ -115,14 +137,24 @@ class JiraDesk:
             ],
         }
         op = f"create issue for {ticket.ticket_number}"
-        answer = self.http.json_object(op, await self._create_call(op, "/rest/api/3/issue", body))
+        while True:
+            try:
+                response = await self._create_call(op, "/rest/api/3/issue", body)
+                break
+            except DeskError as exc:  # a 400 made nothing: without a priority the screen lacks, send it again
+                if "priority" not in fields or not _not_on_screen(exc, "priority"):
+                    raise
+            del fields["priority"]
+            note(DeskNote("field_skipped", {"field": "priority", "reason": "not on the issue's create screen"}))
+        answer = self.http.json_object(op, response)
         issue_id, key = self._ids(answer, "id", "key", op)
         self._remember(label, issue_id)
         return self._ref(issue_id, key)
 
     async def _create_request(self, ticket: TicketSnapshot, fields: dict[str, Any]) -> ExternalTicket:
-        """A JSM customer request of the configured type. Its form takes plain text and no priority or
-        properties: the labels go in the request (so a retried create finds it), the rest follows by edit."""
+        """A JSM customer request of the configured type. A default request type's form has only summary
+        and description (`requestFieldValues` refuses any other field), so the labels, the claim and the
+        priority follow in `finish_create`, after the caller has recorded this answer."""
         op = f"create request for {ticket.ticket_number}"
         body = {
             "serviceDeskId": self.config.service_desk_id,
@@ -130,16 +162,26 @@ class JiraDesk:
             "requestFieldValues": {
                 "summary": fields["summary"],
                 "description": jira_adf.describe_ticket_text(ticket, fields["priority"]["name"]),
-                "labels": fields["labels"],
             },
         }
         answer = self.http.json_object(op, await self._create_call(op, "/rest/servicedeskapi/request", body))
         issue_id, key = self._ids(answer, "issueId", "issueKey", op)
         self._remember(fields["labels"][0], issue_id)
-        await self._claim(ticket, key)
-        edit = {"fields": {"priority": fields["priority"]}}
-        await self.http.request(f"edit {key}", "PUT", _issue_path(key), json_body=edit)
         return self._ref(issue_id, key)
+
+    async def finish_create(self, ref: ExternalTicket, ticket: TicketSnapshot) -> None:
+        """JSM: one edit adding the labels, the claim property and the priority (a priority off the edit
+        screen is skipped and noted). Idempotent, so a retry after a failure sends it again."""
+        if not self.finishes_creates:
+            return
+        claim = {"ticket_id": ticket.ticket_id, "ticket_number": ticket.ticket_number}
+        labels = [{"add": ticket_label(ticket.ticket_number)}, {"add": category_label(ticket.category)}]
+        body: dict[str, Any] = {
+            "fields": {"priority": {"name": self._priority(ticket)}},
+            "update": {"labels": labels},
+            "properties": [{"key": PROPERTY_KEY, "value": claim}],
+        }
+        await self._edit(ref.key, body)
 
     async def _create_call(self, op: str, path: str, body: dict[str, Any]) -> httpx.Response:
         """The POST that creates: a 4xx answer to it means Jira made nothing (marked on the error)."""
@@ -161,6 +203,45 @@ class JiraDesk:
             int(i) for i in (*known_ids, *([self._recent[label]] if label in self._recent else [])) if str(i).isdigit()
         ]
         jql = f'project = "{self.config.project_key}" AND labels = "{label}" ORDER BY key ASC'
+        hits = await self._search(ticket, jql, reconcile)
+        term = _summary_term(ticket.ticket_number)
+        if not hits and self.finishes_creates and term:
+            # A JSM request gets its label only by the edit after the create: one whose answer was lost
+            # has none yet, so look for its summary too (checked below: our prefix, no one else's claim).
+            jql = f'project = "{self.config.project_key}" AND summary ~ "{term}" ORDER BY key ASC'
+            hits = await self._search(ticket, jql, reconcile)
+        unclaimed: ExternalTicket | None = None
+        prefix = f"[{ticket.ticket_number}]"
+        for hit in hits:
+            op = f"confirm {ticket.ticket_number}"
+            hit_id = str(hit.get("id", ""))
+            if not _ISSUE_ID.fullmatch(hit_id):
+                raise DeskError(f"jira {op}: search answered an issue without a numeric id", retryable=False)
+            issue = await self._get(hit_id, "labels,summary,reporter", op)
+            ref = self._ref(*self._ids(issue, "id", "key", op))
+            claim = _claim_of(issue)
+            if isinstance(claim, dict) and claim.get("ticket_id") == ticket.ticket_id:
+                return ref
+            fields = _object(issue.get("fields"))
+            labelled = label in (fields.get("labels") or [])
+            ours = str(fields.get("summary", "")).startswith(prefix) and self._reported_by_me(fields)
+            if claim is None and unclaimed is None and (labelled or ours):
+                unclaimed = ref  # labelled by hand, or a JSM create whose follow-up did not land: adopt it
+        if unclaimed is not None:
+            # adopted: from now on the issue says whose it is (and a JSM request gets its labels)
+            if self.finishes_creates:
+                await self.finish_create(unclaimed, ticket)
+            else:
+                await self._claim(ticket, unclaimed.key)
+        return unclaimed
+
+    def _reported_by_me(self, fields: dict[str, Any]) -> bool:
+        """Whether the sidecar's account reported the issue (True when jira.account_id is not set)."""
+        reporter = _object(fields.get("reporter")).get("accountId")
+        return not self.config.account_id or reporter == self.config.account_id
+
+    async def _search(self, ticket: TicketSnapshot, jql: str, reconcile: list[int]) -> list[dict[str, Any]]:
+        """Every page of a JQL search (ids only), with read-after-write for `reconcile`."""
         hits: list[dict[str, Any]] = []
         token: str | None = None
         while True:
@@ -176,23 +257,7 @@ class JiraDesk:
             hits += _objects(page.get("issues"))
             token = page.get("nextPageToken")
             if page.get("isLast", True) or not isinstance(token, str) or not token:
-                break
-        unclaimed: ExternalTicket | None = None
-        for hit in hits:
-            op = f"confirm {ticket.ticket_number}"
-            hit_id = str(hit.get("id", ""))
-            if not _ISSUE_ID.fullmatch(hit_id):
-                raise DeskError(f"jira {op}: search answered an issue without a numeric id", retryable=False)
-            issue = await self._get(hit_id, "labels", op)
-            ref = self._ref(*self._ids(issue, "id", "key", op))
-            claim = _claim_of(issue)
-            if isinstance(claim, dict) and claim.get("ticket_id") == ticket.ticket_id:
-                return ref
-            if claim is None and unclaimed is None:
-                unclaimed = ref  # labelled by hand, or a JSM create whose claim did not land: adopt if nothing better
-        if unclaimed is not None:
-            await self._claim(ticket, unclaimed.key)  # adopted: from now on the issue says whose it is
-        return unclaimed
+                return hits
 
     def ref_problem(self, external_id: str) -> str | None:
         """Why an id registered on chain cannot be a Jira issue of this project (None: it can)."""
@@ -258,7 +323,7 @@ class JiraDesk:
         wanted = category_label(ticket.category)
         labels = [{"add": wanted}] + [{"remove": category_label(c)} for c in CATEGORIES if category_label(c) != wanted]
         body = {"fields": {"priority": {"name": self._priority(ticket)}}, "update": {"labels": labels}}
-        await self.http.request(f"edit {ref.key}", "PUT", _issue_path(ref.key), json_body=body)
+        await self._edit(ref.key, body)
         account_id = self.mapping.desk_assignee(ticket.assigned_agent)
         if account_id:
             await self.http.request(
@@ -266,27 +331,81 @@ class JiraDesk:
             )
 
     async def set_status(self, ref: ExternalTicket, chain_status: str) -> None:
-        """The transition whose target is the mapped status; none available is a non-retryable error."""
+        """Walk transitions (at most MAX_STEPS) to the mapped status, filling required screen fields;
+        a status no path reaches is a DeskOutcome naming where the issue is and what it could do."""
         op = f"set status of {ref.key}"
         target = self.mapping.status.to_desk(chain_status).value
         if target is None:
             raise DeskError(f"jira {op}: no Jira status is mapped for chain status {chain_status!r}", retryable=False)
-        issue = await self._get(ref.key, "status", op)
-        current = str(_object(_object(issue.get("fields")).get("status")).get("name", ""))
-        if current.lower() == target.lower():
-            return
+        fields = _object((await self._get(ref.key, "status,issuetype", op)).get("fields"))
+        current = str(_object(fields.get("status")).get("name", ""))
+        issue_type = str(_object(fields.get("issuetype")).get("name", ""))
+        visited: set[str] = set()
         url = _issue_path(ref.key, "transitions")
-        options = _objects(self.http.json_object(op, await self.http.request(op, "GET", url)).get("transitions"))
-        usable = [t for t in options if t.get("isAvailable", True) and "id" in t]
-        match = [t for t in usable if str(_object(t.get("to")).get("name", "")).lower() == target.lower()]
-        if not match:
-            available = ", ".join(f"{t.get('name')!r} -> {_object(t.get('to')).get('name')!r}" for t in usable)
-            raise DeskError(
-                f"jira {op}: no transition from {current!r} to {target!r} (chain status {chain_status!r}); "
-                f"available: {available or 'none'}",
-                retryable=False,
-            )
-        await self.http.request(op, "POST", url, json_body={"transition": {"id": str(match[0]["id"])}})
+        params = {"expand": "transitions.fields"}
+        for step in range(MAX_STEPS + 1):
+            if current.lower() == target.lower():
+                return
+            hops = parse_hops(self.http.json_object(op, await self.http.request(op, "GET", url, params=params)))
+            self.workflow.learn(issue_type, current, hops)
+            usable, problems = self._fillable(hops)
+            hop = None
+            if step < MAX_STEPS:
+                hop = self.workflow.next_hop(issue_type, current, target, usable, visited, self._mapped_statuses)
+            if hop is None:
+                raise self._unreachable(op, chain_status, current, target, hops, problems)
+            body: dict[str, Any] = {"transition": {"id": hop.id}}
+            screen = self._screen_values(hop)
+            if screen:
+                body["fields"] = screen
+            await self.http.request(op, "POST", url, json_body=body)
+            visited.add(current.lower())
+            current = hop.to
+
+    def _screen_values(self, hop: Hop) -> dict[str, Any]:
+        """The transition screen's values the sidecar fills: the configured resolution where the screen
+        requires one, or offers one on the way into a done status (nothing on a screen-less transition)."""
+        resolution = hop.fields.get("resolution")
+        if resolution is None or not (resolution.get("required") or hop.category == DONE):
+            return {}
+        return {"resolution": {"name": self.config.resolution}}
+
+    def _fillable(self, hops: list[Hop]) -> tuple[list[Hop], list[str]]:
+        """The hops whose required screen fields the sidecar can fill, and why the others cannot be taken."""
+        usable: list[Hop] = []
+        problems: list[str] = []
+        for hop in hops:
+            missing = [
+                name
+                for name, spec in hop.fields.items()
+                if spec.get("required") and not spec.get("hasDefaultValue") and name != "resolution"
+            ]
+            resolution = hop.fields.get("resolution")
+            allowed = [str(v.get("name")) for v in _objects((resolution or {}).get("allowedValues"))]
+            wanted = resolution is not None and (resolution.get("required") or hop.category == DONE)
+            if wanted and allowed and self.config.resolution not in allowed:
+                missing.append(f"resolution ({self.config.resolution!r} is not one of {', '.join(allowed)})")
+            if missing:
+                problems.append(f"{hop.name!r} requires {', '.join(missing)}")
+            else:
+                usable.append(hop)
+        return usable, problems
+
+    def _unreachable(
+        self, op: str, chain_status: str, current: str, target: str, hops: list[Hop], problems: list[str]
+    ) -> DeskOutcome:
+        why = f"; {'; '.join(problems)}" if problems else ""
+        message = (
+            f"jira {op}: no transition from {current!r} to {target!r} (chain status {chain_status!r}) within "
+            f"{MAX_STEPS} steps; available: {describe(hops)}{why}"
+        )
+        details = {
+            "chain_status": chain_status,
+            "current_status": current[:80],
+            "target_status": target[:80],
+            "available_transitions": [f"{h.name} -> {h.to}"[:120] for h in hops[:20]],
+        }
+        return DeskOutcome(message, event="status_unreachable", details=details)
 
     async def add_comment(self, ref: ExternalTicket, comment: DeskComment) -> None:
         """Public comments as ADF; internal notes through JSM (`public: false`), which takes plain text."""
@@ -319,6 +438,28 @@ class JiraDesk:
         await self.http.aclose()
 
     # helpers ----------------------------------------------------------------------------------
+    async def _edit(self, key: str, body: dict[str, Any]) -> None:
+        """PUT an edit. A field Jira says is not on the edit screen (the whole edit was refused) is left
+        out, noted as `field_skipped`, and the rest of the edit sent again, so the labels are not lost."""
+        op = f"edit {key}"
+        fields = dict(body.get("fields") or {})
+        while True:
+            sent = {**body, "fields": fields} if fields else {k: v for k, v in body.items() if k != "fields"}
+            if not sent:
+                return
+            try:
+                await self.http.request(op, "PUT", _issue_path(key), json_body=sent)
+                return
+            except DeskError as exc:
+                refused = [name for name in fields if _not_on_screen(exc, name)]
+                if not refused:
+                    raise
+            for name in refused:
+                del fields[name]
+                details = {"field": name, "external_key": key, "reason": "not on the issue's edit screen"}
+                note(DeskNote("field_skipped", details))
+                log.info("field not on the edit screen: left out", extra={"desk": "jira", "field": name})
+
     def _priority(self, ticket: TicketSnapshot) -> str:
         mapped = self.mapping.priority.to_desk(ticket.priority)
         if mapped.unmapped is not None:
@@ -368,6 +509,12 @@ def _object(value: Any) -> dict[str, Any]:
 def _objects(value: Any) -> list[dict[str, Any]]:
     """The objects of a JSON array from an answer (anything else is skipped)."""
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _summary_term(ticket_number: str) -> str | None:
+    """A word of the ticket number JQL text search can match without escaping (`SUP-000123` -> `000123`)."""
+    words = re.findall(r"[A-Za-z0-9]+", ticket_number)
+    return words[-1] if words else None
 
 
 def _claim_of(issue: dict[str, Any]) -> Any:

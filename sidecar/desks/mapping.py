@@ -89,10 +89,12 @@ def jira_mapping(config: JiraConfig) -> DeskMapping:
 
 
 def waldur_mapping(config: WaldurConfig) -> DeskMapping:
-    types = dict(config.type_map)
+    """Types and priorities are names Waldur must know: WaldurDesk checks them against the server's lists.
+    An unmapped category takes the type mapped for `other` (None: Waldur's first active request type);
+    an empty default_priority sends no priority."""
     return DeskMapping(
-        priority=FieldMap("waldur", "priority", config.priority_map, config.default_priority),
+        priority=FieldMap("waldur", "priority", config.priority_map, config.default_priority or None),
         status=FieldMap("waldur", "status", config.status_map, None),
         assignee=FieldMap("waldur", "assignee", config.assignee_map, None),
-        category=FieldMap("waldur", "type", config.type_map, types.get("other", "INFORMATIONAL")),
+        category=FieldMap("waldur", "type", config.type_map, dict(config.type_map).get("other")),
     )

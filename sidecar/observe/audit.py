@@ -1,31 +1,25 @@
 """The audit log as components use it: `await auditor.record(AuditEntry(...))`, plus retention and export.
 
-What may be stored (so ticket content and secrets never are):
-  * detail values are ids, hashes, counts, flags or short labels: None, bool, int, float, or a
-    string of at most 200 characters without line breaks, or a list of up to 50 of those;
-  * a detail key whose words include subject, description, message, body, content, text,
-    comment, title, summary, payload, plaintext, token, secret, password, authorization, auth or
-    mnemonic, or that names a private, signing, api or secret key, is refused, unless its last
-    word marks an identifier (id, ids, hash, sha256, count, len, bytes, name, names):
-    `body_sha256` and `external_key` are fine, `body` and `api_key` are not;
-  * every string (details, error, and the other columns) passes the log redactor, so a configured
-    secret or an Authorization header value is masked; `error` is cut to 500 characters.
-A refused detail is dropped, its key is listed under `dropped`, and a warning names the key.
+What a row may hold is the rule in sidecar.observe.audit_rules, applied to every row by
+`append_audit_txn` whichever path appends it; `Auditor.clean` applies it early (with this auditor's
+redactor) for callers that build rows before their own write transaction.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 from sidecar.config import parse_duration
+from sidecar.observe.audit_rules import clean_details as clean_details  # re-exported: the rule's entry points
+from sidecar.observe.audit_rules import clean_entry
+from sidecar.observe.audit_rules import is_content_key as is_content_key
 from sidecar.observe.logs import Redactor, current_redactor
 from sidecar.store.audit import (
     AuditEntry,
@@ -41,64 +35,11 @@ from sidecar.store.webhooks import purge_deliveries_txn
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
-MAX_VALUE_CHARS = 200
-MAX_LIST_ITEMS = 50
-MAX_ERROR_CHARS = 500
-CONTENT_WORDS = frozenset(
-    {
-        *("subject", "description", "message", "body", "content", "text", "comment", "comments", "title"),
-        *("summary", "payload", "plaintext", "token", "tokens", "secret", "password", "passphrase"),
-        *("authorization", "auth", "mnemonic"),
-    }
-)
-_KEY_NAMES = re.compile(r"(private|signing|api|secret)[^a-z0-9]*key")
-ID_WORDS = frozenset({"id", "ids", "hash", "sha256", "count", "len", "bytes", "name", "names"})
 DAY = 86400.0
 
 
-def is_content_key(key: str) -> bool:
-    """True when a detail key names content or a credential rather than an identifier."""
-    words = [w for w in re.split(r"[^a-z0-9]+", key.lower()) if w]
-    if not words:
-        return True
-    if words[-1] in ID_WORDS:
-        return False
-    return any(w in CONTENT_WORDS for w in words) or bool(_KEY_NAMES.search(key.lower()))
-
-
-def _scalar_ok(value: Any) -> bool:
-    if value is None or isinstance(value, (bool, int, float)):
-        return True
-    return isinstance(value, str) and len(value) <= MAX_VALUE_CHARS and "\n" not in value and "\r" not in value
-
-
-def clean_details(details: Mapping[str, Any], redact: Redactor) -> tuple[dict[str, Any], list[str]]:
-    """Apply the module's rule: return the details that may be stored and the keys dropped."""
-    kept: dict[str, Any] = {}
-    dropped: list[str] = []
-    for key, value in details.items():
-        ok = not is_content_key(str(key))
-        if ok and isinstance(value, (list, tuple)):
-            ok = len(value) <= MAX_LIST_ITEMS and all(_scalar_ok(v) for v in value)
-        elif ok:
-            ok = _scalar_ok(value)
-        if not ok:
-            dropped.append(str(key)[:MAX_VALUE_CHARS])
-            continue
-        kept[str(key)] = _redact_value(value, redact)
-    return kept, sorted(dropped)
-
-
-def _redact_value(value: Any, redact: Redactor) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, (list, tuple)):
-        return [redact(v) if isinstance(v, str) else v for v in value]
-    return value
-
-
 class Auditor:
-    """Cleans entries by the module's rule and appends them to the chain through the writer thread."""
+    """Cleans entries by the audit_rules rule and appends them to the chain through the writer thread."""
 
     def __init__(
         self, store: Store, *, enabled: bool = True, clock: Clock = time.time, redactor: Redactor | None = None
@@ -115,18 +56,7 @@ class Auditor:
 
     def clean(self, entry: AuditEntry) -> AuditEntry:
         """The entry as it will be stored; for callers that append inside their own write transaction."""
-        redact = self.redact
-        details, dropped = clean_details(entry.details, redact)
-        if dropped:
-            log.warning("audit details dropped", extra={"event_type": entry.event_type, "keys": dropped})
-            details["dropped"] = dropped
-        columns: dict[str, Any] = {
-            name: redact(value)[:MAX_VALUE_CHARS]
-            for name, value in asdict(entry).items()
-            if isinstance(value, str) and name != "error"
-        }
-        error = redact(entry.error)[:MAX_ERROR_CHARS] if entry.error is not None else None
-        return replace(entry, **columns, error=error, details=details)
+        return clean_entry(entry, self.redact)
 
     async def record(self, entry: AuditEntry) -> int | None:
         """Append one entry; the row id, or None when audit.enabled is false."""

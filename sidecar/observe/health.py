@@ -6,7 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-DeskState = Literal["healthy", "unhealthy", "not_configured", "unknown"]
+# "unauthorized": the desk answers 401 to the sidecar's credentials (problems say why; jobs wait).
+DeskState = Literal["healthy", "unhealthy", "unauthorized", "not_configured", "unknown"]
 
 
 @dataclass

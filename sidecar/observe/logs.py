@@ -1,7 +1,8 @@
 """Structured logging with redaction: one event per line, secrets removed from every line.
 
-The redaction runs in the handler's formatter, after the message, extras and traceback are
-rendered, so a secret cannot slip through any of them.
+The redaction runs in the handler's formatter on each value (the message, every extra, the
+traceback) before the line is rendered: rendering escapes `"`, `\\`, newlines and non-ASCII in
+JSON, so a secret would no longer match once rendered. Text lines are also redacted whole.
 """
 
 from __future__ import annotations
@@ -47,6 +48,19 @@ def current_redactor() -> Redactor:
     return _current
 
 
+def redact_value(value: Any, redact: Redactor) -> Any:
+    """`value` with every string in it redacted; values JSON cannot carry become their redacted str()."""
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        return {redact(str(k)): redact_value(v, redact) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [redact_value(v, redact) for v in value]
+    return redact(str(value))
+
+
 class _Formatter(logging.Formatter):
     def __init__(self, redact: Redactor, as_json: bool) -> None:
         super().__init__()
@@ -54,9 +68,12 @@ class _Formatter(logging.Formatter):
         self._as_json = as_json
 
     def format(self, record: logging.LogRecord) -> str:
-        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
-        message = record.getMessage()
-        error = self.formatException(record.exc_info) if record.exc_info else None
+        redact = self._redact
+        extras = {
+            k: redact_value(v, redact) for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")
+        }
+        message = redact(record.getMessage())
+        error = redact(self.formatException(record.exc_info)) if record.exc_info else None
         if self._as_json:
             doc: dict[str, Any] = {
                 "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
@@ -67,13 +84,12 @@ class _Formatter(logging.Formatter):
             }
             if error:
                 doc["error"] = error
-            line = json.dumps(doc, default=str, separators=(",", ":"))
-        else:
-            fields = " ".join(f"{k}={v}" for k, v in extras.items())
-            line = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {message}"
-            line += f" {fields}" if fields else ""
-            line += f"\n{error}" if error else ""
-        return self._redact(line)
+            return json.dumps(doc, default=str, separators=(",", ":"))  # values are redacted already
+        fields = " ".join(f"{k}={v}" for k, v in extras.items())
+        line = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {message}"
+        line += f" {fields}" if fields else ""
+        line += f"\n{error}" if error else ""
+        return redact(line)  # unescaped text: a secret split across two values is caught here too
 
 
 def setup_logging(level: str, fmt: str, secrets: Iterable[str] = (), stream: TextIO | None = None) -> Redactor:

@@ -40,6 +40,7 @@ WebhookOutcome = Literal[
     "rate_limited",
     "too_large",
     "malformed",
+    "overloaded",
 ]
 TxConfirmation = Literal["websocket", "poll"]
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
@@ -98,6 +99,12 @@ class Metrics:
         self.webhook_deliveries = Counter(
             "servicedesk_webhook_deliveries", "Webhook deliveries by desk and outcome", ["desk", "outcome"], registry=r
         )
+        self.desk_auth_failed = Gauge(
+            "servicedesk_desk_auth_failed",
+            "1 while the desk refuses the sidecar's credentials (HTTP 401), else 0",
+            ["desk"],
+            registry=r,
+        )
         self.loop_errors = Counter(
             "servicedesk_loop_errors", "Errors raised by a background loop step", ["loop"], registry=r
         )
@@ -119,6 +126,8 @@ class Metrics:
             self.tx_confirmations.labels(source=source)
         for desk, outcome in product(get_args(Service), get_args(WebhookOutcome)):
             self.webhook_deliveries.labels(desk=desk, outcome=outcome)
+        for desk in get_args(Service):
+            self.desk_auth_failed.labels(desk=desk).set(0)
 
     def set_queue(self, pending: int, failed: int) -> None:
         self.queue_pending.set(pending)
@@ -169,6 +178,10 @@ class Metrics:
 
     def count_webhook(self, desk: Service, outcome: WebhookOutcome) -> None:
         self.webhook_deliveries.labels(desk=desk, outcome=outcome).inc()
+
+    def set_desk_auth_failed(self, desk: Service, failed: bool) -> None:
+        """Raised while the desk answers 401 (an expired or revoked token), cleared once it answers again."""
+        self.desk_auth_failed.labels(desk=desk).set(1 if failed else 0)
 
     def count_loop_error(self, loop: str) -> None:
         """`loop` is a name fixed in code (app.py's run_loop calls), never data."""

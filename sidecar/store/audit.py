@@ -4,8 +4,9 @@ Tamper evidence: a changed row breaks its own hash; a removed row breaks the lin
 sequence) after it; rows removed from the end no longer match the head recorded in `meta`.
 Retention removes a prefix only and records the last removed row as the anchor the chain then
 starts from. Someone who can rewrite the whole file and `meta` can forge a consistent chain:
-export the log elsewhere for stronger guarantees. Details hold ids and hashes only (the
-observe.audit.Auditor enforces it before rows get here).
+export the log elsewhere for stronger guarantees. Details hold ids and hashes only:
+`append_audit_txn`, the one way a row is written, cleans every entry by sidecar.observe.audit_rules
+(content keys dropped, secrets masked) whichever component appends it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.errors import StoreError
+from sidecar.observe.audit_rules import clean_entry
+from sidecar.observe.logs import current_redactor
 
 GENESIS_HASH = "0" * 64
 _FIELDS = (
@@ -129,9 +132,10 @@ def audit_anchor(conn: sqlite3.Connection) -> Anchor:
 
 
 def append_audit_txn(conn: sqlite3.Connection, entry: AuditEntry, ts: float) -> int:
-    """Append one entry, chained to the last row (or the anchor). Runs inside the caller's write transaction."""
+    """Append one entry, cleaned by the audit rule with the process's redactor, chained to the last row (or
+    the anchor). Runs inside the caller's write transaction."""
     last = conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
-    values = asdict(entry)
+    values = asdict(clean_entry(entry, current_redactor()))
     values["details_json"] = json.dumps(values.pop("details"), sort_keys=True, separators=(",", ":"))
     values["ts"] = ts
     values["prev_hash"] = last["hash"] if last else audit_anchor(conn).hash

@@ -8,8 +8,11 @@ Side effects (HTTP calls, broadcasts) belong after the awaited write returns, i.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +44,37 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+class WriterBusy(StoreError):
+    """A bounded kind of write was refused because its slots are all taken; retry later."""
+
+
+class WriteSlots:
+    """How many writes of one kind may wait for or use the writer thread at once (see write_within).
+
+    Counted on the event loop's thread only, so a plain integer is enough."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("a write slot limit must be at least 1")
+        self.limit = limit
+        self.in_use = 0
+
+
+def _make_private(path: str) -> None:
+    """Create the database file 0600 if missing, and tighten it and its WAL/SHM to 0600 if looser.
+
+    SQLite creates the WAL and SHM with the database file's mode, so a private database keeps them
+    private; an older, looser file is tightened rather than refused (it holds ticket ids, not secrets)."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        for file in (path, f"{path}-wal", f"{path}-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_IMODE(os.stat(file).st_mode) & 0o077:
+                    os.chmod(file, 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot open database {path}: {exc.strerror}") from None
+
+
 class Store:
     """Owns the database connections and the two threads that use them."""
 
@@ -63,12 +97,15 @@ class Store:
 
     def _open_writer(self) -> None:
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _make_private(self.path)
         try:
             conn = _connect(self.path)
             applied = migrate(conn, self.path)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        if self.path != ":memory:":
+            _make_private(self.path)  # the WAL and SHM files exist now
         if applied:
             log.info("database migrated", extra={"path": self.path, "versions": applied})
         self._write_conn = conn
@@ -93,6 +130,25 @@ class Store:
             return result
 
         return await self._run(self._writer, desc, run)
+
+    async def write_within(
+        self,
+        slots: WriteSlots,
+        desc: str,
+        fn_txn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """`write`, unless `slots.limit` writes of the same kind are already queued or running: then
+        WriterBusy, and nothing is queued. Intake from outside takes this path, so it can never queue
+        more than a few transactions ahead of the follower's and the desk workers' writes."""
+        if slots.in_use >= slots.limit:
+            raise WriterBusy(f"{desc}: {slots.in_use} writes of this kind already queued")
+        slots.in_use += 1
+        try:
+            return await self.write(desc, fn_txn, *args, **kwargs)
+        finally:
+            slots.in_use -= 1
 
     async def read(
         self, desc: str, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kwargs: P.kwargs

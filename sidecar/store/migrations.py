@@ -234,6 +234,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         UPDATE external_refs SET verified = 0 WHERE external_key IS NULL
         """,
     ),
+    Migration(
+        4,
+        "webhook deliveries by body",
+        """
+        -- A signed body replayed under a new delivery id is a duplicate: looked up by its hash per desk.
+        -- Not unique: rows recorded before this version may repeat a body.
+        CREATE INDEX webhook_deliveries_body ON webhook_deliveries (desk, body_sha256);
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -1,4 +1,9 @@
-"""Webhook deliveries: ids and hashes of what the desks sent, recorded once per delivery id."""
+"""Webhook deliveries: ids and hashes of what the desks sent, recorded once per delivery id and once per body.
+
+The body check stops a signed body replayed under a new delivery id (the id header is not signed).
+It runs in the writer thread inside the same transaction as the insert, so check and insert cannot
+interleave with another delivery's; `webhook_deliveries_body` (migration 4) keeps it an index lookup.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,14 @@ class Delivery:
 
 
 def record_delivery_txn(conn: sqlite3.Connection, delivery: Delivery, audit: AuditEntry | None, now: float) -> bool:
-    """Store a delivery and its audit row together; False (and nothing written) when its id was seen before."""
+    """Store a delivery and its audit row together; False (and nothing written) when its id or its body was
+    seen before from the same desk."""
+    seen = conn.execute(
+        "SELECT 1 FROM webhook_deliveries WHERE desk = ? AND body_sha256 = ? LIMIT 1",
+        (delivery.desk, delivery.body_sha256),
+    ).fetchone()
+    if seen is not None:
+        return False
     cur = conn.execute(
         "INSERT INTO webhook_deliveries (desk, delivery_id, event_type, external_id, body_sha256, state, reason,"
         " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (desk, delivery_id) DO NOTHING",

@@ -14,19 +14,25 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
-import signal
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sidecar.config_schema import RetryConfig
-from sidecar.desks.base import Desk, ExternalTicket, TicketSnapshot
+from sidecar.desks.base import (
+    Desk,
+    DeskNote,
+    DeskOutcome,
+    ExternalTicket,
+    FinishesCreates,
+    TicketSnapshot,
+    collecting_notes,
+)
 from sidecar.errors import DeskError
 from sidecar.observe.audit import Auditor
-from sidecar.observe.health import HealthState
+from sidecar.observe.health import DeskState, HealthState
 from sidecar.observe.metrics import Metrics
 from sidecar.store.audit import AuditEntry, append_audit_txn
 from sidecar.store.db import Store
@@ -55,13 +61,23 @@ from sidecar.sync.content import ContentOpener
 from sidecar.sync.failures import is_store_failure, job_failure_reason
 
 log = logging.getLogger(__name__)
-# Test seam: SIDECAR_TEST_CRASH_POINT=after_desk_create SIGKILLs the process between the desk's answer
-# and the local record, the worst moment for duplicates. Never set in production.
-CRASH_POINT = os.environ.get("SIDECAR_TEST_CRASH_POINT", "")
+# Test seam: a hook run between the desk's answer to a create and the local record, the worst moment
+# for duplicates (the crash tests SIGKILL the process there). See install_crash_hook.
+_after_desk_create: Callable[[], None] | None = None
 # While a create may be waiting for the desk's index, the job searches again this often (seconds).
 INDEX_RECHECK = 5.0
 # Called inside the ref-recording transaction to queue the on-chain registration of a new ref.
 RegisterRef = Callable[[sqlite3.Connection, RefRow, float], None]
+
+
+def install_crash_hook(hook: Callable[[], None] | None) -> None:
+    """Install (or remove, with None) the test seam run right after a desk created a ticket.
+
+    Only the test harness calls this (tests/sidecar/seamed.py, which then runs the real CLI); the product's
+    entry points never do, and nothing reads the environment for it, so no variable, key or request can
+    make a production process crash itself (`run` warns about SIDECAR_TEST_* variables it ignores)."""
+    global _after_desk_create
+    _after_desk_create = hook
 
 
 @dataclass(frozen=True)
@@ -220,18 +236,47 @@ class DeskWorker:
         try:
             await self.desk.check()
         except DeskError as exc:
-            if self._health.desks.get(self.desk.name) != "unhealthy":
+            if self._health.desks.get(self.desk.name) not in ("unhealthy", "unauthorized"):
                 log.warning("desk does not answer well", extra={"desk": self.desk.name, "error": str(exc)})
-            self._health.desks[self.desk.name] = "unhealthy"
+            self._set_state(exc)
             return 10.0
-        self._health.desks[self.desk.name] = "healthy"
+        self._set_state(None)
         return 30.0
+
+    def _set_state(self, exc: DeskError | None) -> None:
+        """Health, the problem text and the auth alarm after a call: answered (None) or failed (`exc`).
+        A 401 is the desk refusing the sidecar's credentials (an expired or revoked API token): desk-wide,
+        healed only by the operator, so it gets its own state, reason and metric (alert ServiceDeskAuthFailed)."""
+        unauthorized = exc is not None and exc.status == 401
+        state: DeskState = "healthy" if exc is None else "unauthorized" if unauthorized else "unhealthy"
+        self._health.desks[self.desk.name] = state
+        self._metrics.set_desk_auth_failed(self.desk.name, unauthorized)
+        problem = None
+        if unauthorized:
+            problem = (
+                f"{self.desk.name} refuses the sidecar's credentials (HTTP 401: expired or revoked API token, or "
+                "a wrong username); its jobs wait without spending attempts until the token is fixed"
+            )
+        self._health.set_problem(f"{self.desk.name}_auth", problem)
 
     async def _run(self, job: Job) -> None:
         """One job; whatever it raises stays with it (CancelledError and store failures excepted)."""
+        with collecting_notes() as notes:
+            await self._run_noting(job, notes)
+
+    async def _run_noting(self, job: Job, notes: list[DeskNote]) -> None:
         try:
             await self._handle(job)
+        except DeskOutcome as outcome:  # a part no retry can do (an unreachable status): finished, audited
+            await self._store.write("finish job", self._finish_txn, job, self._clock(), notes, outcome)
+            self._metrics.count_sync("outbound", "skipped")
+            log.warning(
+                "desk job finished without one part",
+                extra={"job_id": job.id, "desk": job.desk, "event": outcome.event, "error": str(outcome)},
+            )
+            return
         except DeskError as exc:
+            await self._record_notes(job, notes)
             await self._failed(job, exc)
             return
         except _WaitForIndex as wait:
@@ -245,18 +290,31 @@ class DeskWorker:
         except Exception as exc:
             if is_store_failure(exc):
                 raise
+            await self._record_notes(job, notes)
             await self._dead(job, job_failure_reason(exc))
             return
-        await self._store.write("finish job", self._finish_txn, job, self._clock())
+        await self._store.write("finish job", self._finish_txn, job, self._clock(), notes, None)
         self._metrics.count_sync("outbound", "success")
-        self._health.desks[self.desk.name] = "healthy"
+        self._set_state(None)
 
-    def _finish_txn(self, conn: sqlite3.Connection, job: Job, now: float) -> None:
+    def _finish_txn(
+        self, conn: sqlite3.Connection, job: Job, now: float, notes: list[DeskNote], outcome: DeskOutcome | None
+    ) -> None:
         """The job is done and audited in one transaction: a sync that happened is never unrecorded."""
         finish_job_txn(conn, job.id, now)
-        if self._auditor.enabled:
-            entry = _outbound_entry("ticket_synced", job, "ok", {"job_id": job.id, "kind": job.kind})
-            append_audit_txn(conn, self._auditor.clean(entry), now)
+        for entry in _note_entries(job, notes):
+            self._audit_txn(conn, entry, now)
+        ids = {"job_id": job.id, "kind": job.kind}
+        if outcome is not None:
+            entry = _outbound_entry(outcome.event, job, "skipped", {**ids, **outcome.details}, str(outcome))
+        else:
+            entry = _outbound_entry("ticket_synced", job, "ok", ids)
+        self._audit_txn(conn, entry, now)
+
+    async def _record_notes(self, job: Job, notes: list[DeskNote]) -> None:
+        """Notes of a job that then failed: what the desk skipped is audited all the same."""
+        for entry in _note_entries(job, notes):
+            await self._auditor.record(entry)
 
     async def _desk_down(self, now: float) -> bool:
         """After a desk-wide failure: is the whole desk down (its cheap health call fails too)?"""
@@ -270,17 +328,18 @@ class DeskWorker:
             await self.desk.check()
         except DeskError as exc:
             if not self._outage_probes:
-                self._health.desks[self.desk.name] = "unhealthy"
                 log.warning(
-                    "desk is down: its jobs wait without spending attempts", extra={"desk": self.desk.name}
+                    "desk is down: its jobs wait without spending attempts",
+                    extra={"desk": self.desk.name, "status": exc.status},
                 )
+            self._set_state(exc)
             self._paused_until = now + backoff(self._retry, self._outage_probes, exc.retry_after, self._rng)
             self._outage_probes += 1
             return False
         if self._outage_probes:
             log.info("desk is back", extra={"desk": self.desk.name, "probes": self._outage_probes})
             self._outage_probes = 0
-            self._health.desks[self.desk.name] = "healthy"
+            self._set_state(None)
         return True
 
     async def _failed(self, job: Job, exc: DeskError) -> None:
@@ -338,10 +397,16 @@ class DeskWorker:
         """The desk ticket for this chain ticket: stored ref, else a chain ref whose ticket carries our claim,
         else adopted by lookup, else created (at most once per index-lag bound, by the create mark)."""
         row = await self._store.read("ref", get_ref, snapshot.ticket_id, self.desk.name)
+        finisher = self.desk if isinstance(self.desk, FinishesCreates) and self.desk.finishes_creates else None
         if row is not None and row.verified:
-            return ExternalTicket(
+            ref = ExternalTicket(
                 self.desk.name, row.external_id, row.external_key or row.external_id, row.external_url or ""
             )
+            if finisher is not None:
+                pending = await self._store.read("create mark", get_create_mark, snapshot.ticket_id, self.desk.name)
+                if pending is not None:  # an earlier attempt recorded the create, then its follow-up failed
+                    await self._finish_create(finisher, snapshot, ref)
+            return ref
         if row is not None:
             adopted = await self._adopt_chain_ref(snapshot, row)
             if adopted is not None:
@@ -370,12 +435,21 @@ class DeskWorker:
             if exc.nothing_created:  # refused outright (e.g. 429, 400): no issue to wait for in the index
                 await self._store.write("clear create mark", clear_create_mark_txn, snapshot.ticket_id, self.desk.name)
             raise
-        if CRASH_POINT == "after_desk_create":
-            os.kill(os.getpid(), signal.SIGKILL)
+        if _after_desk_create is not None:
+            _after_desk_create()
+        # Recorded before any follow-up: a follow-up that fails is retried on this issue, never a new one.
         await self._store.write(
-            "record ref", self._record_txn, snapshot, created, "external_ticket_created", self._clock()
+            "record ref", self._record_txn, snapshot, created, "external_ticket_created", self._clock(),
+            finisher is not None,
         )
+        if finisher is not None:
+            await self._finish_create(finisher, snapshot, created)
         return created
+
+    async def _finish_create(self, desk: FinishesCreates, snapshot: TicketSnapshot, ref: ExternalTicket) -> None:
+        """The create's follow-up; the mark, kept since the create, goes once it has landed."""
+        await desk.finish_create(ref, snapshot)
+        await self._store.write("clear create mark", clear_create_mark_txn, snapshot.ticket_id, self.desk.name)
 
     async def _adopt_chain_ref(self, snapshot: TicketSnapshot, row: RefRow) -> ExternalTicket | None:
         """A ref someone registered on chain: used only when its desk ticket carries this sidecar's claim.
@@ -433,9 +507,16 @@ class DeskWorker:
         )
 
     def _record_txn(
-        self, conn: sqlite3.Connection, snapshot: TicketSnapshot, ext: ExternalTicket, event: str, now: float
+        self,
+        conn: sqlite3.Connection,
+        snapshot: TicketSnapshot,
+        ext: ExternalTicket,
+        event: str,
+        now: float,
+        keep_mark: bool = False,
     ) -> None:
-        """The desk's answer, recorded with its audit and the chain registration, and the create mark cleared."""
+        """The desk's answer, recorded with its audit and the chain registration, and the create mark cleared
+        (`keep_mark`: kept until the create's follow-up has landed, which is how a retry knows it is due)."""
         for other in evict_unverified_txn(conn, ext.desk, ext.external_id, snapshot.ticket_id):
             self._audit_txn(
                 conn,
@@ -452,7 +533,8 @@ class DeskWorker:
                 now,
             )
         row = record_ref_txn(conn, RefRow(snapshot.ticket_id, ext.desk, ext.external_id, ext.key, ext.url, False), now)
-        clear_create_mark_txn(conn, snapshot.ticket_id, ext.desk)
+        if not keep_mark:
+            clear_create_mark_txn(conn, snapshot.ticket_id, ext.desk)
         entry = AuditEntry(
             event,
             ticket_id=snapshot.ticket_id,
@@ -469,6 +551,10 @@ class DeskWorker:
     def _audit_txn(self, conn: sqlite3.Connection, entry: AuditEntry, now: float) -> None:
         if self._auditor.enabled:
             append_audit_txn(conn, self._auditor.clean(entry), now)
+
+
+def _note_entries(job: Job, notes: list[DeskNote]) -> list[AuditEntry]:
+    return [_outbound_entry(n.event, job, "skipped", {"job_id": job.id, "kind": job.kind, **n.details}) for n in notes]
 
 
 def _outbound_entry(

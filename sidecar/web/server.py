@@ -1,39 +1,86 @@
-"""Starlette on uvicorn, embedded so that the app, not uvicorn, owns signals and shutdown order."""
+"""Starlette on uvicorn, embedded so that the app, not uvicorn, owns signals and shutdown order.
+
+Two listeners: the public one (`webhook.listen_addr`: the desks' receivers and the plain health
+that load balancers poll) and the observe one (`observe.listen`, loopback by default: /metrics and
+verbose health). With `observe.listen` empty the public listener serves everything, as before.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from sidecar.config import parse_listen
 from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics
 from sidecar.store.db import Store
-from sidecar.web.health import health_endpoint
+from sidecar.web.deadlines import BodyDeadline, header_deadline_protocol
+from sidecar.web.health import CachedFigures, health_endpoint
+from sidecar.web.peers import ClientAddress
 from sidecar.web.webhooks import WebhookReceiver
 
 
-def build_web_app(
-    prefix: str, store: Store, health: HealthState, metrics: Metrics, receiver: WebhookReceiver | None = None
-) -> Starlette:
-    """Health and metrics always; the desks' receivers when webhook.enabled."""
-    prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+def _prefix(prefix: str) -> str:
+    return "/" + prefix.strip("/") if prefix.strip("/") else ""
 
+
+def _metrics_route(metrics: Metrics) -> Route:
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    routes = [
-        Route(f"{prefix}/health", health_endpoint(store, health, metrics), methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
-        *(receiver.routes(prefix) if receiver is not None else []),
-    ]
+    return Route("/metrics", metrics_endpoint, methods=["GET"])
+
+
+def build_web_app(
+    prefix: str,
+    store: Store,
+    health: HealthState,
+    metrics: Metrics,
+    receiver: WebhookReceiver | None = None,
+    *,
+    figures: CachedFigures | None = None,
+    observe: bool = True,
+) -> Starlette:
+    """The public app: the desks' receivers (when webhook.enabled) and health. With `observe` (no
+    separate observe listener) it also serves /metrics and verbose health; without, it ignores
+    `?verbose=1` and has no /metrics."""
+    prefix = _prefix(prefix)
+    figures = figures or CachedFigures(store)
+    routes = [Route(f"{prefix}/health", health_endpoint(figures, health, metrics, verbose=observe), methods=["GET"])]
+    if observe:
+        routes.append(_metrics_route(metrics))
+    routes += receiver.routes(prefix) if receiver is not None else []
     return Starlette(routes=routes)
+
+
+def build_observe_app(
+    prefix: str, store: Store, health: HealthState, metrics: Metrics, *, figures: CachedFigures | None = None
+) -> Starlette:
+    """What `observe.listen` serves: /metrics and health with `?verbose=1` (same paths as the public port)."""
+    figures = figures or CachedFigures(store)
+    health_route = Route(
+        f"{_prefix(prefix)}/health", health_endpoint(figures, health, metrics, verbose=True), methods=["GET"]
+    )
+    return Starlette(routes=[health_route, _metrics_route(metrics)])
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """`read_timeout`: for a request's headers, then for its body. `max_connections`: uvicorn's
+    limit_concurrency (beyond it requests are answered 503). `keep_alive`: idle time between requests."""
+
+    read_timeout: float = 10.0
+    max_connections: int = 256
+    keep_alive: int = 5
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -44,19 +91,50 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class WebServer:
-    """Binds its socket at construction so the real port is known before serving (port 0 in tests)."""
+    """Binds its socket at construction so the real port is known before serving (port 0 in tests).
 
-    def __init__(self, app: Starlette, listen_addr: str) -> None:
+    uvicorn's proxy-header handling is off: `ClientAddress` resolves the client itself, believing
+    X-Forwarded-For only from `trusted_proxies` (see sidecar/web/peers.py)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        listen_addr: str,
+        limits: ServerLimits = ServerLimits(),
+        trusted_proxies: Sequence[str] = (),
+    ) -> None:
         host, port = parse_listen(listen_addr)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
-        self._sock.listen(128)
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and host == "::":
+                self._sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # [::] takes IPv4 too
+            self._sock.bind((host, port))
+            self._sock.listen(128)
+        except OSError:
+            self._sock.close()
+            raise
         self._sock.setblocking(False)
         self.host, self.port = host, self._sock.getsockname()[1]
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5)
+        guarded = ClientAddress(BodyDeadline(app, limits.read_timeout), trusted_proxies)
+        config = uvicorn.Config(
+            guarded,
+            http=header_deadline_protocol(limits.read_timeout),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            proxy_headers=False,
+            server_header=False,
+            limit_concurrency=limits.max_connections,
+            timeout_keep_alive=limits.keep_alive,
+            timeout_graceful_shutdown=5,
+        )
         self._server = _EmbeddedServer(config)
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     async def serve(self) -> None:
         await self._server.serve(sockets=[self._sock])
@@ -64,6 +142,10 @@ class WebServer:
     def stop(self) -> None:
         """Stop accepting; in-flight requests finish within the graceful timeout."""
         self._server.should_exit = True
+
+    def close(self) -> None:
+        """Release the socket of a server that never served (its construction's partner failed)."""
+        self._sock.close()
 
     async def wait_started(self) -> None:
         while not self._server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event

@@ -1,11 +1,16 @@
 """The desks' webhook receivers: verify, deduplicate, record, answer fast.
 
-A webhook is a hint (ARCHITECTURE.md, "Inbound"). Checks run cheapest first: source allow-list
-(the TCP peer), rate limit, body size, signature or shared secret over the exact bytes received,
-JSON, age, delivery id. What passes is recorded (ids and a body hash, never the body) with its audit
-row in one transaction. Jira retries on 408/409/425/429/5xx, so a duplicate or a stale delivery is
-answered 200: there is nothing a retry could fix. Applying deliveries to the chain is the inbound
-engine's job, not this module's.
+A webhook is a hint (ARCHITECTURE.md, "Inbound"). Checks run cheapest first: rate limits (per source
+address, per failing source, overall: web.limits), source allow-list (the TCP peer), body size,
+signature or shared secret over the exact bytes received, JSON, timestamp, delivery id and body hash.
+What passes is recorded (ids and a body hash, never the body) with its audit row in one transaction,
+through a bounded number of writer slots. Jira retries on 408/409/425/429/5xx, so a duplicate or a
+stale delivery is answered 200: there is nothing a retry could fix. Applying deliveries to the chain
+is the inbound engine's job, not this module's.
+
+The port faces the internet, so a rejection costs nothing durable: it is counted in metrics and
+summed up in memory (web.rejections), never written or logged one by one. Its answer names what
+failed in fixed words and never what is configured (whether a secret or an allow-list exists).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,18 +27,19 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sidecar.boundedjson import loads as bounded_loads
 from sidecar.config_schema import WebhookConfig
-from sidecar.desks.ratelimit import TokenBucket
 from sidecar.observe.audit import Auditor
 from sidecar.observe.metrics import Metrics, Service, WebhookOutcome
 from sidecar.store.audit import AuditEntry
-from sidecar.store.db import Store
+from sidecar.store.db import Store, WriterBusy, WriteSlots
 from sidecar.store.webhooks import Delivery, record_delivery_txn
+from sidecar.web.limits import SourceLimits, retry_after
+from sidecar.web.rejections import RejectionSummary
 
 log = logging.getLogger(__name__)
 STATUS: dict[WebhookOutcome, int] = {
@@ -45,14 +52,29 @@ STATUS: dict[WebhookOutcome, int] = {
     "too_large": 413,
     "rate_limited": 429,
     "malformed": 400,
+    "overloaded": 503,
 }
+# The words a rejection answers with: what failed, never whether a secret or an allow-list is configured.
+REASONS: dict[WebhookOutcome, str] = {
+    "bad_signature": "bad signature",
+    "forbidden_source": "forbidden",
+    "rate_limited": "too many requests",
+    "too_large": "body too large",
+    "overloaded": "busy, retry later",
+}
+# How far a desk's timestamp may be ahead of our clock (clock skew); further is refused, since a body
+# stamped in the future would stay inside webhook.max_age, i.e. replayable, for longer.
+MAX_FUTURE_SKEW = 300.0
 
 
 class Rejected(Exception):
-    def __init__(self, outcome: WebhookOutcome, reason: str) -> None:
-        super().__init__(reason)
+    """`reason` defaults to the outcome's fixed words; malformed bodies say what is wrong with them."""
+
+    def __init__(self, outcome: WebhookOutcome, reason: str | None = None, *, retry_in: float | None = None) -> None:
         self.outcome = outcome
-        self.reason = reason
+        self.reason = reason or REASONS.get(outcome, outcome)
+        self.retry_in = retry_in
+        super().__init__(self.reason)
 
 
 @dataclass(frozen=True)
@@ -87,7 +109,7 @@ def parse_jira(body: bytes, headers: Mapping[str, str]) -> Parsed:
         delivery_id=delivery[:200],
         event_type=event[:100],
         external_id=str(issue["id"])[:100] if issue.get("id") is not None else None,
-        sent_at=stamp / 1000 if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else None,
+        sent_at=_epoch_ms(stamp),
         actor=str(actor) if actor else None,
     )
 
@@ -129,6 +151,15 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return doc
 
 
+def _epoch_ms(value: object) -> float | None:
+    """Jira's millisecond timestamp as seconds; NaN and the infinities (which Python's JSON reads) are no time:
+    NaN would pass every age check and an infinity overflows the arithmetic."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    seconds = value / 1000
+    return seconds if math.isfinite(seconds) else None
+
+
 def _iso_seconds(value: object) -> float | None:
     if not isinstance(value, str):
         return None
@@ -140,7 +171,8 @@ def _iso_seconds(value: object) -> float | None:
 
 class WebhookReceiver:
     """`secrets` maps a desk to its webhook secret (None: not configured); `own_accounts` maps a desk to
-    the sidecar's own account there, whose changes come back as echoes."""
+    the sidecar's own account there, whose changes come back as echoes. `rejections` is the summary the
+    app flushes on a loop and at shutdown."""
 
     def __init__(
         self,
@@ -160,9 +192,11 @@ class WebhookReceiver:
         self._metrics = metrics
         self._clock = clock
         self._networks = [ipaddress.ip_network(c, strict=False) for c in settings.allowed_sources]
-        rate = settings.rate_limit_per_second
-        self._bucket = TokenBucket(rate, burst=rate)
-        self._last_flood_audit = 0.0
+        self._limits = SourceLimits(
+            settings.rate_limit_per_second, settings.rate_limit_per_source, settings.auth_failures_per_source
+        )
+        self._slots = WriteSlots(settings.max_queued_writes)
+        self.rejections = RejectionSummary(store, auditor, clock=clock)
 
     def routes(self, prefix: str) -> list[Route]:
         return [
@@ -172,25 +206,31 @@ class WebhookReceiver:
 
     def _endpoint(self, desk: Service) -> Callable[[Request], Any]:
         async def receive(request: Request) -> Response:
+            host = (request.client.host if request.client else "")[:64]
             try:
-                outcome, parsed = await self._receive(request, desk)
+                outcome, parsed = await self._receive(request, desk, host)
             except Rejected as exc:
-                return await self._rejected(desk, exc)
+                return self._rejected(desk, host, exc)
             self._metrics.count_webhook(desk, outcome)
             return JSONResponse({"status": outcome, "delivery_id": parsed.delivery_id}, status_code=STATUS[outcome])
 
         return receive
 
-    async def _receive(self, request: Request, desk: Service) -> tuple[WebhookOutcome, Parsed]:
-        self._check_source(request)
-        wait = self._bucket.try_take()
+    async def _receive(self, request: Request, desk: Service, host: str) -> tuple[WebhookOutcome, Parsed]:
+        wait = self._limits.admit(host)
         if wait:
-            raise Rejected("rate_limited", f"over webhook.rate_limit_per_second; retry in {wait:.2f}s")
-        body = await self._read(request)
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        self._check_signature(desk, body, headers)
+            raise Rejected("rate_limited", retry_in=wait)
+        try:
+            self._check_source(host)
+            body = await self._read(request)
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            self._check_signature(desk, body, headers)
+        except Rejected:  # not authenticated (source, size, signature): charged to the smaller budget
+            self._limits.failed(host)
+            raise
         parsed = parse_jira(body, headers) if desk == "jira" else parse_waldur(body, headers)
         now = self._clock()
+        self._check_time(desk, parsed, now)
         outcome: WebhookOutcome = "accepted"
         reason: str | None = None
         if parsed.sent_at is not None and now - parsed.sent_at > self._settings.max_age:
@@ -206,8 +246,13 @@ class WebhookReceiver:
             "accepted" if outcome == "accepted" else "ignored",
             reason,
         )
-        audit = self._entry(desk, outcome, reason, parsed) if self._auditor.enabled else None
-        fresh = await self._store.write("record webhook", record_delivery_txn, delivery, audit, now)
+        audit = self._auditor.clean(self._entry(desk, delivery, outcome)) if self._auditor.enabled else None
+        try:
+            fresh = await self._store.write_within(
+                self._slots, "record webhook", record_delivery_txn, delivery, audit, now
+            )
+        except WriterBusy:
+            raise Rejected("overloaded", retry_in=1.0) from None
         if not fresh:
             return "duplicate", parsed
         log.info(
@@ -216,74 +261,87 @@ class WebhookReceiver:
         )
         return outcome, parsed
 
-    def _check_source(self, request: Request) -> None:
+    def _check_source(self, host: str) -> None:
         if not self._networks:
             return
-        host = request.client.host if request.client else ""
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
-            raise Rejected("forbidden_source", "peer address unknown") from None
+            raise Rejected("forbidden_source") from None
         if not any(address in network for network in self._networks):
-            raise Rejected("forbidden_source", f"{address} is not in webhook.allowed_sources")
+            raise Rejected("forbidden_source")
 
     async def _read(self, request: Request) -> bytes:
         limit = self._settings.max_body_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            raise Rejected("too_large", f"body of {declared} bytes exceeds webhook.max_body_bytes ({limit})")
+            raise Rejected("too_large")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise Rejected("too_large", f"body exceeds webhook.max_body_bytes ({limit})")
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise Rejected("too_large")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise Rejected("malformed", "body incomplete") from None
         return b"".join(chunks)
+
+    def _signature_required(self, desk: Service) -> bool:
+        """A configured secret always requires a signature; webhook.require_signature: false only lets a desk
+        with no secret send unsigned hooks."""
+        return self._secrets.get(desk) is not None or self._settings.require_signature
 
     def _check_signature(self, desk: Service, body: bytes, headers: Mapping[str, str]) -> None:
         secret = self._secrets.get(desk)
+        if secret is None:
+            if self._signature_required(desk):
+                raise Rejected("bad_signature")  # the same words as a wrong signature: no hint that none is set
+            return
         signature = headers.get("x-hub-signature" if desk == "jira" else "x-waldur-signature")
         shared = headers.get("x-webhook-secret") if desk == "waldur" else None
-        if secret is None:
-            if self._settings.require_signature:
-                raise Rejected("bad_signature", f"no {desk} webhook secret is configured")
-            return
         if signature is not None:
-            if not signature_ok(secret, body, signature):
-                raise Rejected("bad_signature", "signature does not match the body")
-            return
-        if shared is not None:
-            if not hmac.compare_digest(shared.encode(), secret.encode()):
-                raise Rejected("bad_signature", "shared secret does not match")
-            return
-        if self._settings.require_signature:
-            raise Rejected("bad_signature", "signature missing")
+            ok = signature_ok(secret, body, signature)
+        elif shared is not None:
+            ok = hmac.compare_digest(shared.encode(), secret.encode())
+        else:
+            ok = False
+        if not ok:
+            raise Rejected("bad_signature")
 
-    async def _rejected(self, desk: Service, exc: Rejected) -> Response:
+    def _check_time(self, desk: Service, parsed: Parsed, now: float) -> None:
+        """A signed body must say when it was sent (else max_age could not bound its replay), and not too far
+        ahead of our clock."""
+        if parsed.sent_at is None:
+            if self._signature_required(desk):
+                raise Rejected("malformed", "timestamp missing")
+            return
+        if parsed.sent_at - now > MAX_FUTURE_SKEW:
+            raise Rejected("malformed", "timestamp is in the future")
+
+    def _rejected(self, desk: Service, host: str, exc: Rejected) -> Response:
+        """Counted and noted in memory only: a rejection writes nothing and logs nothing by itself."""
         self._metrics.count_webhook(desk, exc.outcome)
-        now = self._clock()
-        flood = exc.outcome == "rate_limited"
-        if not (flood and now - self._last_flood_audit < 1.0):  # a flood is audited once a second
-            if flood:
-                self._last_flood_audit = now
-            await self._auditor.record(self._entry(desk, exc.outcome, exc.reason, None))
-        log.warning("webhook rejected", extra={"desk": desk, "outcome": exc.outcome, "reason": exc.reason})
-        headers = {"Retry-After": "1"} if flood else None
+        self.rejections.note(desk, exc.outcome, host or "unknown", exc.reason)
+        headers = {"Retry-After": retry_after(exc.retry_in)} if exc.retry_in is not None else None
         return JSONResponse({"status": exc.outcome, "error": exc.reason}, STATUS[exc.outcome], headers=headers)
 
     @staticmethod
-    def _entry(desk: Service, outcome: WebhookOutcome, reason: str | None, parsed: Parsed | None) -> AuditEntry:
-        details: dict[str, Any] = {"outcome": outcome}
-        if parsed is not None:
-            details.update(delivery_id=parsed.delivery_id, event=parsed.event_type, external_id=parsed.external_id)
-        accepted = outcome in ("accepted", "duplicate", "echo")
+    def _entry(desk: Service, delivery: Delivery, outcome: WebhookOutcome) -> AuditEntry:
+        """The audit row of a recorded delivery: `webhook_accepted`, or `webhook_ignored` (stale, echo)."""
         return AuditEntry(
-            "webhook_accepted" if accepted else "webhook_rejected",
+            "webhook_accepted" if delivery.state == "accepted" else "webhook_ignored",
             desk=desk,
             direction="inbound",
             actor=desk,
             status=outcome,
-            error=None if accepted else reason,
-            details=details,
+            error=delivery.reason,
+            details={
+                "outcome": outcome,
+                "delivery_id": delivery.delivery_id,
+                "event": delivery.event_type,
+                "external_id": delivery.external_id,
+                "body_sha256": delivery.body_sha256,
+            },
         )

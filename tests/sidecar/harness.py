@@ -18,6 +18,7 @@ def app_flags(tmp_path: Path, rpc_url: str, **extra: object) -> dict[str, object
         "store.path": str(tmp_path / "sidecar.db"),
         "webhook.listen_addr": "127.0.0.1:0",
         "grpc.listen": "127.0.0.1:0",
+        "observe.listen": "",  # one port, as these tests expect; tests/sidecar/web/test_observe.py splits them
     }
     flags.update(extra)
     return flags

@@ -26,13 +26,17 @@ def closed_port() -> int:
 
 
 class SidecarProcess:
-    """`python -m sidecar <args>` with captured, parsed stderr."""
+    """`python -m sidecar <args>` (or `module`, e.g. the seam launcher) with captured, parsed stderr."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, module: str | None = None) -> None:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTENGINE_SERVICEDESK_")}
         full_env.update(env)
+        if module is None:  # the product ignores SIDECAR_TEST_*: only the test launcher installs seams
+            module = "tests.sidecar.seamed" if "SIDECAR_TEST_CRASH_POINT" in env else "sidecar"
+        if module.startswith("tests."):
+            full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full_env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sidecar", *args],
+            [sys.executable, "-m", module, *args],
             cwd=cwd,
             env=full_env,
             stdout=subprocess.PIPE,
@@ -68,7 +72,11 @@ class SidecarProcess:
 
     def terminate(self, timeout: float = 15.0) -> int:
         self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=timeout)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            tail = "".join(self.lines[-40:])
+            raise AssertionError(f"sidecar still running {timeout}s after SIGTERM; last log lines:\n{tail}") from None
         self._reader.join(timeout=5)
         return code
 

@@ -33,6 +33,7 @@ def test_config_check_prints_sources_and_redacts_secrets(tmp_path: Path) -> None
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
     (secrets_dir / "waldur-token").write_text("KNOWN-waldur-token-77e0")
+    (secrets_dir / "waldur-token").chmod(0o600)
     config = tmp_path / "config.yaml"
     config.write_text(
         "servicedesk:\n  jira:\n    base_url: https://x.atlassian.net\n    username: bot@example.org\n"
@@ -78,6 +79,7 @@ def test_run_reports_unreachable_chain_and_stops_cleanly_on_sigterm(tmp_path: Pa
         "VIRTENGINE_SERVICEDESK_STORE_PATH": str(tmp_path / "data" / "sidecar.db"),
     }
     args = ["run", "--webhook-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--log-format", "json"]
+    args += ["--observe-listen", ""]  # /metrics on the webhook port, read below
     proc = SidecarProcess(args, env, cwd=tmp_path)
     try:
         started = proc.wait_for_log("started")

@@ -248,6 +248,8 @@ def test_secrets_dir_takes_guide_and_underscore_names(tmp_path: Path) -> None:
     secrets.mkdir()
     (secrets / "jira-api-token").write_text("from-dir-token\n")
     (secrets / "waldur_token").write_text("from-dir-waldur")
+    for file in secrets.iterdir():
+        file.chmod(0o600)
     env = {
         "VIRTENGINE_SERVICEDESK_SECRETS_DIR": str(secrets),
         "VIRTENGINE_SERVICEDESK_JIRA_API_TOKEN": "from-env-token",

@@ -14,6 +14,7 @@ from tests.sidecar.fake_vault import fake_vault
 def test_secrets_come_from_vault_and_beat_env(tmp_path: Path) -> None:
     token_file = tmp_path / "vault-token"
     token_file.write_text("s.vault-token-1234\n")
+    token_file.chmod(0o600)
     data = {"jira_api_token": "vault-jira-token", "waldur_token": "vault-waldur-token", "unrelated": "x"}
     with fake_vault("s.vault-token-1234", "secret", "virtengine/servicedesk", data) as addr:
         config = load_config(

@@ -153,6 +153,8 @@ async def test_sidecar_killed_at_random_moments(devnet_node: DevnetNode, tmp_pat
         "127.0.0.1:0",
         "--grpc-listen",
         "127.0.0.1:0",
+        "--observe-listen",
+        "",
     ]
     rng = random.Random(20261127)
     creating = asyncio.create_task(_create_in_chunks(devnet_node, chunks=10, size=100))

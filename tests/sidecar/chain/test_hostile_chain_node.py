@@ -36,7 +36,7 @@ def sidecar(node_url: str, db: Path, tmp_path: Path, ws_url: str = "") -> Sideca
     if ws_url:
         env["VIRTENGINE_SERVICEDESK_CHAIN_WS_URL"] = ws_url
     args = ["run", "--chain-rpc-url", node_url, "--chain-poll-interval", "200ms",
-            "--webhook-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"]
+            "--webhook-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--observe-listen", ""]
     return SidecarProcess(args, env, cwd=tmp_path)
 
 

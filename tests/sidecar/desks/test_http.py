@@ -93,7 +93,7 @@ async def test_client_errors_are_final_and_carry_the_desks_text(jira_sim: JiraSi
     assert "Lease 42" not in str(e)  # never the request body
 
 
-async def test_revoked_token_is_final_and_never_shown(
+async def test_revoked_token_is_a_desk_wide_wait_and_never_shown(
     make_jira_sim: Callable[..., JiraSim], desks: list[JiraDesk], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -104,7 +104,7 @@ async def test_revoked_token_is_final_and_never_shown(
     with pytest.raises(DeskError) as err:
         await desk.check()
     e = err.value
-    assert (e.status, e.retryable) == (401, False)
+    assert (e.status, e.retryable, e.scope) == (401, True, "desk")  # the worker waits for a new token
     assert "Client must be authenticated" in str(e)
     basic = base64.b64encode(f"{sim.email}:{SECRET}".encode()).decode()
     for leak in (SECRET, basic):

@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from devnet.jira_model import adf_to_text
+from devnet.jira_model import Workflow, adf_to_text
 from devnet.jira_sim import JiraSim
 from devnet.waiting import wait_until
 from sidecar.config_schema import JiraConfig
-from sidecar.desks.base import DeskComment, ExternalTicket, UnmappedValue
+from sidecar.desks.base import DeskComment, DeskOutcome, ExternalTicket, UnmappedValue
 from sidecar.desks.jira import JiraDesk, ticket_label
 from sidecar.errors import ConfigError, DeskError
 from sidecar.observe.metrics import Metrics
@@ -97,8 +97,10 @@ async def test_find_pages_and_checks_the_property(jira_sim: JiraSim, make_desk: 
             claim = [{"key": "virtengine", "value": {"ticket_id": f"other-{i}"}}]
             made = await raw.post("/rest/api/3/issue", json={"fields": fields, "properties": claim})
             assert made.status_code == 201
+    jira_sim.flush_index()  # search is eventually consistent: this test is about paging, not lag
     assert await desk.find(ticket()) is None
     ref = await desk.create(ticket())
+    jira_sim.flush_index()
     searches = jira_sim.request_count("POST", "/rest/api/3/search/jql")
     fresh = make_desk(jira_sim)
     fresh.page_size = 2
@@ -108,6 +110,7 @@ async def test_find_pages_and_checks_the_property(jira_sim: JiraSim, make_desk: 
 
 async def test_find_adopts_an_unclaimed_labelled_issue(jira_sim: JiraSim, make_desk: MakeDesk) -> None:
     key = jira_sim.agent_create_issue("made by hand", labels=(ticket_label("SUP-000123"),))
+    jira_sim.flush_index()
     found = await make_desk(jira_sim).find(ticket())
     assert found is not None and found.key == key
 
@@ -133,6 +136,7 @@ async def test_a_create_whose_answer_was_lost_is_found_not_repeated(
     assert lost.value.retryable is True
     label = ticket_label("SUP-000123")
     await asyncio.to_thread(wait_until, lambda: sim.creates_for_label(label), timeout=5, what="the lost create")
+    sim.flush_index()  # once search shows it (the worker's create mark waits for that), it is found
     retry = make_desk(sim, timeout=5.0)
     found = await retry.find(ticket())
     assert found is not None
@@ -149,15 +153,27 @@ async def test_status_goes_through_the_matching_transition(jira_sim: JiraSim, ma
     assert jira_sim.issue(ref.key).status == "Waiting for Customer"
 
 
-async def test_missing_transition_names_current_target_and_available(jira_sim: JiraSim, make_desk: MakeDesk) -> None:
-    desk = make_desk(jira_sim)
+async def test_unreachable_status_names_current_target_and_available(
+    make_jira_sim: Callable[..., JiraSim], make_desk: MakeDesk
+) -> None:
+    approval = Workflow.from_config(
+        {"Open": "new", "Approved": "indeterminate"},
+        [{"name": "Approve", "to": "Approved", "from": ["Open"], "screen": ["customfield_10050"],
+          "required": ["customfield_10050"]}],
+        "Open",
+    )
+    sim = make_jira_sim(workflow=approval)
+    desk = make_desk(sim, status_map=(("open", "Open"), ("in_progress", "Approved")))
     ref = await desk.create(ticket())
-    await desk.set_status(ref, "closed")
-    with pytest.raises(DeskError) as err:
+    with pytest.raises(DeskOutcome) as err:
         await desk.set_status(ref, "in_progress")
     message = str(err.value)
-    assert err.value.retryable is False
-    assert "'Closed'" in message and "'In Progress'" in message and "'Reopen' -> 'Open'" in message
+    assert err.value.retryable is False and err.value.event == "status_unreachable"
+    assert "no transition from 'Open' to 'Approved'" in message and "'Approve' -> 'Approved'" in message
+    assert "'Approve' requires customfield_10050" in message
+    assert err.value.details["current_status"] == "Open" and err.value.details["target_status"] == "Approved"
+    assert err.value.details["available_transitions"] == ["Approve -> Approved"]
+    assert sim.issue(ref.key).status == "Open"  # nothing was moved
 
 
 async def test_comments_internal_notes_and_markers(jira_sim: JiraSim, make_desk: MakeDesk) -> None:

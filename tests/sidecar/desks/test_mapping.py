@@ -17,15 +17,12 @@ def test_defaults_follow_desks_md() -> None:
         "High",
         "Highest",
     ]
-    assert [waldur.priority.to_desk(p).value for p in ("low", "normal", "high", "urgent")] == [
-        "low",
-        "normal",
-        "high",
-        "critical",
-    ]
+    # Waldur's defaults are what a stock deployment accepts: no priorities, one request type, basic statuses.
+    assert [waldur.priority.to_desk(p).value for p in ("low", "normal", "high", "urgent")] == [None] * 4
     assert jira.status.to_desk("waiting_support").value == "Waiting for Support"
-    assert waldur.status.to_desk("archived").value == "closed"
-    assert waldur.category is not None and waldur.category.to_desk("security").value == "INCIDENT"
+    assert waldur.status.to_desk("archived").value == "Resolved"
+    assert {waldur.status.to_desk(s).value for s in ("open", "assigned", "waiting_customer")} == {"Open"}
+    assert waldur.category is not None and waldur.category.to_desk("security").value == "Service Request"
 
 
 def test_unmapped_values_take_the_default_and_are_reported() -> None:
@@ -44,16 +41,21 @@ def test_inbound_keeps_the_current_chain_status_when_ambiguous() -> None:
     assert status.to_chain("In Progress", current="open") == "in_progress"  # the like-named one
     assert status.to_chain("Triage", current="open") is None
     waldur = waldur_mapping(WaldurConfig()).status
-    assert waldur.to_chain("waiting", current="waiting_customer") == "waiting_customer"
-    assert waldur.to_chain("waiting", current="open") == "waiting_customer"
+    assert waldur.to_chain("Open", current="waiting_customer") == "waiting_customer"
+    assert waldur.to_chain("Open", current="resolved") == "open"
+    assert waldur.to_chain("Resolved", current="open") == "resolved"
 
 
 def test_overrides_replace_the_table() -> None:
-    config = WaldurConfig(priority_map=(("urgent", "high"),), type_map=(("other", "CHANGE_REQUEST"),))
+    config = WaldurConfig(
+        priority_map=(("urgent", "High"),), default_priority="Medium", type_map=(("other", "Change Request"),)
+    )
     mapping = waldur_mapping(config)
-    assert mapping.priority.to_desk("urgent").value == "high"
-    assert mapping.priority.to_desk("low").value == "normal"  # missing from the override: the default
-    assert mapping.category is not None and mapping.category.to_desk("billing").value == "CHANGE_REQUEST"
+    assert mapping.priority.to_desk("urgent").value == "High"
+    assert mapping.priority.to_desk("low").value == "Medium"  # missing from the override: the default
+    assert mapping.category is not None and mapping.category.to_desk("billing").value == "Change Request"
+    no_other = waldur_mapping(WaldurConfig(type_map=(("billing", "Incident"),))).category
+    assert no_other is not None and no_other.to_desk("security").value is None  # Waldur's first active type
 
 
 def test_built_documents_pass_the_adf_check() -> None:

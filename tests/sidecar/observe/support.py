@@ -44,6 +44,7 @@ def sidecar_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 RUN_ARGS = ["run", "--webhook-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--log-format", "json"]
+RUN_ARGS += ["--observe-listen", ""]  # /metrics and verbose health on the webhook port, as these tests read them
 
 
 @contextmanager

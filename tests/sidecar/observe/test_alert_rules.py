@@ -24,7 +24,7 @@ def test_promtool_check_rules_accepts_the_file() -> None:
     promtool = require_tool("promtool")
     result = subprocess.run([promtool, "check", "rules", str(ALERTS_FILE)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 3 rules found" in result.stdout
+    assert "SUCCESS: 4 rules found" in result.stdout
 
 
 def _alert(name: str, severity: str, summary: str, **labels: str) -> dict[str, object]:
@@ -47,6 +47,23 @@ UNIT_TESTS = {
                     "eval_time": "6m",
                     "alertname": "ServiceDeskUnhealthy",
                     "exp_alerts": [_alert("u", "critical", "Service desk bridge unhealthy", instance="bad")],
+                },
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [
+                {"series": 'servicedesk_desk_auth_failed{desk="jira"}', "values": "0 0 1x10"},
+                {"series": 'servicedesk_desk_auth_failed{desk="waldur"}', "values": "0x12"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "3m", "alertname": "ServiceDeskAuthFailed", "exp_alerts": []},
+                {
+                    "eval_time": "5m",
+                    "alertname": "ServiceDeskAuthFailed",
+                    "exp_alerts": [
+                        _alert("a", "critical", "Service desk refuses the sidecar's credentials", desk="jira")
+                    ],
                 },
             ],
         },

@@ -187,8 +187,8 @@ def test_since_rejects_anything_else() -> None:
 async def test_retention_also_forgets_old_webhook_deliveries(store: Store) -> None:
     from sidecar.store.webhooks import Delivery, record_delivery_txn
 
-    for day, delivery_id in enumerate(("old", "new")):
-        delivery = Delivery("jira", delivery_id, "jira:issue_updated", "10001", "ab" * 32, "accepted")
+    for day, (delivery_id, body_hash) in enumerate((("old", "ab" * 32), ("new", "cd" * 32))):
+        delivery = Delivery("jira", delivery_id, "jira:issue_updated", "10001", body_hash, "accepted")
         await store.write("record", record_delivery_txn, delivery, None, T0 + day * 10 * DAY)
     retention = AuditRetention(store, Auditor(store, clock=FakeClock(T0)), retention_days=5,
                                clock=FakeClock(T0 + 12 * DAY))

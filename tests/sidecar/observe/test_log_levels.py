@@ -19,6 +19,7 @@ def run_briefly(
     """Start the sidecar, wait until it serves (and has warned about the chain), stop it; return its log records."""
     port = closed_port()
     args = ["run", "--webhook-listen", f"127.0.0.1:{port}", "--grpc-listen", "127.0.0.1:0", "--log-format", "json"]
+    args += ["--observe-listen", ""]
     proc = SidecarProcess(args + level_args, sidecar_env(tmp_path, **env_level), cwd=tmp_path)
     try:
         wait_until(

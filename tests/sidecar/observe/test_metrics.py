@@ -39,7 +39,7 @@ BOUNDED = {
     "method": {"GET", "POST", "PUT", "PATCH", "DELETE"},
     "state": {"queued", "signed", "broadcast", "included", "failed", "dead"},
     "outcome": {"accepted", "duplicate", "echo", "bad_signature", "stale", "forbidden_source", "rate_limited",
-                "too_large", "malformed"},
+                "too_large", "malformed", "overloaded"},
     "loop": {
         "chain-follower",
         "dispatcher",
@@ -50,6 +50,7 @@ BOUNDED = {
         "desk-waldur-health",
         "health",
         "audit-retention",
+        "webhook-rejections",
     },
     "source": {"websocket", "poll"},
     "le": None,  # histogram buckets: fixed in code

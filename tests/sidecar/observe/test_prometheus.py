@@ -53,7 +53,9 @@ def test_prometheus_scrapes_the_sidecar_and_evaluates_the_guides_alerts(tmp_path
 
             groups = prometheus.api("rules")["groups"]
             rules = {r["name"]: r for g in groups for r in g["rules"]}
-            assert set(rules) == {"ServiceDeskSyncFailed", "ServiceDeskQueueBacklog", "ServiceDeskUnhealthy"}
+            assert set(rules) == {
+                "ServiceDeskSyncFailed", "ServiceDeskQueueBacklog", "ServiceDeskUnhealthy", "ServiceDeskAuthFailed"
+            }
             assert all(r["health"] == "ok" for r in rules.values()), rules
 
             def unhealthy_alert() -> dict[str, Any] | None:

@@ -341,19 +341,21 @@ async def app_health(app: Any) -> dict[str, Any]:
     return doc
 
 
-async def test_invalid_transition_dead_letters_naming_the_transitions(
+async def test_an_unreachable_status_is_audited_and_its_job_finished(
     devnet_node: DevnetNode, jira_sim: JiraSim, tmp_path: Path
 ) -> None:
     flags = desk_flags(tmp_path, devnet_node, jira_sim, None, **{
         "jira.status_map": "open=Open,waiting_customer=Blocked by Legal,in_progress=In Progress"})
     db = tmp_path / "sidecar.db"
-    async with running_app(flags, desk_env(jira_sim, None)) as app:
+    async with running_app(flags, desk_env(jira_sim, None)):
         await asyncio.to_thread(_create_and_answer, devnet_node)  # the reply moves it to waiting_customer
-        dead = await wait_dead(db, 1, app)
-    kind, error = dead[0]
-    assert kind in ("status", "comment", "update")
-    assert "no transition from 'Open' to 'Blocked by Legal'" in error and "available:" in error
-    assert any("Blocked by Legal" in (e or "") for _, e, _ in audit_rows(db, "sync_failed"))
+        await settled(db, devnet_node, timeout=90)  # every job finishes: none is retried or dead-lettered
+    assert dead_jobs(db) == []
+    unreachable = audit_rows(db, "status_unreachable")
+    assert unreachable, "the unreachable status was not audited"
+    for _, error, details in unreachable:
+        assert "to 'Blocked by Legal'" in (error or "") and "available:" in (error or "")
+        assert '"target_status":"Blocked by Legal"' in details and '"available_transitions":[' in details
 
 
 def _create_and_answer(node: DevnetNode) -> None:
@@ -377,7 +379,7 @@ async def test_unknown_priority_uses_the_default_and_is_audited(
     assert unmapped and all('"chain_value":"normal"' in d and '"used":"Medium"' in d for _, _, d in unmapped)
 
 
-async def test_revoked_token_dead_letters_without_leaking_it(
+async def test_a_revoked_token_holds_the_queue_until_it_is_fixed_without_leaking_it(
     devnet_node: DevnetNode, jira_sim: JiraSim, tmp_path: Path
 ) -> None:
     db = tmp_path / "sidecar.db"
@@ -385,29 +387,44 @@ async def test_revoked_token_dead_letters_without_leaking_it(
     jira_sim.revoke_token()  # ...which Jira no longer accepts
     async with running_app(desk_flags(tmp_path, devnet_node, jira_sim, None), env) as app:
         ids, answered = await drive_tickets(devnet_node, 1)
-        dead = await wait_dead(db, 1, app)
-        assert (await app_health(app))["failed_events"] >= 1
-        await settled(db, devnet_node, timeout=60)  # every job of the ticket has failed for good
-        # The operator sees the dead job over gRPC, fixes the token, and re-drives it.
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
-            control = control_pb2_grpc.ControlStub(channel)
-            listed = await control.ListJobs(control_pb2.ListJobsRequest(state="dead"))
-            assert "create" in {j.kind for j in listed.jobs}
-            assert all("401" in j.last_error and "jira-test-token" not in j.last_error for j in listed.jobs)
-            jira_sim.set_token("jira-test-token")  # the token is valid again
-            redriven = await control.RedriveJob(control_pb2.RedriveJobRequest(all_dead=True, desk="jira"))
-            assert redriven.redriven == len(listed.jobs)
-        await settled(db, devnet_node, timeout=60)
+
+        async def refused() -> bool:
+            return (await app_health(app))["jira_status"] == "unauthorized"
+
+        await async_wait_until(refused, timeout=60, what="health to report the desk unauthorized")
+
+        def waiting() -> list[tuple[str, int, str]]:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+            try:
+                return [(r[0], r[1], r[2] or "") for r in conn.execute(
+                    "SELECT state, attempts, last_error FROM jobs WHERE desk = 'jira'")]
+            finally:
+                conn.close()
+
+        async def job_refused() -> list[tuple[str, int, str]] | None:
+            rows = await asyncio.to_thread(waiting)
+            return rows if any("401" in error for _, _, error in rows) else None
+
+        rows = await async_wait_until(job_refused, timeout=60, what="a job refused with 401")
+        assert all(state in ("pending", "running") and attempts == 0 for state, attempts, _ in rows), rows
+        assert all("jira-test-token" not in error for _, _, error in rows)
         assert dead_jobs(db) == []
+        async with httpx.AsyncClient() as client:
+            base = f"http://127.0.0.1:{app.web_port}"
+            metrics = (await client.get(f"{base}/metrics", timeout=5)).text
+            verbose = (await client.get(f"{base}/webhooks/health?verbose=1", timeout=5)).json()
+        assert 'servicedesk_desk_auth_failed{desk="jira"} 1.0' in metrics
+        assert "401" in verbose["problems"]["jira_auth"] and "jira-test-token" not in str(verbose)
+
+        jira_sim.set_token("jira-test-token")  # the operator fixed the token: the queue drains by itself
+        await settled(db, devnet_node, timeout=90)
+        assert dead_jobs(db) == []
+        assert (await app_health(app))["jira_status"] == "healthy"
     assert_jira_exactly_once(jira_sim, db, ids, answered)
-    _, error = dead[0]
-    assert "401" in error
-    token = "jira-test-token"
-    assert token not in error
     conn = sqlite3.connect(db)
     dump = "\n".join(conn.iterdump())
     conn.close()
-    assert token not in dump
+    assert "jira-test-token" not in dump
 
 
 async def test_new_desk_refs_are_registered_on_chain_by_the_signer(

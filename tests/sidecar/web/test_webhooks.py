@@ -98,17 +98,21 @@ async def test_the_vectors_verify_but_are_too_old(app: App, tmp_path: Path) -> N
         (lambda b, h: (DEEP, {**h, "X-Hub-Signature": sign_jira_body(SECRET, DEEP)}), 400, "malformed"),  # no crash
     ],
 )
-async def test_bad_deliveries_get_their_status_and_an_audit_row(
-    app: App, tmp_path: Path, change: Any, status: int, outcome: str
+async def test_bad_deliveries_get_their_status_write_nothing_and_are_summed_up_at_shutdown(
+    tmp_path: Path, change: Any, status: int, outcome: str
 ) -> None:
     body, headers = change(*fresh(VECTORS["deliveries"][1], "delivery-bad"))
-    async with httpx.AsyncClient() as client:
-        answer = await client.post(url(app, "jira"), content=body, headers=headers)
-    assert (answer.status_code, answer.json()["status"]) == (status, outcome)
     db = tmp_path / "sidecar.db"
+    flags = app_flags(tmp_path, f"http://127.0.0.1:{free_port()}", **{"webhook.max_body_bytes": "4096"})
+    async with running_app(flags, ENV) as running, httpx.AsyncClient() as client:
+        answer = await client.post(url(running, "jira"), content=body, headers=headers)
+        assert rows(db, "SELECT COUNT(*) FROM audit WHERE event_type LIKE 'webhook%'") == [(0,)]  # nothing durable
+    assert (answer.status_code, answer.json()["status"]) == (status, outcome)
     assert rows(db, "SELECT COUNT(*) FROM webhook_deliveries") == [(0,)]
-    audited = rows(db, "SELECT event_type, status, error FROM audit WHERE event_type LIKE 'webhook%'")
-    assert [(e, s) for e, s, _ in audited] == [("webhook_rejected", outcome)] and audited[0][2]
+    audited = rows(db, "SELECT event_type, status, details_json FROM audit WHERE event_type LIKE 'webhook%'")
+    assert [(e, s) for e, s, _ in audited] == [("webhook_rejections", outcome)]  # the summary, written at shutdown
+    details = json.loads(audited[0][2])
+    assert (details["count"], details["sources"]) == (1, ["127.0.0.1"]) and details["reasons"]
     assert SECRET not in str(audited)
 
 

@@ -1,0 +1,99 @@
+# ruff: noqa: E501  (the rules table below is meant to be read as one row per rule)
+"""The Waldur server rules the simulator holds, with their source, error and knob (read this first).
+
+Sources are waldur-mastermind's `src/waldur_mastermind/support/` (serializers.py, views.py, filters.py,
+backend/, management/commands/init_service_desk_defaults.py), `src/waldur_core/core/pagination.py` and
+`src/waldur_core/logging/models.py`. Every rule is strict by default; each has a contract test in
+tests/devnet/test_waldur_rules.py that sends the refused request straight to the simulator.
+
+| id | request | refused when | status | body (exact) | source |
+|----|---------|--------------|--------|--------------|--------|
+| caller | POST /api/support-issues/ | `is_reported_manually` false/absent and no `caller` | 400 | {"caller": ["This field is required."]} | serializers.py IssueSerializer.validate |
+| caller-link | same | `caller` not a /api/users/<uuid>/ hyperlink of a known user | 400 | {"caller": ["Invalid hyperlink - No URL match."]} / ["Invalid hyperlink - Object does not exist."] | DRF HyperlinkedRelatedField |
+| manual-assignee | same | `is_reported_manually` true and `assignee` set | 400 | {"assignee": ["Assignee cannot be defined if issue is reported manually."]} | IssueSerializer.validate |
+| user-email | same | the token's user has no email | 400 | ["Current user does not have email, therefore he is not allowed to create issues."] | views.py IssueViewSet.can_create_user |
+| user-name | same | the token's user has no full name | 400 | ["Current user does not have full_name, therefore he is not allowed to create issues."] | IssueViewSet.can_create_user |
+| type | same | `type` is not the name of an active request type (exact, case-sensitive) | 400 | {"type": ["\\"<value>\\" is not a valid choice."]} | IssueSerializer.get_fields (ChoiceField of active RequestType names; runs before validate_type) |
+| type-default | same | `type` absent: the first active request type is used | - | - | IssueSerializer.get_fields default |
+| priority-role | same | `priority` sent by a user who is neither staff nor support | 400 | {"priority": ["Only staff or support can specify issue priority."]} | IssueSerializer.validate_priority |
+| priority | same | `priority` (any value sent, even "" or null) is not an existing Priority name (exact) | 400 | {"priority": ["Priority with requested name does not exist."]} | IssueSerializer.validate_priority |
+| remote-id-unique | same | another issue has this `remote_id` | 400 | {"remote_id": ["issue with this remote id already exists."]} | models.py Issue.remote_id unique=True |
+| remote-id-filter | GET /api/support-issues/?remote_id=x | (not a refusal) matches `icontains`, newest first (`-created`), paged | 200 | Link + X-Result-Count headers | filters.py IssueFilter.remote_id, models.py Issue.Meta.ordering |
+| paging | any list | `page` past the last page or not a number | 404 | {"detail": "Invalid page."} | waldur_core pagination.py LinkHeaderPagination (DRF PageNumberPagination); page_size default 10, max 300 |
+| patch-role | PATCH /api/support-issues/<uuid>/ | user is neither staff nor support | 403 | {"detail": "You do not have permission to perform this action."} | views.py partial_update_permissions |
+| patch-backend | same | backend's `update_is_available` is False (atlassian, zammad, smax) | 400 | ["Updating is not available."] | views.py IssueViewSet._update_is_available_validator |
+| patch-protected | same | `type`, `priority`, `caller`, `customer`, `project`, `remote_id` are read-only on PATCH (ignored, not refused) | 200 | - | serializers.py Meta.protected_fields |
+| set-status-role | POST /api/support-issues/<uuid>/set_status/ | user is neither staff nor support | 403 | {"detail": "You do not have permission to perform this action."} | views.py set_status_permissions |
+| set-status-backend | same | backend's `update_is_available` is False | 400 | ["Updating is not available."] | views.py validate_status_change_allowed |
+| set-status-value | same | `status` not in the issue's `available_statuses` | 400 | {"status": ["Issue cannot be moved from '<old>' to '<new>'."]} | INFERRED: SetIssueStatusSerializer is not in the stored sources; wording follows views.py bulk_update |
+| set-status-missing | same | no `status` | 400 | {"status": ["This field is required."]} | DRF required field |
+| attachment-caller | POST /api/support-attachments/ | user is not staff and not the issue's caller (e.g. support attaching to an issue created with `caller` = someone else) | 403 | {"detail": "You do not have permission to perform this action."} | serializers.py AttachmentSerializer.validate |
+| comment-author | GET comments | comment by a support user with no Waldur user: `author_uuid`, `author_email`, `author_image` are LEFT OUT, `author_user` is null | 200 | - | serializers.py CommentSerializer (dotted source over a null FK -> SkipField) |
+| comment-visibility | GET /api/support-comments/ | user is not staff: only public comments and the user's own are listed (support too) | 200 | - | views.py CommentViewSet.get_queryset |
+| comment-order | same | newest first unless `o` says otherwise | 200 | - | models.py Comment.Meta.ordering |
+| comment-public | POST .../comment/ | `is_public` absent: the comment is public | 201 | - | models.py Comment.is_public default=True |
+| issue-visibility | GET issues | user neither staff nor support sees only issues whose caller they are (404 on others) | 200 | - | filters.py IssueCallerOrRoleFilterBackend |
+| issue-nonstaff | GET issues | user neither staff nor support: `link`, `processing_log`, `is_routed`, `provider_ticket_info`, `provider_helpdesk`, `parent_issue` are LEFT OUT | 200 | - | IssueSerializer.get_fields, IssueSerializer.to_representation |
+| issue-null-links | GET issues | `reporter_*`, `assignee_*`, `customer_*`, `project_*` uuid/name are LEFT OUT when that link is null | 200 | - | waldur_core AugmentedSerializerMixin related_paths (ReadOnlyField over a null FK) |
+| hook-json | POST to hook | content_type json (the default when omitted): JSON {"created", "message", "context", "event_type"} | - | - | waldur_core/logging/models.py WebHook.process |
+| hook-form | same | content_type form: form-encoded; `context` carries only the context's KEY NAMES (requests encodes a dict value by iterating it) | - | - | WebHook.process `requests.post(data=payload)` |
+
+Statuses (backend/basic.py BasicBackend): a new issue opens in "Open"; `available_statuses` is every
+registered status except the current one: "Open" plus the seeded terminal statuses "Resolved" and
+"Canceled" (init_service_desk_defaults.py DEFAULT_STATUSES) unless a workflow (IssueStatusTransition)
+is configured. Remote backends (atlassian, zammad, smax): `update_is_available` False,
+`available_statuses` [] (backend/__init__.py SupportBackend), status set by the remote desk only.
+
+Hook event context (waldur_core logging loggers.py compile_context over models.py Issue.get_log_fields):
+issue_uuid (hex), issue_type, issue_key, issue_status, issue_link, issue_summary, caller_uuid,
+caller_username, caller_full_name, customer_*/project_* (or issue_customer/issue_project = "None"),
+the acting user's user_*, and for attachment events attachment_uuid. No remote_id and no URL: a
+receiver fetches the issue by uuid. A hook created without content_type is JSON (models.py WebHook
+content_type default); only an explicit "form" hook is form-encoded, and it loses the context values.
+
+Knobs (WaldurSim(...) keyword arguments; all strict/stock by default):
+- request_types=("Service Request",)  the active request types; stock basic deployment after
+  `init_service_desk_defaults` (DEFAULT_REQUEST_TYPE). INCIDENT/SERVICE_REQUEST/... are refused.
+- priorities=()  Priority names; a stock basic deployment has none (BasicBackend.pull_priorities
+  does nothing; rows only come from a remote desk such as Jira: ("Highest", "High", "Medium", "Low", "Lowest")).
+- backend="basic"  one of "basic", "atlassian", "zammad", "smax".
+- role="support"  the token user's role: "staff", "support" or "user" (neither).
+- user_email / user_full_name  the token user's email and full name ("" refuses every create).
+- statuses=("Resolved", "Canceled")  the registered terminal statuses (basic backend).
+- status_transitions=None  {from: {to, ...}} workflow; None lets any registered status follow any other.
+- agent_linked=False  whether the simulated agent's support user has a Waldur user (False: author_* left out).
+The token user's hyperlink for `caller` is `sim.user_url()` (`sim.url("users", sim.me.uuid)`).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+STOCK_REQUEST_TYPES: Final = ("Service Request",)
+STOCK_PRIORITIES: Final[tuple[str, ...]] = ()
+JIRA_DEFAULT_PRIORITIES: Final = ("Highest", "High", "Medium", "Low", "Lowest")
+STOCK_TERMINAL_STATUSES: Final = ("Resolved", "Canceled")
+BASIC_DEFAULT_STATUS: Final = "Open"
+BACKENDS: Final = ("basic", "atlassian", "zammad", "smax")
+ROLES: Final = ("staff", "support", "user")
+UPDATABLE_BACKENDS: Final = frozenset({"basic"})
+
+CALLER_REQUIRED: Final = "This field is required."
+MANUAL_ASSIGNEE: Final = "Assignee cannot be defined if issue is reported manually."
+NO_EMAIL: Final = "Current user does not have email, therefore he is not allowed to create issues."
+NO_FULL_NAME: Final = "Current user does not have full_name, therefore he is not allowed to create issues."
+PRIORITY_ROLE: Final = "Only staff or support can specify issue priority."
+PRIORITY_MISSING: Final = "Priority with requested name does not exist."
+UPDATE_NOT_AVAILABLE: Final = "Updating is not available."
+PERMISSION_DENIED: Final = "You do not have permission to perform this action."
+INVALID_PAGE: Final = "Invalid page."
+
+
+def invalid_choice(value: object) -> str:
+    """DRF ChoiceField's message for a value outside its choices."""
+    return f'"{value}" is not a valid choice.'
+
+
+def cannot_move(old: str, new: str) -> str:
+    """Refusal of a status outside `available_statuses` (wording inferred, see the table)."""
+    return f"Issue cannot be moved from '{old}' to '{new}'."
