@@ -475,36 +475,15 @@ class DeskWorker:
         self, conn: sqlite3.Connection, snapshot: TicketSnapshot, row: RefRow, ext: ExternalTicket, now: float
     ) -> None:
         verify_ref_txn(conn, RefRow(row.ticket_id, row.desk, row.external_id, ext.key, ext.url, True), now)
-        self._audit_txn(
-            conn,
-            AuditEntry(
-                "external_ticket_adopted",
-                ticket_id=snapshot.ticket_id,
-                desk=ext.desk,
-                direction="outbound",
-                actor="sidecar",
-                status="ok",
-                details={"external_id": ext.external_id, "external_key": ext.key, "source": "chain"},
-            ),
-            now,
-        )
+        details = {"external_id": ext.external_id, "external_key": ext.key, "source": "chain"}
+        entry = _sidecar_entry("external_ticket_adopted", snapshot.ticket_id, ext.desk, "ok", details)
+        self._audit_txn(conn, entry, now)
 
     def _refuse_txn(self, conn: sqlite3.Connection, row: RefRow, problem: str, now: float) -> None:
         drop_ref_txn(conn, row.ticket_id, row.desk, row.external_id)
-        self._audit_txn(
-            conn,
-            AuditEntry(
-                "external_ref_refused",
-                ticket_id=row.ticket_id,
-                desk=row.desk,
-                direction="outbound",
-                actor="sidecar",
-                status="refused",
-                error=problem,
-                details={"external_id": row.external_id[:80]},
-            ),
-            now,
-        )
+        details = {"external_id": row.external_id[:80]}
+        entry = _sidecar_entry("external_ref_refused", row.ticket_id, row.desk, "refused", details, problem)
+        self._audit_txn(conn, entry, now)
 
     def _record_txn(
         self,
@@ -518,33 +497,15 @@ class DeskWorker:
         """The desk's answer, recorded with its audit and the chain registration, and the create mark cleared
         (`keep_mark`: kept until the create's follow-up has landed, which is how a retry knows it is due)."""
         for other in evict_unverified_txn(conn, ext.desk, ext.external_id, snapshot.ticket_id):
-            self._audit_txn(
-                conn,
-                AuditEntry(
-                    "external_ref_refused",
-                    ticket_id=other,
-                    desk=ext.desk,
-                    direction="outbound",
-                    actor="sidecar",
-                    status="refused",
-                    error=f"the desk ticket belongs to chain ticket {snapshot.ticket_id}",
-                    details={"external_id": ext.external_id},
-                ),
-                now,
-            )
+            reason = f"the desk ticket belongs to chain ticket {snapshot.ticket_id}"
+            details = {"external_id": ext.external_id}
+            entry = _sidecar_entry("external_ref_refused", other, ext.desk, "refused", details, reason)
+            self._audit_txn(conn, entry, now)
         row = record_ref_txn(conn, RefRow(snapshot.ticket_id, ext.desk, ext.external_id, ext.key, ext.url, False), now)
         if not keep_mark:
             clear_create_mark_txn(conn, snapshot.ticket_id, ext.desk)
-        entry = AuditEntry(
-            event,
-            ticket_id=snapshot.ticket_id,
-            desk=ext.desk,
-            direction="outbound",
-            actor="sidecar",
-            status="ok",
-            details={"external_id": ext.external_id, "external_key": ext.key},
-        )
-        self._audit_txn(conn, entry, now)
+        details = {"external_id": ext.external_id, "external_key": ext.key}
+        self._audit_txn(conn, _sidecar_entry(event, snapshot.ticket_id, ext.desk, "ok", details), now)
         if self._register is not None and not row.registered_on_chain:
             self._register(conn, row, now)
 
@@ -560,10 +521,17 @@ def _note_entries(job: Job, notes: list[DeskNote]) -> list[AuditEntry]:
 def _outbound_entry(
     event: str, job: Job, status: str, details: Mapping[str, object], error: str | None = None
 ) -> AuditEntry:
+    return _sidecar_entry(event, job.ticket_id, job.desk, status, details, error)
+
+
+def _sidecar_entry(
+    event: str, ticket_id: str, desk: str, status: str, details: Mapping[str, object], error: str | None = None
+) -> AuditEntry:
+    """An audit row of something the sidecar did to a desk ticket (outbound)."""
     return AuditEntry(
         event,
-        ticket_id=job.ticket_id,
-        desk=job.desk,
+        ticket_id=ticket_id,
+        desk=desk,
         direction="outbound",
         actor="sidecar",
         status=status,
