@@ -110,11 +110,16 @@ def _tx_ok(tx: Any) -> bool:
     return isinstance(code, (int, str)) and str(code) == "0"
 
 
-def _mode(event: dict[str, Any]) -> set[Any]:
+def _mode(event: dict[str, Any]) -> set[str]:
+    """The event's `mode` values; only strings count (a dict or list value is not hashable, and no mode)."""
     attributes = event.get("attributes")
     if not isinstance(attributes, list):
         return set()
-    return {a.get("value") for a in attributes if isinstance(a, dict) and a.get("key") in ("mode", "bW9kZQ==")}
+    return {
+        a["value"]
+        for a in attributes
+        if isinstance(a, dict) and a.get("key") in ("mode", "bW9kZQ==") and isinstance(a.get("value"), str)
+    }
 
 
 def _list(value: Any) -> list[Any]:

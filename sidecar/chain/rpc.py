@@ -163,7 +163,9 @@ class CometRpc:
         error = doc.get("error") if isinstance(doc, dict) else None
         if isinstance(error, dict) and error.get("data") == f"tx ({raw.hex().upper()}) not found":
             return None
-        result: dict[str, Any] = self._result("tx", doc)
+        result = self._result("tx", doc)
+        if not isinstance(result, dict):  # a blank answer is not the node's "not found"
+            raise ChainRpcError("node RPC tx answered no result object", retryable=True)
         return result
 
     async def aclose(self) -> None:

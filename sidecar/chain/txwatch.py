@@ -28,11 +28,19 @@ class Inclusion:
     answer: ChainAnswer
 
 
-def parse_tx_result(doc: dict[str, Any]) -> Inclusion:
-    """A `/tx` answer or an event's TxResult: code, codespace and index may be omitted when zero."""
+def parse_tx_result(doc: Any) -> Inclusion:
+    """A `/tx` answer or an event's TxResult: code, codespace and index may be omitted when zero.
+    Anything else (wrong types, a non-integer height) is a ValueError: the node's answer, not ours."""
+    if not isinstance(doc, dict):
+        raise ValueError("tx answer is not an object")
     result = doc.get("tx_result") or doc.get("result") or {}
-    answer = ChainAnswer(int(result.get("code", 0)), str(result.get("codespace", "")), str(result.get("log", "")))
-    return Inclusion(int(doc.get("height", 0)), answer)
+    if not isinstance(result, dict):
+        raise ValueError("tx result is not an object")
+    try:
+        code, height = int(result.get("code", 0)), int(doc.get("height", 0))
+    except (TypeError, ValueError):
+        raise ValueError("tx code or height is not an integer") from None
+    return Inclusion(height, ChainAnswer(code, str(result.get("codespace", "")), str(result.get("log", ""))))
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,12 @@ async def look_up(rpc: CometRpc, tx_hash: str) -> Lookup:
         doc = await rpc.tx(tx_hash)
     except ChainRpcError as exc:
         return Lookup(error=str(exc))
-    return Lookup(unknown=True) if doc is None else Lookup(found=parse_tx_result(doc))
+    if doc is None:
+        return Lookup(unknown=True)
+    try:
+        return Lookup(found=parse_tx_result(doc))
+    except ValueError as exc:
+        return Lookup(error=f"malformed /tx answer: {exc}")
 
 
 async def sequence_user(rpc: CometRpc, address: str, sequence: int) -> tuple[str, Inclusion] | None:
@@ -61,9 +74,13 @@ async def sequence_user(rpc: CometRpc, address: str, sequence: int) -> tuple[str
         )
     except ChainRpcError:
         return None
-    for doc in (result or {}).get("txs") or []:
-        if doc.get("hash"):
-            return str(doc["hash"]).upper(), parse_tx_result(doc)
+    txs = result.get("txs") if isinstance(result, dict) else None
+    for doc in txs if isinstance(txs, list) else []:
+        if isinstance(doc, dict) and isinstance(doc.get("hash"), str) and doc["hash"]:
+            try:
+                return doc["hash"].upper(), parse_tx_result(doc)
+            except ValueError:
+                return None  # the node's answer is unreadable: it does not say
     return None
 
 
@@ -88,10 +105,16 @@ class TxWatcher:
         return tx_hash.upper() in self._seen
 
     def _on_event(self, result: dict[str, Any]) -> None:
-        hashes = (result.get("events") or {}).get("tx.hash") or []
-        tx_result = ((result.get("data") or {}).get("value") or {}).get("TxResult") or {}
-        if not hashes or not tx_result:
+        """A Tx event; one the watcher cannot read is ignored (the poll path still settles its tx)."""
+        events, data = result.get("events"), result.get("data")
+        hashes = events.get("tx.hash") if isinstance(events, dict) else None
+        value = data.get("value") if isinstance(data, dict) else None
+        tx_result = value.get("TxResult") if isinstance(value, dict) else None
+        if not isinstance(hashes, list) or not hashes or not tx_result:
             return
-        self._seen[str(hashes[0]).upper()] = parse_tx_result(tx_result)
+        try:
+            self._seen[str(hashes[0]).upper()] = parse_tx_result(tx_result)
+        except ValueError:
+            return
         while len(self._seen) > MAX_REMEMBERED:
             self._seen.popitem(last=False)

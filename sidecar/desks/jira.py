@@ -100,6 +100,7 @@ class JiraDesk:
         # Issues created by this process, by label: search is eventually consistent, so a retried
         # create right after a lost answer passes these as reconcileIssues.
         self._recent: OrderedDict[str, str] = OrderedDict()
+        self._me = ""  # the token's accountId, once `check` has asked
         self.page_size = PAGE_SIZE
         # How long after a create Jira's search may still miss the issue: the worker searches again
         # and waits this long after a create it sent before it sends another.
@@ -236,9 +237,11 @@ class JiraDesk:
         return unclaimed
 
     def _reported_by_me(self, fields: dict[str, Any]) -> bool:
-        """Whether the sidecar's account reported the issue (True when jira.account_id is not set)."""
+        """Whether the sidecar's account reported the issue: jira.account_id, else the token's own account
+        (learnt by `check`). Unknown: False, so a request someone else titled `[SUP-…]` is never adopted."""
+        me = self.config.account_id or self._me
         reporter = _object(fields.get("reporter")).get("accountId")
-        return not self.config.account_id or reporter == self.config.account_id
+        return bool(me) and reporter == me
 
     async def _search(self, ticket: TicketSnapshot, jql: str, reconcile: list[int]) -> list[dict[str, Any]]:
         """Every page of a JQL search (ids only), with read-after-write for `reconcile`."""
@@ -432,7 +435,10 @@ class JiraDesk:
         await self.set_status(ref, "closed")
 
     async def check(self) -> None:
-        await self.http.request("check", "GET", "/rest/api/3/myself")
+        """The cheapest authenticated call; it also tells whose token this is."""
+        answer = self.http.json_object("check", await self.http.request("check", "GET", "/rest/api/3/myself"))
+        account = answer.get("accountId")
+        self._me = account if isinstance(account, str) else self._me
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -442,20 +448,21 @@ class JiraDesk:
         """PUT an edit. A field Jira says is not on the edit screen (the whole edit was refused) is left
         out, noted as `field_skipped`, and the rest of the edit sent again, so the labels are not lost."""
         op = f"edit {key}"
-        fields = dict(body.get("fields") or {})
+        fields, update = dict(body.get("fields") or {}), dict(body.get("update") or {})
+        rest = {k: v for k, v in body.items() if k not in ("fields", "update")}
         while True:
-            sent = {**body, "fields": fields} if fields else {k: v for k, v in body.items() if k != "fields"}
+            sent = {**rest, **({"fields": fields} if fields else {}), **({"update": update} if update else {})}
             if not sent:
                 return
             try:
                 await self.http.request(op, "PUT", _issue_path(key), json_body=sent)
                 return
             except DeskError as exc:
-                refused = [name for name in fields if _not_on_screen(exc, name)]
+                refused = [(part, name) for part in (fields, update) for name in part if _not_on_screen(exc, name)]
                 if not refused:
                     raise
-            for name in refused:
-                del fields[name]
+            for part, name in refused:
+                del part[name]
                 details = {"field": name, "external_key": key, "reason": "not on the issue's edit screen"}
                 note(DeskNote("field_skipped", details))
                 log.info("field not on the edit screen: left out", extra={"desk": "jira", "field": name})

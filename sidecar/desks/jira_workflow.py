@@ -74,7 +74,11 @@ class WorkflowMap:
         direct = [h for h in hops if h.to.lower() == goal]
         if direct:
             return direct[0]
-        known = self._bfs(kind, here, hops, visited, lambda hop: hop.to.lower() == goal, lambda hop: True)
+        # Over learnt transitions too, never through a done status (the target itself may be one).
+        def arrives(hop: Hop) -> bool:
+            return hop.to.lower() == goal
+
+        known = self._bfs(kind, here, hops, visited, arrives, lambda hop: hop.category != DONE)
         if known is not None:
             return known
         # Explore: the first hop towards the nearest status whose way out is not known yet, only through

@@ -405,7 +405,7 @@ class DeskWorker:
             if finisher is not None:
                 pending = await self._store.read("create mark", get_create_mark, snapshot.ticket_id, self.desk.name)
                 if pending is not None:  # an earlier attempt recorded the create, then its follow-up failed
-                    await self._finish_create(finisher, snapshot, ref)
+                    await self._retry_follow_up(finisher, snapshot, ref)
             return ref
         if row is not None:
             adopted = await self._adopt_chain_ref(snapshot, row)
@@ -450,6 +450,26 @@ class DeskWorker:
         """The create's follow-up; the mark, kept since the create, goes once it has landed."""
         await desk.finish_create(ref, snapshot)
         await self._store.write("clear create mark", clear_create_mark_txn, snapshot.ticket_id, self.desk.name)
+
+    async def _retry_follow_up(self, desk: FinishesCreates, snapshot: TicketSnapshot, ref: ExternalTicket) -> None:
+        """A later job finds the create's follow-up still due and tries it again. If the desk refuses it for
+        good, it is given up (audited, mark cleared) so the ticket's own changes are not held hostage by it:
+        the ref is recorded, so nothing depends on the labels or the claim to find this issue again."""
+        try:
+            await self._finish_create(desk, snapshot, ref)
+        except DeskError as exc:
+            if exc.retryable:
+                raise
+            details = {"external_id": ref.external_id, "external_key": ref.key}
+            entry = _sidecar_entry("create_follow_up_failed", snapshot.ticket_id, ref.desk, "failed", details, str(exc))
+            await self._store.write("give up follow-up", self._give_up_follow_up_txn, snapshot, entry, self._clock())
+            log.warning("create follow-up refused by the desk: given up", extra={"desk": ref.desk, "error": str(exc)})
+
+    def _give_up_follow_up_txn(
+        self, conn: sqlite3.Connection, snapshot: TicketSnapshot, entry: AuditEntry, now: float
+    ) -> None:
+        clear_create_mark_txn(conn, snapshot.ticket_id, self.desk.name)
+        self._audit_txn(conn, entry, now)
 
     async def _adopt_chain_ref(self, snapshot: TicketSnapshot, row: RefRow) -> ExternalTicket | None:
         """A ref someone registered on chain: used only when its desk ticket carries this sidecar's claim.

@@ -156,7 +156,10 @@ def _epoch_ms(value: object) -> float | None:
     NaN would pass every age check and an infinity overflows the arithmetic."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    seconds = value / 1000
+    try:
+        seconds = value / 1000
+    except OverflowError:  # an integer too large for a float
+        return None
     return seconds if math.isfinite(seconds) else None
 
 

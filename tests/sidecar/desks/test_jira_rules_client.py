@@ -304,3 +304,43 @@ async def test_a_revoked_token_holds_jobs_without_spending_attempts_until_fixed(
     assert len(sim.list_issues()) == 2
     assert health.desks["jira"] == "healthy" and "jira_auth" not in health.problems
     assert metrics.registry.get_sample_value("servicedesk_desk_auth_failed", {"desk": "jira"}) == 0
+
+
+async def test_a_jsm_request_type_without_labels_on_its_edit_screen_still_gets_its_claim(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    """Labels off the request's edit screen refuse the whole follow-up edit: it is sent again without them
+    (and without the priority), so the claim lands and the ticket's later jobs are not blocked."""
+    sim = make_jira_sim(clock=clock, search_delay=0, request_screen=ISSUE_SCREEN - {"labels", "priority"})
+    sim.add_request_type("7", "25")
+    rig = await open_rig(tmp_path, rigs, sim, clock, **JSM)
+    await rig.chain(created(1))
+    await rig.run_due()
+    [issue] = sim.list_issues()
+    assert issue.properties["virtengine"]["ticket_id"] == ticket_id(1) and issue.labels == []
+    assert [j.state for j in await rig.jobs()] == ["done"]
+    assert await rig.query("SELECT * FROM create_marks") == []
+    assert sorted(s["details"]["field"] for s in await rig.audit("field_skipped")) == ["labels", "priority"]
+
+
+async def test_a_follow_up_the_desk_refuses_for_good_is_given_up_and_later_jobs_go_on(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    """A follow-up edit refused for a reason no retry mends (a priority Jira does not have) dead-letters the
+    create job once; the ticket's next job gives the follow-up up (audited, mark cleared) and does its work."""
+    sim = make_jira_sim(clock=clock, search_delay=0, request_screen=ISSUE_SCREEN)
+    sim.add_request_type("7", "25")
+    bogus = tuple((chain, "No Such Priority") for chain in ("low", "normal", "high", "urgent"))
+    rig = await open_rig(tmp_path, rigs, sim, clock, priority_map=bogus, **JSM)
+    await rig.chain(created(1))
+    await rig.run_due()
+    [issue] = sim.list_issues()
+    assert [j.state for j in await rig.jobs()] == ["dead"]
+    await rig.chain(status_changed(1, "open", "in_progress"))
+    await rig.run_due()
+    assert [j.state for j in await rig.jobs()] == ["dead", "done"]
+    assert [i.key for i in sim.list_issues()] == [issue.key]  # exactly one issue
+    assert sim.issue(issue.key).status == "In Progress"
+    assert await rig.query("SELECT * FROM create_marks") == []
+    [given_up] = await rig.audit("create_follow_up_failed")
+    assert given_up["details"]["external_key"] == issue.key
