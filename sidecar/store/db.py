@@ -145,10 +145,17 @@ class Store:
         if slots.in_use >= slots.limit:
             raise WriterBusy(f"{desc}: {slots.in_use} writes of this kind already queued")
         slots.in_use += 1
-        try:
-            return await self.write(desc, fn_txn, *args, **kwargs)
-        finally:
+        write = asyncio.ensure_future(self.write(desc, fn_txn, *args, **kwargs))
+
+        def release(done: asyncio.Future[T]) -> None:
+            # When the write itself ends, not when its caller stops waiting (a client that disconnects
+            # leaves its transaction queued: it still holds the slot until the writer has run it).
             slots.in_use -= 1
+            if not done.cancelled():
+                done.exception()  # retrieved here, for a caller that went away
+
+        write.add_done_callback(release)
+        return await asyncio.shield(write)
 
     async def read(
         self, desc: str, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kwargs: P.kwargs
