@@ -351,7 +351,14 @@ class WaldurDesk:
             await self.http.request("check", "GET", f"/customers/{self.config.organization_uuid}/")
         else:
             await self.http.request("check", "GET", "/support-issues/", params={"page_size": "1"})
-        await self._ensure_catalog()
+        try:
+            await self._ensure_catalog()
+        except DeskError as exc:
+            # The desk answered the call above: a catalog it refuses to show (403/404 on an older Waldur or a
+            # narrower role) must not make it look down and hold every job; a failure of the desk itself must.
+            if exc.status is None or exc.status in (401, 429) or exc.status >= 500:
+                raise
+            log.warning("waldur: request types or priorities cannot be read", extra={"error": str(exc)})
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -391,3 +391,20 @@ def test_plain_http_needs_the_development_flag(waldur_sim: WaldurSim) -> None:
 
 def test_remote_id_is_the_ticket_id_prefixed() -> None:
     assert remote_id("t-1") == "virtengine:t-1"
+
+
+async def test_a_catalog_waldur_will_not_show_does_not_make_the_desk_look_down(
+    waldur_sim: WaldurSim, make_desk: MakeDesk
+) -> None:
+    """403 on the request types (an older Waldur, a narrower role): the health probe still passes, so the
+    desk's jobs are not held; a server error there still fails it."""
+    tamper = TamperingTransport()
+    desk = make_desk(waldur_sim, transport=tamper)
+    refused = json.dumps({"detail": "You do not have permission to perform this action."}).encode()
+    tamper.rewrite("GET", "/api/support-request-types/", lambda body: refused, status=403)
+    await desk.check()
+    assert tamper.tampered == ["GET /api/support-request-types/"]
+    assert desk.catalog is None  # not read: nothing is assumed about what Waldur has
+    tamper.rewrite("GET", "/api/support-request-types/", lambda body: b"{}", status=503)
+    with pytest.raises(DeskError):
+        await desk.check()

@@ -163,15 +163,16 @@ class TamperingTransport(httpx.AsyncBaseTransport):
 
     def __init__(self) -> None:
         self._inner = httpx.AsyncHTTPTransport(retries=0)
-        self.rules: list[tuple[str, str, Any]] = []  # (method, path prefix, body -> bytes | raise)
+        self.rules: list[tuple[str, str, Any, int | None]] = []  # (method, path prefix, body -> bytes, status)
         self.tampered: list[str] = []
 
-    def rewrite(self, method: str, path_prefix: str, change: Any) -> None:
-        self.rules.append((method, path_prefix, change))
+    def rewrite(self, method: str, path_prefix: str, change: Any, status: int | None = None) -> None:
+        """The next answer to `method` on `path_prefix` gets `change(body)` as its body (and `status`)."""
+        self.rules.append((method, path_prefix, change, status))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._inner.handle_async_request(request)
-        for i, (method, prefix, change) in enumerate(self.rules):
+        for i, (method, prefix, change, status) in enumerate(self.rules):
             if request.method == method and request.url.path.startswith(prefix):
                 del self.rules[i]
                 body = await response.aread()
@@ -180,7 +181,7 @@ class TamperingTransport(httpx.AsyncBaseTransport):
                 if inspect.isawaitable(new):
                     new = await new
                 headers = [(k, v) for k, v in response.headers.items() if k.lower() != "content-length"]
-                return httpx.Response(response.status_code, headers=headers, content=new)
+                return httpx.Response(status or response.status_code, headers=headers, content=new)
         return response
 
     async def aclose(self) -> None:
