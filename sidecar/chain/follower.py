@@ -129,6 +129,7 @@ class ChainFollower:
     async def _refused_node(self, status: NodeStatus) -> bool:
         """Refuse (and say so) a node that is not the chain instance the cursor follows."""
         assert self.cursor is not None
+        await self._accept_older_history(status)
         problem = self._node_problem(status, self.cursor)
         if problem is not None:
             self._refuse(problem)
@@ -162,6 +163,24 @@ class ChainFollower:
             )
         return self._first_block_problem(status)
 
+    async def _accept_older_history(self, status: NodeStatus) -> None:
+        """A node whose earliest block is older than the one seen (an archive node, or one that prunes less)
+        is the same chain instance if its block at the height seen has the hash seen: then its earliest
+        block becomes the one remembered. Any doubt (no answer, another hash) leaves the refusal to
+        `_first_block_problem`."""
+        seen = self._first_block
+        if seen is None or not status.earliest_block_hash or status.earliest_height >= seen[0]:
+            return
+        try:
+            block = await self._rpc.block(seen[0])
+        except ChainRpcError:
+            return
+        block_id = block.get("block_id")
+        answered = block_id.get("hash") if isinstance(block_id, dict) else None
+        if isinstance(answered, str) and answered.upper() == seen[1]:
+            log.info("node keeps older history of the same chain", extra={"earliest_height": status.earliest_height})
+            self._first_block = (status.earliest_height, status.earliest_block_hash.upper())
+
     def _first_block_problem(self, status: NodeStatus) -> str | None:
         """The node's earliest block identifies the chain instance: it may only move up (pruning)."""
         if not status.earliest_block_hash:
@@ -189,6 +208,7 @@ class ChainFollower:
         cursor = await self._store.read("load cursor", load_cursor)
         if self._first_block is None:
             self._first_block = self._saved_first_block = await self._store.read("first block", load_first_block)
+        await self._accept_older_history(status)
         if cursor is not None and (problem := self._node_problem(status, cursor)) is not None:
             self._refuse(problem)
             return

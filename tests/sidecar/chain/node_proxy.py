@@ -28,6 +28,7 @@ class NodeProxy:
         self.rewrites = dict(rewrites or {})
         self.rewritten: set[str] = set()
         self.wrong_heights_from: int | None = None  # block_results from this height answer for the next one
+        self.earliest: tuple[int, str] | None = None  # /status names this (height, hash) as its earliest block
         self.calls: Counter[tuple[str, str]] = Counter()  # (upstream, method) -> requests forwarded
         self.url = ""
         self._client = httpx.AsyncClient(timeout=15)
@@ -51,6 +52,9 @@ class NodeProxy:
         result = doc.get("result") if isinstance(doc, dict) else None
         if not isinstance(result, dict):
             return
+        sync = result.get("sync_info")
+        if self.earliest is not None and isinstance(sync, dict):  # a node that pruned below this block
+            sync["earliest_block_height"], sync["earliest_block_hash"] = str(self.earliest[0]), self.earliest[1]
         shift = self.wrong_heights_from is not None and "finalize_block_events" in result
         if shift and int(result["height"]) >= (self.wrong_heights_from or 0):
             result["height"] = str(int(result["height"]) + 1)

@@ -5,6 +5,7 @@ the inbox stays exactly the first chain's events up to the cursor, and the curso
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from devnet.cometbft import DevnetNode
 from devnet.waiting import async_wait_until
+from sidecar.store.inbox import load_first_block
 from tests.sidecar.chain.node_proxy import NodeProxy
 from tests.sidecar.chain.scan import scan_event_ids
 from tests.sidecar.chain.test_follower_node import (
@@ -125,3 +127,40 @@ async def test_block_results_for_another_height_are_refused_and_never_committed(
 
 async def _asked_more(proxy: NodeProxy, node: DevnetNode, before: int) -> bool:
     return proxy.calls[(node.rpc_url, "block_results")] > before
+
+
+
+async def test_a_node_with_older_history_of_the_same_chain_is_followed(
+    devnet_node_factory: Any, tmp_path: Path
+) -> None:
+    """The follower first sees a node that pruned below height 5, then one that keeps everything (an archive
+    node behind the same URL): its block 5 has the hash seen, so it is the same chain and is followed."""
+    node: DevnetNode = devnet_node_factory()
+    await asyncio.to_thread(node.wait_for_height, 8, 60.0)
+    block5 = str(node.rpc("block", height=5)["block_id"]["hash"]).upper()
+    db = tmp_path / "sidecar.db"
+    async with NodeProxy(node.rpc_url).running() as proxy:
+        proxy.earliest = (5, block5)
+        flags = app_flags(tmp_path, proxy.url, **{
+            "chain.start_height": "6",
+            "chain.chain_id": CHAIN_ID,
+            "chain.ws_url": f"ws://127.0.0.1:{closed_port()}/websocket",
+        })
+        async with running_app(flags, ENV) as app:
+            await create(node, 3, per_tx=3)
+            await caught_up(db, node)
+            assert _first_block(db) == (5, block5)
+            proxy.earliest = None  # from now on the node's own answer: its earliest block is 1
+            await create(node, 3, per_tx=3)
+            await caught_up(db, node)
+            assert await _follower_problem(app) is None
+            assert inbox_ids(db) == scan_event_ids(node.rpc_url, 6, db_cursor(db))
+            assert _first_block(db) == (1, str(node.rpc("block", height=1)["block_id"]["hash"]).upper())
+
+
+def _first_block(db: Path) -> tuple[int, str] | None:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return load_first_block(conn)
+    finally:
+        conn.close()
