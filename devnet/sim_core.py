@@ -190,6 +190,10 @@ class SimCore:
         body = b""
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                # The client went away before its body arrived (say, it was SIGKILLed mid-send): a real
+                # server never sees a whole request, so nothing is recorded, handled or answered.
+                return
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -505,3 +507,20 @@ def test_labels_added_by_a_later_edit_count_once(http: httpx.Client, jira_sim: J
     assert jira_sim.creates_for_label("ve-sup-7") == 1 and jira_sim.creates_for_label("other") == 1
     jira_sim.flush_index()
     assert search(http, 'labels = "other"').json()["issues"] == [{"id": jira_sim.issue(key).id}]
+
+
+def test_a_request_whose_body_never_arrives_is_not_handled(jira_sim: JiraSim) -> None:
+    """A client killed mid-send: the server never sees a whole request, so it creates nothing (and does not
+    judge the half it got against the contract)."""
+    url = httpx.URL(jira_sim.base_url)
+    body = json.dumps({"fields": {"summary": "half"}}).encode()
+    token = base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode()).decode()
+    head = (f"POST /rest/api/3/issue HTTP/1.1\r\nHost: {url.host}\r\nAuthorization: Basic {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body) + 100}\r\n\r\n").encode()
+    with socket.create_connection((url.host, url.port), timeout=5) as sock:
+        sock.sendall(head + body)  # 100 bytes short, then gone
+    with client(jira_sim) as c:  # a later request is answered, so the cut one has been dealt with
+        assert c.get("/rest/api/3/myself").status_code == 200
+    assert jira_sim.list_issues() == []
+    assert jira_sim.request_count("POST", "/rest/api/3/issue") == 0
+    assert list(jira_sim.contract_violations) == []

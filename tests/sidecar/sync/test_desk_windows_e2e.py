@@ -99,7 +99,9 @@ async def test_sigkill_after_the_create_while_search_lags_makes_one_issue(
     jira: JiraSim = make_jira_sim(clock=clock, search_delay=SEARCH_LAG)
     db = tmp_path / "sidecar.db"
     # A generous bound so a slow machine cannot outlast it between the crash and the index catching up.
-    flags = desk_flags(tmp_path, devnet_node, jira, None, **{"jira.index_lag": "5m"})
+    # One job at a time: the SIGKILL then comes right after one applied create, with no other create half
+    # sent (a create cut off mid-send is marked but never applied, and would rightly wait out the bound).
+    flags = desk_flags(tmp_path, devnet_node, jira, None, **{"jira.index_lag": "5m", "jira.max_concurrency": "1"})
     env: dict[str, Any] = {**desk_env(jira, None), "SIDECAR_TEST_CRASH_POINT": "after_desk_create"}
     env.update({_env(k): str(v) for k, v in flags.items()})
 
