@@ -88,14 +88,7 @@ class Workflow:
         "Field Resolution is required." (see devnet/jira_rules.py, rule 3). Open -> Resolved and
         Open -> Waiting for Customer therefore take two transitions.
         """
-        statuses = [
-            Status("1", "Open", "new"),
-            Status("3", "In Progress", "indeterminate"),
-            Status("10001", "Waiting for Customer", "indeterminate"),
-            Status("10002", "Waiting for Support", "indeterminate"),
-            Status("5", "Resolved", "done"),
-            Status("6", "Closed", "done"),
-        ]
+        statuses = _service_desk_statuses()
         working = ("In Progress", "Waiting for Support", "Waiting for Customer")
         res = ("resolution",)
         transitions = [
@@ -112,14 +105,7 @@ class Workflow:
     @classmethod
     def connected(cls) -> Workflow:
         """A lenient flow: every status the sidecar maps is one screenless transition away."""
-        statuses = [
-            Status("1", "Open", "new"),
-            Status("3", "In Progress", "indeterminate"),
-            Status("10001", "Waiting for Customer", "indeterminate"),
-            Status("10002", "Waiting for Support", "indeterminate"),
-            Status("5", "Resolved", "done"),
-            Status("6", "Closed", "done"),
-        ]
+        statuses = _service_desk_statuses()
         transitions = [Transition(str(11 + 10 * i), f"To {s.name}", s.name) for i, s in enumerate(statuses)]
         return cls(statuses, transitions, "Open")
 
@@ -312,3 +298,15 @@ class Issue:
         """The newest version visible to search at monotonic time `at`, if any."""
         visible = [snap for when, snap in self.versions if when <= at]
         return visible[-1] if visible else None
+
+
+def _service_desk_statuses() -> list[Status]:
+    """The statuses of a service-desk project, the same for the lenient and the realistic workflow."""
+    return [
+        Status("1", "Open", "new"),
+        Status("3", "In Progress", "indeterminate"),
+        Status("10001", "Waiting for Customer", "indeterminate"),
+        Status("10002", "Waiting for Support", "indeterminate"),
+        Status("5", "Resolved", "done"),
+        Status("6", "Closed", "done"),
+    ]

@@ -200,19 +200,6 @@ async def test_a_jsm_request_whose_answer_was_lost_is_found_by_its_summary(
 # the worker ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def rigs() -> AsyncIterator[list[Rig]]:
-    made: list[Rig] = []
-    yield made
-    for rig in made:
-        await rig.close()
-
-
 async def open_rig(tmp_path: Path, rigs: list[Rig], sim: JiraSim, clock: ManualClock, **config: Any) -> Rig:
     desk = JiraDesk(jira_config(sim, index_lag=10.0, **config), JIRA_TOKEN, metrics=Metrics(),
                     allow_insecure_http=True)

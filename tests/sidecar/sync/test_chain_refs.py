@@ -5,11 +5,9 @@ checks the desk ticket's claim before adopting it, and otherwise audits it and w
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from uuid import uuid4
-
-import pytest
 
 from devnet.jira_sim import JiraSim
 from devnet.sim_faults import ManualClock
@@ -21,19 +19,6 @@ from tests.sidecar.desks.support import JIRA_TOKEN, WALDUR_TOKEN, jira_config, t
 from tests.sidecar.sync.rig import Rig, created, linked, status_changed, ticket_id
 
 OWN_ISSUE_PATH = re.compile(r"^/rest/api/3/issue/(?:[0-9]+|VESUPPORT-[0-9]+)(?:/[a-z]+(?:/virtengine)?)?$")
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def rigs() -> AsyncIterator[list[Rig]]:
-    made: list[Rig] = []
-    yield made
-    for rig in made:
-        await rig.close()
 
 
 async def jira_rig(tmp_path: Path, rigs: list[Rig], sim: JiraSim, clock: ManualClock) -> Rig:

@@ -7,7 +7,7 @@ a manual clock shared with the worker: time moves only when the test moves it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,19 +24,6 @@ JSM_CREATE = "/rest/servicedeskapi/request"
 SEARCH = "/rest/api/3/search/jql"
 INDEX_LAG = 60.0  # the sidecar's bound (jira.index_lag)
 SEARCH_DELAY = 30.0  # how far behind the simulator's index runs: inside the bound, as on a busy site
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def rigs(tmp_path: Path) -> AsyncIterator[list[Rig]]:
-    made: list[Rig] = []
-    yield made
-    for rig in made:
-        await rig.close()
 
 
 async def open_rig(tmp_path: Path, rigs: list[Rig], sim: JiraSim, clock: ManualClock, **config: object) -> Rig:

@@ -29,11 +29,6 @@ CREATE = "/rest/api/3/issue"
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 async def rig(
     make_jira_sim: Callable[..., JiraSim], clock: ManualClock, tmp_path: Path
 ) -> AsyncIterator[tuple[Rig, JiraSim, TamperingTransport]]:
