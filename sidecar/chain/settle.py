@@ -141,11 +141,7 @@ class Settler:
             "tx expired unconfirmed, its intents are queued again",
             extra={"tx_hash": tx.tx_hash, "timeout_height": tx.timeout_height, "head": height},
         )
-        self.unproven.pop(tx.tx_hash, None)
-        await self._store.write(
-            "expire tx", requeue_batch_txn, tx.batch_id, "expired", None, f"not included by height {tx.timeout_height}"
-        )
-        self._on_lost_sequence()
+        await self._requeue(tx, "expired", f"not included by height {tx.timeout_height}")
 
     async def _superseded(self, tx: InFlight, other: str) -> None:
         """Another tx of this key used our sequence: ours can never land. Re-sign, spending no attempt."""
@@ -153,10 +149,12 @@ class Settler:
             "tx superseded by another tx of the same key, its intents are queued again",
             extra={"tx_hash": tx.tx_hash, "sequence": tx.sequence, "used_by": other},
         )
+        await self._requeue(tx, "failed", f"sequence {tx.sequence} used by {other}")
+
+    async def _requeue(self, tx: InFlight, state: str, reason: str) -> None:
+        """A tx proven never to land: its intents go back to the queue (no attempt spent), its sequence is lost."""
         self.unproven.pop(tx.tx_hash, None)
-        await self._store.write(
-            "supersede tx", requeue_batch_txn, tx.batch_id, "failed", None, f"sequence {tx.sequence} used by {other}"
-        )
+        await self._store.write(f"requeue {state} tx", requeue_batch_txn, tx.batch_id, state, None, reason)
         self._on_lost_sequence()
 
     async def _settle_included(self, tx: InFlight, answer: ChainAnswer, height: int) -> None:
