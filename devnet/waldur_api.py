@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from devnet import waldur_rules as rules
 from devnet.sim_core import SimRequest
-from devnet.waldur_contract import multipart_fields, new_uuid, waldur_time
+from devnet.waldur_contract import STAFF_ONLY_ISSUE_FIELDS, multipart_fields, new_uuid, waldur_time
 
 if TYPE_CHECKING:
     from devnet.waldur_sim import SupportUser, User, WaldurSim, WAttachment, WComment, WIssue
@@ -28,16 +28,6 @@ HOOK_EVENTS = {
     "attachment_updated",
     "attachment_deleted",
 }
-# serializers.py IssueSerializer.get_fields / to_representation: what a user who is neither staff nor
-# support does not get.
-STAFF_ONLY_ISSUE_FIELDS = (
-    "link",
-    "processing_log",
-    "is_routed",
-    "provider_ticket_info",
-    "provider_helpdesk",
-    "parent_issue",
-)
 PAGE_SIZE, MAX_PAGE_SIZE = 10, 300  # waldur_core pagination.py LinkHeaderPagination; settings PAGE_SIZE
 
 

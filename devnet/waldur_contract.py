@@ -121,6 +121,17 @@ OPERATIONS = [
 ]
 
 
+# serializers.py IssueSerializer.get_fields / to_representation: what a user who is neither staff nor
+# support does not get.
+STAFF_ONLY_ISSUE_FIELDS = (
+    "link",
+    "processing_log",
+    "is_routed",
+    "provider_ticket_info",
+    "provider_helpdesk",
+    "parent_issue",
+)
+
 # serializers.py IssueSerializer: `<link>_uuid`/`<link>_name` and resource_name drop out over a null link
 # (AugmentedSerializerMixin related_paths, DRF SkipField); get_fields/to_representation drop the
 # staff-only fields for other users. CommentSerializer drops author_uuid/author_email/author_image when
@@ -137,12 +148,7 @@ SERVER_OMITS: dict[type, frozenset[str]] = {
             "project_uuid",
             "project_name",
             "resource_name",
-            "link",
-            "processing_log",
-            "is_routed",
-            "provider_ticket_info",
-            "provider_helpdesk",
-            "parent_issue",
+            *STAFF_ONLY_ISSUE_FIELDS,
         }
     ),
     Comment: frozenset({"author_uuid", "author_email", "author_image"}),
