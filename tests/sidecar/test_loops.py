@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from sidecar.loops import run_loop
 from sidecar.observe.metrics import Metrics
 
 
-async def test_a_step_that_outlives_the_grace_period_is_cancelled_and_the_loop_ends() -> None:
-    stop = asyncio.Event()
-    started = asyncio.Event()
-    seen: list[str] = []
+def endless_step(started: asyncio.Event, seen: list[str]) -> Callable[[], Awaitable[float]]:
+    """A step that never ends on its own (a catch-up without end); it notes its cancellation in `seen`."""
 
     async def endless() -> float:
         started.set()
         try:
-            await asyncio.Event().wait()  # a catch-up that would never end on its own
+            await asyncio.Event().wait()
         except asyncio.CancelledError:
             seen.append("cancelled")
             raise
         return 0.0
+
+    return endless
+
+
+async def test_a_step_that_outlives_the_grace_period_is_cancelled_and_the_loop_ends() -> None:
+    stop, started, seen = asyncio.Event(), asyncio.Event(), []
+    endless = endless_step(started, seen)
 
     loop = asyncio.create_task(run_loop("endless", endless, stop, Metrics(), grace=0.05))
     await asyncio.wait_for(started.wait(), timeout=10)
@@ -48,18 +54,8 @@ async def test_a_step_that_finishes_within_the_grace_period_completes() -> None:
 
 
 async def test_cancelling_the_loop_cancels_its_step() -> None:
-    stop = asyncio.Event()
-    started = asyncio.Event()
-    seen: list[str] = []
-
-    async def endless() -> float:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            seen.append("cancelled")
-            raise
-        return 0.0
+    stop, started, seen = asyncio.Event(), asyncio.Event(), []
+    endless = endless_step(started, seen)
 
     loop = asyncio.create_task(run_loop("endless", endless, stop, Metrics()))
     await asyncio.wait_for(started.wait(), timeout=10)
