@@ -34,6 +34,7 @@ PLATFORM_OPERATIONS: tuple[tuple[str, str], ...] = (
     ("PUT", "/rest/api/3/issue/{issueIdOrKey}/assignee"),  # client: assign / unassign
     ("GET", "/rest/api/3/issue/{issueIdOrKey}/transitions"),  # client: find the transition to a status
     ("POST", "/rest/api/3/issue/{issueIdOrKey}/transitions"),  # client: move the issue
+    ("GET", "/rest/api/3/issue/{issueIdOrKey}/changelog"),  # client: the history expand=changelog cut off
     ("GET", "/rest/api/3/issue/{issueIdOrKey}/comment"),  # client: find its own comments again
     ("POST", "/rest/api/3/issue/{issueIdOrKey}/comment"),  # client: add a comment
     ("POST", "/rest/api/3/issue/{issueIdOrKey}/attachments"),  # simulator only: multipart upload

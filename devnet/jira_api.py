@@ -14,13 +14,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from devnet import jira_search
-from devnet.jira_model import CATEGORIES, Comment, Issue, Transition, adf_to_text, jira_time, text_to_adf
+from devnet.jira_model import CATEGORIES, Comment, History, Issue, Transition, adf_to_text, jira_time, text_to_adf
 from devnet.sim_core import EXEMPT_HEADER
 
 if TYPE_CHECKING:
     from devnet.jira_sim import JiraSim
 
 Handler = Callable[[Request], Awaitable[Response]]
+CHANGELOG_PAGE = 100  # histories under expand=changelog: Jira Cloud's most recent 100
+COMMENT_PAGE = 5000  # getComments' largest page here (Jira Cloud caps it; the sidecar asks for less)
 
 
 def _errors(status: int, messages: list[str], errors: dict[str, str] | None = None) -> JSONResponse:
@@ -44,6 +46,10 @@ def build_routes(sim: JiraSim) -> Starlette:
         return run
 
     root = sim._root
+
+    def actor(request: Request) -> bool | None:
+        """Who a change over HTTP is attributed to: the account the request authenticated as."""
+        return sim.http_actor(request.headers.get("authorization", ""))
 
     def status_json(name: str) -> dict[str, Any]:
         status = sim.workflow.status(name)
@@ -157,6 +163,51 @@ def build_routes(sim: JiraSim) -> Starlette:
             out["properties"] = {k: issue.properties[k] for k in props if k in issue.properties}
         return out
 
+    def changelog_json(issue: Issue) -> dict[str, Any]:
+        """`changelog` under expand=changelog (PageOfChangelogs): Jira Cloud returns the most recent
+        CHANGELOG_PAGE histories there, oldest first within them, and `total` counts them all; the rest
+        are read through the paged changelog operation, `get_changelogs`. The pinned spec's `expand`
+        describes changelog as "a list of recent updates to an issue"; JRACLOUD-96459 reports the same
+        cut (40 histories) for search, with getChangeLogs as the way to the rest. An item's `from`/`to`
+        may be null in Jira's answers; the spec types them as strings (ChangeDetails), so a null one is
+        left out here, which the spec allows (every key is optional)."""
+        shown = issue.histories[-CHANGELOG_PAGE:]
+        start = len(issue.histories) - len(shown)
+        return {
+            "startAt": start,
+            "maxResults": CHANGELOG_PAGE,
+            "total": len(issue.histories),
+            "histories": [history_json(h) for h in shown],
+        }
+
+    def history_json(h: History) -> dict[str, Any]:
+        return {
+            "id": h.id,
+            "author": sim.user_json(h.author),
+            "created": jira_time(h.created),
+            "items": [{k: v for k, v in item.items() if v is not None} for item in h.items],
+        }
+
+    async def get_changelogs(request: Request) -> Response:
+        """getChangeLogs: every history, oldest first, startAt/maxResults paging (at most 100 a page),
+        as PageBeanChangelog (pinned spec)."""
+        issue = sim.issue(request.path_params["key"])
+        q = request.query_params
+        try:
+            start, size = int(q.get("startAt", 0)), int(q.get("maxResults", CHANGELOG_PAGE))
+        except ValueError as exc:
+            raise JiraError(400, "startAt and maxResults must be integers.") from exc
+        start, size = max(0, start), max(1, min(size, CHANGELOG_PAGE))
+        with sim.lock:
+            page = [history_json(h) for h in issue.histories[start : start + size]]
+            total = len(issue.histories)
+        url = f"{root()}/rest/api/3/issue/{issue.id}/changelog"
+        out: dict[str, Any] = {"self": f"{url}?startAt={start}&maxResults={size}", "startAt": start}
+        out |= {"maxResults": size, "total": total, "isLast": start + size >= total, "values": page}
+        if not out["isLast"]:
+            out["nextPage"] = f"{url}?startAt={start + size}&maxResults={size}"
+        return JSONResponse(out)
+
     def date_dto(moment: datetime) -> dict[str, Any]:
         """JSM's DateDTO."""
         return {
@@ -178,7 +229,7 @@ def build_routes(sim: JiraSim) -> Starlette:
     # issues ------------------------------------------------------------------------------------
     async def create_issue(request: Request) -> Response:
         body = await body_of(request)
-        issue = sim.create_issue(body.get("fields") or {}, body.get("properties") or [], None)
+        issue = sim.create_issue(body.get("fields") or {}, body.get("properties") or [], actor(request))
         return JSONResponse(
             {"id": issue.id, "key": issue.key, "self": f"{root()}/rest/api/3/issue/{issue.id}"}, status_code=201
         )
@@ -187,14 +238,18 @@ def build_routes(sim: JiraSim) -> Starlette:
         issue = sim.issue(request.path_params["key"])
         names = [n.strip() for n in request.query_params.get("fields", "").split(",") if n.strip()]
         props = [p for p in request.query_params.get("properties", "").split(",") if p]
+        expand = {e.strip() for e in request.query_params.get("expand", "").split(",")}
         with sim.lock:
-            return JSONResponse(issue_json(issue, issue.snapshot(), wanted_fields(names), props))
+            out = issue_json(issue, issue.snapshot(), wanted_fields(names), props)
+            if "changelog" in expand:
+                out["changelog"] = changelog_json(issue)
+            return JSONResponse(out)
 
     async def edit_issue(request: Request) -> Response:
         body = await body_of(request)
         issue = sim.issue(request.path_params["key"])
         fields = {k: v for k, v in (body.get("fields") or {}).items() if k != "status"}
-        sim.edit_issue(issue, fields, body.get("update") or {}, None)
+        sim.edit_issue(issue, fields, body.get("update") or {}, actor(request))
         for prop in body.get("properties") or []:
             issue.properties[prop["key"]] = prop.get("value")
         return Response(status_code=204)
@@ -204,7 +259,7 @@ def build_routes(sim: JiraSim) -> Starlette:
         issue = sim.issue(request.path_params["key"])
         if "accountId" not in body:
             raise JiraError(400, "", {"accountId": "accountId is required; null unassigns the issue."})
-        sim.assign(issue, body["accountId"], None)
+        sim.assign(issue, body["accountId"], actor(request))
         return Response(status_code=204)
 
     def resolution_json(name: str) -> dict[str, Any]:
@@ -259,7 +314,7 @@ def build_routes(sim: JiraSim) -> Starlette:
         fields, update = body.get("fields") or {}, body.get("update") or {}
         if not isinstance(fields, dict) or not isinstance(update, dict):
             raise JiraError(400, "'fields' and 'update' must be objects.")
-        sim.transition(issue, str(transition["id"]), None, fields, update)
+        sim.transition(issue, str(transition["id"]), actor(request), fields, update)
         return Response(status_code=204)
 
     # comments ---------------------------------------------------------------------------------
@@ -272,16 +327,27 @@ def build_routes(sim: JiraSim) -> Starlette:
             p.get("key") == "sd.public.comment" and (p.get("value") or {}).get("internal")
             for p in body.get("properties") or []
         )
-        comment = sim.add_comment(issue, body["body"], not internal, None)
+        comment = sim.add_comment(issue, body["body"], not internal, actor(request))
         with sim.lock:
             return JSONResponse(comment_json(issue, comment), status_code=201)
 
     async def list_comments(request: Request) -> Response:
+        """getComments: startAt/maxResults paging; `orderBy` takes created, +created or -created, and
+        anything else is a 400 ("Returned if `orderBy` is set to a value other than *created*", pinned
+        spec; the sentence is the simulator's). Comments are kept in creation order."""
         issue = sim.issue(request.path_params["key"])
-        start = int(request.query_params.get("startAt", 0))
-        size = int(request.query_params.get("maxResults", 5000))
+        q = request.query_params
+        order = q.get("orderBy", "created")
+        if order not in ("created", "+created", "-created"):
+            raise JiraError(400, f"The value '{order}' is not valid for orderBy: use created or -created.")
+        try:
+            start, size = int(q.get("startAt", 0)), int(q.get("maxResults", COMMENT_PAGE))
+        except ValueError as exc:
+            raise JiraError(400, "startAt and maxResults must be integers.") from exc
+        start, size = max(0, start), max(1, min(size, COMMENT_PAGE))
         with sim.lock:
-            page = [comment_json(issue, c) for c in issue.comments[start : start + size]]
+            ordered = issue.comments if order != "-created" else list(reversed(issue.comments))
+            page = [comment_json(issue, c) for c in ordered[start : start + size]]
             total = len(issue.comments)
         return JSONResponse({"comments": page, "startAt": start, "maxResults": size, "total": total})
 
@@ -290,7 +356,7 @@ def build_routes(sim: JiraSim) -> Starlette:
         issue = sim.issue(request.path_params["key"])
         if not isinstance(body.get("body"), str) or not body["body"]:
             raise JiraError(400, "The comment body is required.")
-        comment = sim.add_comment(issue, text_to_adf(body["body"]), bool(body.get("public", True)), None)
+        comment = sim.add_comment(issue, text_to_adf(body["body"]), bool(body.get("public", True)), actor(request))
         created = comment.created
         author = sim.user_json(comment.author)
         return JSONResponse(
@@ -309,7 +375,7 @@ def build_routes(sim: JiraSim) -> Starlette:
         body = await body_of(request)
         desk, rtype = body.get("serviceDeskId"), body.get("requestTypeId")
         values = body.get("requestFieldValues") or {}
-        issue = sim.create_request(desk, rtype, values, bool(body.get("isAdfRequest")), None)
+        issue = sim.create_request(desk, rtype, values, bool(body.get("isAdfRequest")), actor(request))
         with sim.lock:
             reporter = sim.user_json(issue.reporter)
             status = sim.workflow.status(issue.status)
@@ -361,7 +427,7 @@ def build_routes(sim: JiraSim) -> Starlette:
             content = payload if isinstance(payload, bytes) else b""
             if len(content) > sim.max_attachment_bytes:
                 return _errors(413, ["The attachment is too large."])
-            sim.add_attachment(issue, part.get_filename() or "file", part.get_content_type(), content)
+            sim.add_attachment(issue, part.get_filename() or "file", part.get_content_type(), content, actor(request))
             created.append(attachment_json(issue, len(issue.attachments) - 1))
         return JSONResponse(created)
 
@@ -437,7 +503,8 @@ def build_routes(sim: JiraSim) -> Starlette:
         )
 
     async def myself(request: Request) -> Response:
-        return JSONResponse({**sim.user_json(sim.me.account_id), "emailAddress": sim.email})
+        account = sim.account_of(request.headers.get("authorization", "")) or sim.me
+        return JSONResponse({**sim.user_json(account.account_id), "emailAddress": account.email})
 
     # project configuration, read by `servicedesk-sidecar desk check` ----------------------------
     def issue_type_json(name: str) -> dict[str, Any]:
@@ -528,6 +595,7 @@ def build_routes(sim: JiraSim) -> Starlette:
         Route(issue_path + "/transitions", guarded(do_transition), methods=["POST"]),
         Route(issue_path + "/comment", guarded(add_comment), methods=["POST"]),
         Route(issue_path + "/comment", guarded(list_comments), methods=["GET"]),
+        Route(issue_path + "/changelog", guarded(get_changelogs), methods=["GET"]),
         Route("/rest/servicedeskapi/request", guarded(create_request), methods=["POST"]),
         Route("/rest/servicedeskapi/request/{key}/comment", guarded(jsm_comment), methods=["POST"]),
         Route(issue_path + "/attachments", guarded(add_attachments), methods=["POST"]),

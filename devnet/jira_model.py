@@ -242,6 +242,16 @@ class Comment:
 
 
 @dataclass
+class History:
+    """One changelog entry: who changed which fields, and when (GET issue with expand=changelog)."""
+
+    id: str
+    author: str  # an account id
+    created: datetime
+    items: list[dict[str, Any]]
+
+
+@dataclass
 class Attachment:
     id: str
     filename: str
@@ -273,6 +283,7 @@ class Issue:
     comments: list[Comment] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     properties: dict[str, Any] = field(default_factory=dict)
+    histories: list[History] = field(default_factory=list)  # the changelog, oldest first
     versions: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     counted_labels: set[str] = field(default_factory=set)  # labels this issue has added to creates_by_label
 

@@ -3,6 +3,14 @@
 Supports what a sync client needs: `labels`, `project`, `key`/`issuekey`, `id`, `status`,
 `priority`, `issuetype`, `summary ~`, `created`/`updated` comparisons, joined by AND, with an
 optional ORDER BY. Anything else is answered with 400, like a JQL error would be.
+
+Dates (`parse_date`) take JQL's forms (https://support.atlassian.com/jira-software-cloud/docs/jql-fields/,
+"Created" / "Updated"): "yyyy/MM/dd HH:mm", "yyyy-MM-dd HH:mm", "yyyy/MM/dd", "yyyy-MM-dd", a period
+relative to now ("-15m", "-2h", "-1d", "-1w", a leading + or none for the future) and epoch milliseconds.
+Absolute dates are in the searching user's time zone; every simulator user's is UTC (`user_json`). A
+date without a time is the start of that day, as in Jira ("created <= 2024-01-01" leaves that day out).
+Both sides of a date comparison are taken at minute resolution, the precision of JQL's date forms: the
+simulator's choice, which a client that asks with a minute of overlap does not depend on.
 `SearchLag` decides when search sees a write: after a lag, on a clock a test can drive.
 """
 
@@ -26,6 +34,7 @@ TOKEN_RE = re.compile(
 FIELD_ALIASES = {"issuekey": "key", "type": "issuetype"}
 FIELDS = {"labels", "project", "key", "id", "status", "priority", "issuetype", "summary", "created", "updated"}
 DATE_FIELDS = {"created", "updated"}
+DATE_OPERATORS = {"=", "!=", ">", ">=", "<", "<="}  # the subset's; Jira also takes IN, IS, WAS on dates
 
 
 class SearchLag:
@@ -163,25 +172,40 @@ def parse(jql: str) -> Query:
                 raise JqlError(f"Error in the JQL Query: expected a value after '{op}'.")
             values.append(peek()[1])
             i += 1
+        if name in DATE_FIELDS:
+            if op not in DATE_OPERATORS:
+                raise JqlError(f"The operator '{op}' is not supported by the '{field_name}' field.")
+            for value in values:  # refused when the query is read, as Jira does, not when an issue is compared
+                parse_date(value, datetime.now(UTC), name)
         clauses.append(Clause(name, op, values))
     return Query(clauses, order)
 
 
-def parse_date(value: str, now: datetime) -> datetime:
-    """JQL date forms: 'yyyy-MM-dd[ HH:mm]', 'yyyy/MM/dd[ HH:mm]', relative '-5m', epoch ms."""
-    rel = re.fullmatch(r"([-+]?)(\d+)([wdhm])", value.strip())
+# Jira's refusal of a date it cannot read, word for word as Jira Cloud answers it (quoted in
+# mojira/arisa-kt#213 for `updated`: "Date value '2020-05-06T12:15:17.831Z' for field 'updated' is
+# invalid. Valid formats include: ..."); the period examples are Jira's own.
+BAD_DATE = (
+    "Date value '{value}' for field '{field}' is invalid. Valid formats include: 'yyyy/MM/dd HH:mm', "
+    "'yyyy-MM-dd HH:mm', 'yyyy/MM/dd', 'yyyy-MM-dd', or a period format e.g. '-5d', '4w 2d'."
+)
+
+
+def parse_date(value: str, now: datetime, field: str = "updated") -> datetime:
+    """JQL date forms: 'yyyy-MM-dd[ HH:mm]', 'yyyy/MM/dd[ HH:mm]', relative '-5m', epoch ms (UTC)."""
+    rel = re.fullmatch(r"([-+]?)(\d{1,9})([wdhm])", value.strip())
     if rel:
         unit = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}[rel.group(3)]
         delta = timedelta(**{unit: int(rel.group(2))})
         return now - delta if rel.group(1) == "-" else now + delta
-    if value.isdigit():
-        return datetime.fromtimestamp(int(value) / 1000, UTC)
-    for fmt in ("%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d"):
-        try:
-            return datetime.strptime(value, fmt).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-    raise JqlError(f"Date value '{value}' for field is invalid.")
+    try:
+        if re.fullmatch(r"[0-9]{1,15}", value):
+            return datetime.fromtimestamp(int(value) / 1000, UTC)
+        if re.fullmatch(r"[0-9]{4}([-/])[0-9]{2}\1[0-9]{2}( [0-9]{2}:[0-9]{2})?", value):
+            fmt = "%Y-%m-%d" if "-" in value[:5] else "%Y/%m/%d"
+            return datetime.strptime(value, fmt + (" %H:%M" if " " in value else "")).replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    raise JqlError(BAD_DATE.format(value=value, field=field))
 
 
 def _compare(left: Any, op: str, right: Any) -> bool:
@@ -206,9 +230,9 @@ def matches(query: Query, snap: dict[str, Any], now: datetime) -> bool:
 def _clause_matches(clause: Clause, snap: dict[str, Any], now: datetime) -> bool:
     name, op, values = clause.field, clause.op, clause.values
     if name in DATE_FIELDS:
-        # JQL compares dates at minute resolution
+        # both sides at minute resolution (see the module docstring)
         left = snap[name].replace(second=0, microsecond=0)
-        return _compare(left, op, parse_date(values[0], now))
+        return _compare(left, op, parse_date(values[0], now, name).replace(second=0, microsecond=0))
     if name == "summary":
         if op not in ("~", "!~"):
             raise JqlError("The operator '=' is not supported by the 'summary' field.")

@@ -1,7 +1,9 @@
 """A stateful Jira Cloud (+ JSM) simulator: issues, workflow, comments, search, signed webhooks.
 
-State changes go through the methods here, whether they come from HTTP (acting as the sidecar's
-account) or from the agent API (acting as a human agent), so both emit the same webhooks.
+State changes go through the methods here, whether they come from HTTP or from the in-process agent
+API (acting as a human agent), so both emit the same webhooks and changelog. Over HTTP a change is the
+authenticated account's: the sidecar's credential, or the agent's (`agent_email` / `agent_token`), so a
+person on the devnet can act as an agent with curl and the sidecar sees someone else's change.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from devnet.jira_hooks import changelog_item, sign_jira_body
 from devnet.jira_model import (
     Attachment,
     Comment,
+    History,
     Issue,
     Transition,
     Workflow,
@@ -82,6 +85,8 @@ class JiraSim(SimCore):
         display_name: str = "VirtEngine Sidecar",
         agent_account_id: str = "5b10ac8d82e05b22cc7d4ef5",
         agent_name: str = "Agent Smith",
+        agent_email: str = "agent@example.com",
+        agent_token: str = "jira-agent-token",
         projects: tuple[str, ...] = ("VESUPPORT",),
         issue_types: tuple[str, ...] = DEFAULT_ISSUE_TYPES,
         priorities: tuple[str, ...] = DEFAULT_PRIORITIES,
@@ -101,9 +106,12 @@ class JiraSim(SimCore):
         self.email = email
         self.api_token: str | None = api_token
         self.me = Account(account_id, display_name, email)
-        self.agent = Account(agent_account_id, agent_name, "agent@example.com")
+        self.agent = Account(agent_account_id, agent_name, agent_email)
+        self.agent_token = agent_token  # the agent's own Basic credential; `revoke_token` leaves it alone
         self.users = {a.account_id: a for a in (self.me, self.agent)}  # who can be assigned and shown
-        self.api_actor = "self"  # "agent": changes made over REST are attributed to the agent account
+        # "agent": changes made with the sidecar's credential are attributed to the agent account (a test
+        # knob); changes made with the agent's credential are the agent's whatever this says.
+        self.api_actor = "self"
         self.projects = {key: str(10000 + i) for i, key in enumerate(projects)}
         self.issue_types = issue_types
         self.priorities = priorities
@@ -160,14 +168,29 @@ class JiraSim(SimCore):
 
     # SimCore hooks ----------------------------------------------------------------------------
     def authenticate(self, req: SimRequest) -> bool:
-        header = req.headers.get("authorization", "")
-        if not header.startswith("Basic ") or self.api_token is None:
-            return False
+        return self.account_of(req.headers.get("authorization", "")) is not None
+
+    def account_of(self, header: str) -> Account | None:
+        """The account a Basic `Authorization` header authenticates (the sidecar's or the agent's), if any.
+        Jira Cloud takes `email:api-token` of any user; a wrong token is 401 on every route."""
+        if not header.startswith("Basic "):
+            return None
         try:
-            user, _, token = base64.b64decode(header[6:]).decode().partition(":")
+            user, _, token = base64.b64decode(header[6:], validate=True).decode().partition(":")
         except ValueError:
-            return False
-        return hmac.compare_digest(user, self.email) and hmac.compare_digest(token, self.api_token)
+            return None
+        for account, email, secret in (
+            (self.me, self.email, self.api_token),
+            (self.agent, self.agent.email, self.agent_token),
+        ):
+            if secret is not None and hmac.compare_digest(user, email) and hmac.compare_digest(token, secret):
+                return account
+        return None
+
+    def http_actor(self, header: str) -> bool | None:
+        """`as_agent` for a change made over HTTP: True with the agent's credential, else None (the sidecar's
+        credential, attributed as `api_actor` says)."""
+        return True if self.account_of(header) is self.agent else None
 
     def error(self, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> SimResponse:
         """Jira's ErrorCollection. For 401 (wrong, revoked or expired token; every route, checked before
@@ -392,7 +415,9 @@ class JiraSim(SimCore):
                 )
                 issue.description = fields["description"]
             if "priority" in fields and fields["priority"]["name"] != issue.priority:
-                items.append(changelog_item("priority", issue.priority, fields["priority"]["name"]))
+                item = changelog_item("priority", issue.priority, fields["priority"]["name"])
+                ids = (str(self.priorities.index(n) + 1) for n in (issue.priority, fields["priority"]["name"]))
+                items.append({**item, "from": next(ids), "to": next(ids)})  # Jira's items carry priority ids
                 issue.priority = fields["priority"]["name"]
             if "assignee" in fields and assignee != issue.assignee:
                 items.append(self._assignee_item(issue.assignee, assignee))
@@ -557,8 +582,10 @@ class JiraSim(SimCore):
         self._emit_comment("comment_created", issue, comment)
         return comment
 
-    def add_attachment(self, issue: Issue, filename: str, mime: str, content: bytes) -> Attachment:
-        actor = self._actor(None)
+    def add_attachment(
+        self, issue: Issue, filename: str, mime: str, content: bytes, as_agent: bool | None = None
+    ) -> Attachment:
+        actor = self._actor(as_agent)
         with self.lock:
             att = Attachment(self._next("attachment"), filename, mime, content, actor.account_id, now())
             issue.attachments.append(att)
@@ -636,7 +663,11 @@ class JiraSim(SimCore):
         return self.runner.base_url if self.runner.port else "http://127.0.0.1"
 
     def _emit_issue(self, event: str, issue: Issue, actor: Account, items: list[dict[str, Any]], kind: str) -> None:
+        """Record the change in the issue's changelog (when it changed fields) and send its webhook."""
         changelog_id = self._next("changelog") if items else None
+        if changelog_id is not None:
+            with self.lock:
+                issue.histories.append(History(changelog_id, actor.account_id, issue.updated, [dict(i) for i in items]))
         self._send(event, jira_hooks.issue_event(self, event, issue, actor, items, kind, changelog_id))
 
     def _emit_comment(self, event: str, issue: Issue, comment: Comment) -> None:

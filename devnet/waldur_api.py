@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,26 @@ HOOK_EVENTS = {
     "attachment_deleted",
 }
 PAGE_SIZE, MAX_PAGE_SIZE = 10, 300  # waldur_core pagination.py LinkHeaderPagination; settings PAGE_SIZE
+# The `o=` values the lists accept (django-filter OrderingFilter choices, each also with a leading "-"):
+# support/filters.py IssueFilter.o (a KeyOrderingFilter: `key` sorts by the key's first number) and
+# CommentFilter.o; the same enums are in waldur-api-client IssueOEnum and CommentOEnum.
+ISSUE_ORDERING = (
+    "created",
+    "modified",
+    "type",
+    "status",
+    "priority",
+    "summary",
+    "customer_name",
+    "project_name",
+    "caller_first_name",
+    "caller_last_name",
+    "reporter_name",
+    "assignee_name",
+    "remote_id",
+    "key",
+)
+COMMENT_ORDERING = ("created", "modified")
 
 
 def build_routes(sim: WaldurSim) -> Starlette:
@@ -49,7 +70,14 @@ def build_routes(sim: WaldurSim) -> Starlette:
     def user_url(user: User) -> str:
         return sim.url("users", user.uuid)
 
-    def issue_json(i: WIssue) -> dict[str, Any]:
+    def caller(request: Request) -> User:
+        """The token's user (SimCore has authenticated the request before the routes run)."""
+        user = sim.user_for(request.headers.get("authorization", ""))
+        if user is None:  # the token was revoked between the gate and here
+            raise WaldurError(401, "Invalid token.")
+        return user
+
+    def issue_json(i: WIssue, user: User) -> dict[str, Any]:
         """serializers.py IssueSerializer as the token's role sees it (see devnet/waldur_rules.py)."""
         data: dict[str, Any] = {
             "url": sim.url("support-issues", i.uuid),
@@ -111,7 +139,7 @@ def build_routes(sim: WaldurSim) -> Starlette:
             data |= {"customer_uuid": str(i.customer), "customer_name": sim.customers[i.customer]}
         if i.project:
             data |= {"project_uuid": str(i.project), "project_name": sim.projects[i.project][0]}
-        if not sim.staff_or_support:
+        if not sim.is_staff_or_support(user):
             for name in STAFF_ONLY_ISSUE_FIELDS:
                 data.pop(name, None)
         return data
@@ -130,8 +158,8 @@ def build_routes(sim: WaldurSim) -> Starlette:
             "backend_id": None,
             "backend_name": sim.backend,
             "is_active": u.is_active,
-            "user": None,
-        }
+            "user": user_url(u.user) if u.user else None,
+        } | ({"user_full_name": u.user.full_name, "user_email": u.user.email} if u.user else {})
 
     def comment_json(c: WComment) -> dict[str, Any]:
         """serializers.py CommentSerializer: author_uuid/author_email/author_image have dotted sources
@@ -202,11 +230,26 @@ def build_routes(sim: WaldurSim) -> Starlette:
         return JSONResponse(body, headers={"Link": header, "X-Result-Count": str(len(items))})
 
     def ordered(request: Request, rows: list[Any], keys: dict[str, Callable[[Any], Any]]) -> list[Any]:
-        for name in reversed([o for raw in request.query_params.getlist("o") for o in raw.split(",") if o]):
-            field = name.lstrip("-")
-            if field in keys:
-                rows.sort(key=keys[field], reverse=name.startswith("-"))
+        """django-filter OrderingFilter: `o` is a comma-separated list of choices; a value outside them is
+        refused by the filterset's form (DjangoFilterBackend raises its errors: 400, ChoiceField's
+        invalid_choice text). Python's stable sort applied last-key-first gives the multi-key order."""
+        names = [o for raw in request.query_params.getlist("o") for o in raw.split(",") if o]
+        for name in names:
+            if name.lstrip("-") not in keys:
+                raise WaldurError(400, {"o": [f"Select a valid choice. {name} is not one of the available choices."]})
+        for name in reversed(names):
+            rows.sort(key=keys[name.lstrip("-")], reverse=name.startswith("-"))
         return rows
+
+    def uuid_filter(request: Request, name: str) -> str | None:
+        """A django-filter UUIDFilter value as 32 hex digits; a malformed one is refused (forms.UUIDField)."""
+        raw = request.query_params.get(name)
+        if raw is None or raw == "":
+            return None
+        try:
+            return uuid.UUID(raw).hex
+        except ValueError as exc:
+            raise WaldurError(400, {name: ["Enter a valid UUID."]}) from exc
 
     def parse_uuid(raw: str, what: str) -> uuid.UUID:
         try:
@@ -214,16 +257,18 @@ def build_routes(sim: WaldurSim) -> Starlette:
         except ValueError as exc:
             raise WaldurError(404, f"No {what} matches the given query.") from exc
 
-    def actor() -> User:
-        return sim.me
-
-    def visible(i: WIssue) -> bool:
+    def visible(i: WIssue, user: User) -> bool:
         """filters.py IssueCallerOrRoleFilterBackend: staff and support see every issue, others their own."""
-        return sim.staff_or_support or i.caller is sim.me
+        return sim.is_staff_or_support(user) or i.caller is user
 
-    def visible_issue(ident: str) -> WIssue:
+    def comment_visible(c: WComment, user: User) -> bool:
+        """views.py CommentViewSet.get_queryset: anyone but staff (support too) sees public comments and
+        their own only, so a support-role sidecar never sees an agent's internal note."""
+        return sim.role_of(user) == "staff" or c.is_public or c.author is user
+
+    def visible_issue(ident: str, user: User) -> WIssue:
         issue = sim.get_issue(ident)
-        if not visible(issue):
+        if not visible(issue, user):
             raise WaldurError(404, "No Issue matches the given query.")
         return issue
 
@@ -240,9 +285,14 @@ def build_routes(sim: WaldurSim) -> Starlette:
     # issues ------------------------------------------------------------------------------------
     async def list_issues(request: Request) -> Response:
         q = request.query_params
+        user = caller(request)
+        # filters.py IssueFilter has no created/modified range filter (nor has waldur-api-client's
+        # support_issues_list): a client finds changes by `o=-modified`. django-filter ignores unknown
+        # parameters, so `modified_after` would silently return everything (the contract check refuses it).
+        wanted = {name: uuid_filter(request, name) for name in ("customer_uuid", "project_uuid")}
         with sim.lock:
             # models.py Issue.Meta.ordering = ["-created"]: newest first unless `o` says otherwise.
-            rows = sorted((i for i in sim.issues.values() if visible(i)), key=lambda i: i.created, reverse=True)
+            rows = sorted((i for i in sim.issues.values() if visible(i, user)), key=lambda i: i.created, reverse=True)
             # filters.py IssueFilter: remote_id and summary are `icontains`; key, type and status exact.
             if "remote_id" in q:
                 rows = [i for i in rows if q["remote_id"].lower() in (i.remote_id or "").lower()]
@@ -251,41 +301,56 @@ def build_routes(sim: WaldurSim) -> Starlette:
                     rows = [i for i in rows if getattr(i, name) == q[name]]
             if "summary" in q:
                 rows = [i for i in rows if q["summary"].lower() in i.summary.lower()]
-            for name in ("customer_uuid", "project_uuid"):
-                if name in q:
-                    rows = [
-                        i
-                        for i in rows
-                        if getattr(i, name[:-5]) and getattr(i, name[:-5]).hex == q[name].replace("-", "")
-                    ]
-            rows = ordered(
-                request,
-                rows,
-                {
-                    "created": lambda i: i.created,
-                    "modified": lambda i: i.modified,
-                    "key": lambda i: i.key,
-                    "status": lambda i: i.status,
-                    "remote_id": lambda i: i.remote_id or "",
-                },
-            )
-            return paged(request, [issue_json(i) for i in rows])
+            for name, hexed in wanted.items():
+                if hexed is not None:
+                    rows = [i for i in rows if getattr(i, name[:-5]) and getattr(i, name[:-5]).hex == hexed]
+            rows = ordered(request, rows, issue_sort_keys())
+            return paged(request, [issue_json(i, user) for i in rows])
+
+    def issue_sort_keys() -> dict[str, Callable[[WIssue], Any]]:
+        """A key per ISSUE_ORDERING choice; `key` by the key's first number (KeyOrderingFilter, 0 without)."""
+
+        def number(key: str) -> int:
+            found = re.search(r"\d+", key)
+            return int(found.group()) if found else 0
+
+        keys: dict[str, Callable[[WIssue], Any]] = {
+            "created": lambda i: i.created,
+            "modified": lambda i: i.modified,
+            "type": lambda i: i.type,
+            "status": lambda i: i.status,
+            "priority": lambda i: i.priority,
+            "summary": lambda i: i.summary,
+            "customer_name": lambda i: sim.customers.get(i.customer, "") if i.customer else "",
+            "project_name": lambda i: sim.projects[i.project][0] if i.project in sim.projects else "",
+            "caller_first_name": lambda i: i.caller.full_name.split(" ")[0],
+            "caller_last_name": lambda i: i.caller.full_name.rsplit(" ", 1)[-1],
+            "reporter_name": lambda i: "",
+            "assignee_name": lambda i: i.assignee.name if i.assignee else "",
+            "remote_id": lambda i: i.remote_id or "",
+            "key": lambda i: number(i.key),
+        }
+        assert set(keys) == set(ISSUE_ORDERING)
+        return keys
 
     async def create_issue(request: Request) -> Response:
-        issue = sim.create_issue(await json_body(request), actor())
+        user = caller(request)
+        issue = sim.create_issue(await json_body(request), user)
         with sim.lock:
-            return JSONResponse(issue_json(issue), status_code=201)
+            return JSONResponse(issue_json(issue, user), status_code=201)
 
     async def get_issue(request: Request) -> Response:
-        issue = visible_issue(request.path_params["uuid"])
+        user = caller(request)
+        issue = visible_issue(request.path_params["uuid"], user)
         with sim.lock:
-            return JSONResponse(issue_json(issue))
+            return JSONResponse(issue_json(issue, user))
 
     async def patch_issue(request: Request) -> Response:
-        issue = visible_issue(request.path_params["uuid"])
+        user = caller(request)
+        issue = visible_issue(request.path_params["uuid"], user)
         # views.py: partial_update_permissions (staff or support, 403), then the validators
         # (_update_is_available_validator, 400), and only then the body.
-        sim.require_staff_or_support()
+        sim.require_staff_or_support(user)
         sim.require_update_available()
         body = await json_body(request)
         # serializers.py Meta: status/key/... are read-only and protected_fields (type, priority,
@@ -294,22 +359,24 @@ def build_routes(sim: WaldurSim) -> Starlette:
         if "assignee" in body:
             assignee = sim.resolve_link("support-users", body["assignee"], "assignee")
             changes["assignee"] = sim.support_users[assignee] if assignee else None
-        sim.update_issue(issue, changes)
+        sim.update_issue(issue, changes, actor=user, saved=True)
         with sim.lock:
-            return JSONResponse(issue_json(issue))
+            return JSONResponse(issue_json(issue, user))
 
     async def set_status(request: Request) -> Response:
-        issue = visible_issue(request.path_params["uuid"])
-        sim.require_staff_or_support()
+        user = caller(request)
+        issue = visible_issue(request.path_params["uuid"], user)
+        sim.require_staff_or_support(user)
         sim.require_update_available()
-        sim.set_status(issue, await json_body(request))
+        sim.set_status(issue, await json_body(request), user)
         with sim.lock:
-            return JSONResponse(issue_json(issue))
+            return JSONResponse(issue_json(issue, user))
 
     async def comment(request: Request) -> Response:
-        issue = visible_issue(request.path_params["uuid"])
+        user = caller(request)
+        issue = visible_issue(request.path_params["uuid"], user)
         # views.py IssueViewSet._comment_permission: staff/support, or the caller of a personal issue.
-        if not sim.staff_or_support and (issue.customer or issue.project or issue.caller is not sim.me):
+        if not sim.is_staff_or_support(user) and (issue.customer or issue.project or issue.caller is not user):
             raise WaldurError(403, rules.PERMISSION_DENIED)
         body = await json_body(request)
         if "description" not in body:
@@ -317,7 +384,8 @@ def build_routes(sim: WaldurSim) -> Starlette:
         if not isinstance(body["description"], str) or not body["description"].strip():
             raise WaldurError(400, {"description": ["This field may not be blank."]})
         # models.py Comment.is_public defaults to True.
-        created = sim.add_comment(issue, body["description"], bool(body.get("is_public", True)), actor())
+        # serializers.py CommentSerializer.create: the author is the token user's support user.
+        created = sim.add_comment(issue, body["description"], bool(body.get("is_public", True)), user)
         with sim.lock:
             return JSONResponse(comment_json(created), status_code=201)
 
@@ -359,26 +427,28 @@ def build_routes(sim: WaldurSim) -> Starlette:
     # comments and attachments -----------------------------------------------------------------
     async def list_comments(request: Request) -> Response:
         q = request.query_params
+        user = caller(request)
+        # filters.py CommentFilter: description, issue, issue_uuid, author_name, author_user, is_public,
+        # remote_id_is_set and `o` (created, modified); no created range and no customer/project filter
+        # (likewise waldur-api-client support_comments_list): a client pages `o=-created` and stops.
+        issue_hex = uuid_filter(request, "issue_uuid")
         with sim.lock:
-            # models.py Comment.Meta.ordering = ["-created"]; views.py CommentViewSet.get_queryset:
-            # anyone but staff sees public comments and their own only.
-            rows = sorted(sim.comments, key=lambda c: c.created, reverse=True)
-            if sim.role != "staff":
-                rows = [c for c in rows if c.is_public or c.author is sim.me]
-            if "issue_uuid" in q:
-                rows = [c for c in rows if c.issue.hex == q["issue_uuid"].replace("-", "")]
+            # models.py Comment.Meta.ordering = ["-created"]; visibility as comment_visible says.
+            rows = sorted((c for c in sim.comments if comment_visible(c, user)), key=lambda c: c.created, reverse=True)
+            if issue_hex is not None:
+                rows = [c for c in rows if c.issue.hex == issue_hex]
             if "is_public" in q:
                 rows = [c for c in rows if c.is_public == (q["is_public"].lower() == "true")]
-            rows = ordered(request, rows, {"created": lambda c: c.created})
+            rows = ordered(request, rows, {"created": lambda c: c.created, "modified": lambda c: c.modified})
             return paged(request, [comment_json(c) for c in rows])
 
     async def get_comment(request: Request) -> Response:
+        user = caller(request)
         with sim.lock:
             found = [
                 c
                 for c in sim.comments
-                if c.uuid.hex == request.path_params["uuid"].replace("-", "")
-                and (sim.role == "staff" or c.is_public or c.author is sim.me)
+                if c.uuid.hex == request.path_params["uuid"].replace("-", "") and comment_visible(c, user)
             ]
             if not found:
                 raise WaldurError(404, "No Comment matches the given query.")
@@ -401,7 +471,8 @@ def build_routes(sim: WaldurSim) -> Starlette:
             raise WaldurError(400, {"issue": ["Invalid hyperlink - Object does not exist."]}) from exc
         # serializers.py AttachmentSerializer.validate: staff, the customer's owner or the issue's
         # caller; a support user attaching to an issue reported for someone else is refused.
-        if sim.role != "staff" and issue.caller is not sim.me:
+        user = caller(request)
+        if sim.role_of(user) != "staff" and issue.caller is not user:
             raise WaldurError(403, rules.PERMISSION_DENIED)
         name = fields["file"][0] or "file"
         att = sim.add_attachment(issue, name, "application/octet-stream", fields["file"][1])
@@ -470,7 +541,8 @@ def build_routes(sim: WaldurSim) -> Starlette:
     async def get_me(request: Request) -> Response:
         """waldur_core structure/views.py UserViewSet.me: the token's user, with its global roles
         (`is_staff`, `is_support`) and the email and full name support/views.py can_create_user needs."""
-        me = sim.me
+        me = caller(request)
+        role = sim.role_of(me)
         return JSONResponse(
             {
                 "url": user_url(me),
@@ -479,8 +551,8 @@ def build_routes(sim: WaldurSim) -> Starlette:
                 "full_name": me.full_name,
                 "email": me.email,
                 "is_active": True,
-                "is_staff": sim.role == "staff",
-                "is_support": sim.role == "support",
+                "is_staff": role == "staff",
+                "is_support": role == "support",
             }
         )
 

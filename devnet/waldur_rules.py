@@ -35,6 +35,16 @@ tests/devnet/test_waldur_rules.py that sends the refused request straight to the
 | issue-visibility | GET issues | user neither staff nor support sees only issues whose caller they are (404 on others) | 200 | - | filters.py IssueCallerOrRoleFilterBackend |
 | issue-nonstaff | GET issues | user neither staff nor support: `link`, `processing_log`, `is_routed`, `provider_ticket_info`, `provider_helpdesk`, `parent_issue` are LEFT OUT | 200 | - | IssueSerializer.get_fields, IssueSerializer.to_representation |
 | issue-null-links | GET issues | `reporter_*`, `assignee_*`, `customer_*`, `project_*` uuid/name are LEFT OUT when that link is null | 200 | - | waldur_core AugmentedSerializerMixin related_paths (ReadOnlyField over a null FK) |
+| agent-token | any | `Authorization: Token waldur-agent-token` is a second user ("Agent Smith", `agent_role`, a linked support user); every HTTP change acts as the token's user (comment author, manual caller, hook `user_*`); `revoke_token()` revokes the sidecar's only | 401 for other tokens | {"detail": "Invalid token."} | DRF TokenAuthentication; serializers.py CommentSerializer.create (author = the user's support user) |
+| modified-save | PATCH / set_status | `modified` moves on every save of the issue, a PATCH that changes nothing included; the update hook fires only when a field changed | 200 | - | model_utils TimeStampedModel (AutoLastModifiedField); views.py perform_update; handlers.py log_issue_save |
+| modified-comment | POST .../comment/ | a comment does NOT move the issue's `modified` (only the comment is saved) | 201 | - | views.py IssueViewSet.comment; backend/basic.py create_comment does nothing |
+| issue-ordering | GET /api/support-issues/?o= | `o` outside created, modified, type, status, priority, summary, customer_name, project_name, caller_first_name, caller_last_name, reporter_name, assignee_name, remote_id, key (each also with "-"; comma-separated) | 400 | {"o": ["Select a valid choice. <value> is not one of the available choices."]} | filters.py IssueFilter.o (KeyOrderingFilter); django-filter DjangoFilterBackend raises the form errors |
+| issue-no-range | same | there is NO created/modified range filter (`modified_after` etc.); django-filter ignores unknown params (the whole list comes back; the contract check refuses them): page `o=-modified` and stop at older | - | - | filters.py IssueFilter; waldur-api-client support_issues_list |
+| issue-filter-uuid | same | `customer_uuid` / `project_uuid` not a UUID | 400 | {"customer_uuid": ["Enter a valid UUID."]} | IssueFilter UUIDFilter (forms.UUIDField) |
+| comment-ordering | GET /api/support-comments/?o= | `o` outside created, modified (and "-" forms) | 400 | {"o": ["Select a valid choice. <value> is not one of the available choices."]} | filters.py CommentFilter.o |
+| comment-filters | same | filters: description, issue, issue_uuid, author_name, author_user, is_public, remote_id_is_set; NO created range, NO customer/project filter | - | - | filters.py CommentFilter; waldur-api-client support_comments_list |
+| comment-filter-uuid | same | `issue_uuid` not a UUID | 400 | {"issue_uuid": ["Enter a valid UUID."]} | CommentFilter.issue_uuid (UUIDFilter) |
+| comment-fields | GET comments | an answer has url, uuid, issue (hyperlink), issue_key, description, is_public, author_name, author_uuid (the author's Waldur USER uuid), author_user, author_email, backend_id, remote_id, created, update/destroy_is_available: no `modified`, no `issue_uuid` | 200 | - | serializers.py CommentSerializer.Meta.fields |
 | hook-json | POST to hook | content_type json (the default when omitted): JSON {"created", "message", "context", "event_type"} | - | - | waldur_core/logging/models.py WebHook.process |
 | hook-form | same | content_type form: form-encoded; `context` carries only the context's KEY NAMES (requests encodes a dict value by iterating it) | - | - | WebHook.process `requests.post(data=payload)` |
 
@@ -61,7 +71,10 @@ Knobs (WaldurSim(...) keyword arguments; all strict/stock by default):
 - user_email / user_full_name  the token user's email and full name ("" refuses every create).
 - statuses=("Resolved", "Canceled")  the registered terminal statuses (basic backend).
 - status_transitions=None  {from: {to, ...}} workflow; None lets any registered status follow any other.
-- agent_linked=False  whether the simulated agent's support user has a Waldur user (False: author_* left out).
+- agent_linked=False  whether the in-process agent's (`agent_comment`...) support user has a Waldur user
+  (False: author_* left out).
+- agent_token="waldur-agent-token", agent_full_name="Agent Smith", agent_role="support" ("staff" or
+  "support")  the HTTP agent (`sim.http_agent`, support user `sim.http_agent_support`); None: no second token.
 The token user's hyperlink for `caller` is `sim.user_url()` (`sim.url("users", sim.me.uuid)`).
 """
 

@@ -4,9 +4,12 @@ Issues with unique remote_id, comments, attachments, customers/projects, request
 backend-dependent status changes and unsigned web hooks for the support events. The rules, their
 sources and the knobs that configure them are listed in devnet/waldur_rules.py.
 
-Changes made over HTTP act as the token's user; the agent API acts as a human support agent (or the
-remote desk behind a non-basic backend). Waldur has no comment events, so agent comments change
-state silently (the sidecar must poll).
+Changes made over HTTP act as the token's user: the sidecar's token (`token`, role `role`) or the
+agent's (`agent_token`, "Agent Smith", role `agent_role`, a support user linked to a Waldur user), so a
+person can act as an agent with curl and the sidecar can tell its own changes from an agent's. The
+in-process agent API acts as a human support agent (or the remote desk behind a non-basic backend).
+Waldur has no comment events and a comment does not save its issue, so agent comments change state
+silently (the sidecar must poll the comment list).
 """
 
 from __future__ import annotations
@@ -56,11 +59,13 @@ class User:
 
 @dataclass
 class SupportUser:
-    """A support user (Waldur's `support.SupportUser`): what an issue's assignee links to."""
+    """A support user (Waldur's `support.SupportUser`): what an issue's assignee links to; `user` is its
+    Waldur user when it has one (models.py SupportUser.user)."""
 
     uuid: UUID
     name: str
     is_active: bool = True
+    user: User | None = None
 
 
 @dataclass
@@ -100,6 +105,11 @@ class WComment:
     author: User
     created: datetime = field(default_factory=now)
 
+    @property
+    def modified(self) -> datetime:
+        """models.py Comment is a TimeStampedModel; the sim never edits a comment, so it is `created`."""
+        return self.created
+
 
 @dataclass
 class WAttachment:
@@ -131,6 +141,9 @@ class WaldurSim(SimCore):
         statuses: tuple[str, ...] = rules.STOCK_TERMINAL_STATUSES,
         status_transitions: dict[str, set[str]] | None = None,
         agent_linked: bool = False,
+        agent_token: str | None = "waldur-agent-token",
+        agent_full_name: str = "Agent Smith",
+        agent_role: str = "support",
         hook_secret: str | None = None,
         webhooks: WebhookSender | None = None,
         seed: int = 0,
@@ -141,6 +154,8 @@ class WaldurSim(SimCore):
             raise ValueError(f"backend must be one of {rules.BACKENDS}")
         if role not in rules.ROLES:
             raise ValueError(f"role must be one of {rules.ROLES}")
+        if agent_role not in ("staff", "support"):
+            raise ValueError("agent_role must be 'staff' or 'support'")
         self.token: str | None = token
         self.request_types = request_types
         self.priorities = priorities
@@ -162,6 +177,15 @@ class WaldurSim(SimCore):
             for name in projects:
                 self.projects[new_uuid(self._rng)] = (name, cid)
         self.support_users: dict[UUID, SupportUser] = {}
+        # The agent behind `agent_token`: a Waldur user with a linked support user (what an assignee names).
+        # Its own RNG, so the seeded ids of everything else stay what they were before it existed.
+        agent_rng = random.Random(f"agent:{seed}")
+        self.agent_token = agent_token
+        self.agent_role = agent_role
+        self.http_agent = User(new_uuid(agent_rng), "agent-smith", agent_full_name, "agent.smith@example.com")
+        self.http_agent_support = SupportUser(new_uuid(agent_rng), agent_full_name, user=self.http_agent)
+        self.users[self.http_agent.uuid] = self.http_agent
+        self.support_users[self.http_agent_support.uuid] = self.http_agent_support
         self.request_type_ids = {name: new_uuid(self._rng) for name in request_types}
         self.priority_ids = {name: new_uuid(self._rng) for name in priorities}
         self.issues: dict[UUID, WIssue] = {}
@@ -213,7 +237,27 @@ class WaldurSim(SimCore):
     # roles and backend -------------------------------------------------------------------------
     @property
     def staff_or_support(self) -> bool:
+        """The sidecar's token user is staff or support."""
         return self.role in ("staff", "support")
+
+    def role_of(self, user: User | None) -> str:
+        """The global role of a token's user: the sidecar's `role`, the HTTP agent's `agent_role`, else "user"."""
+        if user is None or user is self.me:
+            return self.role
+        return self.agent_role if user is self.http_agent else "user"
+
+    def is_staff_or_support(self, user: User | None) -> bool:
+        return self.role_of(user) in ("staff", "support")
+
+    def user_for(self, header: str) -> User | None:
+        """The user an `Authorization: Token <key>` header authenticates (DRF TokenAuthentication), if any."""
+        if not header.startswith("Token "):
+            return None
+        given = header[6:].encode("utf-8", "surrogateescape")
+        for key, user in ((self.token, self.me), (self.agent_token, self.http_agent)):
+            if key is not None and hmac.compare_digest(given, key.encode()):
+                return user
+        return None
 
     @property
     def update_is_available(self) -> bool:
@@ -244,9 +288,9 @@ class WaldurSim(SimCore):
             return False
         return None
 
-    def require_staff_or_support(self) -> None:
+    def require_staff_or_support(self, user: User | None = None) -> None:
         """waldur_core structure/permissions.py is_staff_or_support: DRF's PermissionDenied (403)."""
-        if not self.staff_or_support:
+        if not self.is_staff_or_support(user):
             raise WaldurError(403, rules.PERMISSION_DENIED)
 
     def require_update_available(self) -> None:
@@ -256,8 +300,7 @@ class WaldurSim(SimCore):
 
     # SimCore hooks ----------------------------------------------------------------------------
     def authenticate(self, req: SimRequest) -> bool:
-        header = req.headers.get("authorization", "")
-        return self.token is not None and header.startswith("Token ") and hmac.compare_digest(header[6:], self.token)
+        return self.user_for(req.headers.get("authorization", "")) is not None
 
     def error(self, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> SimResponse:
         if status == 401:
@@ -275,6 +318,7 @@ class WaldurSim(SimCore):
         return self.contract.check_response(req, resp) if self.contract else []
 
     def revoke_token(self) -> None:
+        """Revoke the sidecar's token (the agent's keeps working)."""
         self.token = None
 
     # state changes ----------------------------------------------------------------------------
@@ -331,7 +375,7 @@ class WaldurSim(SimCore):
         # IssueSerializer.validate_priority runs for any value sent: role first, then an exact name.
         priority = ""
         if "priority" in data:
-            if not self.staff_or_support:
+            if not self.is_staff_or_support(user):
                 errors["priority"] = [rules.PRIORITY_ROLE]
             elif data["priority"] not in self.priorities:
                 errors["priority"] = [rules.PRIORITY_MISSING]
@@ -383,7 +427,7 @@ class WaldurSim(SimCore):
                 assignee=self.support_users[assignee] if assignee else None,
             )
             self.issues[issue.uuid] = issue
-        self.emit("issue_creation_succeeded", issue, f"Issue {issue.key} has been created.")
+        self.emit("issue_creation_succeeded", issue, f"Issue {issue.key} has been created.", actor=user)
         return issue
 
     def _new_key(self, ident: UUID) -> str:
@@ -401,21 +445,26 @@ class WaldurSim(SimCore):
             raise WaldurError(404, "No Issue matches the given query.")
         return issue
 
-    def update_issue(self, issue: WIssue, changes: dict[str, Any]) -> None:
+    def update_issue(
+        self, issue: WIssue, changes: dict[str, Any], *, actor: User | None = None, saved: bool = False
+    ) -> None:
+        """Apply changes. `modified` (model_utils TimeStampedModel, auto_now) moves on every save: on any
+        change, and on a PATCH even when nothing changed (`saved`: views.py perform_update always saves).
+        The hook fires only when a field changed (handlers.py log_issue_save drops `modified`)."""
         with self.lock:
             changed = False
             for name in ("summary", "description", "priority", "status", "resolution", "assignee"):
                 if name in changes and getattr(issue, name) != changes[name]:
                     setattr(issue, name, changes[name])
                     changed = True
-            if changed:
-                issue.modified = now()
+            if changed or saved:
+                issue.modified = max(now(), issue.modified)
         if changed:
-            self.emit("issue_update_succeeded", issue, f"Issue {issue.key} has been updated.")
+            self.emit("issue_update_succeeded", issue, f"Issue {issue.key} has been updated.", actor=actor)
 
-    def set_status(self, issue: WIssue, data: dict[str, Any]) -> None:
+    def set_status(self, issue: WIssue, data: dict[str, Any], user: User | None = None) -> None:
         """views.py IssueViewSet.set_status: permission, then validate_status_change_allowed, then the body."""
-        self.require_staff_or_support()
+        self.require_staff_or_support(user)
         self.require_update_available()
         status = data.get("status")
         if "status" not in data:
@@ -426,13 +475,14 @@ class WaldurSim(SimCore):
         # backend's get_available_statuses is refused, worded as views.py bulk_update words it.
         if status not in self.available_statuses(issue):
             raise WaldurError(400, {"status": [rules.cannot_move(issue.status, status)]})
-        self.update_issue(issue, {"status": status})
+        self.update_issue(issue, {"status": status}, actor=user)
 
     def add_comment(self, issue: WIssue, text: str, is_public: bool, user: User) -> WComment:
+        """views.py IssueViewSet.comment saves the comment only: the issue is not saved, so its `modified`
+        stays (backend/basic.py create_comment does nothing; no handler touches the issue)."""
         with self.lock:
             comment = WComment(new_uuid(self._rng), issue.uuid, text, is_public, user)
             self.comments.append(comment)
-            issue.modified = now()
         return comment
 
     def add_attachment(self, issue: WIssue, name: str, mime: str, content: bytes) -> WAttachment:
@@ -445,14 +495,16 @@ class WaldurSim(SimCore):
     # agent API --------------------------------------------------------------------------------
     def agent_set_status(self, ident: UUID | str, status: str, resolution: str = "") -> None:
         """A human (or the remote desk) moves the issue; no rule applies to them."""
-        self.update_issue(self.get_issue(str(ident)), {"status": status, "resolution": resolution})
+        self.update_issue(self.get_issue(str(ident)), {"status": status, "resolution": resolution}, actor=self.agent)
 
     def agent_comment(self, ident: UUID | str, text: str, is_public: bool = True) -> str:
         """A comment by the support agent; Waldur sends no hook for it."""
         return self.add_comment(self.get_issue(str(ident)), text, is_public, self.agent).uuid.hex
 
     def agent_update(self, ident: UUID | str, **changes: Any) -> None:
-        self.update_issue(self.get_issue(str(ident)), changes)
+        """Any field, priority included (which the API keeps read-only after create): a remote desk or the
+        admin at work."""
+        self.update_issue(self.get_issue(str(ident)), changes, actor=self.agent)
 
     def agent_delete_issue(self, ident: UUID | str) -> None:
         issue = self.get_issue(str(ident))
@@ -478,14 +530,17 @@ class WaldurSim(SimCore):
             return [c for c in self.comments if c.issue == issue.uuid]
 
     # hooks ------------------------------------------------------------------------------------
-    def event_context(self, issue: WIssue, attachment: WAttachment | None = None) -> dict[str, Any]:
+    def event_context(
+        self, issue: WIssue, attachment: WAttachment | None = None, actor: User | None = None
+    ) -> dict[str, Any]:
         """waldur_core logging/loggers.py compile_context over models.py Issue.get_log_fields: `issue_`
         prefixed scalars (a null link becomes the string "None"), linked objects' own fields unprefixed,
         plus the acting user's. There is no remote_id and no URL in it: look the issue up by uuid."""
+        user = actor or self.me
         context: dict[str, Any] = {
-            "user_uuid": self.me.uuid.hex,
-            "user_username": self.me.username,
-            "user_full_name": self.me.full_name,
+            "user_uuid": user.uuid.hex,
+            "user_username": user.username,
+            "user_full_name": user.full_name,
         }
         if attachment is not None:  # models.py Attachment.get_log_fields: uuid, issue, author, backend_id
             context["attachment_uuid"] = attachment.uuid.hex
@@ -513,12 +568,19 @@ class WaldurSim(SimCore):
             context["issue_project"] = "None"
         return context
 
-    def emit(self, event: str, issue: WIssue, message: str, attachment: WAttachment | None = None) -> None:
+    def emit(
+        self,
+        event: str,
+        issue: WIssue,
+        message: str,
+        attachment: WAttachment | None = None,
+        actor: User | None = None,
+    ) -> None:
         """Deliver `event` to every active hook subscribed to it (unsigned, as Waldur does)."""
         payload = {
             "created": now().isoformat(),  # logging/models.py WebHook.process: event.created.isoformat()
             "message": message,
-            "context": self.event_context(issue, attachment),
+            "context": self.event_context(issue, attachment, actor),
             "event_type": event,
         }
         with self.lock:

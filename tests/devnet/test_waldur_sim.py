@@ -266,7 +266,11 @@ def test_generated_client_lists_support_users_and_assignment_goes_through_a_call
         users = support_users_list.sync(client=api, name="ada")
         assert users is not None and [u.uuid for u in users] == [ada]
         listed = support_users_list.sync(client=api)
-        assert listed is not None and {u.uuid for u in listed} == {ada, bob}
+        # The agent behind the second token is a support user too (linked to its Waldur user).
+        agent = waldur_sim.http_agent_support.uuid
+        assert listed is not None and {u.uuid for u in listed} == {ada, bob, agent}
+        (smith,) = [u for u in listed if u.uuid == agent]
+        assert smith.user == waldur_sim.user_url(waldur_sim.http_agent) and smith.name == "Agent Smith"
     with client(waldur_sim) as c:
         # An assignee at create needs a caller (IssueSerializer.validate refuses it on a manual report).
         body = {"type": "Service Request", "summary": "assign me", "caller": waldur_sim.user_url()}
