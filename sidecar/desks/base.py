@@ -208,3 +208,89 @@ class FinishesCreates(Protocol):
     finishes_creates: bool
 
     async def finish_create(self, ref: ExternalTicket, ticket: TicketSnapshot) -> None: ...
+
+
+# inbound (desk -> chain) -------------------------------------------------------------------------
+# The fields inbound sync reads back from a desk, in the desk's own vocabulary (status and priority
+# names, the assignee's accountId / support-user UUID). sidecar/sync maps them to chain values.
+INBOUND_FIELDS = ("status", "priority", "assignee")
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """A field's current value at the desk and the desk's record of its last change.
+
+    `change_id` identifies that change at the desk (Jira: the changelog history id; Waldur, which keeps no
+    changelog: the issue's `modified` stamp); with the issue and field it makes inbound's idempotency key.
+    `changed_at` (unix seconds) is when the desk says it changed (changelog `created`, else the issue's
+    `updated`/`modified`), used by `newest_wins`. `actor`: the desk account that changed it, when known."""
+
+    value: str | None
+    change_id: str
+    changed_at: float | None
+    actor: str | None = None
+
+
+@dataclass(frozen=True)
+class DeskCommentView:
+    """One comment as read back from a desk. `text` is plain text (Jira's ADF flattened) and is ticket
+    content: memory only, never logged. `author_name` is the display name, never an email address.
+    `marker`: the sidecar's marker line when the comment carries one (the sidecar posted it)."""
+
+    comment_id: str
+    author_id: str | None
+    author_name: str
+    public: bool
+    text: str
+    created_at: float | None
+    marker: str | None = None
+
+
+@dataclass(frozen=True)
+class DeskIssueView:
+    """An issue re-fetched for inbound sync: what the desk holds now (webhooks are only hints).
+
+    `fields` has an entry for each of INBOUND_FIELDS the desk reports (an assignee of None: unassigned).
+    `comments`: every comment, oldest first. `claim`: the chain ticket id the issue carries as the
+    sidecar's claim (Jira's `virtengine` property, Waldur's `remote_id` without its prefix), if any."""
+
+    ref: ExternalTicket
+    updated_at: float | None
+    fields: Mapping[str, FieldChange]
+    comments: tuple[DeskCommentView, ...]
+    claim: str | None
+
+
+@dataclass(frozen=True)
+class ChangedIssue:
+    """A hit of a sweep: an issue the desk says changed at or after the asked time."""
+
+    external_id: str
+    key: str
+    updated_at: float | None
+
+
+@runtime_checkable
+class ReadsChanges(Protocol):
+    """What inbound sync asks of a desk (both JiraDesk and WaldurDesk implement it)."""
+
+    def own_account(self) -> str | None:
+        """The sidecar's own account at the desk (Jira accountId, Waldur user/support-user UUID), for echo
+        suppression; None while unknown (Jira learns it from `check` when jira.account_id is empty)."""
+        ...
+
+    async def changed_since(self, since: float) -> list[ChangedIssue]:
+        """Every issue of the sidecar's project/organization changed at or after `since` (unix seconds),
+        all pages read (Jira: JQL on `updated` paged by nextPageToken; Waldur: issues newest-modified
+        first until older than `since`), oldest change first."""
+        ...
+
+    async def comments_since(self, since: float) -> list[tuple[str, DeskCommentView]]:
+        """(issue external id, comment) for every comment created at or after `since`. Jira: [] (a comment
+        bumps the issue's `updated`, so changed_since finds it); Waldur sends no comment events and a
+        comment leaves the issue's `modified` as it is, so its comment listing is polled."""
+        ...
+
+    async def read_issue(self, ref: ExternalTicket) -> DeskIssueView:
+        """The issue's inbound fields (with their last change) and all its comments."""
+        ...

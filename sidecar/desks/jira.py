@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from sidecar.config_schema import CATEGORIES, JiraConfig
-from sidecar.desks import jira_adf
+from sidecar.desks import jira_adf, jira_read
 from sidecar.desks.base import (
+    ChangedIssue,
     DeskComment,
+    DeskCommentView,
+    DeskIssueView,
     DeskName,
     DeskNote,
     DeskOutcome,
@@ -40,7 +45,7 @@ PLACEHOLDER = "(encrypted content not available to the desk)"
 CLOSE_MARKER = "close"
 PAGE_SIZE = 100
 _RECENT_MAX = 1024
-_ISSUE_ID = re.compile(r"[0-9]{1,18}")
+_ISSUE_ID = jira_read.ISSUE_ID
 # Jira refuses a summary with a line break ("The summary is invalid because it contains newline
 # characters."); other control characters and Unicode line/paragraph separators go with it.
 _BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -83,8 +88,10 @@ class JiraDesk:
         metrics: Metrics,
         allow_insecure_http: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self.clock = clock  # wall-clock unix seconds: "now" of the inbound sweep
         self.mapping: DeskMapping = jira_mapping(config)
         self.http = DeskHttp(
             "jira",
@@ -245,22 +252,10 @@ class JiraDesk:
 
     async def _search(self, ticket: TicketSnapshot, jql: str, reconcile: list[int]) -> list[dict[str, Any]]:
         """Every page of a JQL search (ids only), with read-after-write for `reconcile`."""
-        hits: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            body: dict[str, Any] = {"jql": jql, "fields": ["labels"], "maxResults": self.page_size}
-            if reconcile:
-                body["reconcileIssues"] = sorted(set(reconcile))
-            if token:
-                body["nextPageToken"] = token
-            op = f"search {ticket.ticket_number}"
-            page = self.http.json_object(
-                op, await self.http.request(op, "POST", "/rest/api/3/search/jql", json_body=body)
-            )
-            hits += _objects(page.get("issues"))
-            token = page.get("nextPageToken")
-            if page.get("isLast", True) or not isinstance(token, str) or not token:
-                return hits
+        body: dict[str, Any] = {"jql": jql, "fields": ["labels"], "maxResults": self.page_size}
+        if reconcile:
+            body["reconcileIssues"] = sorted(set(reconcile))
+        return await jira_read.search_all(self.http, f"search {ticket.ticket_number}", body)
 
     def ref_problem(self, external_id: str) -> str | None:
         """Why an id registered on chain cannot be a Jira issue of this project (None: it can)."""
@@ -319,6 +314,24 @@ class JiraDesk:
             total = page.get("total", start)
             if not comments or not isinstance(total, int) or start >= total:
                 return False
+
+    # inbound (ReadsChanges; the reading is in jira_read) ----------------------------------------
+    def own_account(self) -> str | None:
+        """jira.account_id, else the token's accountId once `check` has asked, else None."""
+        return self.config.account_id or self._me or None
+
+    async def changed_since(self, since: float) -> list[ChangedIssue]:
+        return await jira_read.changed_since(
+            self.http, self.config.project_key, since, page_size=self.page_size, now=self.clock
+        )
+
+    async def comments_since(self, since: float) -> list[tuple[str, DeskCommentView]]:
+        """Always []: a Jira comment bumps its issue's `updated`, so `changed_since` finds the issue and
+        `read_issue` reads the comment."""
+        return []
+
+    async def read_issue(self, ref: ExternalTicket) -> DeskIssueView:
+        return await jira_read.read_issue(self.http, ref, page_size=self.page_size)
 
     # writing ----------------------------------------------------------------------------------
     async def update_fields(self, ref: ExternalTicket, ticket: TicketSnapshot) -> None:

@@ -124,7 +124,8 @@ def _texts(node: Any) -> list[str]:
     if node.get("type") == "text":
         return [str(node.get("text", ""))]
     out: list[str] = []
-    for child in node.get("content") or []:
+    children = node.get("content")
+    for child in children if isinstance(children, list) else []:
         out += _texts(child)
     return out
 
@@ -165,3 +166,49 @@ def _check_node(node: Any, where: str, *, block: bool) -> list[str]:
     if kind == "bulletList" and any(isinstance(c, dict) and c.get("type") != "listItem" for c in children):
         problems.append(f"{where}: a list holds listItem nodes only")
     return problems
+
+
+# reading ------------------------------------------------------------------------------------------
+MAX_READ_TEXT = 100_000  # characters of a comment read back; a longer one is cut (the chain's limit is far lower)
+_MAX_NODES = 20_000  # nodes visited in one document: a hostile answer cannot make flattening slow
+_BLOCK_SEPARATOR = "\n\n"
+
+
+def plain_text(body: Any) -> str:
+    """A comment body as plain text: top-level blocks separated by blank lines, nested blocks (list items,
+    table cells) by newlines, hard breaks as newlines; a node this does not know (a mention, a panel, a
+    future node type) gives the text inside it. A plain-text body (API v2, JSM) is taken as it is."""
+    if isinstance(body, str):
+        return body[:MAX_READ_TEXT]
+    if not isinstance(body, dict) or not isinstance(body.get("content"), list):
+        return ""
+    budget = [_MAX_NODES]
+    blocks = [_flatten(node, budget) for node in body["content"]]
+    return _BLOCK_SEPARATOR.join(block for block in blocks if block.strip())[:MAX_READ_TEXT].strip()
+
+
+def _flatten(node: Any, budget: list[int]) -> str:
+    """The text of one node. `budget` counts the nodes still allowed; past it, nothing more is read."""
+    budget[0] -= 1
+    if budget[0] < 0 or not isinstance(node, dict):
+        return ""
+    kind = node.get("type")
+    if kind == "text":
+        value = node.get("text")
+        return value if isinstance(value, str) else ""
+    if kind == "hardBreak":
+        return "\n"
+    attrs = node.get("attrs")
+    if kind in ("mention", "emoji", "status") and isinstance(attrs, dict):
+        label = attrs.get("text") or attrs.get("shortName")
+        return label if isinstance(label, str) else ""
+    children = node.get("content")
+    if not isinstance(children, list):
+        return ""
+    parts = [_flatten(child, budget) for child in children]
+    inline = all(not isinstance(c, dict) or c.get("type") in _INLINE_READ for c in children)
+    return "".join(parts) if inline else "\n".join(part for part in parts if part)
+
+
+# nodes whose text runs on within a line; any other node's children are blocks, one per line
+_INLINE_READ = frozenset({"text", "hardBreak", "mention", "emoji", "status", "inlineCard", "date"})

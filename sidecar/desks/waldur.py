@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -24,8 +24,12 @@ from uuid import UUID
 import httpx
 
 from sidecar.config_schema import WaldurConfig
+from sidecar.desks import waldur_read
 from sidecar.desks.base import (
+    ChangedIssue,
     DeskComment,
+    DeskCommentView,
+    DeskIssueView,
     DeskName,
     DeskTicketState,
     ExternalTicket,
@@ -120,6 +124,8 @@ class WaldurDesk:
         # Tickets whose values were checked (`unmapped`) before the catalog was known: their job is
         # retried once the catalog is read, so a type or priority Waldur lacks is audited, not lost.
         self._blind: dict[str, tuple[UnmappedValue | None, ...]] = {}
+        # The token user's uuid (hex), learnt by check() or the first inbound read: what counts as an echo.
+        self.own_uuid: str | None = None
 
     # values -----------------------------------------------------------------------------------
     def unmapped(self, ticket: TicketSnapshot) -> tuple[UnmappedValue, ...]:
@@ -359,6 +365,24 @@ class WaldurDesk:
             if exc.status is None or exc.status in (401, 429) or exc.status >= 500:
                 raise
             log.warning("waldur: request types or priorities cannot be read", extra={"error": str(exc)})
+        if self.own_uuid is None:
+            try:
+                await waldur_read.read_own_account(self)
+            except DeskError as exc:  # the inbound reads learn it before they return anything
+                log.warning("waldur: the sidecar's own user cannot be read yet", extra={"error": str(exc)})
+
+    # inbound (ReadsChanges: sidecar/desks/waldur_read.py) ---------------------------------------
+    def own_account(self) -> str | None:
+        return self.own_uuid
+
+    async def changed_since(self, since: float) -> list[ChangedIssue]:
+        return await waldur_read.changed_since(self, since)
+
+    async def comments_since(self, since: float) -> list[tuple[str, DeskCommentView]]:
+        return await waldur_read.comments_since(self, since)
+
+    async def read_issue(self, ref: ExternalTicket) -> DeskIssueView:
+        return await waldur_read.read_issue(self, ref)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -388,7 +412,7 @@ class WaldurDesk:
             return False
         return True
 
-    async def _pages(self, op: str, path: str, params: Mapping[str, str]) -> AsyncIterator[dict[str, Any]]:
+    async def _pages(self, op: str, path: str, params: Mapping[str, str]) -> AsyncGenerator[dict[str, Any], None]:
         """Every object of a Waldur list (page/page_size, X-Result-Count); items that are not objects are skipped."""
         page = 1
         while page <= MAX_PAGES:
