@@ -213,7 +213,9 @@ class WebhookConfig:
         bounds=(1, 100_000),
     )
     max_queued_writes: int = key(
-        8, "webhook records waiting for the database at once; more are answered 503", bounds=(1, 1000)
+        64,
+        "webhook records waiting for the database at once (written in group commits); more are answered 503",
+        bounds=(1, 1000),
     )
     max_body_bytes: int = key(1_048_576, "largest webhook body accepted", bounds=(1024, 64 * 1_048_576))
     allowed_sources: tuple[str, ...] = key((), "CIDRs webhooks may come from; empty allows any", kind="cidrs")

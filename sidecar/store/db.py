@@ -3,6 +3,7 @@
 Every write is a named function run in the writer thread inside BEGIN IMMEDIATE, so writes never
 interleave and never block the event loop: `await store.write("advance cursor", advance_txn, ...)`.
 Side effects (HTTP calls, broadcasts) belong after the awaited write returns, i.e. after commit.
+Many small writes of one kind arriving at once (webhook intake) share commits through `GroupCommit`.
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, Generic, ParamSpec, TypeVar
 
 from sidecar.errors import StoreError
 from sidecar.store.migrations import migrate
 
 T = TypeVar("T")
 P = ParamSpec("P")
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 log = logging.getLogger(__name__)
 
 
@@ -195,3 +198,112 @@ class Store:
             await loop.run_in_executor(self._writer, self._write_conn.close)
         self._reader.shutdown(wait=True)
         self._writer.shutdown(wait=True)
+
+
+class GroupFailed(StoreError):
+    """The one transaction of a group of writes failed: every write of the group failed with it, none is
+    stored. The message names the kind of write and the group's size, never what was written."""
+
+
+class GroupCommit(Generic[Item, Result]):
+    """Writes of one kind share transactions: those that arrive while a group is being committed wait, and
+    go together in the next BEGIN IMMEDIATE ... COMMIT (one WAL sync for many under synchronous=FULL).
+
+    `fn_txn(conn, items)` runs in the writer thread through `Store.write` and returns one result per item,
+    in order; an item sees the items before it in its group as already written. Each `submit` returns
+    only after its group committed, so its result is durable. `slots` bound how many items may wait or be
+    written at once (beyond: WriterBusy, nothing queued), as for `write_within`; a slot is freed when its
+    group's transaction ends, not when its caller stops waiting. `max_group` keeps each transaction short.
+    Used from one event loop's thread only."""
+
+    def __init__(
+        self,
+        store: Store,
+        desc: str,
+        fn_txn: Callable[[sqlite3.Connection, Sequence[Item]], Sequence[Result]],
+        slots: WriteSlots,
+        max_group: int = 256,
+    ) -> None:
+        if max_group < 1:
+            raise ValueError("a group must hold at least one write")
+        self._store = store
+        self._desc = desc
+        self._fn_txn = fn_txn
+        self._slots = slots
+        self.max_group = max_group
+        self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._committer: asyncio.Task[None] | None = None
+        self.groups = 0  # transactions committed or failed, and the writes they held: figures for benchmarks
+        self.written = 0
+
+    @property
+    def waiting(self) -> int:
+        """Items submitted and not yet taken into a group's transaction."""
+        return len(self._waiting)
+
+    async def submit(self, item: Item) -> Result:
+        """Wait for `item`'s group to commit and return its result; GroupFailed if the group's transaction
+        failed, WriterBusy (nothing queued) if the slots are all taken."""
+        if self._slots.in_use >= self._slots.limit:
+            raise WriterBusy(f"{self._desc}: {self._slots.in_use} writes of this kind already queued")
+        self._slots.in_use += 1
+        done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(self._release)
+        self._waiting.append((item, done))
+        if self._committer is None or self._committer.done():  # done: its loop ended without finishing it
+            self._committer = asyncio.ensure_future(self._commit_waiting())
+        return await asyncio.shield(done)
+
+    def _release(self, done: asyncio.Future[Result]) -> None:
+        self._slots.in_use -= 1
+        if not done.cancelled():
+            done.exception()  # retrieved here, for a caller that went away
+
+    async def _commit_waiting(self) -> None:
+        """Commit groups until none waits. Started by the first submit after an idle spell; whatever arrives
+        while a group commits forms the next group, so a lone write is never delayed to wait for company."""
+        try:
+            while self._waiting:
+                group = self._waiting[: self.max_group]
+                del self._waiting[: self.max_group]
+                await self._commit(group)
+        finally:
+            self._committer = None
+            self._fail(self._waiting, "the committer stopped")  # only when cancelled: the loop is ending
+            self._waiting = []
+
+    async def _commit(self, group: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+        items = [item for item, _ in group]
+        self.groups += 1
+        self.written += len(items)
+        try:
+            results = await self._store.write(self._desc, self._group_txn, items)
+        except Exception as exc:
+            log.warning(
+                "group commit failed", extra={"desc": self._desc, "size": len(items), "error": type(exc).__name__}
+            )
+            self._fail(group, f"its transaction failed ({type(exc).__name__})", exc)
+            return
+        except BaseException:
+            # Cancelled while the writer thread may still commit: the callers are told it failed (a retry of
+            # a write that did commit finds it there), never left waiting.
+            self._fail(group, "cancelled while committing")
+            raise
+        for (_, done), result in zip(group, results, strict=True):
+            if not done.done():
+                done.set_result(result)
+
+    def _group_txn(self, conn: sqlite3.Connection, items: Sequence[Item]) -> list[Result]:
+        results = list(self._fn_txn(conn, items))
+        if len(results) != len(items):  # raised inside the transaction, so nothing of the group is kept
+            raise StoreError(f"{self._desc}: {len(results)} results for a group of {len(items)}")
+        return results
+
+    def _fail(
+        self, group: list[tuple[Item, asyncio.Future[Result]]], why: str, cause: BaseException | None = None
+    ) -> None:
+        for _, done in group:
+            if not done.done():
+                error = GroupFailed(f"{self._desc}: group of {len(group)} not written: {why}")
+                error.__cause__ = cause
+                done.set_exception(error)

@@ -3,11 +3,15 @@
 The body check stops a signed body replayed under a new delivery id (the id header is not signed).
 It runs in the writer thread inside the same transaction as the insert, so check and insert cannot
 interleave with another delivery's; `webhook_deliveries_body` (migration 4) keeps it an index lookup.
+Deliveries that arrive together share one transaction (`record_deliveries_txn`, through the store's
+GroupCommit), recorded one after another: a repeat inside a group is found like a repeat across groups,
+and the audit rows chain in arrival order.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -55,6 +59,20 @@ def record_delivery_txn(conn: sqlite3.Connection, delivery: Delivery, audit: Aud
     if audit is not None:
         append_audit_txn(conn, audit, now)
     return True
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One delivery to record, with its audit row (None when audit is off) and the time it was received."""
+
+    delivery: Delivery
+    audit: AuditEntry | None
+    now: float
+
+
+def record_deliveries_txn(conn: sqlite3.Connection, recordings: Sequence[Recording]) -> list[bool]:
+    """`record_delivery_txn` for each recording in order, in the caller's one transaction: fresh or not, each."""
+    return [record_delivery_txn(conn, r.delivery, r.audit, r.now) for r in recordings]
 
 
 def purge_deliveries_txn(conn: sqlite3.Connection, before_ts: float, limit: int) -> int:

@@ -1,0 +1,222 @@
+"""Signed Jira webhooks durably accepted per second, beside a bare Starlette endpoint on the same uvicorn.
+
+One process serves, on one loopback port through the product's WebServer: `/bare` (answers 200 {} and
+does nothing else), `/grouped/webhooks/jira` (the real receiver, deliveries sharing commits) and
+`/single/webhooks/jira` (the real receiver with group commit off: each delivery its own durable
+transaction, the former path and the baseline). Each receiver has its own SQLite file (synchronous=FULL).
+The load comes from bench.loadgen in a separate process: BENCH_CONNECTIONS kept-alive connections, every
+request a fresh delivery id and a freshly signed ~1.1 KB body stamped now. Rounds alternate the three
+targets so a neighbour's load spreads over all of them; the median round is reported.
+
+Afterwards the rows each receiver stored are counted against the 200s it answered: they must be equal
+(no duplicate stored, none lost), and each database's audit chain must verify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import sqlite3
+import statistics
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bench.results import Figure, report
+from sidecar.config_schema import WebhookConfig
+from sidecar.observe.audit import Auditor
+from sidecar.observe.health import HealthState
+from sidecar.observe.logs import setup_logging
+from sidecar.observe.metrics import Metrics
+from sidecar.store.audit import verify_audit
+from sidecar.store.db import Store
+from sidecar.web.server import WebServer, build_web_app
+from sidecar.web.webhooks import WebhookReceiver
+
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROOT = Path(__file__).resolve().parent.parent
+# Budgets opened so that only the database can say no: rate limits far above what one host can send,
+# and room in the intake for every connection's delivery (the default webhook.max_queued_writes is 8: set
+# BENCH_MAX_QUEUED_WRITES=8 to see the answers 503 it gives at 32 connections).
+SETTINGS = replace(
+    WebhookConfig(),
+    rate_limit_per_second=100_000,
+    rate_limit_per_source=100_000,
+    max_queued_writes=int(os.environ.get("BENCH_MAX_QUEUED_WRITES", str(max(64, 2 * CONNECTIONS)))),
+)
+# WebServer binds a socket made with proto 0, and asyncio sets TCP_NODELAY only on accepted sockets whose
+# proto is IPPROTO_TCP: without it every answer (headers, then body: two writes) waits ~40 ms for the
+# client's delayed ACK, on every endpoint alike, which would hide what the receivers cost. Unless
+# BENCH_AS_SHIPPED=1, the bench re-opens the listening socket as TCP, as WebServer should (a no-op once it does).
+AS_SHIPPED = os.environ.get("BENCH_AS_SHIPPED") == "1"
+# The product logs at info in JSON by default: every accepted delivery writes its "external callback" line.
+LOG_LEVEL = os.environ.get("BENCH_LOG_LEVEL", "info")
+RECEIVERS = ("grouped", "single")
+TARGETS = ("bare", *RECEIVERS)
+
+
+@dataclass
+class Receiving:
+    """One receiver under test: its store, its receiver, and what the load generator was answered."""
+
+    store: Store
+    receiver: WebhookReceiver
+    ok: int = 0
+    accepted: int = 0
+
+
+async def bare(request: Request) -> Response:
+    return JSONResponse({})
+
+
+def with_nodelay(server: WebServer) -> None:
+    """The server's listening socket as an IPPROTO_TCP socket (proto read back from the descriptor)."""
+    if server._sock.proto != socket.IPPROTO_TCP:
+        server._sock = socket.socket(fileno=server._sock.detach())
+
+
+async def load(url: str, secret: str) -> dict[str, Any]:
+    """One run of bench.loadgen in its own process against `url`; its JSON summary."""
+    env = {**os.environ, "BENCH_JIRA_SECRET": secret, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-m", "bench.loadgen", url, "--connections", str(CONNECTIONS), "--seconds", str(SECONDS)]
+    proc = await asyncio.create_subprocess_exec(*args, env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench.loadgen exited {proc.returncode} against {url}")
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+async def measure(tmp: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Receiving]]:
+    secret = secrets.token_hex(16)
+    metrics = Metrics()
+    receiving: dict[str, Receiving] = {}
+    for name in RECEIVERS:
+        store = await Store.open(str(tmp / f"{name}.db"))
+        receiver = WebhookReceiver(
+            SETTINGS, {"jira": secret, "waldur": None}, store, Auditor(store), metrics, group_commit=name == "grouped"
+        )
+        receiving[name] = Receiving(store, receiver)
+    # One app, so that all three endpoints pass the same middleware: the product's app with the grouped
+    # receiver, the baseline receiver beside it under /single, and the bare endpoint.
+    grouped = receiving["grouped"]
+    app = build_web_app("/grouped/webhooks", grouped.store, HealthState(), metrics, grouped.receiver)
+    app.router.routes += [
+        *receiving["single"].receiver.routes("/single/webhooks"),
+        Route("/bare", bare, methods=["POST"]),
+    ]
+    server = WebServer(app, "127.0.0.1:0")
+    if AS_SHIPPED:
+        print("webhook_intake: serving as shipped (no TCP_NODELAY unless the server sets it)", file=sys.stderr)
+    else:
+        with_nodelay(server)
+    serving = asyncio.create_task(server.serve())
+    runs: dict[str, list[dict[str, Any]]] = {target: [] for target in TARGETS}
+    try:
+        await server.wait_started()
+        base = f"http://127.0.0.1:{server.port}"
+        paths = {"bare": "/bare", **{name: f"/{name}/webhooks/jira" for name in RECEIVERS}}
+        for _ in range(ROUNDS):
+            for target in TARGETS:
+                result = await load(base + paths[target], secret)
+                runs[target].append(result)
+                if target in receiving:
+                    receiving[target].ok += result["statuses"].get("200", 0)
+                    receiving[target].accepted += result["accepted"]
+    finally:
+        server.stop()
+        await serving
+        for r in receiving.values():
+            await r.store.close()
+    return runs, receiving
+
+
+def stored(db: Path) -> tuple[int, int, bool]:
+    """Delivery rows, webhook audit rows, and whether the audit chain verifies."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute("SELECT COUNT(*) FROM webhook_deliveries").fetchone()[0]
+        audited = conn.execute("SELECT COUNT(*) FROM audit WHERE event_type = 'webhook_accepted'").fetchone()[0]
+        return int(rows), int(audited), verify_audit(conn).ok
+    finally:
+        conn.close()
+
+
+def median_of(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(run[key] for run in runs))
+
+
+@contextlib.contextmanager
+def product_logging() -> Iterator[None]:
+    """Logging set up as the product's CLI does (formatted, then written nowhere); the process's as before after."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    with open(os.devnull, "w") as devnull:
+        setup_logging(LOG_LEVEL, "json", stream=devnull)
+        try:
+            yield
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
+
+
+def main() -> None:
+    with (
+        product_logging(),
+        tempfile.TemporaryDirectory(prefix="bench-webhooks-", dir=os.environ.get("BENCH_DIR")) as tmp,
+    ):
+        runs, receiving = asyncio.run(measure(Path(tmp)))
+        counts = {name: stored(Path(tmp) / f"{name}.db") for name in RECEIVERS}
+    rate = {target: median_of(runs[target], "ok_per_second") for target in TARGETS}
+    figures = [
+        Figure("connections", CONNECTIONS, "connections"),
+        Figure("bare", rate["bare"], "req/s"),
+        Figure("bare_p50", median_of(runs["bare"], "p50_ms"), "ms"),
+        Figure("bare_p99", median_of(runs["bare"], "p99_ms"), "ms"),
+    ]
+    problems: list[str] = []
+    for name in RECEIVERS:
+        r = receiving[name]
+        rows, audited, chain_ok = counts[name]
+        refused = sum(run["answered"] - run["statuses"].get("200", 0) for run in runs[name])
+        figures += [
+            Figure(f"{name}", rate[name], "accepted/s", rate["bare"], rate[name] / rate["bare"]),
+            Figure(f"{name}_p50", median_of(runs[name], "p50_ms"), "ms"),
+            Figure(f"{name}_p99", median_of(runs[name], "p99_ms"), "ms"),
+            Figure(f"{name}_rows_stored", rows, "rows", r.ok, rows / r.ok if r.ok else None),
+            Figure(f"{name}_audit_rows", audited, "rows", r.ok, audited / r.ok if r.ok else None),
+            Figure(f"{name}_not_200", refused, "answers"),
+        ]
+        if r.receiver.intake is not None and r.receiver.intake.groups:
+            figures.append(Figure(f"{name}_mean_group", r.receiver.intake.written / r.receiver.intake.groups, "writes"))
+        problems += [
+            *([f"{name}: {rows} delivery rows stored for {r.ok} answers 200"] if rows != r.ok else []),
+            *([f"{name}: {r.ok - r.accepted} answers 200 were not 'accepted'"] if r.accepted != r.ok else []),
+            *([f"{name}: {audited} audit rows for {r.ok} answers 200"] if audited != r.ok else []),
+            *([f"{name}: the audit chain does not verify"] if not chain_ok else []),
+        ]
+    figures.append(
+        Figure("grouped_vs_single", rate["grouped"], "accepted/s", rate["single"], rate["grouped"] / rate["single"])
+    )
+    report("webhook_intake", figures)
+    if problems:  # after the figures are shown: a loss or a duplicate fails the benchmark
+        raise SystemExit("; ".join(problems))
+
+
+if __name__ == "__main__":
+    main()
