@@ -15,8 +15,9 @@ import signal
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import asdict
+from typing import Any
 
 from starlette.applications import Starlette
 
@@ -29,7 +30,7 @@ from sidecar.chain.signer import Signer, signer_from_config
 from sidecar.chain.subscription import websocket_url
 from sidecar.config import Config, parse_listen
 from sidecar.control.server import ControlServer
-from sidecar.desks.base import Desk
+from sidecar.desks.base import Desk, ReadsChanges
 from sidecar.desks.jira import JiraDesk
 from sidecar.desks.waldur import WaldurDesk
 from sidecar.errors import ConfigError, StoreError
@@ -40,10 +41,13 @@ from sidecar.observe.metrics import Metrics, Service
 from sidecar.secrets import forbid_core_dumps
 from sidecar.store.audit import AuditEntry
 from sidecar.store.db import Store
+from sidecar.store.inbound import queue_counts, release_running_issues_txn
 from sidecar.store.jobs import release_running_txn
 from sidecar.sync.content import ContentOpener
+from sidecar.sync.inbound import InboundEngine, InboundSettings
 from sidecar.sync.outbound import DeskWorker, Dispatcher, WorkerSettings
 from sidecar.sync.registration import register_refs_as
+from sidecar.sync.sweep import Sweeper
 from sidecar.urls import public_url
 from sidecar.web.health import CachedFigures
 from sidecar.web.server import ServerLimits, WebServer, build_observe_app, build_web_app
@@ -104,6 +108,7 @@ class App:
         self.web_port: int | None = None
         self.observe_port: int | None = None  # None: /metrics and verbose health are on web_port
         self.grpc_port: int | None = None
+        self.tasks: list[str] = []  # names of the background tasks this run started (for operators' tests)
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -139,12 +144,9 @@ class App:
         web, observe = self._web_servers(store, health, metrics, receiver, figures)
         self.web_port = web.port
         self.observe_port = observe.port if observe is not None else None
-        desks = self._desks(metrics) if settings.enabled and settings.sync.enable_outbound else []
-        control = (
-            ControlServer(settings.grpc.listen, store, health, [d.name for d in desks], auditor)
-            if settings.grpc.enabled
-            else None
-        )
+        either_way = settings.sync.enable_outbound or settings.sync.enable_inbound
+        clients = self._desks(metrics) if settings.enabled and either_way else []
+        desks = clients if settings.sync.enable_outbound else []
         key = support_key(self.config)
         opener = ContentOpener(store, key)
         signer = self._signer(rpc, store, metrics, auditor, ws_url, health) if settings.enabled else None
@@ -166,7 +168,14 @@ class App:
             )
             for desk in desks
         ]
+        inbound, sweeper = self._inbound(clients, served, store, auditor, metrics, health, signer, key)
+        control = (
+            ControlServer(settings.grpc.listen, store, health, served, auditor, list(inbound.desks) if inbound else [])
+            if settings.grpc.enabled
+            else None
+        )
         await store.write("release running jobs", release_running_txn, time.time())
+        await store.write("release running re-reads", release_running_issues_txn, time.time())
         if control is not None:
             self.grpc_port = control.port
             await control.start()
@@ -178,6 +187,7 @@ class App:
         async def refresh_health() -> float:
             queue = await figures.get()
             metrics.set_queue(queue.pending_events, queue.failed_events)
+            metrics.set_inbound(queue.conflicts_open, await store.read("inbound queue", queue_counts))
             metrics.set_health(health.healthy, health.chain.reachable)
             if control is not None:
                 await control.refresh_health()
@@ -186,30 +196,34 @@ class App:
         loop_stop = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(web.serve(), name="web")
+
+                def start(coro: Coroutine[Any, Any, None], name: str) -> None:
+                    self.tasks.append(name)
+                    tg.create_task(coro, name=name)
+
+                start(web.serve(), "web")
                 if observe is not None:
-                    tg.create_task(observe.serve(), name="web-observe")
+                    start(observe.serve(), "web-observe")
                 if settings.enabled:
-                    tg.create_task(run_loop("chain-follower", follower.step, loop_stop, metrics), name="chain-follower")
-                    tg.create_task(head_watch.run(loop_stop), name="chain-heads")
-                    tg.create_task(run_loop("dispatcher", dispatcher.step, loop_stop, metrics), name="dispatcher")
+                    start(run_loop("chain-follower", follower.step, loop_stop, metrics), "chain-follower")
+                    start(head_watch.run(loop_stop), "chain-heads")
+                    start(run_loop("dispatcher", dispatcher.step, loop_stop, metrics), "dispatcher")
                     if signer is not None:
-                        tg.create_task(run_loop("chain-signer", signer.step, loop_stop, metrics), name="chain-signer")
+                        start(run_loop("chain-signer", signer.step, loop_stop, metrics), "chain-signer")
                         if signer.watcher is not None:
-                            tg.create_task(signer.watcher.subscription.run(loop_stop), name="chain-tx-watch")
+                            start(signer.watcher.subscription.run(loop_stop), "chain-tx-watch")
+                    if inbound is not None and sweeper is not None:
+                        start(run_loop("inbound", inbound.step, loop_stop, metrics), "inbound")
+                        start(run_loop("inbound-sweep", sweeper.step, loop_stop, metrics), "inbound-sweep")
                     for worker in workers:
                         name = f"desk-{worker.desk.name}"
-                        tg.create_task(run_loop(name, worker.step, loop_stop, metrics), name=name)
-                        tg.create_task(
-                            run_loop(f"{name}-health", worker.check, loop_stop, metrics), name=f"{name}-health"
-                        )
-                tg.create_task(run_loop("health", refresh_health, loop_stop, metrics), name="health")
-                tg.create_task(run_loop("audit-retention", retention.step, loop_stop, metrics), name="audit-retention")
+                        start(run_loop(name, worker.step, loop_stop, metrics), name)
+                        start(run_loop(f"{name}-health", worker.check, loop_stop, metrics), f"{name}-health")
+                start(run_loop("health", refresh_health, loop_stop, metrics), "health")
+                start(run_loop("audit-retention", retention.step, loop_stop, metrics), "audit-retention")
                 if receiver is not None:
                     summary = receiver.rejections.step
-                    tg.create_task(
-                        run_loop("webhook-rejections", summary, loop_stop, metrics), name="webhook-rejections"
-                    )
+                    start(run_loop("webhook-rejections", summary, loop_stop, metrics), "webhook-rejections")
                 await web.wait_started()
                 if observe is not None:
                     await observe.wait_started()
@@ -240,7 +254,7 @@ class App:
             if control is not None:
                 await control.stop(0)  # a no-op after the graceful stop above; needed when a task failed
             await rpc.aclose()
-            for client in desks:
+            for client in clients:
                 await client.aclose()
             if receiver is not None:
                 await _flush_rejections(receiver)  # after the web server stopped: nothing noted after this
@@ -305,6 +319,39 @@ class App:
         signer = signer_from_config(self.config, rpc, store, metrics, auditor, ws_url, health)
         log.info("signing key loaded", extra={"address": signer.status.address})
         return signer
+
+    def _inbound(
+        self,
+        clients: Sequence[Desk],
+        outbound: Sequence[str],
+        store: Store,
+        auditor: Auditor,
+        metrics: Metrics,
+        health: HealthState,
+        signer: Signer | None,
+        key: EnvelopeKey | None,
+    ) -> tuple[InboundEngine | None, Sweeper | None]:
+        """The inbound engine and its sweep, when inbound is on and there is a key to sign its Msgs with."""
+        settings = self.config.settings
+        readers = [d for d in clients if isinstance(d, ReadsChanges)]
+        if not settings.enabled or not settings.sync.enable_inbound or not readers:
+            return None, None
+        if signer is None:
+            log.warning("no signing key: desk changes are not synced to the chain (inbound sync is off)")
+            return None, None
+        engine = InboundEngine(
+            readers,  # type: ignore[arg-type]  # JiraDesk and WaldurDesk carry their mapping tables
+            store,
+            auditor,
+            metrics,
+            settings.retry,
+            InboundSettings(strategy=settings.sync.conflict_resolution, concurrency=4),
+            sender=signer.status.address,
+            key=key,
+            outbound_desks=outbound,
+        )
+        sweeper = Sweeper(readers, [d.name for d in readers], store, settings.sync.sync_interval, health)
+        return engine, sweeper
 
     def _concurrency(self, desk: str) -> int:
         settings = self.config.settings

@@ -1,6 +1,7 @@
 """The servicedesk-sidecar command. The only place that maps errors to exit codes.
 
-Exit codes: 0 ok, 1 runtime failure, 2 invalid configuration or usage.
+Exit codes: 0 ok, 1 runtime failure, 2 invalid configuration or usage, 3 the running sidecar cannot be
+reached (commands that talk to it over gRPC).
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (each overrides its VIRTENGINE_SERVICEDESK_* variable)")
     for spec in KEYS:
         group.add_argument(spec.flag, dest=f"key:{spec.path}", metavar="VALUE", help=f"{spec.path}: {spec.help}")
+
+
+def _add_control_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--control", metavar="ADDRESS", help="the sidecar's gRPC control address (default: grpc.listen of the config)"
+    )
+    _add_config_flags(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--public-url", metavar="URL", default="", help="the sidecar's public base URL, for the webhook URLs"
     )
     _add_config_flags(desk_check)
+    listing = commands.add_parser("conflicts", help="list the conflicts of a running sidecar (gRPC)")
+    listing.add_argument("--all", action="store_true", help="include resolved conflicts")
+    listing.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    _add_control_flags(listing)
+    resolve = commands.add_parser("resolve", help="decide a parked conflict of a running sidecar (gRPC)")
+    resolve.add_argument("conflict_id", type=int, metavar="ID", help="the conflict's id (see `conflicts`)")
+    resolve.add_argument("--keep", required=True, choices=("chain", "desk"), help="the side whose value wins")
+    resolve.add_argument("--operator", default=os.environ.get("USER", "operator"), help="who decides (audited)")
+    resolve.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    _add_control_flags(resolve)
     keys = commands.add_parser("keys", help="inspect the chain signing key")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
     show = keys_commands.add_parser("show", help="print the signer's address and public key (never the private key)")
@@ -260,6 +278,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _keys_show(config)
     if args.command == "desk":
         return _desk_check(config, args.json, args.public_url)
+    if args.command in ("conflicts", "resolve"):
+        from sidecar.control import client
+
+        address = args.control or config.settings.grpc.listen
+        if args.command == "conflicts":
+            return client.conflicts(address, args.all, args.json)
+        return client.resolve(address, args.conflict_id, args.keep, args.operator, args.json)
     settings = config.settings
     setup_logging(settings.audit.log_level, settings.logging.format, config.secret_values())
     for warning in config.warnings:

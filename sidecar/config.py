@@ -415,9 +415,7 @@ def _check_consistency(settings: ServiceDeskConfig, sources: Mapping[str, str], 
         raise ConfigError("jira.username", "is required when jira.base_url is set", source=sources["jira.username"])
     if bool(settings.jira.request_type_id) != bool(settings.jira.service_desk_id):
         missing = "jira.service_desk_id" if settings.jira.request_type_id else "jira.request_type_id"
-        raise ConfigError(
-            missing, "is required with its pair (JSM requests need both ids)", source=sources[missing]
-        )
+        raise ConfigError(missing, "is required with its pair (JSM requests need both ids)", source=sources[missing])
     if settings.waldur.base_url:
         if not settings.waldur.base_url.rstrip("/").endswith("/api"):
             raise ConfigError("waldur.base_url", "must end in /api", source=sources["waldur.base_url"])

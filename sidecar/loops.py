@@ -28,7 +28,12 @@ class _Abandoned(Exception):
 
 
 async def run_loop(
-    name: str, step: Step, stop: asyncio.Event, metrics: Metrics, *, max_backoff: float = 30.0,
+    name: str,
+    step: Step,
+    stop: asyncio.Event,
+    metrics: Metrics,
+    *,
+    max_backoff: float = 30.0,
     grace: float = STOP_GRACE,
 ) -> None:
     """Run `step` until `stop` is set; back off exponentially on retryable errors. A step still running

@@ -185,9 +185,7 @@ def _results_of(height: int, result: Any) -> dict[str, Any]:
         raise ChainRpcError(f"node RPC block_results for height {height} is not an object", retryable=True)
     answered = result.get("height")
     if str(answered) != str(height):
-        raise NodeAnswerMismatch(
-            f"node RPC block_results answered height {str(answered)[:20]} when asked for {height}"
-        )
+        raise NodeAnswerMismatch(f"node RPC block_results answered height {str(answered)[:20]} when asked for {height}")
     return result
 
 

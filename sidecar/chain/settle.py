@@ -191,8 +191,15 @@ class Settler:
             index = answer.message_index or 0
             culprit = [ids[index]] if index < len(ids) else []
             await self._store.write(
-                "isolate failed message", requeue_batch_txn, tx.batch_id, "failed", code, text, height,
-                culprit, blame=culprit,
+                "isolate failed message",
+                requeue_batch_txn,
+                tx.batch_id,
+                "failed",
+                code,
+                text,
+                height,
+                culprit,
+                blame=culprit,
             )
             return
         if verdict is Verdict.SPLIT:

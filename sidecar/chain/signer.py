@@ -144,8 +144,15 @@ class Signer:
         self.watcher = watcher
         self._health = health
         self._settler = Settler(
-            rpc, store, auditor, self._on_lost_sequence, self._on_out_of_gas, metrics, watcher,
-            address=key.address, on_pause=self._pause,
+            rpc,
+            store,
+            auditor,
+            self._on_lost_sequence,
+            self._on_out_of_gas,
+            metrics,
+            watcher,
+            address=key.address,
+            on_pause=self._pause,
         )
         self._guard = NodeGuard(settings.chain_id, 0)
         self._probe_at = 0.0
@@ -458,8 +465,8 @@ class Signer:
             self._health.set_problem("signer-node", self.status.node_refused)
             unproven = self.status.unproven_txs
             self._health.set_problem(
-                "signer-txs", f"{len(unproven)} tx(s) past timeout height neither landed nor proven lost"
-                if unproven else None,
+                "signer-txs",
+                f"{len(unproven)} tx(s) past timeout height neither landed nor proven lost" if unproven else None,
             )
 
 

@@ -20,6 +20,13 @@ from sidecar.observe.health import HealthState
 from sidecar.observe.logs import current_redactor
 from sidecar.store.audit import AuditEntry
 from sidecar.store.db import Store
+from sidecar.store.inbound import (
+    ConflictNotOpen,
+    ConflictRow,
+    list_conflicts,
+    queue_rereads_txn,
+    resolve_conflict_txn,
+)
 from sidecar.store.intents import intent_state, list_intents, redrive_intents_txn
 from sidecar.store.jobs import list_jobs, queue_manual_sync_txn, redrive_txn
 from sidecar.store.status import queue_figures
@@ -31,12 +38,18 @@ SERVICE_NAME = control_pb2.DESCRIPTOR.services_by_name["Control"].full_name
 
 class ControlService(control_pb2_grpc.ControlServicer):
     def __init__(
-        self, store: Store, health_state: HealthState, desks: Sequence[str] = (), auditor: Auditor | None = None
+        self,
+        store: Store,
+        health_state: HealthState,
+        desks: Sequence[str] = (),
+        auditor: Auditor | None = None,
+        inbound: Sequence[str] = (),
     ) -> None:
         self._store = store
         self._health = health_state
         self._desks = list(desks)
         self._auditor = auditor
+        self._inbound = list(inbound)
 
     async def GetStatus(
         self, request: control_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
@@ -108,12 +121,17 @@ class ControlService(control_pb2_grpc.ControlServicer):
     async def SyncTicket(
         self, request: control_pb2.SyncTicketRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.SyncTicketResponse:
-        if request.direction not in ("", "outbound"):
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "only outbound manual sync exists in this version")
+        if request.direction not in ("", "outbound", "inbound", "both"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "direction must be outbound, inbound or both")
         try:
             parse_ticket_id(request.ticket_id)
         except ValueError:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "ticket_id must be <address>/support/<n>")
+        rereads = 0
+        if request.direction in ("inbound", "both"):
+            rereads = await self._sync_inbound(request, context)
+            if request.direction == "inbound":
+                return control_pb2.SyncTicketResponse(jobs_queued=rereads)
         desks = [request.desk] if request.desk else list(self._desks)
         unknown = [d for d in desks if d not in self._desks]
         if unknown or not desks:
@@ -132,7 +150,67 @@ class ControlService(control_pb2_grpc.ControlServicer):
                     details={"jobs": queued},
                 )
             )
-        return control_pb2.SyncTicketResponse(jobs_queued=queued)
+        return control_pb2.SyncTicketResponse(jobs_queued=queued + rereads)
+
+    async def _sync_inbound(self, request: control_pb2.SyncTicketRequest, context: grpc.aio.ServicerContext) -> int:
+        """A re-read of the ticket's desk issues (each linked, verified ref of the asked desks)."""
+        desks = [request.desk] if request.desk else list(self._inbound)
+        unknown = [d for d in desks if d not in self._inbound]
+        if unknown or not desks:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"inbound sync is not running for: {', '.join(unknown) or 'any desk'}",
+            )
+        if await self._store.read("ticket", get_ticket, request.ticket_id) is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"ticket {request.ticket_id} is not in the local mirror")
+        queued = await self._store.write("manual re-read", queue_rereads_txn, request.ticket_id, desks, time.time())
+        if self._auditor is not None:
+            await self._auditor.record(
+                AuditEntry(
+                    "manual_sync",
+                    ticket_id=request.ticket_id,
+                    direction="inbound",
+                    actor="operator",
+                    status="queued",
+                    details={"rereads": queued},
+                )
+            )
+        return queued
+
+    async def ListConflicts(
+        self, request: control_pb2.ListConflictsRequest, context: grpc.aio.ServicerContext
+    ) -> control_pb2.ListConflictsResponse:
+        limit = request.limit if 0 < request.limit <= 1000 else 100
+        rows = await self._store.read("list conflicts", list_conflicts, request.include_resolved, limit)
+        return control_pb2.ListConflictsResponse(conflicts=[_conflict(c) for c in rows])
+
+    async def ResolveConflict(
+        self, request: control_pb2.ResolveConflictRequest, context: grpc.aio.ServicerContext
+    ) -> control_pb2.ResolveConflictResponse:
+        """The operator keeps one side of a parked conflict; the sync that follows carries it over."""
+        if request.id <= 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "id: give the conflict's id (ListConflicts)")
+        if request.winner not in ("chain", "desk"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "winner: must be chain or desk")
+        by = (request.operator or "operator")[:80]
+        entry = AuditEntry(
+            "conflict_resolved",
+            direction="inbound",
+            actor=by,
+            status=request.winner,
+            details={"conflict_id": request.id, "rule": "manual", "winner": request.winner},
+        )
+        audit = self._auditor.clean(entry) if self._auditor is not None and self._auditor.enabled else None
+        try:
+            row = await self._store.write(
+                "resolve conflict", resolve_conflict_txn, request.id, request.winner, by, time.time(), audit
+            )
+        except ConflictNotOpen as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        if row is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"conflict {request.id} does not exist")
+        assert row is not None
+        return control_pb2.ResolveConflictResponse(conflict=_conflict(row))
 
     async def ListTxIntents(
         self, request: control_pb2.ListTxIntentsRequest, context: grpc.aio.ServicerContext
@@ -157,7 +235,6 @@ class ControlService(control_pb2_grpc.ControlServicer):
                 for v in views
             ]
         )
-
 
     async def RedriveIntent(
         self, request: control_pb2.RedriveIntentRequest, context: grpc.aio.ServicerContext
@@ -185,6 +262,24 @@ class ControlService(control_pb2_grpc.ControlServicer):
         return control_pb2.RedriveIntentResponse(redriven=count)
 
 
+def _conflict(c: ConflictRow) -> control_pb2.Conflict:
+    """A conflict as operators see it: values are field values (statuses, priorities, agent addresses)."""
+    return control_pb2.Conflict(
+        id=c.id,
+        ticket_id=c.ticket_id,
+        desk=c.desk,
+        field=c.field,
+        base_value=c.base_value or "",
+        chain_value=c.chain_value or "",
+        desk_value=c.desk_value or "",
+        strategy=c.strategy,
+        state=c.state,
+        resolution=c.resolution or "",
+        detected_at=iso(c.detected_at) or "",
+        resolved_at=iso(c.resolved_at) or "",
+    )
+
+
 class ControlServer:
     """Binds at construction (port 0 allowed) so callers know the real port before serving."""
 
@@ -195,10 +290,12 @@ class ControlServer:
         health_state: HealthState,
         desks: Sequence[str] = (),
         auditor: Auditor | None = None,
+        inbound: Sequence[str] = (),
     ) -> None:
         self._health_state = health_state
         self.server = grpc.aio.server()
-        service = ControlService(store, health_state, desks, auditor)
+        self.service = ControlService(store, health_state, desks, auditor, inbound)
+        service = self.service
         control_pb2_grpc.add_ControlServicer_to_server(service, self.server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)

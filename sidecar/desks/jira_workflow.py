@@ -74,6 +74,7 @@ class WorkflowMap:
         direct = [h for h in hops if h.to.lower() == goal]
         if direct:
             return direct[0]
+
         # Over learnt transitions too, never through a done status (the target itself may be one).
         def arrives(hop: Hop) -> bool:
             return hop.to.lower() == goal
@@ -81,6 +82,7 @@ class WorkflowMap:
         known = self._bfs(kind, here, hops, visited, arrives, lambda hop: hop.category != DONE)
         if known is not None:
             return known
+
         # Explore: the first hop towards the nearest status whose way out is not known yet, only through
         # mapped statuses and never through (or into) a done one, so a walk towards somewhere else cannot
         # resolve or close the issue, nor leave it at a status the sidecar has no meaning for.

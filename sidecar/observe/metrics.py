@@ -43,6 +43,8 @@ WebhookOutcome = Literal[
     "overloaded",
 ]
 TxConfirmation = Literal["websocket", "poll"]
+SyncField = Literal["status", "priority", "assignee"]
+ConflictRule = Literal["on_chain_wins", "external_wins", "newest_wins", "manual", "transition_not_allowed", "other"]
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 
 
@@ -81,19 +83,23 @@ class Metrics:
         self.ws_reconnects = Counter("servicedesk_chain_ws_reconnects", "Websocket reconnects", registry=r)
         self.tx_intents = Gauge("servicedesk_tx_intents", "Chain tx intents by state", ["state"], registry=r)
         self.tx_confirmations = Counter(
-            "servicedesk_signer_confirmations", "Included txs of the signer, by how inclusion was learnt",
-            ["source"], registry=r,
+            "servicedesk_signer_confirmations",
+            "Included txs of the signer, by how inclusion was learnt",
+            ["source"],
+            registry=r,
         )
         self.signer_sequence = Gauge("servicedesk_signer_sequence", "Next account sequence of the signer", registry=r)
         self.signer_paused = Gauge(
             "servicedesk_signer_paused", "1 while signing waits for the account to afford its fees", registry=r
         )
         self.signer_unproven_txs = Gauge(
-            "servicedesk_signer_unproven_txs", "Txs past their timeout height not yet proven lost or landed",
+            "servicedesk_signer_unproven_txs",
+            "Txs past their timeout height not yet proven lost or landed",
             registry=r,
         )
         self.signer_node_refused = Gauge(
-            "servicedesk_signer_node_refused", "1 while the signer refuses the node (another chain or an older height)",
+            "servicedesk_signer_node_refused",
+            "1 while the signer refuses the node (another chain or an older height)",
             registry=r,
         )
         self.webhook_deliveries = Counter(
@@ -107,6 +113,21 @@ class Metrics:
         )
         self.loop_errors = Counter(
             "servicedesk_loop_errors", "Errors raised by a background loop step", ["loop"], registry=r
+        )
+        self.conflicts = Counter(
+            "servicedesk_sync_conflicts",
+            "Fields changed on the chain and at a desk since their last synced value, by the rule that decided",
+            ["desk", "field", "rule"],
+            registry=r,
+        )
+        self.conflicts_open = Gauge(
+            "servicedesk_sync_conflicts_open", "Conflicts parked for an operator (manual strategy)", registry=r
+        )
+        self.inbound_queue = Gauge(
+            "servicedesk_inbound_queue",
+            "Desk issues waiting for an inbound re-read, by state",
+            ["desk", "state"],
+            registry=r,
         )
         self.build_info = Info("servicedesk_build", "Build information", registry=r)
         self.build_info.info({"version": sidecar.__version__, "python": platform.python_version()})
@@ -128,6 +149,10 @@ class Metrics:
             self.webhook_deliveries.labels(desk=desk, outcome=outcome)
         for desk in get_args(Service):
             self.desk_auth_failed.labels(desk=desk).set(0)
+        for desk, field, rule in product(get_args(Service), get_args(SyncField), get_args(ConflictRule)):
+            self.conflicts.labels(desk=desk, field=field, rule=rule)
+        for desk, state in product(get_args(Service), ("pending", "dead")):
+            self.inbound_queue.labels(desk=desk, state=state).set(0)
 
     def set_queue(self, pending: int, failed: int) -> None:
         self.queue_pending.set(pending)
@@ -182,6 +207,16 @@ class Metrics:
     def set_desk_auth_failed(self, desk: Service, failed: bool) -> None:
         """Raised while the desk answers 401 (an expired or revoked token), cleared once it answers again."""
         self.desk_auth_failed.labels(desk=desk).set(1 if failed else 0)
+
+    def count_conflict(self, desk: Service, field: SyncField, rule: ConflictRule) -> None:
+        self.conflicts.labels(desk=desk, field=field, rule=rule).inc()
+
+    def set_inbound(self, open_conflicts: int, queue: Mapping[tuple[str, str], int]) -> None:
+        """Open conflicts and the inbound re-read queue by (desk, state), from the store."""
+        self.conflicts_open.set(open_conflicts)
+        for desk, state in product(get_args(Service), ("pending", "dead")):
+            running = queue.get((desk, "running"), 0) if state == "pending" else 0  # being read: still pending
+            self.inbound_queue.labels(desk=desk, state=state).set(queue.get((desk, state), 0) + running)
 
     def count_loop_error(self, loop: str) -> None:
         """`loop` is a name fixed in code (app.py's run_loop calls), never data."""

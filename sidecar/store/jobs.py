@@ -58,30 +58,66 @@ def _job(row: sqlite3.Row) -> Job:
     )
 
 
-def dispatch_inbox_txn(
-    conn: sqlite3.Connection, desks: Sequence[str], skip_senders: Sequence[str], limit: int, now: float
-) -> int:
-    """Turn pending inbox events into jobs (one per desk) and mark them processed; return events taken.
+# An event the sidecar signed itself is a desk change it carried to the chain (inbound sync): it still goes
+# to every desk, except a response to the desk whose comment it came from (found by its payload hash).
+# Field changes need no such rule: the origin desk already holds the value, and outbound leaves a field
+# the desk changed since its base alone (sidecar/sync/outbound.py).
+FROM_OTHER_DESK = (
+    "NOT (COALESCE(i.sender, '') IN (SELECT value FROM json_each(:own))"
+    " AND i.event_type = 'support_response_added'"
+    " AND EXISTS (SELECT 1 FROM inbound_origins o"
+    "   WHERE o.payload_hash = lower(json_extract(i.payload_json, '$.payload_hash')) AND o.desk = :desk))"
+)
 
-    Events sent by the sidecar's own account are echoes of inbound sync and make no outbound job.
-    """
-    rows = conn.execute(
-        "SELECT id, event_id, event_type, ticket_id, sequence, sender FROM chain_inbox"
-        " WHERE state = 'pending' ORDER BY id LIMIT ?",
-        (limit,),
-    ).fetchall()
-    for row in rows:
-        kind = JOB_KINDS.get(row["event_type"])
-        if kind is not None and row["sender"] not in skip_senders:
-            payload = json.dumps({"event_id": row["event_id"], "sequence": row["sequence"]})
-            for desk in desks:
-                conn.execute(
-                    "INSERT OR IGNORE INTO jobs (dedupe_key, kind, desk, ticket_id, inbox_id, payload_json,"
-                    " next_run_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (f"{row['event_id']}#{desk}", kind, desk, row["ticket_id"], row["id"], payload, now, now, now),
-                )
-        conn.execute("UPDATE chain_inbox SET state = 'processed', processed_at = ? WHERE id = ?", (now, row["id"]))
+
+def dispatch_inbox_txn(
+    conn: sqlite3.Connection, desks: Sequence[str], own_senders: Sequence[str], limit: int, now: float
+) -> int:
+    """Turn pending inbox events into jobs (one per desk, FROM_OTHER_DESK) and mark them processed; return
+    events taken."""
+    rows = conn.execute("SELECT id FROM chain_inbox WHERE state = 'pending' ORDER BY id LIMIT ?", (limit,)).fetchall()
+    if not rows:
+        return 0
+    first, last = rows[0]["id"], rows[-1]["id"]
+    for desk in desks:
+        queue_event_jobs_txn(conn, desk, own_senders, first - 1, last, now, state="pending")
+    conn.execute(
+        "UPDATE chain_inbox SET state = 'processed', processed_at = ? WHERE state = 'pending' AND id BETWEEN ? AND ?",
+        (now, first, last),
+    )
     return len(rows)
+
+
+def queue_event_jobs_txn(
+    conn: sqlite3.Connection,
+    desk: str,
+    own_senders: Sequence[str],
+    after_id: int,
+    upto_id: int,
+    now: float,
+    *,
+    state: str,
+) -> int:
+    """One job per event of `state` with inbox id in (after_id, upto_id] that asks something of a desk, in event
+    order; INSERT OR IGNORE on the job's dedupe key makes it idempotent. Returns the jobs queued."""
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO jobs (dedupe_key, kind, desk, ticket_id, inbox_id, payload_json, next_run_at,"
+        " created_at, updated_at)"
+        " SELECT i.event_id || '#' || :desk, k.value, :desk, i.ticket_id, i.id,"
+        " json_object('event_id', i.event_id, 'sequence', i.sequence), :now, :now, :now"
+        " FROM chain_inbox i JOIN json_each(:kinds) k ON k.key = i.event_type"
+        " WHERE i.id > :after AND i.id <= :upto AND i.state = :state AND " + FROM_OTHER_DESK + " ORDER BY i.id",
+        {
+            "desk": desk,
+            "now": now,
+            "kinds": json.dumps(JOB_KINDS),
+            "after": after_id,
+            "upto": upto_id,
+            "own": json.dumps(list(own_senders)),
+            "state": state,
+        },
+    )
+    return cur.rowcount
 
 
 def queue_manual_sync_txn(conn: sqlite3.Connection, ticket_id: str, desks: Sequence[str], now: float) -> int:

@@ -243,6 +243,60 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX webhook_deliveries_body ON webhook_deliveries (desk, body_sha256);
         """,
     ),
+    Migration(
+        5,
+        "inbound sync",
+        """
+        -- Desk issues inbound sync must re-read (webhook hints, sweep hits, operators): one row per issue.
+        CREATE TABLE inbound_queue (
+            desk TEXT NOT NULL,
+            external_id TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'running', 'dead')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_run_at REAL NOT NULL,
+            last_error TEXT,
+            hints INTEGER NOT NULL DEFAULT 1,
+            queued_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (desk, external_id)
+        );
+        CREATE INDEX inbound_queue_due ON inbound_queue (state, next_run_at);
+        -- Every desk comment inbound sync has decided on, once: sent to the chain, or why not.
+        CREATE TABLE inbound_comments (
+            desk TEXT NOT NULL,
+            comment_id TEXT NOT NULL,
+            ticket_id TEXT NOT NULL,
+            external_id TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            parts INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (desk, comment_id)
+        );
+        -- A response the sidecar sealed from a desk comment, by payload hash: when its event comes back
+        -- from the chain it is not posted to the desk it came from.
+        CREATE TABLE inbound_origins (
+            payload_hash TEXT PRIMARY KEY,
+            desk TEXT NOT NULL,
+            ticket_id TEXT NOT NULL
+        );
+        -- Intents made from desk changes: which desk, which change, when the desk made it (for latency).
+        CREATE TABLE inbound_intents (
+            intent_id INTEGER PRIMARY KEY REFERENCES tx_intents (id),
+            desk TEXT NOT NULL,
+            ticket_id TEXT NOT NULL,
+            item TEXT NOT NULL,
+            desk_changed_at REAL,
+            reported INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX inbound_intents_unreported ON inbound_intents (reported, intent_id);
+        ALTER TABLE field_state ADD COLUMN synced_from TEXT;
+        ALTER TABLE field_state ADD COLUMN desk_change_id TEXT;
+        ALTER TABLE conflicts ADD COLUMN rule TEXT;
+        ALTER TABLE conflicts ADD COLUMN winner TEXT;
+        CREATE INDEX conflicts_ticket ON conflicts (ticket_id, desk, field, state)
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -25,8 +25,11 @@ class RefRow:
 
 def get_ref(conn: sqlite3.Connection, ticket_id: str, desk: str) -> RefRow | None:
     row = conn.execute("SELECT * FROM external_refs WHERE ticket_id = ? AND desk = ?", (ticket_id, desk)).fetchone()
-    if row is None:
-        return None
+    return ref_row(row) if row is not None else None
+
+
+def ref_row(row: sqlite3.Row) -> RefRow:
+    """An `external_refs` row as a RefRow."""
     return RefRow(
         row["ticket_id"],
         row["desk"],

@@ -45,6 +45,7 @@ class Ticket:
     last_height: int
     archived: bool
     purged: bool
+    chain_updated_at: float | None = None  # unix seconds of the newest event's block
 
 
 def _ensure_row(conn: sqlite3.Connection, ticket_id: str, now: float) -> None:
@@ -197,6 +198,7 @@ def get_ticket(conn: sqlite3.Connection, ticket_id: str) -> Ticket | None:
         last_height=int(row["last_height"]),
         archived=bool(row["archived"]),
         purged=bool(row["purged"]),
+        chain_updated_at=float(row["chain_updated_at"]) if row["chain_updated_at"] is not None else None,
     )
 
 

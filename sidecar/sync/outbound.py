@@ -12,13 +12,12 @@ one job dead-letters that job alone; cancellation and a failing database still s
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sidecar.config_schema import RetryConfig
 from sidecar.desks.base import (
@@ -27,23 +26,26 @@ from sidecar.desks.base import (
     DeskOutcome,
     ExternalTicket,
     FinishesCreates,
+    ReadsChanges,
     TicketSnapshot,
     collecting_notes,
 )
+from sidecar.desks.mapping import DeskMapping
 from sidecar.errors import DeskError
 from sidecar.observe.audit import Auditor
 from sidecar.observe.health import DeskState, HealthState
 from sidecar.observe.metrics import Metrics
 from sidecar.store.audit import AuditEntry, append_audit_txn
 from sidecar.store.db import Store
+from sidecar.store.inbound import bases_and_held, enqueue_issue_txn, set_field_state_txn
 from sidecar.store.jobs import (
-    JOB_KINDS,
     Job,
     claim_due_txn,
     dead_job_txn,
     defer_job_txn,
     dispatch_inbox_txn,
     finish_job_txn,
+    queue_event_jobs_txn,
     retry_job_txn,
 )
 from sidecar.store.refs import (
@@ -59,6 +61,7 @@ from sidecar.store.refs import (
 )
 from sidecar.sync.content import ContentOpener
 from sidecar.sync.failures import is_store_failure, job_failure_reason
+from sidecar.sync.fields import chain_value
 
 log = logging.getLogger(__name__)
 # Test seam: a hook run between the desk's answer to a create and the local record, the worst moment
@@ -130,8 +133,10 @@ class Dispatcher:
         if not self._caught_up:
             queued, self._caught_up = await self._store.write("catch up desks", self._catch_up_txn, now)
             for desk, count in queued.items():
-                log.info("queued desk jobs for events read while the desk was not served",
-                         extra={"desk": desk, "jobs": count})
+                log.info(
+                    "queued desk jobs for events read while the desk was not served",
+                    extra={"desk": desk, "jobs": count},
+                )
             return 0.0
         taken = await self._store.write("dispatch inbox", self._dispatch_txn, now)
         return 0.0 if taken >= self._batch else 0.25
@@ -154,20 +159,9 @@ class Dispatcher:
             if through >= top:
                 continue
             upto = min(top, through + self.CATCH_UP_CHUNK)
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO jobs (dedupe_key, kind, desk, ticket_id, inbox_id, payload_json, next_run_at,"
-                " created_at, updated_at)"
-                " SELECT i.event_id || '#' || :desk, k.value, :desk, i.ticket_id, i.id,"
-                " json_object('event_id', i.event_id, 'sequence', i.sequence), :now, :now, :now"
-                " FROM chain_inbox i JOIN json_each(:kinds) k ON k.key = i.event_type"
-                " WHERE i.id > :through AND i.id <= :upto AND i.state = 'processed'"
-                " AND COALESCE(i.sender, '') NOT IN (SELECT value FROM json_each(:own))"
-                " ORDER BY i.id",
-                {"desk": desk, "now": now, "kinds": json.dumps(JOB_KINDS), "through": through, "upto": upto,
-                 "own": json.dumps(self._own)},
-            )
-            if cur.rowcount:
-                queued[desk] = cur.rowcount
+            count = queue_event_jobs_txn(conn, desk, self._own, through, upto, now, state="processed")
+            if count:
+                queued[desk] = count
             _set_watermark(conn, desk, upto)
             done = done and upto >= top
         return queued, done
@@ -265,8 +259,9 @@ class DeskWorker:
             await self._run_noting(job, notes)
 
     async def _run_noting(self, job: Job, notes: list[DeskNote]) -> None:
+        written: dict[str, str | None] = {}
         try:
-            await self._handle(job)
+            await self._handle(job, written)
         except DeskOutcome as outcome:  # a part no retry can do (an unreachable status): finished, audited
             await self._store.write("finish job", self._finish_txn, job, self._clock(), notes, outcome)
             self._metrics.count_sync("outbound", "skipped")
@@ -293,15 +288,34 @@ class DeskWorker:
             await self._record_notes(job, notes)
             await self._dead(job, job_failure_reason(exc))
             return
-        await self._store.write("finish job", self._finish_txn, job, self._clock(), notes, None)
+        await self._store.write("finish job", self._finish_txn, job, self._clock(), notes, None, written)
         self._metrics.count_sync("outbound", "success")
         self._set_state(None)
 
     def _finish_txn(
-        self, conn: sqlite3.Connection, job: Job, now: float, notes: list[DeskNote], outcome: DeskOutcome | None
+        self,
+        conn: sqlite3.Connection,
+        job: Job,
+        now: float,
+        notes: list[DeskNote],
+        outcome: DeskOutcome | None,
+        written: Mapping[str, str | None] | None = None,
     ) -> None:
-        """The job is done and audited in one transaction: a sync that happened is never unrecorded."""
+        """The job is done and audited in one transaction: a sync that happened is never unrecorded. The
+        fields it wrote become their base (what chain and desk now agree on) for conflict detection."""
         finish_job_txn(conn, job.id, now)
+        for name, value in (written or {}).items():
+            set_field_state_txn(
+                conn,
+                job.ticket_id,
+                self.desk.name,
+                name,
+                base=value,
+                desk_value=value,
+                chain_value=value,
+                synced_from="chain",
+                now=now,
+            )
         for entry in _note_entries(job, notes):
             self._audit_txn(conn, entry, now)
         ids = {"job_id": job.id, "kind": job.kind}
@@ -370,7 +384,8 @@ class DeskWorker:
             "desk job dead-lettered", extra={"job_id": job.id, "desk": job.desk, "kind": job.kind, "error": error}
         )
 
-    async def _handle(self, job: Job) -> None:
+    async def _handle(self, job: Job, written: dict[str, str | None]) -> None:
+        """Run the job; `written` receives the synced fields (chain vocabulary) the desk now holds."""
         snapshot = await self._opener.snapshot(job.ticket_id)
         if snapshot is None:
             raise DeskError(f"ticket {job.ticket_id} is not in the local mirror", retryable=False)
@@ -379,12 +394,16 @@ class DeskWorker:
                 details = {"field": value.field, "chain_value": value.chain_value, "used": value.used}
                 await self._auditor.record(_outbound_entry("field_unmapped", job, "defaulted", details))
         ref = await self._ensure_ref(snapshot)
+        kept: frozenset[str] = frozenset()
+        if job.kind in ("update", "status"):
+            snapshot, kept = await self._desk_ahead(ref, snapshot)
         if job.kind == "update":
             await self.desk.update_fields(ref, snapshot)
-            await self.desk.set_status(ref, snapshot.status)
-        elif job.kind == "status":
+        if job.kind in ("update", "status") and "status" not in kept:
             await self.desk.set_status(ref, snapshot.status)  # the current status: replays cannot go backwards
-        elif job.kind == "comment":
+        if job.kind in ("create", "update", "status"):
+            written.update(await self._desk_holds(ref, snapshot, kept))
+        if job.kind == "comment":
             comment = await self._opener.comment(str(job.payload.get("event_id", "")))
             if comment is None:
                 raise DeskError(f"response event of job {job.id} is not in the inbox", retryable=False)
@@ -392,6 +411,84 @@ class DeskWorker:
                 await self.desk.add_comment(ref, comment)
         elif job.kind == "close":
             await self.desk.close(ref, "the ticket was archived on chain")
+
+    async def _desk_ahead(self, ref: ExternalTicket, snapshot: TicketSnapshot) -> tuple[TicketSnapshot, frozenset[str]]:
+        """Fields the desk changed since their base (or parked in a conflict) are left as the desk has them:
+        inbound sync decides them (and records any conflict), so outbound never overwrites an agent's
+        change it has not seen. A re-read of the issue is queued for that."""
+        mapping = getattr(self.desk, "mapping", None)
+        if not isinstance(mapping, DeskMapping):
+            return snapshot, frozenset()
+        bases, held = await self._store.read("field bases", bases_and_held, snapshot.ticket_id, self.desk.name)
+        if not bases and not held:
+            return snapshot, frozenset()
+        state = await self.desk.fetch(ref)
+        values = {"status": snapshot.status, "priority": snapshot.priority, "assignee": snapshot.assigned_agent}
+        shown: dict[str, str] = {}
+        suspect: set[str] = set()
+        for name, raw in (("status", state.status), ("priority", state.priority)):
+            base = bases.get(name)
+            mapped = chain_value(name, raw, values[name], mapping, base=base.base if base else None).value
+            if mapped is None:
+                continue
+            shown[name] = mapped
+            if name not in held and base is not None and mapped not in (base.base, values[name]):
+                suspect.add(name)
+        kept = set(held) | (suspect - await self._own_writes(ref, suspect))
+        for name in kept:  # the desk keeps what it shows (a parked assignee, unknown here, is not written)
+            values[name] = shown.get(name) if name != "assignee" else None
+        if not kept:
+            return snapshot, frozenset()
+        await self._store.write(
+            "queue re-read", enqueue_issue_txn, self.desk.name, ref.external_id, "outbound", self._clock()
+        )
+        log.info(
+            "desk changed since the last sync: left for inbound",
+            extra={"desk": self.desk.name, "ticket_id": snapshot.ticket_id, "fields": sorted(kept)},
+        )
+        changed = replace(
+            snapshot,
+            status=values["status"] or snapshot.status,
+            priority=values["priority"] or snapshot.priority,
+            assigned_agent=values["assignee"],
+        )
+        return changed, frozenset(kept)
+
+    async def _own_writes(self, ref: ExternalTicket, fields: set[str]) -> set[str]:
+        """Of fields that look changed at the desk, those whose last change the sidecar made itself (a hop of
+        a transition path it was walking, a write whose answer was lost): its own, not an agent's."""
+        if not fields or not isinstance(self.desk, ReadsChanges):
+            return set()
+        me = self.desk.own_account()
+        if me is None:
+            return set()
+        view = await self.desk.read_issue(ref)
+        return {name for name in fields if (change := view.fields.get(name)) is not None and change.actor == me}
+
+    async def _desk_holds(
+        self, ref: ExternalTicket, snapshot: TicketSnapshot, kept: frozenset[str]
+    ) -> dict[str, str | None]:
+        """What the desk holds after the job, in chain vocabulary: the bases of the fields it synced. Read
+        back, not assumed: a desk that cannot take a value (Waldur's fixed priority, a status its backend
+        will not set) must not have it recorded as agreed, or inbound would send the old value back."""
+        mapping = getattr(self.desk, "mapping", None)
+        if not isinstance(mapping, DeskMapping):
+            return {}
+        state = await self.desk.fetch(ref)
+        holds: dict[str, str | None] = {}
+        for name, raw, current in (
+            ("status", state.status, snapshot.status),
+            ("priority", state.priority, snapshot.priority),
+        ):
+            if name in kept:
+                continue
+            mapped = chain_value(name, raw, current, mapping).value
+            if mapped is not None:
+                holds[name] = mapped
+        agent = snapshot.assigned_agent
+        if "assignee" not in kept and agent and mapping.assignee.to_desk(agent).unmapped is None:
+            holds["assignee"] = agent
+        return holds
 
     async def _ensure_ref(self, snapshot: TicketSnapshot) -> ExternalTicket:
         """The desk ticket for this chain ticket: stored ref, else a chain ref whose ticket carries our claim,
@@ -439,7 +536,12 @@ class DeskWorker:
             _after_desk_create()
         # Recorded before any follow-up: a follow-up that fails is retried on this issue, never a new one.
         await self._store.write(
-            "record ref", self._record_txn, snapshot, created, "external_ticket_created", self._clock(),
+            "record ref",
+            self._record_txn,
+            snapshot,
+            created,
+            "external_ticket_created",
+            self._clock(),
             finisher is not None,
         )
         if finisher is not None:

@@ -110,6 +110,12 @@ def health_endpoint(figures: CachedFigures, health: HealthState, metrics: Metric
                 "last_error": shown(health.chain.last_error) if health.chain.last_error else None,
             }
             report["problems"] = {name: shown(text) for name, text in health.problems.items()}
+            queue = await figures.get()
+            report["inbound"] = {
+                "pending_rereads": queue.inbound_pending,
+                "dead_rereads": queue.inbound_dead,
+                "conflicts_open": queue.conflicts_open,
+            }
         return JSONResponse(report, status_code=200 if report["healthy"] else 503)
 
     return endpoint

@@ -120,7 +120,7 @@ async def test_verbose_adds_chain_and_problems_with_secrets_masked(served: Serve
         answer = await client.get(f"{served.url}/webhooks/health?verbose=1", timeout=5)
     assert answer.status_code == 503
     doc = answer.json()
-    assert list(doc) == [*GUIDE_KEYS, "chain", "problems"]
+    assert list(doc) == [*GUIDE_KEYS, "chain", "problems", "inbound"]
     assert doc["chain"]["reachable"] is False
     assert SECRET not in answer.text and "dXNlcjpwdw" not in answer.text
     assert doc["problems"] == {"chain": "proxy said <redacted>"}

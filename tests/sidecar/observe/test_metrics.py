@@ -37,7 +37,9 @@ BOUNDED = {
     "service": {"jira", "waldur"},
     "desk": {"jira", "waldur"},
     "method": {"GET", "POST", "PUT", "PATCH", "DELETE"},
-    "state": {"queued", "signed", "broadcast", "included", "failed", "dead"},
+    "state": {"queued", "signed", "broadcast", "included", "failed", "dead", "pending"},
+    "field": {"status", "priority", "assignee"},
+    "rule": {"on_chain_wins", "external_wins", "newest_wins", "manual", "transition_not_allowed", "other"},
     "outcome": {"accepted", "duplicate", "echo", "bad_signature", "stale", "forbidden_source", "rate_limited",
                 "too_large", "malformed", "overloaded"},
     "loop": {
@@ -51,6 +53,8 @@ BOUNDED = {
         "health",
         "audit-retention",
         "webhook-rejections",
+        "inbound",
+        "inbound-sweep",
     },
     "source": {"websocket", "poll"},
     "le": None,  # histogram buckets: fixed in code
@@ -175,7 +179,7 @@ async def test_every_label_is_declared_and_bounded(
         async with httpx.AsyncClient() as client:
             exported = (await client.get(f"http://127.0.0.1:{app.web_port}/metrics", timeout=10)).text
     assert {"chain-follower", "dispatcher", "chain-signer", "desk-jira", "desk-jira-health", "desk-waldur",
-            "desk-waldur-health", "health", "audit-retention"} <= loops, loops
+            "desk-waldur-health", "health", "audit-retention", "inbound", "inbound-sweep"} <= loops, loops
     metrics = Metrics()
     for loop in loops:
         metrics.count_loop_error(loop)

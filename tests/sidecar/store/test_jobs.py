@@ -10,6 +10,7 @@ import pytest
 
 from sidecar.chain.events import decode_block
 from sidecar.store.db import Store
+from sidecar.store.inbound import record_origin_txn
 from sidecar.store.inbox import BlockBatch, commit_blocks_txn, init_cursor_txn
 from sidecar.store.jobs import (
     claim_due_txn,
@@ -49,9 +50,30 @@ async def test_dispatch_makes_one_job_per_event_and_desk(store: Store) -> None:
     assert await store.write("again", dispatch_inbox_txn, ["jira"], [], 100, 2.0) == 0
 
 
-async def test_own_events_make_no_jobs(store: Store) -> None:
-    await store.write("dispatch", dispatch_inbox_txn, ["jira"], [AGENT], 100, 1.0)
-    assert await store.read("k", kinds, "jira") == ["create", "close", "close"]  # the agent's own changes echo
+def own_reply_from(conn: sqlite3.Connection, desk: str) -> None:
+    """Record the vector's reply as one the sidecar sealed from a comment at `desk` (inbound sync)."""
+    row = conn.execute(
+        "SELECT json_extract(payload_json, '$.payload_hash') FROM chain_inbox"
+        " WHERE event_type = 'support_response_added'"
+    ).fetchone()
+    assert row is not None and row[0]
+    record_origin_txn(conn, row[0], desk, "t")
+
+
+async def test_own_events_reach_every_desk_but_a_reply_skips_the_desk_it_came_from(store: Store) -> None:
+    # The agent's (the sidecar's) own updates are desk changes it carried to the chain: every desk gets
+    # them (the origin desk already holds the values); its reply goes only to the other desk.
+    await store.write("origin", own_reply_from, "jira")
+    await store.write("dispatch", dispatch_inbox_txn, ["jira", "waldur"], [AGENT], 100, 1.0)
+    expected = ["create", "update", "status", "comment", "status", "update", "status", "close", "close"]
+    assert await store.read("k", kinds, "waldur") == expected
+    assert await store.read("k", kinds, "jira") == [k for k in expected if k != "comment"]
+
+
+async def test_a_reply_from_a_desk_reaches_that_desk_when_another_account_sent_it(store: Store) -> None:
+    await store.write("origin", own_reply_from, "jira")
+    await store.write("dispatch", dispatch_inbox_txn, ["jira"], ["virtengine1someoneelse"], 100, 1.0)
+    assert "comment" in await store.read("k", kinds, "jira")
 
 
 async def test_one_job_per_ticket_at_a_time_in_order(store: Store) -> None:

@@ -24,6 +24,7 @@ from sidecar.store.jobs import JOB_KINDS
 from sidecar.sync.outbound import Dispatcher
 from tests.sidecar.chain.test_events import all_heights, block_results
 from tests.sidecar.harness import running_app
+from tests.sidecar.store.test_jobs import own_reply_from
 from tests.sidecar.sync.test_outbound_e2e import (
     RECIPIENTS,
     assert_jira_exactly_once,
@@ -94,11 +95,13 @@ async def test_a_ticket_already_at_the_desk_gets_what_happened_while_outbound_wa
     assert await store.read("k", kinds, "jira") == VECTOR_KINDS  # only the missing jobs, in event order
 
 
-async def test_catch_up_skips_own_events_like_dispatch_does(store: Store) -> None:
+async def test_catch_up_skips_a_reply_at_its_origin_desk_like_dispatch_does(store: Store) -> None:
     await commit(store, 100, max(all_heights()))
+    await store.write("origin", own_reply_from, "jira")
     await run(Dispatcher(store, [], own_addresses=[]))
-    await run(Dispatcher(store, ["jira"], own_addresses=[AGENT]))
-    assert await store.read("k", kinds, "jira") == ["create", "close", "close"]  # the agent's changes echo
+    await run(Dispatcher(store, ["jira", "waldur"], own_addresses=[AGENT]))
+    assert await store.read("k", kinds, "jira") == [k for k in VECTOR_KINDS if k != "comment"]
+    assert await store.read("k", kinds, "waldur") == VECTOR_KINDS
 
 
 async def test_catch_up_runs_in_chunks_in_event_order(store: Store) -> None:

@@ -1,0 +1,301 @@
+"""Inbound sync: what agents do at the desks reaches the chain, once, conflict-checked, never echoed.
+
+Webhooks are hints: an accepted delivery only queues a re-read of its issue, and the sweep
+(sidecar/sync/sweep.py) queues every issue the desk says changed, so a lost webhook is caught up.
+A re-read fetches the issue over the desk's API (fields and comments) and decides, in one transaction
+(sidecar/sync/inbound_apply.py), which signed Msgs it needs; the signer lands them exactly once.
+Intents reaching a final state are reported here: metrics (events and desk-to-chain latency), audit,
+and the log line `external callback synced`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, cast, get_args
+
+from sidecar.chain.envelope import EnvelopeKey
+from sidecar.config_schema import ConflictStrategy, RetryConfig
+from sidecar.desks.base import Desk, DeskIssueView, ExternalTicket, ReadsChanges
+from sidecar.desks.mapping import DeskMapping
+from sidecar.errors import DeskError
+from sidecar.observe.audit import Auditor
+from sidecar.observe.metrics import ConflictRule, Metrics, Service, SyncField
+from sidecar.store.audit import AuditEntry, append_audit_txn
+from sidecar.store.db import Store
+from sidecar.store.inbound import (
+    LandedIntent,
+    QueuedIssue,
+    claim_issues_txn,
+    dead_issue_txn,
+    finish_issue_txn,
+    linked_ref,
+    mark_reported_txn,
+    retry_issue_txn,
+    take_deliveries_txn,
+    unreported_intents,
+)
+from sidecar.store.refs import RefRow
+from sidecar.sync.failures import is_store_failure, job_failure_reason
+from sidecar.sync.inbound_apply import Applied, Context, apply_issue_txn, audit_with
+from sidecar.sync.outbound import backoff
+
+log = logging.getLogger(__name__)
+
+
+class InboundDesk(Desk, ReadsChanges, Protocol):
+    """A desk inbound sync can read back from, with its mapping tables."""
+
+    mapping: DeskMapping
+
+
+@dataclass(frozen=True)
+class InboundSettings:
+    strategy: ConflictStrategy = "on_chain_wins"
+    concurrency: int = 4
+    idle_wait: float = 0.5
+    batch: int = 200
+
+
+class InboundEngine:
+    """One step: hints from webhooks become re-reads, due re-reads run (per desk, bounded), final intents
+    are reported. Any exception of one re-read stays with it (dead-lettered re-read, audited); cancellation
+    and a failing database stop the loop, as in outbound."""
+
+    def __init__(
+        self,
+        desks: Sequence[InboundDesk],
+        store: Store,
+        auditor: Auditor,
+        metrics: Metrics,
+        retry: RetryConfig,
+        settings: InboundSettings,
+        *,
+        sender: str,
+        key: EnvelopeKey | None,
+        outbound_desks: Sequence[str] = (),
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.desks = {d.name: d for d in desks}
+        self._store = store
+        self._auditor = auditor
+        self._metrics = metrics
+        self._retry = retry
+        self._settings = settings
+        self._sender = sender
+        self._key = key
+        self._outbound = set(outbound_desks)
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._paused_until: dict[str, float] = {}
+        self._audit = audit_with(auditor.enabled, auditor.clean)
+
+    async def step(self) -> float:
+        now = self._clock()
+        queued, ignored = await self._store.write(
+            "take webhook hints", take_deliveries_txn, list(self.desks), now, self._settings.batch
+        )
+        if queued or ignored:
+            log.info("external callback hints taken", extra={"queued": queued, "ignored": ignored})
+        reported = await self._report()
+        ran = 0
+        for name, desk in self.desks.items():
+            if now < self._paused_until.get(name, 0.0):
+                continue
+            items = await self._store.write("claim re-reads", claim_issues_txn, name, now, self._settings.concurrency)
+            if items:
+                await asyncio.gather(*(self._run(desk, item) for item in items))
+                ran += len(items)
+        return 0.0 if ran or queued or reported else self._settings.idle_wait
+
+    async def _run(self, desk: InboundDesk, item: QueuedIssue) -> None:
+        try:
+            await self._reread(desk, item)
+        except DeskError as exc:
+            await self._failed(desk, item, exc)
+        except Exception as exc:
+            if is_store_failure(exc):
+                raise
+            await self._dead(item, job_failure_reason(exc))
+
+    async def _reread(self, desk: InboundDesk, item: QueuedIssue) -> None:
+        ref = await self._store.read("linked ref", linked_ref, item.desk, item.external_id)
+        if ref is None:  # unlinked since it was queued (a removed or refused ref): nothing to sync
+            await self._store.write("finish re-read", finish_issue_txn, item, self._clock())
+            return
+        view = await desk.read_issue(
+            ExternalTicket(desk.name, ref.external_id, ref.external_key or ref.external_id, ref.external_url or "")
+        )
+        if view.claim is not None and view.claim != ref.ticket_id:
+            reason = "the desk issue claims another chain ticket"
+            await self._store.write("refuse re-read", self._refuse_txn, item, ref, reason, self._clock())
+            log.warning(
+                "external callback refused", extra={"desk": desk.name, "external_id": ref.external_id, "reason": reason}
+            )
+            return
+        ctx = Context(
+            desk=desk.name,
+            sender=self._sender,
+            mapping=desk.mapping,
+            strategy=self._settings.strategy,
+            own_account=desk.own_account(),
+            key=self._key,
+            audit=self._audit,
+            outbound=desk.name in self._outbound,
+        )
+        applied = await self._store.write("apply desk issue", self._apply_txn, ctx, item, ref, view, self._clock())
+        self._count(desk.name, applied)
+        log.info(
+            "external callback processed",
+            extra={
+                "desk": desk.name,
+                "ticket_id": ref.ticket_id,
+                "external_id": ref.external_id,
+                "reason": item.reason,
+                "intents": applied.intents,
+                "comments": applied.comments,
+                "conflicts": len(applied.conflicts),
+                "ignored": applied.ignored,
+            },
+        )
+
+    @staticmethod
+    def _apply_txn(
+        conn: sqlite3.Connection, ctx: Context, item: QueuedIssue, ref: RefRow, view: DeskIssueView, now: float
+    ) -> Applied:
+        applied = apply_issue_txn(conn, ctx, ref, view, now)
+        finish_issue_txn(conn, item, now)
+        return applied
+
+    def _refuse_txn(self, conn: sqlite3.Connection, item: QueuedIssue, ref: RefRow, reason: str, now: float) -> None:
+        finish_issue_txn(conn, item, now)
+        entry = AuditEntry(
+            "inbound_refused",
+            ticket_id=ref.ticket_id,
+            desk=ref.desk,
+            direction="inbound",
+            actor=ref.desk,
+            status="refused",
+            error=reason,
+            details={"external_id": ref.external_id},
+        )
+        self._audit(conn, entry, now)
+
+    def _count(self, desk: str, applied: Applied) -> None:
+        for field, rule in applied.conflicts:
+            self._metrics.count_conflict(_service(desk), _field_label(field), _rule_label(rule))
+        if applied.skipped:
+            for _ in range(applied.skipped):
+                self._metrics.count_sync("inbound", "skipped")
+
+    async def _failed(self, desk: InboundDesk, item: QueuedIssue, exc: DeskError) -> None:
+        now = self._clock()
+        error = str(exc)
+        if exc.retryable and exc.scope == "desk" and exc.retry_after:
+            self._paused_until[desk.name] = max(self._paused_until.get(desk.name, 0.0), now + exc.retry_after)
+        if (exc.retryable and exc.status in (429, None)) or (exc.retryable and exc.scope == "desk"):
+            # a rate limit or an outage is not the issue's fault: it waits without spending an attempt
+            delay = backoff(self._retry, 0, exc.retry_after, self._rng)
+            await self._store.write("defer re-read", retry_issue_txn, item, error, now + delay, now, spend=False)
+            return
+        if not exc.retryable or item.attempts + 1 >= self._retry.max_retries:
+            await self._dead(item, error)
+            return
+        delay = backoff(self._retry, item.attempts, exc.retry_after, self._rng)
+        await self._store.write("retry re-read", retry_issue_txn, item, error, now + delay, now, spend=True)
+
+    async def _dead(self, item: QueuedIssue, error: str) -> None:
+        now = self._clock()
+        await self._store.write("dead re-read", self._dead_txn, item, error, now)
+        self._metrics.count_sync("inbound", "failed")
+        log.error(
+            "external callback failed", extra={"desk": item.desk, "external_id": item.external_id, "error": error}
+        )
+
+    def _dead_txn(self, conn: sqlite3.Connection, item: QueuedIssue, error: str, now: float) -> None:
+        dead_issue_txn(conn, item, error, now)
+        entry = AuditEntry(
+            "inbound_failed",
+            desk=item.desk,
+            direction="inbound",
+            actor=item.desk,
+            status="dead",
+            error=error,
+            details={"external_id": item.external_id, "attempts": item.attempts + 1},
+        )
+        self._audit(conn, entry, now)
+
+    # reporting intents that reached the chain (or never will) -------------------------------------
+    async def _report(self) -> int:
+        landed = await self._store.read("landed inbound intents", unreported_intents, self._settings.batch)
+        if not landed:
+            return 0
+        await self._store.write("report inbound intents", self._report_txn, landed, self._clock())
+        for intent in landed:
+            if intent.state == "included":
+                self._metrics.count_sync("inbound", "success")
+                if intent.desk_changed_at is not None and intent.included_at is not None:
+                    latency = max(0.0, intent.included_at - intent.desk_changed_at)
+                    self._metrics.observe_sync_latency("inbound", _service(intent.desk), latency)
+                log.info(
+                    "external callback synced",
+                    extra={
+                        "desk": intent.desk,
+                        "ticket_id": intent.ticket_id,
+                        "item": intent.item,
+                        "tx_hash": intent.tx_hash,
+                    },
+                )
+            else:
+                self._metrics.count_sync("inbound", "failed")
+                log.error(
+                    "external callback not accepted by the chain",
+                    extra={
+                        "desk": intent.desk,
+                        "ticket_id": intent.ticket_id,
+                        "item": intent.item,
+                        "error": intent.error,
+                    },
+                )
+        return len(landed)
+
+    def _report_txn(self, conn: sqlite3.Connection, landed: list[LandedIntent], now: float) -> None:
+        for intent in landed:
+            mark_reported_txn(conn, intent.intent_id)
+            included = intent.state == "included"
+            entry = AuditEntry(
+                "inbound_synced" if included else "inbound_failed",
+                ticket_id=intent.ticket_id,
+                desk=intent.desk,
+                direction="inbound",
+                actor="sidecar",
+                status="ok" if included else "dead",
+                error=None if included else (intent.error or "the chain refused the transaction")[:240],
+                block_height=intent.height,
+                tx_hash=intent.tx_hash,
+                details={"intent_id": intent.intent_id, "item": intent.item},
+            )
+            if self._auditor.enabled:
+                append_audit_txn(conn, self._auditor.clean(entry), now)
+
+
+def _service(desk: str) -> Service:
+    return "jira" if desk == "jira" else "waldur"
+
+
+def _field_label(field: str) -> SyncField:
+    return "status" if field == "status" else "priority" if field == "priority" else "assignee"
+
+
+def _rule_label(rule: str) -> ConflictRule:
+    """A bounded label value for a conflict's rule (never the values it compared)."""
+    for known in get_args(ConflictRule):
+        if rule.startswith(known):
+            return cast(ConflictRule, known)
+    return "other"

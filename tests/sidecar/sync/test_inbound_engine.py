@@ -1,0 +1,236 @@
+"""The inbound engine on a real store against the Jira simulator: what the agent does at the desk becomes
+the right Msgs, once, with echoes, internal comments and parked conflicts left out.
+
+The outbound worker creates the desk issue first (so the ref, its claim and the field bases are what a
+running sidecar would have); then the agent acts through the simulator's agent account and the engine
+re-reads the issue. The chain is not involved here: the queued tx intents are decoded and checked (the
+devnet tests, tests/sidecar/sync/test_inbound_e2e.py, land them on a real node).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from virtengine.support.v1 import tx_pb2
+
+from devnet.jira_sim import JiraSim
+from devnet.sim_faults import ManualClock
+from sidecar.chain.envelope import EnvelopeKey
+from sidecar.config_schema import ConflictStrategy
+from sidecar.desks.jira import JiraDesk
+from sidecar.observe.audit import Auditor
+from sidecar.observe.metrics import Metrics
+from sidecar.store.inbound import enqueue_issue_txn, list_conflicts, resolve_conflict_txn
+from sidecar.store.records import RequestUpdated
+from sidecar.store.webhooks import Delivery, record_delivery_txn
+from sidecar.sync.inbound import InboundEngine, InboundSettings
+from tests.sidecar.desks.support import JIRA_TOKEN, jira_config
+from tests.sidecar.sync.rig import AGENT, Rig, created, ticket_id
+
+SIDECAR = "virtengine1sidecar0000000000000000000000000000"
+STATUS = {1: "open", 2: "assigned", 3: "in_progress", 4: "waiting_customer", 5: "waiting_support", 6: "resolved"}
+
+
+def support_key() -> EnvelopeKey:
+    return EnvelopeKey.from_base64(base64.b64encode(os.urandom(32)).decode())
+
+
+async def open_pair(
+    tmp_path: Path,
+    rigs: list[Rig],
+    sim: JiraSim,
+    clock: ManualClock,
+    strategy: ConflictStrategy = "on_chain_wins",
+) -> tuple[Rig, InboundEngine]:
+    desk = JiraDesk(jira_config(sim), JIRA_TOKEN, metrics=Metrics(), allow_insecure_http=True)
+    rig = await Rig.open(tmp_path / "sidecar.db", desk, clock)
+    rigs.append(rig)
+    engine = InboundEngine(
+        [desk],
+        rig.store,
+        Auditor(rig.store, clock=clock),
+        Metrics(),
+        rig.retry,
+        InboundSettings(strategy=strategy, idle_wait=999.0),
+        sender=SIDECAR,
+        key=support_key(),
+        outbound_desks=["jira"],
+        clock=clock,
+    )
+    await rig.chain(created(1))
+    await rig.run_due()
+    return rig, engine
+
+
+async def issue_key(rig: Rig) -> tuple[str, str]:
+    [(external_id, key)] = await rig.query("SELECT external_id, external_key FROM external_refs")
+    return str(external_id), str(key)
+
+
+async def hint(rig: Rig, external_id: str, delivery: str) -> None:
+    """A verified webhook delivery naming the issue, as the receiver records it."""
+    row = Delivery("jira", delivery, "jira:issue_updated", external_id, delivery, "accepted")
+    await rig.store.write("delivery", record_delivery_txn, row, None, rig.clock())
+
+
+async def run(engine: InboundEngine) -> None:
+    for _ in range(20):
+        if await engine.step() > 0:
+            return
+    raise AssertionError("the engine never became idle")
+
+
+async def msgs(rig: Rig) -> list[tuple[str, object]]:
+    """Every inbound intent, in queue order: (type name, decoded Msg)."""
+    rows = await rig.query("SELECT msg_type, msg_bytes FROM tx_intents WHERE dedupe_key LIKE 'inbound:%' ORDER BY id")
+    decoded: list[tuple[str, object]] = []
+    for msg_type, data in rows:
+        name = str(msg_type).rsplit(".", 1)[-1]
+        msg = getattr(tx_pb2, name)()
+        msg.ParseFromString(data)
+        decoded.append((name, msg))
+    return decoded
+
+
+async def test_an_agent_transition_becomes_status_updates_along_the_chain_table_once(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    sim = make_jira_sim(clock=clock)
+    rig, engine = await open_pair(tmp_path, rigs, sim, clock)
+    external_id, key = await issue_key(rig)
+    sim.agent_transition(key, "Resolved")
+    await hint(rig, external_id, "d-1")
+    await hint(rig, external_id, "d-2")  # a duplicate hint for the same change
+    await run(engine)
+    found = await msgs(rig)
+    assert [(n, STATUS[m.status], m.sender) for n, m in found] == [  # type: ignore[attr-defined]
+        ("MsgUpdateSupportRequest", "in_progress", SIDECAR),
+        ("MsgUpdateSupportRequest", "resolved", SIDECAR),
+    ], "open -> resolved is not allowed on chain: it goes through in_progress"
+    await rig.store.write("again", enqueue_issue_txn, "jira", external_id, "sweep", clock())
+    await run(engine)
+    assert len(await msgs(rig)) == 2, "a re-read of the same change queued it again"
+    states = await rig.query("SELECT state FROM webhook_deliveries ORDER BY id")
+    assert states == [("processed",), ("processed",)]
+
+
+async def test_public_comments_are_sealed_once_and_internal_and_own_comments_stay(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    sim = make_jira_sim(clock=clock)
+    rig, engine = await open_pair(tmp_path, rigs, sim, clock)
+    external_id, key = await issue_key(rig)
+    sim.agent_comment(key, "please reboot the node", public=True)
+    sim.agent_comment(key, "customer looks confused", public=False)
+    await hint(rig, external_id, "c-1")
+    await run(engine)
+    found = await msgs(rig)
+    assert [n for n, _ in found] == ["MsgAddSupportResponse"]
+    await hint(rig, external_id, "c-2")
+    await run(engine)
+    assert len(await msgs(rig)) == 1, "the same comment was sent twice"
+    outcomes = sorted(r[0] for r in await rig.query("SELECT outcome FROM inbound_comments"))
+    assert outcomes == ["internal", "sent"]
+    audit = await rig.query("SELECT details_json FROM audit WHERE direction = 'inbound'")
+    assert all("reboot" not in str(r[0]) and "confused" not in str(r[0]) for r in audit), "comment text in audit"
+
+
+async def test_an_unlinked_issue_hint_is_recorded_and_ignored(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    sim = make_jira_sim(clock=clock)
+    rig, engine = await open_pair(tmp_path, rigs, sim, clock)
+    await hint(rig, "99999", "u-1")
+    await run(engine)
+    assert await rig.query("SELECT state, reason FROM webhook_deliveries") == [
+        ("ignored", "issue not linked to a chain ticket")
+    ]
+    assert await msgs(rig) == []
+
+
+async def chain_priority(rig: Rig, priority: str) -> None:
+    """The chain changes the ticket's priority (another agent's MsgUpdateSupportRequest)."""
+    event = RequestUpdated(
+        event_id=f"updated-1-{priority}",
+        event_type="support_request_updated",
+        height=0,
+        position=0,
+        sequence=10,
+        ticket_id=ticket_id(1),
+        sender=AGENT,
+        timestamp=int(rig.clock()),
+        payload={},
+        updated_by=AGENT,
+        priority=priority,
+        status="open",
+        category="technical",
+    )
+    await rig.chain(event)
+
+
+async def edit_priority_on_both_sides(rig: Rig, engine: InboundEngine, sim: JiraSim) -> str:
+    """The chain moves high -> urgent (its job not run yet) while the agent moves the issue High -> Low; the
+    engine then re-reads the issue. Returns the issue key."""
+    external_id, key = await issue_key(rig)
+    await chain_priority(rig, "urgent")
+    sim.agent_update(key, priority="Low")
+    await hint(rig, external_id, "both-sides")
+    await run(engine)
+    return key
+
+
+async def test_on_chain_wins_sets_the_desk_back_and_audits_hashes_not_values(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    sim = make_jira_sim(clock=clock)
+    rig, engine = await open_pair(tmp_path, rigs, sim, clock, "on_chain_wins")
+    key = await edit_priority_on_both_sides(rig, engine, sim)
+    assert await msgs(rig) == [], "the desk's value was sent although the chain wins"
+    [conflict] = await rig.store.read("conflicts", list_conflicts, True, 10)
+    assert (conflict.field, conflict.winner, conflict.state) == ("priority", "chain", "resolved")
+    await rig.run_due()  # the outbound jobs (the chain event's and the repair) set the desk back
+    assert sim.issue(key).priority == "Highest"
+    [entry] = await rig.audit("conflict_resolved")
+    assert entry["details"]["rule"] == "on_chain_wins"
+    assert "urgent" not in str(entry) and "Low" not in str(entry) and "low" not in str(entry["details"])
+
+
+async def test_manual_parks_the_field_until_an_operator_keeps_the_desk(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    sim = make_jira_sim(clock=clock)
+    rig, engine = await open_pair(tmp_path, rigs, sim, clock, "manual")
+    key = await edit_priority_on_both_sides(rig, engine, sim)
+    [conflict] = await rig.store.read("conflicts", list_conflicts, False, 10)
+    assert conflict.state == "open" and conflict.winner is None
+    await rig.run_due()  # outbound leaves the parked field alone
+    assert sim.issue(key).priority == "Low", "outbound overwrote a parked field"
+    await rig.store.write("resolve", resolve_conflict_txn, conflict.id, "desk", "ops", clock(), None)
+    await run(engine)
+    found = await msgs(rig)
+    assert [(n, m.priority) for n, m in found] == [("MsgUpdateSupportRequest", "low")]  # type: ignore[attr-defined]
+
+
+async def test_a_comment_past_the_chains_200_responses_is_audited_and_not_retried(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    sim = make_jira_sim(clock=clock)
+    rig, engine = await open_pair(tmp_path, rigs, sim, clock)
+    external_id, key = await issue_key(rig)
+
+    def full(conn: sqlite3.Connection) -> None:  # the chain's mirror says the ticket has its 200 responses
+        conn.execute("UPDATE tickets SET response_count = 200")
+
+    await rig.store.write("full", full)
+    sim.agent_comment(key, "one more thing", public=True)
+    await hint(rig, external_id, "cap-1")
+    await run(engine)
+    await hint(rig, external_id, "cap-2")
+    await run(engine)
+    assert await msgs(rig) == []
+    [entry] = await rig.audit("comment_not_synced")
+    assert entry["details"]["reason"] == "response_cap_reached" and entry["status"] == "skipped"

@@ -1,0 +1,111 @@
+"""The inbound sweep finds what no webhook announced, and its stored high-water mark survives a restart.
+
+Real store, real desk clients, the simulators on loopback and wall-clock time (the sweep asks the desks
+for changes since a time, and the simulators stamp changes with theirs). No webhook is delivered here:
+everything the engine does, the sweep found.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+from virtengine.support.v1 import tx_pb2
+
+from devnet.jira_sim import JiraSim
+from devnet.sim_faults import ManualClock
+from devnet.waldur_sim import WaldurSim
+from sidecar.desks.base import Desk
+from sidecar.desks.jira import JiraDesk
+from sidecar.desks.waldur import WaldurDesk
+from sidecar.observe.audit import Auditor
+from sidecar.observe.metrics import Metrics
+from sidecar.store.inbound import sweep_mark
+from sidecar.sync.inbound import InboundEngine, InboundSettings
+from sidecar.sync.sweep import Sweeper
+from tests.sidecar.desks.support import JIRA_TOKEN, WALDUR_TOKEN, jira_config, waldur_config
+from tests.sidecar.sync.rig import Rig, created
+from tests.sidecar.sync.test_inbound_engine import SIDECAR, STATUS, msgs, run, support_key
+
+WALL = cast(ManualClock, time.time)  # the rig's clock type; the wall clock here
+
+
+async def open_rig(tmp_path: Path, rigs: list[Rig], desk: Desk) -> tuple[Rig, InboundEngine]:
+    rig = await Rig.open(tmp_path / "sidecar.db", desk, WALL)
+    rigs.append(rig)
+    engine = InboundEngine(
+        [desk],  # type: ignore[list-item]  # JiraDesk / WaldurDesk read changes back
+        rig.store,
+        Auditor(rig.store),
+        Metrics(),
+        rig.retry,
+        InboundSettings(idle_wait=999.0),
+        sender=SIDECAR,
+        key=support_key(),
+        outbound_desks=[desk.name],
+    )
+    await rig.chain(created(1))
+    await rig.run_due()
+    return rig, engine
+
+
+def sweeper(rig: Rig, desk: Any) -> Sweeper:
+    return Sweeper([desk], [desk.name], rig.store, interval=1.0)
+
+
+async def test_a_jira_change_without_a_webhook_is_found_by_the_sweep_and_the_mark_survives_a_restart(
+    make_jira_sim: Callable[..., JiraSim], rigs: list[Rig], tmp_path: Path
+) -> None:
+    sim = make_jira_sim()
+    desk = JiraDesk(jira_config(sim), JIRA_TOKEN, metrics=Metrics(), allow_insecure_http=True)
+    rig, engine = await open_rig(tmp_path, rigs, desk)
+    [(key,)] = await rig.query("SELECT external_key FROM external_refs")
+    sim.agent_transition(str(key), "In Progress")
+    # Jira's index still shows the old `updated`: this sweep misses the change ...
+    assert await sweeper(rig, desk).sweep("jira", desk) == 0
+    sim.flush_index()  # ... the index catches up; the next sweep reaches back past the lag and finds it
+    before = time.time()
+    assert await sweeper(rig, desk).sweep("jira", desk) == 1
+    await run(engine)
+    assert [STATUS[m.status] for _, m in await msgs(rig)] == ["in_progress"]  # type: ignore[attr-defined]
+    mark = await rig.store.read("mark", sweep_mark, "jira")
+    assert mark is not None and before - 1 <= mark <= time.time()
+
+    # "down" for a while: the agent re-prioritises; a new sweeper (a restart) starts from the stored mark
+    sim.agent_update(str(key), priority="Highest")
+    sim.flush_index()
+    assert await sweeper(rig, desk).sweep("jira", desk) == 1
+    await run(engine)
+    found = await msgs(rig)
+    assert [m.priority for _, m in found[1:]] == ["urgent"]  # type: ignore[attr-defined]
+    assert await sweeper(rig, desk).sweep("jira", desk) == 1  # the overlap sees it again ...
+    await run(engine)
+    assert len(await msgs(rig)) == 2  # ... and decides nothing new
+
+
+async def test_a_waldur_comment_which_no_hook_announces_reaches_the_chain_by_polling(
+    make_waldur_sim: Callable[..., WaldurSim], rigs: list[Rig], tmp_path: Path
+) -> None:
+    sim = make_waldur_sim()
+    desk = WaldurDesk(waldur_config(sim), WALDUR_TOKEN, metrics=Metrics(), allow_insecure_http=True)
+    rig, engine = await open_rig(tmp_path, rigs, desk)
+    await desk.check()  # learns the sidecar's own user, as the running app's health loop does
+    [(uuid,)] = await rig.query("SELECT external_id FROM external_refs")
+    async with httpx.AsyncClient(headers={"Authorization": f"Token {sim.agent_token}"}) as agent:
+        for text, public in (("We are on it", True), ("internal: check the logs", False)):
+            answer = await agent.post(
+                f"{sim.api_url}/support-issues/{uuid}/comment/", json={"description": text, "is_public": public}
+            )
+            assert answer.status_code == 201, answer.text
+    assert await sweeper(rig, desk).sweep("waldur", desk) == 1
+    await run(engine)
+    found = await msgs(rig)
+    assert [n for n, _ in found] == ["MsgAddSupportResponse"]
+    assert isinstance(found[0][1], tx_pb2.MsgAddSupportResponse) and found[0][1].sender == SIDECAR
+    await rig.run_due()  # the sidecar's own notes at Waldur (none here) and nothing echoed
+    assert await sweeper(rig, desk).sweep("waldur", desk) == 1
+    await run(engine)
+    assert len(await msgs(rig)) == 1, "the polled comment was sent twice"
