@@ -156,7 +156,7 @@ def status_line(node: DevnetNode, jira: JiraSim, waldur: WaldurSim, grpc_port: i
     )
 
 
-def banner(node: DevnetNode, jira: JiraSim, waldur: WaldurSim, home: Path, web: int, grpc: int) -> str:
+def banner(rpc_url: str, chain_id: str, jira: JiraSim, waldur: WaldurSim, home: Path, web: int, grpc: int) -> str:
     def auth(user: str, token: str) -> str:
         return base64.b64encode(f"{user}:{token}".encode()).decode()
 
@@ -164,12 +164,13 @@ def banner(node: DevnetNode, jira: JiraSim, waldur: WaldurSim, home: Path, web: 
         [
             "",
             "devnet is up (Ctrl-C, SIGTERM or SIGHUP stops everything it started)",
-            f"  chain        {node.rpc_url}   chain id {node.chain_id}   curl {node.rpc_url}/status",
+            f"  chain        {rpc_url}   chain id {chain_id}   curl {rpc_url}/status",
             f"  jira sim     {jira.base_url}   issues: curl -s -X POST {jira.base_url}/rest/api/3/search/jql "
             f"-H 'Authorization: Basic {auth(jira.email, str(jira.api_token))}' -H 'Content-Type: application/json' "
             '-d \'{"jql":"project = VESUPPORT","fields":["summary","status"]}\'',
             f"  waldur sim   {waldur.api_url}   issues: curl -s {waldur.api_url}/support-issues/ "
             f"-H 'Authorization: Token {waldur.token}'",
+            *agent_lines(jira, waldur),
             f"  sidecar      health http://127.0.0.1:{web}/webhooks/health   metrics http://127.0.0.1:{web}/metrics",
             f"               gRPC 127.0.0.1:{grpc} (grpcurl -plaintext 127.0.0.1:{grpc} "
             "virtengine.servicedesk.v1.Control/GetStatus)",
@@ -177,6 +178,23 @@ def banner(node: DevnetNode, jira: JiraSim, waldur: WaldurSim, home: Path, web: 
             "",
         ]
     )
+
+
+def agent_lines(jira: JiraSim, waldur: WaldurSim) -> list[str]:
+    """Acting as a human agent at each desk: curl with the agent's own credentials, never the sidecar's
+    (the simulators attribute a change to the account that made it; the sidecar's own are echoes)."""
+    user = f"{jira.agent.email}:{jira.agent_token}"
+    issue = f"{jira.base_url}/rest/api/3/issue/<KEY>"
+    json_type = "-H 'Content-Type: application/json'"
+    adf = '{"type":"doc","version":1,"content":[{"type":"paragraph","content":[{"type":"text","text":"Fixed."}]}]}'
+    return [
+        f"  jira agent   curl -s -u {user} -X POST {issue}/transitions {json_type} "
+        """-d '{"transition":{"id":"11"}}'   # ids: GET .../transitions""",
+        f"               curl -s -u {user} -X POST {issue}/comment {json_type} -d '{{\"body\":{adf}}}'",
+        f"  waldur agent curl -s -X POST {waldur.api_url}/support-issues/<UUID>/comment/ "
+        f"-H 'Authorization: Token {waldur.agent_token}' {json_type} "
+        """-d '{"description":"Fixed.","is_public":true}'""",
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -209,11 +227,15 @@ def run(args: argparse.Namespace) -> int:
         write_secrets(home, jira, waldur)
         config = write_config(home, node, jira, waldur, web, grpc_port)
         with (home / "sidecar.log").open("wb") as log:
-            sidecar = spawn([sys.executable, "-m", "sidecar", "run", "--config", str(config)], stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            sidecar = spawn(
+                [sys.executable, "-m", "sidecar", "run", "--config", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         wait_until(lambda: _answers(web), timeout=60, what="the sidecar's health endpoint")
         ids = create_samples(node, args.samples)
-        say(banner(node, jira, waldur, home, web, grpc_port))
+        say(banner(node.rpc_url, node.chain_id, jira, waldur, home, web, grpc_port))
         say(f"created sample tickets: {', '.join(ids) or 'none'}")
         creator = threading.Thread(target=keep_creating, args=(node, args.ticket_every, stop), daemon=True)
         creator.start()
@@ -275,11 +297,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chain-id", default="virtengine-devnet-1")
     parser.add_argument("--ticket-every", type=float, default=20.0, help="seconds between periodic tickets")
     parser.add_argument("--status-every", type=float, default=10.0, help="seconds between status lines")
-    parser.add_argument("--samples", type=int, choices=range(len(SAMPLES) + 1), default=len(SAMPLES),
-                        help="sample tickets created at start")
-    parser.add_argument("--stop-with-parent", action="store_true",
-                        help="stop when the parent dies or is stopping on a signal it does not pass on "
-                        "(GNU make on SIGINT/SIGHUP; `make devnet` sets this)")
+    parser.add_argument(
+        "--samples",
+        type=int,
+        choices=range(len(SAMPLES) + 1),
+        default=len(SAMPLES),
+        help="sample tickets created at start",
+    )
+    parser.add_argument(
+        "--stop-with-parent",
+        action="store_true",
+        help="stop when the parent dies or is stopping on a signal it does not pass on "
+        "(GNU make on SIGINT/SIGHUP; `make devnet` sets this)",
+    )
     return run(parser.parse_args(argv))
 
 

@@ -70,6 +70,9 @@ ENDPOINTS = (
 # The health answer's keys, in order.
 HEALTH_FIELDS = ("healthy", "jira_status", "waldur_status", "last_sync", "pending_events", "failed_events")
 
+# Verbose health's (`?verbose=1`) "inbound" object: its keys, in order.
+INBOUND_HEALTH_FIELDS = ("pending_rereads", "dead_rereads", "conflicts_open")
+
 # Metric name as exposed -> its labels (histograms also carry `le` on their buckets).
 METRICS: dict[str, tuple[str, ...]] = {
     "servicedesk_sync_events_total": ("direction", "status"),
@@ -79,6 +82,9 @@ METRICS: dict[str, tuple[str, ...]] = {
     "servicedesk_queue_failed": (),
     "servicedesk_health_check": (),
     "servicedesk_desk_auth_failed": ("desk",),
+    "servicedesk_sync_conflicts_total": ("desk", "field", "rule"),
+    "servicedesk_sync_conflicts_open": (),
+    "servicedesk_inbound_queue": ("desk", "state"),
 }
 
 # Alert name -> (expression, for, severity, summary), as deploy/prometheus/servicedesk-alerts.yml holds them.

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import get_args
 
+import httpx
 import pytest
 import yaml
 from starlette.applications import Starlette
@@ -94,6 +95,18 @@ async def test_health_answer_has_the_tables_fields(tmp_path: Path) -> None:
     assert tuple(report) == names.HEALTH_FIELDS
 
 
+async def test_verbose_health_has_the_tables_inbound_fields(tmp_path: Path) -> None:
+    store = await Store.open(str(tmp_path / "sidecar.db"))
+    try:
+        app = build_observe_app("/webhooks", store, HealthState(), Metrics())
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://observe") as client:
+            answer = (await client.get("/webhooks/health", params={"verbose": "1"})).json()
+    finally:
+        await store.close()
+    assert tuple(answer["inbound"]) == names.INBOUND_HEALTH_FIELDS
+
+
 def _exposed(metrics: Metrics) -> dict[str, set[str] | None]:
     """Exposed metric name -> the label names its samples carry (a histogram's `le` left out); None for a
     family with no series yet (its label values are only known at run time)."""
@@ -129,7 +142,7 @@ def _guide_needles() -> list[str]:
     needles += sorted(names.env_vars())
     needles += [f"`{name}`" for name in names.SECRETS] + [f"`{file}`" for _, file in names.SECRETS.values()]
     needles += [f"`{method} {path}`" for method, path in names.ENDPOINTS]
-    needles += [f"`{field}`" for field in names.HEALTH_FIELDS]
+    needles += [f"`{field}`" for field in names.HEALTH_FIELDS + names.INBOUND_HEALTH_FIELDS]
     needles += [f"`{name}{{{','.join(labels)}}}`" if labels else f"`{name}`" for name, labels in names.METRICS.items()]
     needles += [f"alert: {alert}" for alert in names.ALERTS] + [f"expr: {a[0]}" for a in names.ALERTS.values()]
     needles += [f"`{strategy}`" for strategy in names.CONFLICT_STRATEGIES]
@@ -246,8 +259,16 @@ def test_readme_reference_is_generated_from_the_schema() -> None:
 
 
 def test_readme_names_the_commands_and_endpoints() -> None:
-    for needle in ("make devnet", "make test", "make run", "/webhooks/health", "/metrics", "127.0.0.1:8481",
-                   "config check", "examples/servicedesk-sidecar.service"):
+    for needle in (
+        "make devnet",
+        "make test",
+        "make run",
+        "/webhooks/health",
+        "/metrics",
+        "127.0.0.1:8481",
+        "config check",
+        "examples/servicedesk-sidecar.service",
+    ):
         assert needle in README
 
 
