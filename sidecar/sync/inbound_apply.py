@@ -255,19 +255,7 @@ def _agree(
     now: float,
 ) -> None:
     """`value` becomes the field's base and the desk's known value (the two sides agree, or will)."""
-    set_field_state_txn(
-        conn,
-        ticket.ticket_id,
-        ctx.desk,
-        name,
-        base=value,
-        desk_value=value,
-        chain_value=chain,
-        synced_from=synced_from,
-        now=now,
-        desk_change_id=change.change_id,
-        desk_changed_at=change.changed_at,
-    )
+    _store_field(conn, ctx, ticket, name, value, value, chain, synced_from, change, now)
 
 
 def _remember_change(
@@ -284,15 +272,41 @@ def _remember_change(
     base: str | None = None,
 ) -> None:
     """Note what the desk shows (and its change id) without moving the base."""
+    _store_field(
+        conn,
+        ctx,
+        ticket,
+        name,
+        base if base is not None else (state.base if state is not None else chain),
+        desk_value if desk_value is not None else (state.desk_value if state is not None else None),
+        chain,
+        state.synced_from if state and state.synced_from else "chain",
+        change,
+        now,
+    )
+
+
+def _store_field(
+    conn: sqlite3.Connection,
+    ctx: Context,
+    ticket: Ticket,
+    name: str,
+    base: str | None,
+    desk_value: str | None,
+    chain: str | None,
+    synced_from: str,
+    change: FieldChange,
+    now: float,
+) -> None:
     set_field_state_txn(
         conn,
         ticket.ticket_id,
         ctx.desk,
         name,
-        base=base if base is not None else (state.base if state is not None else chain),
-        desk_value=desk_value if desk_value is not None else (state.desk_value if state is not None else None),
+        base=base,
+        desk_value=desk_value,
         chain_value=chain,
-        synced_from=state.synced_from if state and state.synced_from else "chain",
+        synced_from=synced_from,
         now=now,
         desk_change_id=change.change_id,
         desk_changed_at=change.changed_at,
