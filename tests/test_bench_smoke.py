@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
+import bench.inbound_latency as inbound_latency
 import bench.outbound_drain as outbound_drain
+import bench.webhook_intake as webhook_intake
 from devnet.jira_sim import JiraSim
 
 
-async def test_outbound_drain_sends_one_search_and_one_create_per_ticket(
+async def test_outbound_drain_sends_one_search_one_create_and_one_read_back_per_ticket(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(outbound_drain, "TICKETS", 30)
@@ -19,6 +21,27 @@ async def test_outbound_drain_sends_one_search_and_one_create_per_ticket(
         _, requests = await outbound_drain.drain(tmp_path, sim)
         labels = sorted(label for issue in sim.list_issues() for label in issue.labels if label.startswith("ve-sup-"))
         violations = list(sim.contract_violations)
-    assert requests == 60
+    assert requests == 90  # per ticket: the lookup, the create, and the read-back that records the bases
     assert labels == [f"ve-sup-{n:06d}" for n in range(1, 31)]
     assert violations == []
+
+
+async def test_webhook_intake_stores_each_accepted_delivery_once_with_its_audit_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webhook_intake, "SECONDS", 0.5)
+    monkeypatch.setattr(webhook_intake, "ROUNDS", 1)
+    runs, receiving = await webhook_intake.measure(tmp_path)
+    for name in webhook_intake.RECEIVERS:
+        rows, audited, chain_ok = webhook_intake.stored(tmp_path / f"{name}.db")
+        ok = receiving[name].ok
+        assert ok > 0 and rows == ok == audited and chain_ok, (name, ok, rows, audited, chain_ok)
+    assert all(run["answered"] > 0 for target in runs for run in runs[target])
+
+
+async def test_the_inbound_sweep_bench_queues_exactly_the_changed_one_percent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inbound_latency, "SWEEP_ISSUES", 300)
+    figures = {f.name: f for f in await inbound_latency.sweep_run(tmp_path)}
+    assert figures["sweep_queued"].value == 3 and figures["sweep_requests"].value == 1

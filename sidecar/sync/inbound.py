@@ -94,6 +94,7 @@ class InboundEngine:
         self._rng = rng or random.Random()
         self._clock = clock
         self._paused_until: dict[str, float] = {}
+        self._outages: dict[str, int] = {}  # desk-wide failures in a row, per desk
         self._audit = audit_with(auditor.enabled, auditor.clean)
 
     async def step(self) -> float:
@@ -149,6 +150,7 @@ class InboundEngine:
             audit=self._audit,
             outbound=desk.name in self._outbound,
         )
+        self._outages.pop(desk.name, None)  # the desk answered
         applied = await self._store.write("apply desk issue", self._apply_txn, ctx, item, ref, view, self._clock())
         self._count(desk.name, applied)
         log.info(
@@ -200,8 +202,12 @@ class InboundEngine:
         if exc.retryable and exc.scope == "desk" and exc.retry_after:
             self._paused_until[desk.name] = max(self._paused_until.get(desk.name, 0.0), now + exc.retry_after)
         if (exc.retryable and exc.status in (429, None)) or (exc.retryable and exc.scope == "desk"):
-            # a rate limit or an outage is not the issue's fault: it waits without spending an attempt
-            delay = backoff(self._retry, 0, exc.retry_after, self._rng)
+            # A rate limit or an outage is not the issue's fault: it waits without spending an attempt, and the
+            # whole desk pauses, longer with each failure in a row, so a desk that is down is not hammered.
+            outages = self._outages.get(desk.name, 0)
+            self._outages[desk.name] = outages + 1
+            delay = backoff(self._retry, outages, exc.retry_after, self._rng)
+            self._paused_until[desk.name] = max(self._paused_until.get(desk.name, 0.0), now + delay)
             await self._store.write("defer re-read", retry_issue_txn, item, error, now + delay, now, spend=False)
             return
         if not exc.retryable or item.attempts + 1 >= self._retry.max_retries:

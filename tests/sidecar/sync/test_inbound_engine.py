@@ -234,3 +234,27 @@ async def test_a_comment_past_the_chains_200_responses_is_audited_and_not_retrie
     assert await msgs(rig) == []
     [entry] = await rig.audit("comment_not_synced")
     assert entry["details"]["reason"] == "response_cap_reached" and entry["status"] == "skipped"
+
+
+async def test_a_desk_outage_pauses_re_reads_without_spending_attempts_and_they_resume(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    sim = make_jira_sim(clock=clock)
+    rig, engine = await open_pair(tmp_path, rigs, sim, clock)
+    external_id, key = await issue_key(rig)
+    sim.agent_update(key, priority="Low")
+    sim.faults.outage("503", 60.0)
+    await hint(rig, external_id, "o-1")
+    calls = []
+    for _ in range(8):  # the desk is down for 60 s; the engine is stepped every 2 s of it
+        await engine.step()
+        calls.append(sim.request_count("GET", f"/rest/api/3/issue/{external_id}"))
+        clock.advance(2.0)
+    assert 1 <= calls[-1] < 8, f"the down desk was asked on every step (or never): {calls}"
+    [(state, attempts)] = await rig.query("SELECT state, attempts FROM inbound_queue")
+    assert (state, attempts) == ("pending", 0), "an outage spent attempts"
+    clock.advance(120.0)  # the desk is back
+    await run(engine)
+    assert [(n, m.priority) for n, m in await msgs(rig)] == [  # type: ignore[attr-defined]
+        ("MsgUpdateSupportRequest", "low")
+    ]
