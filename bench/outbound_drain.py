@@ -66,7 +66,8 @@ async def drain(tmp: Path, sim: JiraSim) -> tuple[float, int]:
     metrics = Metrics()
     desk = JiraDesk(config.settings.jira, str(sim.api_token), metrics=metrics, allow_insecure_http=True)
     worker = DeskWorker(desk, store, ContentOpener(store, key), Auditor(store), metrics, HealthState(),
-                        config.settings.retry, WorkerSettings(concurrency=8), rng=random.Random(1))
+                        config.settings.retry, WorkerSettings(concurrency=8, keep_bases=False),  # outbound alone
+                        rng=random.Random(1))
     before = len(sim.requests)
     started = time.perf_counter()
     while True:

@@ -163,7 +163,10 @@ class App:
                 metrics,
                 health,
                 settings.retry,
-                WorkerSettings(concurrency=self._concurrency(desk.name)),
+                WorkerSettings(
+                    concurrency=self._concurrency(desk.name),
+                    keep_bases=settings.sync.enable_inbound and signer is not None,
+                ),
                 register=register,
             )
             for desk in desks

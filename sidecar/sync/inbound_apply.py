@@ -129,6 +129,15 @@ def _field(
         # The sidecar's own write (a hop of a transition path, or one whose answer was lost): an echo, not
         # news. The desk is behind or on its way: outbound's job.
         return
+    if state is None and desk != chain:
+        # First sight of a field with no base (a ticket synced before inbound ran, or while it was off): what
+        # the two sides last agreed on is unknown, so nothing is sent; the desk's value becomes the base, and
+        # from here on the desk's changes go to the chain and the chain's to the desk (outbound).
+        _remember_change(conn, ctx, ticket, name, None, chain, change, now, desk_value=desk, base=desk)
+        adopted = {"field": name, "desk_sha256": value_hash(desk), "chain_sha256": value_hash(chain)}
+        ctx.audit(conn, _entry("field_base_adopted", ref, "skipped", adopted), now)
+        _repair_desk(conn, ctx, ticket, name, now)
+        return
     decision = decide(
         base if state is not None else NO_BASE, chain, desk, ctx.strategy, ticket_time(ticket), change.changed_at
     )

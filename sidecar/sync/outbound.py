@@ -87,6 +87,9 @@ def install_crash_hook(hook: Callable[[], None] | None) -> None:
 class WorkerSettings:
     concurrency: int = 4
     idle_wait: float = 0.5
+    # Keep the field bases inbound sync decides by (a desk read before and after field writes). Off when
+    # inbound sync does not run: outbound alone needs no bases, and those reads would only cost requests.
+    keep_bases: bool = True
 
 
 class _WaitForIndex(Exception):
@@ -395,13 +398,14 @@ class DeskWorker:
                 await self._auditor.record(_outbound_entry("field_unmapped", job, "defaulted", details))
         ref = await self._ensure_ref(snapshot)
         kept: frozenset[str] = frozenset()
-        if job.kind in ("update", "status"):
+        bases = self._settings.keep_bases
+        if bases and job.kind in ("update", "status"):
             snapshot, kept = await self._desk_ahead(ref, snapshot)
         if job.kind == "update":
             await self.desk.update_fields(ref, snapshot)
         if job.kind in ("update", "status") and "status" not in kept:
             await self.desk.set_status(ref, snapshot.status)  # the current status: replays cannot go backwards
-        if job.kind in ("create", "update", "status"):
+        if bases and job.kind in ("create", "update", "status"):
             written.update(await self._desk_holds(ref, snapshot, kept))
         if job.kind == "comment":
             comment = await self._opener.comment(str(job.payload.get("event_id", "")))
@@ -486,8 +490,8 @@ class DeskWorker:
             if mapped is not None:
                 holds[name] = mapped
         agent = snapshot.assigned_agent
-        if "assignee" not in kept and agent and mapping.assignee.to_desk(agent).unmapped is None:
-            holds["assignee"] = agent
+        if "assignee" not in kept and (agent is None or mapping.assignee.to_desk(agent).unmapped is None):
+            holds["assignee"] = agent  # set at the desk, or nobody on either side (the chain has no unassign)
         return holds
 
     async def _ensure_ref(self, snapshot: TicketSnapshot) -> ExternalTicket:

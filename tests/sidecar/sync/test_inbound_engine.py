@@ -258,3 +258,27 @@ async def test_a_desk_outage_pauses_re_reads_without_spending_attempts_and_they_
     assert [(n, m.priority) for n, m in await msgs(rig)] == [  # type: ignore[attr-defined]
         ("MsgUpdateSupportRequest", "low")
     ]
+
+
+async def test_a_field_seen_first_without_a_base_adopts_the_desk_value_and_sends_nothing(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    """A ticket synced before inbound ran has no bases: what the sides last agreed on is unknown, so a desk
+    value that differs from the chain is not sent (it may be a value the desk could never take, e.g. Waldur's
+    fixed priority); it becomes the base and the chain's value is written back by outbound."""
+    sim = make_jira_sim(clock=clock)
+    rig, engine = await open_pair(tmp_path, rigs, sim, clock)
+    external_id, key = await issue_key(rig)
+
+    def forget(conn: sqlite3.Connection) -> None:  # as a store written before inbound sync existed
+        conn.execute("DELETE FROM field_state")
+
+    await rig.store.write("forget", forget)
+    sim.agent_update(key, priority="Low")
+    await hint(rig, external_id, "nb-1")
+    await run(engine)
+    assert await msgs(rig) == []
+    [entry] = await rig.audit("field_base_adopted")
+    assert entry["details"]["field"] == "priority"
+    await rig.run_due()  # the repair job
+    assert sim.issue(key).priority == "High"
