@@ -66,6 +66,21 @@ async def open_pair(
     return rig, engine
 
 
+async def linked_issue(
+    make_jira_sim: Callable[..., JiraSim],
+    clock: ManualClock,
+    rigs: list[Rig],
+    tmp_path: Path,
+    strategy: ConflictStrategy = "on_chain_wins",
+) -> tuple[JiraSim, Rig, InboundEngine, str, str]:
+    """A Jira simulator, the rig and engine over it, and a chain ticket's issue created by outbound:
+    (sim, rig, engine, issue id, issue key)."""
+    sim = make_jira_sim(clock=clock)
+    rig, engine = await open_pair(tmp_path, rigs, sim, clock, strategy)
+    external_id, key = await issue_key(rig)
+    return sim, rig, engine, external_id, key
+
+
 async def issue_key(rig: Rig) -> tuple[str, str]:
     [(external_id, key)] = await rig.query("SELECT external_id, external_key FROM external_refs")
     return str(external_id), str(key)
@@ -99,9 +114,7 @@ async def msgs(rig: Rig) -> list[tuple[str, object]]:
 async def test_an_agent_transition_becomes_status_updates_along_the_chain_table_once(
     make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
 ) -> None:
-    sim = make_jira_sim(clock=clock)
-    rig, engine = await open_pair(tmp_path, rigs, sim, clock)
-    external_id, key = await issue_key(rig)
+    sim, rig, engine, external_id, key = await linked_issue(make_jira_sim, clock, rigs, tmp_path)
     sim.agent_transition(key, "Resolved")
     await hint(rig, external_id, "d-1")
     await hint(rig, external_id, "d-2")  # a duplicate hint for the same change
@@ -121,9 +134,7 @@ async def test_an_agent_transition_becomes_status_updates_along_the_chain_table_
 async def test_public_comments_are_sealed_once_and_internal_and_own_comments_stay(
     make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
 ) -> None:
-    sim = make_jira_sim(clock=clock)
-    rig, engine = await open_pair(tmp_path, rigs, sim, clock)
-    external_id, key = await issue_key(rig)
+    sim, rig, engine, external_id, key = await linked_issue(make_jira_sim, clock, rigs, tmp_path)
     sim.agent_comment(key, "please reboot the node", public=True)
     sim.agent_comment(key, "customer looks confused", public=False)
     await hint(rig, external_id, "c-1")
@@ -218,9 +229,7 @@ async def test_manual_parks_the_field_until_an_operator_keeps_the_desk(
 async def test_a_comment_past_the_chains_200_responses_is_audited_and_not_retried(
     make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
 ) -> None:
-    sim = make_jira_sim(clock=clock)
-    rig, engine = await open_pair(tmp_path, rigs, sim, clock)
-    external_id, key = await issue_key(rig)
+    sim, rig, engine, external_id, key = await linked_issue(make_jira_sim, clock, rigs, tmp_path)
 
     def full(conn: sqlite3.Connection) -> None:  # the chain's mirror says the ticket has its 200 responses
         conn.execute("UPDATE tickets SET response_count = 200")
@@ -239,9 +248,7 @@ async def test_a_comment_past_the_chains_200_responses_is_audited_and_not_retrie
 async def test_a_desk_outage_pauses_re_reads_without_spending_attempts_and_they_resume(
     make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
 ) -> None:
-    sim = make_jira_sim(clock=clock)
-    rig, engine = await open_pair(tmp_path, rigs, sim, clock)
-    external_id, key = await issue_key(rig)
+    sim, rig, engine, external_id, key = await linked_issue(make_jira_sim, clock, rigs, tmp_path)
     sim.agent_update(key, priority="Low")
     sim.faults.outage("503", 60.0)
     await hint(rig, external_id, "o-1")
@@ -266,9 +273,7 @@ async def test_a_field_seen_first_without_a_base_adopts_the_desk_value_and_sends
     """A ticket synced before inbound ran has no bases: what the sides last agreed on is unknown, so a desk
     value that differs from the chain is not sent (it may be a value the desk could never take, e.g. Waldur's
     fixed priority); it becomes the base and the chain's value is written back by outbound."""
-    sim = make_jira_sim(clock=clock)
-    rig, engine = await open_pair(tmp_path, rigs, sim, clock)
-    external_id, key = await issue_key(rig)
+    sim, rig, engine, external_id, key = await linked_issue(make_jira_sim, clock, rigs, tmp_path)
 
     def forget(conn: sqlite3.Connection) -> None:  # as a store written before inbound sync existed
         conn.execute("DELETE FROM field_state")
