@@ -39,7 +39,7 @@ from sidecar.desks.jira import JiraDesk
 from sidecar.observe.metrics import Metrics
 from sidecar.store.db import Store
 from sidecar.store.inbound import set_sweep_mark_txn
-from sidecar.sync.sweep import OVERLAP, Sweeper
+from sidecar.sync.sweep import Sweeper, reach_back
 from tests.sidecar.sync.inbound_kit import CHAIN_PRIORITY, Sidecar, busy, create_tickets, linked_keys, rows
 
 CHANGES = int(os.environ.get("BENCH_INBOUND_CHANGES", "200"))
@@ -192,7 +192,7 @@ async def sweep_run(tmp: Path) -> list[Figure]:
         )
         desk = JiraDesk(config.settings.jira, str(jira.api_token), metrics=Metrics(), allow_insecure_http=True)
         try:
-            since = mark - max(OVERLAP, float(desk.index_lag) + 60.0)
+            since = mark - reach_back(desk)
             before = len(jira.requests)
             started = time.perf_counter()
             bare = await desk.changed_since(since)
@@ -200,7 +200,7 @@ async def sweep_run(tmp: Path) -> list[Figure]:
             bare_requests = len(jira.requests) - before
             before = len(jira.requests)
             started = time.perf_counter()
-            queued = await Sweeper([desk], ["jira"], store, 2.0).sweep("jira", desk)
+            queued = await Sweeper([desk], store, 2.0).sweep(desk)
             seconds = time.perf_counter() - started
             requests = len(jira.requests) - before
         finally:

@@ -39,15 +39,39 @@ def created_events(key: EnvelopeKey, count: int) -> list[BlockBatch]:
     batches = []
     for n in range(1, count + 1):
         tid = f"{SUBMITTER}/support/{n}"
-        envelope = key.seal({"subject": f"Bench ticket {n}", "description": "queued for the drain benchmark"},
-                            [key.public_bytes])
-        payload = {"event_type": "support_request_created", "event_id": f"{tid}/1", "ticket_id": tid,
-                   "ticket_number": f"SUP-{n:06d}", "submitter": SUBMITTER, "category": "technical",
-                   "priority": "normal", "status": "open", "payload": {"envelope": envelope},
-                   "recipients": [key.key_id], "timestamp": 1764150000 + n}
-        event = RequestCreated(f"{tid}/1", "support_request_created", n, 0, n, tid, SUBMITTER, payload["timestamp"],
-                               payload, ticket_number=f"SUP-{n:06d}", submitter=SUBMITTER, category="technical",
-                               priority="normal", status="open", recipients=(key.key_id,))
+        envelope = key.seal(
+            {"subject": f"Bench ticket {n}", "description": "queued for the drain benchmark"}, [key.public_bytes]
+        )
+        payload = {
+            "event_type": "support_request_created",
+            "event_id": f"{tid}/1",
+            "ticket_id": tid,
+            "ticket_number": f"SUP-{n:06d}",
+            "submitter": SUBMITTER,
+            "category": "technical",
+            "priority": "normal",
+            "status": "open",
+            "payload": {"envelope": envelope},
+            "recipients": [key.key_id],
+            "timestamp": 1764150000 + n,
+        }
+        event = RequestCreated(
+            f"{tid}/1",
+            "support_request_created",
+            n,
+            0,
+            n,
+            tid,
+            SUBMITTER,
+            payload["timestamp"],
+            payload,
+            ticket_number=f"SUP-{n:06d}",
+            submitter=SUBMITTER,
+            category="technical",
+            priority="normal",
+            status="open",
+            recipients=(key.key_id,),
+        )
         batches.append(BlockBatch(n, [event], {}))
     return batches
 
@@ -58,22 +82,38 @@ async def drain(tmp: Path, sim: JiraSim) -> tuple[float, int]:
     await store.write("cursor", init_cursor_txn, "bench", 0)
     events = created_events(key, TICKETS)
     for start in range(0, TICKETS, 1000):
-        await store.write("commit", commit_blocks_txn, "bench", events[start:start + 1000])
+        await store.write("commit", commit_blocks_txn, "bench", events[start : start + 1000])
     await store.write("dispatch", dispatch_inbox_txn, ["jira"], [], TICKETS, time.time())
-    config = load_config(environ={"VIRTENGINE_SERVICEDESK_JIRA_API_TOKEN": str(sim.api_token)}, flags={
-        "jira.base_url": sim.base_url, "jira.username": sim.email, "sync.allow_insecure_http": "true",
-        "webhook.require_signature": "false", "jira.requests_per_second": str(LIMIT)})
+    config = load_config(
+        environ={"VIRTENGINE_SERVICEDESK_JIRA_API_TOKEN": str(sim.api_token)},
+        flags={
+            "jira.base_url": sim.base_url,
+            "jira.username": sim.email,
+            "sync.allow_insecure_http": "true",
+            "webhook.require_signature": "false",
+            "jira.requests_per_second": str(LIMIT),
+        },
+    )
     metrics = Metrics()
     desk = JiraDesk(config.settings.jira, str(sim.api_token), metrics=metrics, allow_insecure_http=True)
-    worker = DeskWorker(desk, store, ContentOpener(store, key), Auditor(store), metrics, HealthState(),
-                        config.settings.retry, WorkerSettings(concurrency=8, keep_bases=False),  # outbound alone
-                        rng=random.Random(1))
+    worker = DeskWorker(
+        desk,
+        store,
+        ContentOpener(store, key),
+        Auditor(store),
+        metrics,
+        HealthState(),
+        config.settings.retry,
+        WorkerSettings(concurrency=8, keep_bases=False),  # outbound alone
+        rng=random.Random(1),
+    )
     before = len(sim.requests)
     started = time.perf_counter()
     while True:
         await worker.step()
-        left = await store.read("left", lambda c: c.execute(
-            "SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')").fetchone()[0])
+        left = await store.read(
+            "left", lambda c: c.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')").fetchone()[0]
+        )
         if left == 0:
             break
     elapsed = time.perf_counter() - started
@@ -85,8 +125,10 @@ async def drain(tmp: Path, sim: JiraSim) -> tuple[float, int]:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="bench-outbound-") as tmp, \
-            JiraSim(latency=0.02, rate_per_second=LIMIT, burst=int(LIMIT), validate=False) as sim:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-outbound-") as tmp,
+        JiraSim(latency=0.02, rate_per_second=LIMIT, burst=int(LIMIT), validate=False) as sim,
+    ):
         elapsed, requests = asyncio.run(drain(Path(tmp), sim))
         issues = sim.list_issues()
         labels = [label for issue in issues for label in issue.labels if label.startswith("ve-sup-")]
@@ -94,14 +136,17 @@ def main() -> None:
         lost = TICKETS - len(set(labels))
     needed = 2 * TICKETS  # one label search and one create per ticket: the protocol's minimum
     floor = needed / LIMIT
-    report("outbound_drain", [
-        Figure("tickets", TICKETS, "tickets"),
-        Figure("drain_time", elapsed, "s", floor, elapsed / floor),
-        Figure("requests_sent", requests, "requests", needed, requests / needed),
-        Figure("duplicates", duplicates, "issues"),
-        Figure("lost", lost, "tickets"),
-        Figure("throughput", TICKETS / elapsed, "tickets/s"),
-    ])
+    report(
+        "outbound_drain",
+        [
+            Figure("tickets", TICKETS, "tickets"),
+            Figure("drain_time", elapsed, "s", floor, elapsed / floor),
+            Figure("requests_sent", requests, "requests", needed, requests / needed),
+            Figure("duplicates", duplicates, "issues"),
+            Figure("lost", lost, "tickets"),
+            Figure("throughput", TICKETS / elapsed, "tickets/s"),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -25,9 +25,7 @@ from tests.sidecar.chain.signer_kit import create_tickets, external_id, open_rig
 INTENTS = int(os.environ.get("BENCH_INTENTS", "1000"))
 
 
-async def run_signer(
-    node: DevnetNode, db: Path, ticket_ids: list[str], max_msgs: int
-) -> tuple[int, float, int, int]:
+async def run_signer(node: DevnetNode, db: Path, ticket_ids: list[str], max_msgs: int) -> tuple[int, float, int, int]:
     """(blocks, seconds, unresolved sequence errors, txs) for the signer."""
     rig = await open_rig(db, node.rpc_url, max_msgs_per_tx=max_msgs)
     try:
@@ -71,19 +69,26 @@ def main() -> None:
         ids = create_tickets(node, 3 * INTENTS)
         default = ChainConfig().max_msgs_per_tx
         blocks, seconds, unresolved, txs = asyncio.run(run_signer(node, Path(tmp) / "s.db", ids[:INTENTS], default))
-        wide = asyncio.run(run_signer(node, Path(tmp) / "w.db", ids[INTENTS:2 * INTENTS], 100))
-        base_blocks, base_seconds = run_baseline(node, ids[2 * INTENTS:])
-    report("signer_throughput", [
-        Figure("blocks_until_all_included", blocks, "blocks", base_blocks, round(base_blocks / blocks, 2)),
-        Figure("seconds_until_all_included", seconds, "s", base_seconds, round(base_seconds / seconds, 2)),
-        Figure("intents", INTENTS, "intents"),
-        Figure("txs_used", txs, "txs", INTENTS, round(INTENTS / txs, 2)),
-        Figure("sequence_errors_unresolved", unresolved, "errors"),
-        # chain.max_msgs_per_tx = 100 instead of the default: fewer, larger txs.
-        Figure("blocks_until_all_included_100_per_tx", wide[0], "blocks", base_blocks, round(base_blocks / wide[0], 2)),
-        Figure("seconds_until_all_included_100_per_tx", wide[1], "s", base_seconds, round(base_seconds / wide[1], 2)),
-        Figure("sequence_errors_unresolved_100_per_tx", wide[2], "errors"),
-    ])
+        wide = asyncio.run(run_signer(node, Path(tmp) / "w.db", ids[INTENTS : 2 * INTENTS], 100))
+        base_blocks, base_seconds = run_baseline(node, ids[2 * INTENTS :])
+    report(
+        "signer_throughput",
+        [
+            Figure("blocks_until_all_included", blocks, "blocks", base_blocks, round(base_blocks / blocks, 2)),
+            Figure("seconds_until_all_included", seconds, "s", base_seconds, round(base_seconds / seconds, 2)),
+            Figure("intents", INTENTS, "intents"),
+            Figure("txs_used", txs, "txs", INTENTS, round(INTENTS / txs, 2)),
+            Figure("sequence_errors_unresolved", unresolved, "errors"),
+            # chain.max_msgs_per_tx = 100 instead of the default: fewer, larger txs.
+            Figure(
+                "blocks_until_all_included_100_per_tx", wide[0], "blocks", base_blocks, round(base_blocks / wide[0], 2)
+            ),
+            Figure(
+                "seconds_until_all_included_100_per_tx", wide[1], "s", base_seconds, round(base_seconds / wide[1], 2)
+            ),
+            Figure("sequence_errors_unresolved_100_per_tx", wide[2], "errors"),
+        ],
+    )
     if blocks > 10 or unresolved:  # judged at the default chain.max_msgs_per_tx
         print(f"  GOAL MISSED: {blocks} blocks (goal <= 10), {unresolved} unresolved sequence errors")
 

@@ -103,20 +103,43 @@ async def _store_on_fresh(path: Path, mode: str, commits: int) -> float:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-store-", dir=os.environ.get("BENCH_DIR")) as tmp:
         rates = measure(Path(tmp), COMMITS, ROUNDS)
-    report("store_commits", [
-        Figure("commits_per_run", COMMITS, "commits"),
-        Figure("store_full", rates["store_full"], "commits/s", rates["bare_full"],
-               rates["store_full"] / rates["bare_full"]),
-        Figure("store_normal", rates["store_normal"], "commits/s", rates["bare_normal"],
-               rates["store_normal"] / rates["bare_normal"]),
-        # The cost of durability: FULL's throughput as a fraction of NORMAL's.
-        Figure("store_full_vs_normal", rates["store_full"], "commits/s", rates["store_normal"],
-               rates["store_full"] / rates["store_normal"]),
-        Figure("bare_full_vs_normal", rates["bare_full"], "commits/s", rates["bare_normal"],
-               rates["bare_full"] / rates["bare_normal"]),
-        Figure("store_full_commit_latency", 1000 / rates["store_full"], "ms"),
-        Figure("store_normal_commit_latency", 1000 / rates["store_normal"], "ms"),
-    ])
+    report(
+        "store_commits",
+        [
+            Figure("commits_per_run", COMMITS, "commits"),
+            Figure(
+                "store_full",
+                rates["store_full"],
+                "commits/s",
+                rates["bare_full"],
+                rates["store_full"] / rates["bare_full"],
+            ),
+            Figure(
+                "store_normal",
+                rates["store_normal"],
+                "commits/s",
+                rates["bare_normal"],
+                rates["store_normal"] / rates["bare_normal"],
+            ),
+            # The cost of durability: FULL's throughput as a fraction of NORMAL's.
+            Figure(
+                "store_full_vs_normal",
+                rates["store_full"],
+                "commits/s",
+                rates["store_normal"],
+                rates["store_full"] / rates["store_normal"],
+            ),
+            Figure(
+                "bare_full_vs_normal",
+                rates["bare_full"],
+                "commits/s",
+                rates["bare_normal"],
+                rates["bare_full"] / rates["bare_normal"],
+            ),
+            Figure("store_full_commit_latency", 1000 / rates["store_full"], "ms"),
+            Figure("store_normal_commit_latency", 1000 / rates["store_normal"], "ms"),
+        ],
+    )
 
 
 if __name__ == "__main__":

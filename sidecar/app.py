@@ -28,12 +28,13 @@ from sidecar.chain.probe import ChainProbe
 from sidecar.chain.rpc import CometRpc
 from sidecar.chain.signer import Signer, signer_from_config
 from sidecar.chain.subscription import websocket_url
-from sidecar.config import Config, parse_listen
+from sidecar.config import Config
 from sidecar.control.server import ControlServer
 from sidecar.desks.base import Desk, ReadsChanges
 from sidecar.desks.jira import JiraDesk
 from sidecar.desks.waldur import WaldurDesk
 from sidecar.errors import ConfigError, StoreError
+from sidecar.listen import parse_listen
 from sidecar.loops import run_loop
 from sidecar.observe.audit import Auditor, AuditRetention
 from sidecar.observe.health import HealthState
@@ -41,7 +42,7 @@ from sidecar.observe.metrics import Metrics, Service
 from sidecar.secrets import forbid_core_dumps
 from sidecar.store.audit import AuditEntry
 from sidecar.store.db import Store
-from sidecar.store.inbound import queue_counts, release_running_issues_txn
+from sidecar.store.inbound import release_running_issues_txn
 from sidecar.store.jobs import release_running_txn
 from sidecar.sync.content import ContentOpener
 from sidecar.sync.inbound import InboundEngine, InboundSettings
@@ -171,7 +172,7 @@ class App:
             )
             for desk in desks
         ]
-        inbound, sweeper = self._inbound(clients, served, store, auditor, metrics, health, signer, key)
+        inbound, sweeper = self._inbound(clients, served, store, auditor, metrics, signer, key)
         control = (
             ControlServer(settings.grpc.listen, store, health, served, auditor, list(inbound.desks) if inbound else [])
             if settings.grpc.enabled
@@ -190,7 +191,7 @@ class App:
         async def refresh_health() -> float:
             queue = await figures.get()
             metrics.set_queue(queue.pending_events, queue.failed_events)
-            metrics.set_inbound(queue.conflicts_open, await store.read("inbound queue", queue_counts))
+            metrics.set_inbound(queue.conflicts_open, queue.inbound_queue)
             metrics.set_health(health.healthy, health.chain.reachable)
             if control is not None:
                 await control.refresh_health()
@@ -330,7 +331,6 @@ class App:
         store: Store,
         auditor: Auditor,
         metrics: Metrics,
-        health: HealthState,
         signer: Signer | None,
         key: EnvelopeKey | None,
     ) -> tuple[InboundEngine | None, Sweeper | None]:
@@ -353,7 +353,7 @@ class App:
             key=key,
             outbound_desks=outbound,
         )
-        sweeper = Sweeper(readers, [d.name for d in readers], store, settings.sync.sync_interval, health)
+        sweeper = Sweeper(readers, store, settings.sync.sync_interval)
         return engine, sweeper
 
     def _concurrency(self, desk: str) -> int:

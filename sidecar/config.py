@@ -20,6 +20,7 @@ import yaml
 
 from sidecar.config_schema import ENV_PREFIX, ServiceDeskConfig
 from sidecar.errors import ConfigError
+from sidecar.listen import parse_listen
 from sidecar.secrets import (
     SECRET_SPECS,
     Secret,
@@ -121,15 +122,6 @@ def parse_duration(raw: object) -> float:
     if not match:
         raise ValueError("a duration such as 30s, 5m or 500ms")
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-
-
-def parse_listen(raw: str) -> tuple[str, int]:
-    """'host:port', ':port' (all interfaces) or '[::1]:port'."""
-    host, sep, port = raw.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError("host:port with a port 0..65535, e.g. :8480 or 127.0.0.1:8480")
-    host = host.strip("[]")
-    return (host or "0.0.0.0", int(port))
 
 
 def _convert(spec: KeySpec, raw: object) -> Any:

@@ -15,6 +15,8 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from virtengine.servicedesk.v1 import control_pb2, control_pb2_grpc
 
+from sidecar.listen import dial_target
+
 TIMEOUT = 10.0
 T = TypeVar("T")
 EXIT_FOR: dict[grpc.StatusCode, int] = {
@@ -24,17 +26,14 @@ EXIT_FOR: dict[grpc.StatusCode, int] = {
 }
 
 
-def target(listen: str) -> str:
-    """A gRPC target for a listen address: `:8481` and `0.0.0.0:8481` are reached on loopback."""
-    host, _, port = listen.rpartition(":")
-    if host in ("", "0.0.0.0", "[::]", "::"):
-        host = "127.0.0.1"
-    return f"{host}:{port}"
-
-
 def call(address: str, fn: Callable[[control_pb2_grpc.ControlStub], T]) -> tuple[T | None, int]:
     """Run one call; (answer, 0) or (None, exit code) with the reason on standard error."""
-    with grpc.insecure_channel(target(address)) as channel:
+    try:
+        target = dial_target(address)
+    except ValueError as exc:
+        print(f"servicedesk-sidecar: --control {address!r}: {exc}", file=sys.stderr)
+        return None, 2
+    with grpc.insecure_channel(target) as channel:
         try:
             return fn(control_pb2_grpc.ControlStub(channel)), 0
         except grpc.RpcError as exc:

@@ -143,6 +143,9 @@ def text_marker(text: str) -> str | None:
     return last[len(MARKER_PREFIX) :] if last.startswith(MARKER_PREFIX) else None
 
 
+SYNCED_FIELDS = frozenset({"priority", "assignee"})  # what update_fields may leave out (`only`)
+
+
 class Desk(Protocol):
     name: DeskName
     # Seconds after a create during which the desk's lookup may still miss the new ticket (Jira's
@@ -175,8 +178,11 @@ class Desk(Protocol):
 
     async def fetch(self, ref: ExternalTicket) -> DeskTicketState: ...
 
-    async def update_fields(self, ref: ExternalTicket, ticket: TicketSnapshot) -> None:
-        """Priority, category (labels/type) and assignee as the chain has them now."""
+    async def update_fields(
+        self, ref: ExternalTicket, ticket: TicketSnapshot, only: frozenset[str] = SYNCED_FIELDS
+    ) -> None:
+        """Priority, category (labels/type) and assignee as the chain has them now; of priority and assignee,
+        only those in `only` (a field the desk already holds, or one an agent changed, is not written)."""
         ...
 
     async def set_status(self, ref: ExternalTicket, chain_status: str) -> None:
@@ -273,6 +279,8 @@ class ChangedIssue:
 @runtime_checkable
 class ReadsChanges(Protocol):
     """What inbound sync asks of a desk (both JiraDesk and WaldurDesk implement it)."""
+
+    name: DeskName
 
     def own_account(self) -> str | None:
         """The sidecar's own account at the desk (Jira accountId, Waldur user/support-user UUID), for echo

@@ -20,6 +20,7 @@ import httpx
 from sidecar.config_schema import CATEGORIES, JiraConfig
 from sidecar.desks import jira_adf, jira_read
 from sidecar.desks.base import (
+    SYNCED_FIELDS,
     ChangedIssue,
     DeskComment,
     DeskCommentView,
@@ -334,13 +335,16 @@ class JiraDesk:
         return await jira_read.read_issue(self.http, ref, page_size=self.page_size)
 
     # writing ----------------------------------------------------------------------------------
-    async def update_fields(self, ref: ExternalTicket, ticket: TicketSnapshot) -> None:
-        """Priority, the category label, and the assignee when the chain agent is in jira.assignee_map."""
+    async def update_fields(
+        self, ref: ExternalTicket, ticket: TicketSnapshot, only: frozenset[str] = SYNCED_FIELDS
+    ) -> None:
+        """The category label, and of `only`: priority, and the assignee when the chain agent is in
+        jira.assignee_map."""
         wanted = category_label(ticket.category)
         labels = [{"add": wanted}] + [{"remove": category_label(c)} for c in CATEGORIES if category_label(c) != wanted]
-        body = {"fields": {"priority": {"name": self._priority(ticket)}}, "update": {"labels": labels}}
-        await self._edit(ref.key, body)
-        account_id = self.mapping.desk_assignee(ticket.assigned_agent)
+        fields = {"priority": {"name": self._priority(ticket)}} if "priority" in only else {}
+        await self._edit(ref.key, {"fields": fields, "update": {"labels": labels}})
+        account_id = self.mapping.desk_assignee(ticket.assigned_agent) if "assignee" in only else None
         if account_id:
             await self.http.request(
                 f"assign {ref.key}", "PUT", _issue_path(ref.key, "assignee"), json_body={"accountId": account_id}

@@ -26,6 +26,7 @@ import httpx
 from sidecar.config_schema import WaldurConfig
 from sidecar.desks import waldur_read
 from sidecar.desks.base import (
+    SYNCED_FIELDS,
     ChangedIssue,
     DeskComment,
     DeskCommentView,
@@ -290,14 +291,16 @@ class WaldurDesk:
         return False
 
     # writing ----------------------------------------------------------------------------------
-    async def update_fields(self, ref: ExternalTicket, ticket: TicketSnapshot) -> None:
+    async def update_fields(
+        self, ref: ExternalTicket, ticket: TicketSnapshot, only: frozenset[str] = SYNCED_FIELDS
+    ) -> None:
         """Priority and type cannot be edited after create (protected fields): a note tells the agents,
         once per value. The assignee is set by PATCH when the chain agent is in waldur.assignee_map and
         the issue's backend allows updates (`update_is_available`); otherwise it is left (logged)."""
         await self._ensure_catalog(ticket)
         op = f"read {ref.key}"
         issue = await self._issue(ref, op)
-        user = self.mapping.desk_assignee(ticket.assigned_agent)
+        user = self.mapping.desk_assignee(ticket.assigned_agent) if "assignee" in only else None
         current = issue.get("assignee_uuid")
         if user and str(current or "").replace("-", "").lower() != user.replace("-", "").lower():
             if issue.get("update_is_available") is False:
@@ -312,7 +315,7 @@ class WaldurDesk:
                     log.warning("waldur issue cannot be updated: assignee left as is", extra={"key": ref.key})
         priority = self._priority(ticket.priority)[0]
         kind = self._type(ticket.category)[0]
-        same_priority = priority is None or issue.get("priority") == priority
+        same_priority = priority is None or "priority" not in only or issue.get("priority") == priority
         if same_priority and issue.get("type") == kind:
             return
         shown = f"priority {ticket.priority!r}" + (f" ({priority})" if priority else "")

@@ -15,7 +15,9 @@ from uuid import UUID
 
 from sidecar import boundedjson
 from sidecar.store.audit import AuditEntry, append_audit_txn
+from sidecar.store.jobs import queue_update_job_txn
 from sidecar.store.refs import RefRow, ref_row
+from sidecar.store.tickets import field_value, get_ticket
 
 # An issue claimed by one engine step; a hint arriving meanwhile bumps `hints` past the claimed count,
 # so finishing the step keeps the row pending instead of deleting it (no hint is lost while running).
@@ -183,11 +185,6 @@ def release_running_issues_txn(conn: sqlite3.Connection, now: float) -> int:
     return conn.execute(
         "UPDATE inbound_queue SET state = 'pending', updated_at = ? WHERE state = 'running'", (now,)
     ).rowcount
-
-
-def queue_counts(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
-    rows = conn.execute("SELECT desk, state, COUNT(*) FROM inbound_queue GROUP BY desk, state").fetchall()
-    return {(r[0], r[1]): int(r[2]) for r in rows}
 
 
 # refs ---------------------------------------------------------------------------------------------
@@ -515,12 +512,8 @@ def resolve_conflict_txn(
         return None
     if conflict.state != "open":
         raise ConflictNotOpen(f"conflict {conflict_id} is already {conflict.state}")
-    ticket = conn.execute(
-        "SELECT status, priority, assigned_agent, last_sequence FROM tickets WHERE ticket_id = ?",
-        (conflict.ticket_id,),
-    ).fetchone()
-    column = {"status": "status", "priority": "priority", "assignee": "assigned_agent"}[conflict.field]
-    chain_now = ticket[column] if ticket is not None else conflict.chain_value
+    ticket = get_ticket(conn, conflict.ticket_id)
+    chain_now = field_value(ticket, conflict.field) if ticket is not None else conflict.chain_value
     loser = conflict.desk_value if winner == "chain" else chain_now
     set_field_state_txn(
         conn,
@@ -540,12 +533,9 @@ def resolve_conflict_txn(
     if winner == "desk" and ref is not None:
         enqueue_issue_txn(conn, conflict.desk, ref[0], "operator", now)
     if winner == "chain":
-        sequence = ticket["last_sequence"] if ticket is not None else 0
-        conn.execute(
-            "INSERT OR IGNORE INTO jobs (dedupe_key, kind, desk, ticket_id, payload_json, next_run_at, created_at,"
-            " updated_at) VALUES (?, 'update', ?, ?, '{\"conflict\": true}', ?, ?, ?)",
-            (f"conflict:{conflict_id}#{conflict.desk}@{sequence}", conflict.desk, conflict.ticket_id, now, now, now),
-        )
+        sequence = ticket.last_sequence if ticket is not None else 0
+        key = f"conflict:{conflict_id}#{conflict.desk}@{sequence}"
+        queue_update_job_txn(conn, key, conflict.desk, conflict.ticket_id, "conflict", now)
     if audit is not None:
         append_audit_txn(conn, audit, now)
     return get_conflict(conn, conflict_id)

@@ -120,17 +120,23 @@ def queue_event_jobs_txn(
     return cur.rowcount
 
 
+def queue_update_job_txn(
+    conn: sqlite3.Connection, dedupe_key: str, desk: str, ticket_id: str, why: str, now: float
+) -> int:
+    """A full `update` job (the ticket's current state to the desk), ordered after everything already queued
+    for it; `why` ({"<why>": true} in its payload) says who asked. Queued once per dedupe key: 1 when new."""
+    return conn.execute(
+        "INSERT OR IGNORE INTO jobs (dedupe_key, kind, desk, ticket_id, payload_json, next_run_at, created_at,"
+        " updated_at) VALUES (?, 'update', ?, ?, ?, ?, ?, ?)",
+        (dedupe_key, desk, ticket_id, json.dumps({why: True}), now, now, now),
+    ).rowcount
+
+
 def queue_manual_sync_txn(conn: sqlite3.Connection, ticket_id: str, desks: Sequence[str], now: float) -> int:
-    """A manual outbound sync: a full `update` job per desk, ordered after everything already queued."""
-    queued = 0
-    for desk in desks:
-        cur = conn.execute(
-            "INSERT INTO jobs (dedupe_key, kind, desk, ticket_id, payload_json, next_run_at, created_at, updated_at)"
-            " VALUES (?, 'update', ?, ?, ?, ?, ?, ?)",
-            (f"manual:{ticket_id}#{desk}@{now}", desk, ticket_id, json.dumps({"manual": True}), now, now, now),
-        )
-        queued += cur.rowcount
-    return queued
+    """A manual outbound sync: a full `update` job per desk."""
+    return sum(
+        queue_update_job_txn(conn, f"manual:{ticket_id}#{desk}@{now}", desk, ticket_id, "manual", now) for desk in desks
+    )
 
 
 def claim_due_txn(

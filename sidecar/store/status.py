@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -13,9 +14,19 @@ class QueueFigures:
     last_sync: float | None  # unix time of the last job that finished successfully
     cursor_height: int | None
     cursor_chain_id: str | None
-    inbound_pending: int = 0  # desk issues waiting for an inbound re-read
-    inbound_dead: int = 0  # re-reads that failed for good (a new hint or sweep hit revives them)
+    # desk issues waiting for an inbound re-read, by (desk, state): pending, running, dead
+    inbound_queue: Mapping[tuple[str, str], int] = field(default_factory=dict)
     conflicts_open: int = 0  # conflicts parked for an operator
+
+    @property
+    def inbound_pending(self) -> int:
+        """Re-reads waiting or running."""
+        return sum(n for (_, state), n in self.inbound_queue.items() if state in ("pending", "running"))
+
+    @property
+    def inbound_dead(self) -> int:
+        """Re-reads that failed for good (a new hint or sweep hit revives them)."""
+        return sum(n for (_, state), n in self.inbound_queue.items() if state == "dead")
 
 
 def queue_figures(conn: sqlite3.Connection) -> QueueFigures:
@@ -28,7 +39,7 @@ def queue_figures(conn: sqlite3.Connection) -> QueueFigures:
     ).fetchone()[0]
     last_sync = conn.execute("SELECT MAX(finished_at) FROM jobs WHERE state = 'done'").fetchone()[0]
     cursor = conn.execute("SELECT chain_id, height FROM cursor WHERE id = 1").fetchone()
-    inbound = dict(conn.execute("SELECT state, COUNT(*) FROM inbound_queue GROUP BY state").fetchall())
+    inbound = conn.execute("SELECT desk, state, COUNT(*) FROM inbound_queue GROUP BY desk, state").fetchall()
     conflicts = conn.execute("SELECT COUNT(*) FROM conflicts WHERE state = 'open'").fetchone()[0]
     return QueueFigures(
         pending_events=int(inbox_pending) + int(jobs_pending),
@@ -36,7 +47,6 @@ def queue_figures(conn: sqlite3.Connection) -> QueueFigures:
         last_sync=float(last_sync) if last_sync is not None else None,
         cursor_height=int(cursor["height"]) if cursor else None,
         cursor_chain_id=str(cursor["chain_id"]) if cursor else None,
-        inbound_pending=int(inbound.get("pending", 0)) + int(inbound.get("running", 0)),
-        inbound_dead=int(inbound.get("dead", 0)),
+        inbound_queue={(r[0], r[1]): int(r[2]) for r in inbound},
         conflicts_open=int(conflicts),
     )

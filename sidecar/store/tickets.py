@@ -48,6 +48,16 @@ class Ticket:
     chain_updated_at: float | None = None  # unix seconds of the newest event's block
 
 
+# The mirror's column of each field inbound and outbound sync compare (sidecar.desks.base.INBOUND_FIELDS).
+FIELD_COLUMNS = {"status": "status", "priority": "priority", "assignee": "assigned_agent"}
+
+
+def field_value(ticket: Ticket, name: str) -> str | None:
+    """The chain's current value of a synced field (`status`, `priority`, `assignee`)."""
+    value = getattr(ticket, FIELD_COLUMNS[name])
+    return value if isinstance(value, str) else None
+
+
 def _ensure_row(conn: sqlite3.Connection, ticket_id: str, now: float) -> None:
     """Events of a ticket created before the cursor start still get a (partial) mirror row."""
     conn.execute("INSERT OR IGNORE INTO tickets (ticket_id, updated_at) VALUES (?, ?)", (ticket_id, now))

@@ -35,9 +35,10 @@ from sidecar.store.inbound import (
     ticket_envelopes,
 )
 from sidecar.store.intents import queue_intent_txn
+from sidecar.store.jobs import queue_update_job_txn
 from sidecar.store.refs import RefRow
-from sidecar.store.tickets import Ticket, get_ticket
-from sidecar.sync.fields import NO_BASE, Outcome, chain_value, decide, update_msg, value_hash
+from sidecar.store.tickets import Ticket, field_value, get_ticket
+from sidecar.sync.fields import NO_BASE, Outcome, Side, chain_value, decide, update_msg, value_hash
 from sidecar.sync.replies import (
     MissingKeys,
     gather_recipients,
@@ -48,7 +49,6 @@ from sidecar.sync.replies import (
 )
 
 MAX_RESPONSES = 200  # the chain's cap per ticket (CHAIN_CONTRACT.md)
-_TICKET_FIELD = {"status": "status", "priority": "priority", "assignee": "assigned_agent"}
 
 Audit = Callable[[sqlite3.Connection, AuditEntry, float], None]
 
@@ -114,7 +114,7 @@ def _field(
     done: Applied,
     now: float,
 ) -> None:
-    chain = getattr(ticket, _TICKET_FIELD[name])
+    chain = field_value(ticket, name)
     mapped = chain_value(name, change.value, chain, ctx.mapping, base=state.base if state is not None else None)
     if mapped.value is None:
         if state is None or state.desk_change_id != change.change_id:
@@ -166,25 +166,9 @@ def _field(
             "base_sha256": value_hash(base),
             "chain_sha256": value_hash(chain),
             "desk_sha256": value_hash(desk),
-            "rule": decision.rule,
             "strategy": ctx.strategy,
         }
-        record_conflict_txn(
-            conn,
-            ticket.ticket_id,
-            ctx.desk,
-            name,
-            base=base,
-            chain_value=chain,
-            desk_value=desk,
-            strategy=ctx.strategy,
-            rule=decision.rule,
-            winner=decision.winner,
-            now=now,
-        )
-        done.conflicts.append((name, decision.rule))
-        event = "conflict_parked" if decision.winner is None else "conflict_resolved"
-        ctx.audit(conn, _entry(event, ref, decision.winner or "parked", details), now)
+        _conflict(conn, ctx, ref, ticket, name, (base, chain, desk), decision.rule, decision.winner, details, done, now)
         if decision.winner is None:
             return
         if decision.winner == "chain":
@@ -215,21 +199,7 @@ def _to_chain(
         if steps is None:
             refused = {"field": name, "from": chain, "to": desk, "change_id": change.change_id[:80]}
             rule = f"transition_not_allowed: from {chain} to {desk}"
-            record_conflict_txn(
-                conn,
-                ticket.ticket_id,
-                ctx.desk,
-                name,
-                base=chain,
-                chain_value=chain,
-                desk_value=desk,
-                strategy=ctx.strategy,
-                rule=rule,
-                winner=None,
-                now=now,
-            )
-            done.conflicts.append((name, "transition_not_allowed"))
-            ctx.audit(conn, _entry("conflict_parked", ref, "parked", {**refused, "rule": rule}), now)
+            _conflict(conn, ctx, ref, ticket, name, (chain, chain, desk), rule, None, refused, done, now)
             return
         msgs = [update_msg(ctx.sender, ticket.ticket_id, status=step) for step in steps]
     elif name == "priority":
@@ -265,6 +235,39 @@ def _agree(
 ) -> None:
     """`value` becomes the field's base and the desk's known value (the two sides agree, or will)."""
     _store_field(conn, ctx, ticket, name, value, value, chain, synced_from, change, now)
+
+
+def _conflict(
+    conn: sqlite3.Connection,
+    ctx: Context,
+    ref: RefRow,
+    ticket: Ticket,
+    name: str,
+    values: tuple[str | None, str | None, str | None],
+    rule: str,
+    winner: Side | None,
+    details: Mapping[str, Any],
+    done: Applied,
+    now: float,
+) -> None:
+    """Record a conflict (base, chain, desk `values`) decided for `winner` (None: parked), count and audit it."""
+    base, chain, desk = values
+    record_conflict_txn(
+        conn,
+        ticket.ticket_id,
+        ctx.desk,
+        name,
+        base=base,
+        chain_value=chain,
+        desk_value=desk,
+        strategy=ctx.strategy,
+        rule=rule,
+        winner=winner,
+        now=now,
+    )
+    done.conflicts.append((name, rule))
+    event = "conflict_parked" if winner is None else "conflict_resolved"
+    ctx.audit(conn, _entry(event, ref, winner or "parked", {**details, "rule": rule}), now)
 
 
 def _remember_change(
@@ -327,19 +330,8 @@ def _repair_desk(conn: sqlite3.Connection, ctx: Context, ticket: Ticket, name: s
     when no chain event is on its way (the chain's value was written while the desk refused it)."""
     if not ctx.outbound:
         return
-    chain = getattr(ticket, _TICKET_FIELD[name])
-    conn.execute(
-        "INSERT OR IGNORE INTO jobs (dedupe_key, kind, desk, ticket_id, payload_json, next_run_at, created_at,"
-        " updated_at) VALUES (?, 'update', ?, ?, '{\"inbound_repair\": true}', ?, ?, ?)",
-        (
-            f"inbound-repair:{ticket.ticket_id}#{ctx.desk}:{name}={chain}@{ticket.last_sequence}",
-            ctx.desk,
-            ticket.ticket_id,
-            now,
-            now,
-            now,
-        ),
-    )
+    key = f"inbound-repair:{ticket.ticket_id}#{ctx.desk}:{name}={field_value(ticket, name)}@{ticket.last_sequence}"
+    queue_update_job_txn(conn, key, ctx.desk, ticket.ticket_id, "inbound_repair", now)
 
 
 def ticket_time(ticket: Ticket) -> float | None:

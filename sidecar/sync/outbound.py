@@ -17,10 +17,11 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sidecar.config_schema import RetryConfig
 from sidecar.desks.base import (
+    SYNCED_FIELDS,
     Desk,
     DeskNote,
     DeskOutcome,
@@ -37,7 +38,7 @@ from sidecar.observe.health import DeskState, HealthState
 from sidecar.observe.metrics import Metrics
 from sidecar.store.audit import AuditEntry, append_audit_txn
 from sidecar.store.db import Store
-from sidecar.store.inbound import bases_and_held, enqueue_issue_txn, set_field_state_txn
+from sidecar.store.inbound import FieldState, bases_and_held, enqueue_issue_txn, set_field_state_txn
 from sidecar.store.jobs import (
     Job,
     claim_due_txn,
@@ -397,13 +398,14 @@ class DeskWorker:
                 details = {"field": value.field, "chain_value": value.chain_value, "used": value.used}
                 await self._auditor.record(_outbound_entry("field_unmapped", job, "defaulted", details))
         ref = await self._ensure_ref(snapshot)
-        kept: frozenset[str] = frozenset()
+        kept = settled = frozenset[str]()
         bases = self._settings.keep_bases
         if bases and job.kind in ("update", "status"):
-            snapshot, kept = await self._desk_ahead(ref, snapshot)
+            kept, settled = await self._desk_ahead(ref, snapshot)
+        leave = kept | settled
         if job.kind == "update":
-            await self.desk.update_fields(ref, snapshot)
-        if job.kind in ("update", "status") and "status" not in kept:
+            await self.desk.update_fields(ref, snapshot, only=SYNCED_FIELDS - leave)
+        if job.kind in ("update", "status") and "status" not in leave:
             await self.desk.set_status(ref, snapshot.status)  # the current status: replays cannot go backwards
         if bases and job.kind in ("create", "update", "status"):
             written.update(await self._desk_holds(ref, snapshot, kept))
@@ -416,47 +418,36 @@ class DeskWorker:
         elif job.kind == "close":
             await self.desk.close(ref, "the ticket was archived on chain")
 
-    async def _desk_ahead(self, ref: ExternalTicket, snapshot: TicketSnapshot) -> tuple[TicketSnapshot, frozenset[str]]:
-        """Fields the desk changed since their base (or parked in a conflict) are left as the desk has them:
-        inbound sync decides them (and records any conflict), so outbound never overwrites an agent's
-        change it has not seen. A re-read of the issue is queued for that."""
+    async def _desk_ahead(self, ref: ExternalTicket, snapshot: TicketSnapshot) -> tuple[frozenset[str], frozenset[str]]:
+        """(kept, settled). Kept: fields the desk changed since their base (or parked in a conflict), left as
+        the desk has them: inbound sync decides them (and records any conflict), so outbound never overwrites
+        an agent's change it has not seen; a re-read of the issue is queued for that. Settled: fields the
+        desk already holds at the chain's value, not written again (the write would only race the agent's
+        next change)."""
         mapping = getattr(self.desk, "mapping", None)
         if not isinstance(mapping, DeskMapping):
-            return snapshot, frozenset()
+            return frozenset(), frozenset()
         bases, held = await self._store.read("field bases", bases_and_held, snapshot.ticket_id, self.desk.name)
         if not bases and not held:
-            return snapshot, frozenset()
-        state = await self.desk.fetch(ref)
-        values = {"status": snapshot.status, "priority": snapshot.priority, "assignee": snapshot.assigned_agent}
-        shown: dict[str, str] = {}
+            return frozenset(), frozenset()
+        values = {"status": snapshot.status, "priority": snapshot.priority}
+        shown = await self._desk_shows(ref, snapshot, mapping, bases)
         suspect: set[str] = set()
-        for name, raw in (("status", state.status), ("priority", state.priority)):
+        for name, mapped in shown.items():
             base = bases.get(name)
-            mapped = chain_value(name, raw, values[name], mapping, base=base.base if base else None).value
-            if mapped is None:
-                continue
-            shown[name] = mapped
             if name not in held and base is not None and mapped not in (base.base, values[name]):
                 suspect.add(name)
         kept = set(held) | (suspect - await self._own_writes(ref, suspect))
-        for name in kept:  # the desk keeps what it shows (a parked assignee, unknown here, is not written)
-            values[name] = shown.get(name) if name != "assignee" else None
-        if not kept:
-            return snapshot, frozenset()
-        await self._store.write(
-            "queue re-read", enqueue_issue_txn, self.desk.name, ref.external_id, "outbound", self._clock()
-        )
-        log.info(
-            "desk changed since the last sync: left for inbound",
-            extra={"desk": self.desk.name, "ticket_id": snapshot.ticket_id, "fields": sorted(kept)},
-        )
-        changed = replace(
-            snapshot,
-            status=values["status"] or snapshot.status,
-            priority=values["priority"] or snapshot.priority,
-            assigned_agent=values["assignee"],
-        )
-        return changed, frozenset(kept)
+        settled = {name for name, mapped in shown.items() if mapped == values[name]} - kept
+        if kept:
+            await self._store.write(
+                "queue re-read", enqueue_issue_txn, self.desk.name, ref.external_id, "outbound", self._clock()
+            )
+            log.info(
+                "desk changed since the last sync: left for inbound",
+                extra={"desk": self.desk.name, "ticket_id": snapshot.ticket_id, "fields": sorted(kept)},
+            )
+        return frozenset(kept), frozenset(settled)
 
     async def _own_writes(self, ref: ExternalTicket, fields: set[str]) -> set[str]:
         """Of fields that look changed at the desk, those whose last change the sidecar made itself (a hop of
@@ -469,6 +460,25 @@ class DeskWorker:
         view = await self.desk.read_issue(ref)
         return {name for name in fields if (change := view.fields.get(name)) is not None and change.actor == me}
 
+    async def _desk_shows(
+        self,
+        ref: ExternalTicket,
+        snapshot: TicketSnapshot,
+        mapping: DeskMapping,
+        bases: Mapping[str, FieldState] | None = None,
+    ) -> dict[str, str]:
+        """Status and priority as the desk holds them now, in chain vocabulary (read from the desk; a value no
+        map covers is left out). `bases` break ties where one desk value stands for several chain values."""
+        state = await self.desk.fetch(ref)
+        current = {"status": snapshot.status, "priority": snapshot.priority}
+        shown: dict[str, str] = {}
+        for name, raw in (("status", state.status), ("priority", state.priority)):
+            base = (bases or {}).get(name)
+            mapped = chain_value(name, raw, current[name], mapping, base=base.base if base else None).value
+            if mapped is not None:
+                shown[name] = mapped
+        return shown
+
     async def _desk_holds(
         self, ref: ExternalTicket, snapshot: TicketSnapshot, kept: frozenset[str]
     ) -> dict[str, str | None]:
@@ -478,17 +488,8 @@ class DeskWorker:
         mapping = getattr(self.desk, "mapping", None)
         if not isinstance(mapping, DeskMapping):
             return {}
-        state = await self.desk.fetch(ref)
-        holds: dict[str, str | None] = {}
-        for name, raw, current in (
-            ("status", state.status, snapshot.status),
-            ("priority", state.priority, snapshot.priority),
-        ):
-            if name in kept:
-                continue
-            mapped = chain_value(name, raw, current, mapping).value
-            if mapped is not None:
-                holds[name] = mapped
+        shown = await self._desk_shows(ref, snapshot, mapping)
+        holds: dict[str, str | None] = {name: value for name, value in shown.items() if name not in kept}
         agent = snapshot.assigned_agent
         if "assignee" not in kept and (agent is None or mapping.assignee.to_desk(agent).unmapped is None):
             holds["assignee"] = agent  # set at the desk, or nobody on either side (the chain has no unassign)

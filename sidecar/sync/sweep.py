@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 
 from sidecar.desks.base import ChangedIssue, DeskCommentView, ReadsChanges
 from sidecar.errors import DeskError
-from sidecar.observe.health import HealthState
 from sidecar.store.db import Store
 from sidecar.store.inbound import (
     earliest_ref_time,
@@ -32,46 +31,48 @@ log = logging.getLogger(__name__)
 OVERLAP = 120.0  # seconds the sweep reaches back before its mark
 
 
+def reach_back(desk: ReadsChanges) -> float:
+    """Seconds a sweep asks for before its mark: OVERLAP, or more where the desk's search index lags (Jira's
+    index may show an issue's old `updated` for up to its index lag)."""
+    return max(OVERLAP, float(getattr(desk, "index_lag", 0.0)) + 60.0)
+
+
 class Sweeper:
     def __init__(
         self,
         desks: Sequence[ReadsChanges],
-        names: Sequence[str],
         store: Store,
         interval: float,
-        health: HealthState | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._desks = list(zip(names, desks, strict=True))
+        self._desks = list(desks)
         self._store = store
         self._interval = interval
-        self._health = health
         self._clock = clock
-        self.requests = 0  # sweeps run (for benchmarks and tests)
 
     async def step(self) -> float:
-        for name, desk in self._desks:
+        for desk in self._desks:
             try:
-                await self.sweep(name, desk)
+                await self.sweep(desk)
             except DeskError as exc:
-                log.warning("inbound sweep failed: retried next interval", extra={"desk": name, "error": str(exc)})
+                log.warning("inbound sweep failed: retried next interval", extra={"desk": desk.name, "error": str(exc)})
         return self._interval
 
-    async def sweep(self, name: str, desk: ReadsChanges) -> int:
+    async def sweep(self, desk: ReadsChanges) -> int:
         """One sweep of one desk; returns the issues queued for a re-read."""
         started = self._clock()
-        mark = await self._store.read("sweep mark", sweep_mark, name)
+        mark = await self._store.read("sweep mark", sweep_mark, desk.name)
         if mark is None:
-            oldest = await self._store.read("oldest ref", earliest_ref_time, name)
+            oldest = await self._store.read("oldest ref", earliest_ref_time, desk.name)
             mark = oldest if oldest is not None else started
-        # Jira's index may show an issue's old `updated` for up to its index lag: reach back past that too.
-        since = mark - max(OVERLAP, float(getattr(desk, "index_lag", 0.0)) + 60.0)
+        since = mark - reach_back(desk)
         issues = await desk.changed_since(since)
         comments = await desk.comments_since(since)
-        queued = await self._store.write("queue sweep hits", self._queue_txn, name, issues, comments, started)
-        self.requests += 1
+        queued = await self._store.write("queue sweep hits", self._queue_txn, desk.name, issues, comments, started)
         if queued:
-            log.info("inbound sweep queued re-reads", extra={"desk": name, "issues": queued, "since": round(since)})
+            log.info(
+                "inbound sweep queued re-reads", extra={"desk": desk.name, "issues": queued, "since": round(since)}
+            )
         return queued
 
     @staticmethod

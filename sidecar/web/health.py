@@ -76,7 +76,11 @@ class CachedFigures:
 
 
 async def health_report(figures: CachedFigures, health: HealthState, metrics: Metrics) -> dict[str, Any]:
-    queue = await figures.get()
+    return report_of(await figures.get(), health, metrics)
+
+
+def report_of(queue: QueueFigures, health: HealthState, metrics: Metrics) -> dict[str, Any]:
+    """The guide's health answer from one read of the figures (the verbose parts use the same read)."""
     healthy = health.healthy
     metrics.set_queue(queue.pending_events, queue.failed_events)
     metrics.set_health(healthy, health.chain.reachable)
@@ -100,7 +104,8 @@ def health_endpoint(figures: CachedFigures, health: HealthState, metrics: Metric
     """`verbose`: whether `?verbose=1` is honoured here (elsewhere it is ignored: the plain answer)."""
 
     async def endpoint(request: Request) -> JSONResponse:
-        report = await health_report(figures, health, metrics)
+        queue = await figures.get()
+        report = report_of(queue, health, metrics)
         if verbose and request.query_params.get("verbose") in ("1", "true"):
             report["chain"] = {
                 "reachable": health.chain.reachable,
@@ -110,7 +115,6 @@ def health_endpoint(figures: CachedFigures, health: HealthState, metrics: Metric
                 "last_error": shown(health.chain.last_error) if health.chain.last_error else None,
             }
             report["problems"] = {name: shown(text) for name, text in health.problems.items()}
-            queue = await figures.get()
             report["inbound"] = {
                 "pending_rereads": queue.inbound_pending,
                 "dead_rereads": queue.inbound_dead,

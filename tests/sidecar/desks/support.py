@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from devnet.jira_model import Workflow
 from devnet.jira_sim import JiraSim
 from devnet.waldur_sim import WaldurSim
 from sidecar.config_schema import JiraConfig, WaldurConfig
@@ -46,3 +47,20 @@ def waldur_config(sim: WaldurSim, **changes: Any) -> WaldurConfig:
 def api_requests(metrics: Metrics, service: str, method: str, status: str) -> float:
     labels = {"service": service, "method": method, "status": status}
     return metrics.registry.get_sample_value("servicedesk_api_requests_total", labels) or 0.0
+
+
+def approval_workflow() -> Workflow:
+    """Open -> Approved only through a screen whose required custom field the sidecar cannot fill."""
+    return Workflow.from_config(
+        {"Open": "new", "Approved": "indeterminate"},
+        [
+            {
+                "name": "Approve",
+                "to": "Approved",
+                "from": ["Open"],
+                "screen": ["customfield_10050"],
+                "required": ["customfield_10050"],
+            }
+        ],
+        "Open",
+    )

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devnet.jira_model import Workflow, adf_to_text
+from devnet.jira_model import adf_to_text
 from devnet.jira_sim import JiraSim
 from devnet.waiting import wait_until
 from sidecar.config_schema import JiraConfig
@@ -17,7 +17,7 @@ from sidecar.desks.base import DeskComment, DeskOutcome, ExternalTicket, Unmappe
 from sidecar.desks.jira import JiraDesk, ticket_label
 from sidecar.errors import ConfigError, DeskError
 from sidecar.observe.metrics import Metrics
-from tests.sidecar.desks.support import JIRA_TOKEN, api_requests, jira_config, ticket
+from tests.sidecar.desks.support import JIRA_TOKEN, api_requests, approval_workflow, jira_config, ticket
 
 MakeDesk = Callable[..., JiraDesk]
 
@@ -156,12 +156,7 @@ async def test_status_goes_through_the_matching_transition(jira_sim: JiraSim, ma
 async def test_unreachable_status_names_current_target_and_available(
     make_jira_sim: Callable[..., JiraSim], make_desk: MakeDesk
 ) -> None:
-    approval = Workflow.from_config(
-        {"Open": "new", "Approved": "indeterminate"},
-        [{"name": "Approve", "to": "Approved", "from": ["Open"], "screen": ["customfield_10050"],
-          "required": ["customfield_10050"]}],
-        "Open",
-    )
+    approval = approval_workflow()
     sim = make_jira_sim(workflow=approval)
     desk = make_desk(sim, status_map=(("open", "Open"), ("in_progress", "Approved")))
     ref = await desk.create(ticket())

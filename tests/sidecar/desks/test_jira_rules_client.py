@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from devnet.jira_model import Workflow
 from devnet.jira_rules import ISSUE_SCREEN
 from devnet.jira_sim import JiraSim
 from devnet.sim_faults import ManualClock
@@ -22,7 +21,7 @@ from sidecar.desks.base import DeskNote, DeskOutcome, collecting_notes
 from sidecar.desks.jira import JiraDesk, ticket_label
 from sidecar.errors import DeskError
 from sidecar.observe.metrics import Metrics
-from tests.sidecar.desks.support import JIRA_TOKEN, jira_config, ticket
+from tests.sidecar.desks.support import JIRA_TOKEN, approval_workflow, jira_config, ticket
 from tests.sidecar.sync.rig import Rig, created, status_changed, ticket_id
 
 TRANSITIONS = "/transitions"
@@ -211,12 +210,7 @@ async def open_rig(tmp_path: Path, rigs: list[Rig], sim: JiraSim, clock: ManualC
 async def test_an_unreachable_status_is_audited_and_its_job_finished_not_retried(
     make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
 ) -> None:
-    approval = Workflow.from_config(
-        {"Open": "new", "Approved": "indeterminate"},
-        [{"name": "Approve", "to": "Approved", "from": ["Open"], "screen": ["customfield_10050"],
-          "required": ["customfield_10050"]}],
-        "Open",
-    )
+    approval = approval_workflow()
     sim = make_jira_sim(workflow=approval, clock=clock, search_delay=0)
     rig = await open_rig(tmp_path, rigs, sim, clock, status_map=(("open", "Open"), ("in_progress", "Approved")))
     await rig.chain(created(1))

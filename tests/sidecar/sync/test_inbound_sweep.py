@@ -53,7 +53,7 @@ async def open_rig(tmp_path: Path, rigs: list[Rig], desk: Desk) -> tuple[Rig, In
 
 
 def sweeper(rig: Rig, desk: Any) -> Sweeper:
-    return Sweeper([desk], [desk.name], rig.store, interval=1.0)
+    return Sweeper([desk], rig.store, interval=1.0)
 
 
 async def test_a_jira_change_without_a_webhook_is_found_by_the_sweep_and_the_mark_survives_a_restart(
@@ -65,10 +65,10 @@ async def test_a_jira_change_without_a_webhook_is_found_by_the_sweep_and_the_mar
     [(key,)] = await rig.query("SELECT external_key FROM external_refs")
     sim.agent_transition(str(key), "In Progress")
     # Jira's index still shows the old `updated`: this sweep misses the change ...
-    assert await sweeper(rig, desk).sweep("jira", desk) == 0
+    assert await sweeper(rig, desk).sweep(desk) == 0
     sim.flush_index()  # ... the index catches up; the next sweep reaches back past the lag and finds it
     before = time.time()
-    assert await sweeper(rig, desk).sweep("jira", desk) == 1
+    assert await sweeper(rig, desk).sweep(desk) == 1
     await run(engine)
     assert [STATUS[m.status] for _, m in await msgs(rig)] == ["in_progress"]  # type: ignore[attr-defined]
     mark = await rig.store.read("mark", sweep_mark, "jira")
@@ -77,11 +77,11 @@ async def test_a_jira_change_without_a_webhook_is_found_by_the_sweep_and_the_mar
     # "down" for a while: the agent re-prioritises; a new sweeper (a restart) starts from the stored mark
     sim.agent_update(str(key), priority="Highest")
     sim.flush_index()
-    assert await sweeper(rig, desk).sweep("jira", desk) == 1
+    assert await sweeper(rig, desk).sweep(desk) == 1
     await run(engine)
     found = await msgs(rig)
     assert [m.priority for _, m in found[1:]] == ["urgent"]  # type: ignore[attr-defined]
-    assert await sweeper(rig, desk).sweep("jira", desk) == 1  # the overlap sees it again ...
+    assert await sweeper(rig, desk).sweep(desk) == 1  # the overlap sees it again ...
     await run(engine)
     assert len(await msgs(rig)) == 2  # ... and decides nothing new
 
@@ -100,12 +100,12 @@ async def test_a_waldur_comment_which_no_hook_announces_reaches_the_chain_by_pol
                 f"{sim.api_url}/support-issues/{uuid}/comment/", json={"description": text, "is_public": public}
             )
             assert answer.status_code == 201, answer.text
-    assert await sweeper(rig, desk).sweep("waldur", desk) == 1
+    assert await sweeper(rig, desk).sweep(desk) == 1
     await run(engine)
     found = await msgs(rig)
     assert [n for n, _ in found] == ["MsgAddSupportResponse"]
     assert isinstance(found[0][1], tx_pb2.MsgAddSupportResponse) and found[0][1].sender == SIDECAR
     await rig.run_due()  # the sidecar's own notes at Waldur (none here) and nothing echoed
-    assert await sweeper(rig, desk).sweep("waldur", desk) == 1
+    assert await sweeper(rig, desk).sweep(desk) == 1
     await run(engine)
     assert len(await msgs(rig)) == 1, "the polled comment was sent twice"
