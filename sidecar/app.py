@@ -29,6 +29,7 @@ from sidecar.chain.rpc import CometRpc
 from sidecar.chain.signer import Signer, signer_from_config
 from sidecar.chain.subscription import websocket_url
 from sidecar.config import Config
+from sidecar.control.deps import ControlDeps
 from sidecar.control.server import ControlServer
 from sidecar.desks.base import Desk, ReadsChanges
 from sidecar.desks.jira import JiraDesk
@@ -173,11 +174,18 @@ class App:
             for desk in desks
         ]
         inbound, sweeper = self._inbound(clients, served, store, auditor, metrics, signer, key)
-        control = (
-            ControlServer(settings.grpc.listen, store, health, served, auditor, list(inbound.desks) if inbound else [])
-            if settings.grpc.enabled
-            else None
+        deps = ControlDeps(
+            store,
+            health,
+            auditor,
+            outbound_desks=list(served),
+            inbound_desks=list(inbound.desks) if inbound else [],
+            signer=signer,
+            rpc=rpc,
+            opener=opener,
+            fee_denom=settings.chain.fee_denom,
         )
+        control = ControlServer(settings.grpc.listen, deps) if settings.grpc.enabled else None
         await store.write("release running jobs", release_running_txn, time.time())
         await store.write("release running re-reads", release_running_issues_txn, time.time())
         if control is not None:

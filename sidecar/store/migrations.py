@@ -297,6 +297,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX conflicts_ticket ON conflicts (ticket_id, desk, field, state)
         """,
     ),
+    Migration(
+        6,
+        "operator pauses",
+        """
+        -- A direction an operator paused, for one desk or ('' ) every desk; kept across restarts.
+        CREATE TABLE pauses (
+            direction TEXT NOT NULL CHECK (direction IN ('outbound', 'inbound')),
+            desk TEXT NOT NULL,
+            since REAL NOT NULL,
+            paused_by TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (direction, desk)
+        );
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -20,6 +20,7 @@ from virtengine.servicedesk.v1 import control_pb2, control_pb2_grpc
 from devnet.jira_sim import JiraSim
 from devnet.sim_faults import ManualClock
 from sidecar.cli import main
+from sidecar.control.deps import ControlDeps
 from sidecar.control.server import ControlServer
 from sidecar.observe.audit import Auditor
 from sidecar.observe.health import HealthState
@@ -50,7 +51,7 @@ async def test_an_operator_lists_and_resolves_a_parked_conflict_over_grpc_and_th
     sim = make_jira_sim(clock=clock)
     rig, engine = await open_pair(tmp_path, rigs, sim, clock, "manual")
     await edit_priority_on_both_sides(rig, engine, sim)
-    server = ControlServer("127.0.0.1:0", rig.store, HealthState(), ["jira"], Auditor(rig.store), ["jira"])
+    server = ControlServer("127.0.0.1:0", ControlDeps(rig.store, HealthState(), Auditor(rig.store), ["jira"], ["jira"]))
     await server.start()
     address = f"127.0.0.1:{server.port}"
     try:

@@ -15,6 +15,7 @@ from virtengine.servicedesk.v1 import control_pb2, control_pb2_grpc
 
 from devnet.cometbft import DevnetNode
 from devnet.driver import DevAccount
+from sidecar.control.deps import ControlDeps
 from sidecar.control.server import ControlServer
 from sidecar.observe.audit import Auditor
 from sidecar.observe.health import HealthState
@@ -31,7 +32,7 @@ async def test_a_dead_ref_registration_is_redriven_and_lands(devnet_node: Devnet
     db = tmp_path / "s.db"
     ticket_id = f"{CUSTOMER.address}/support/1"  # not on chain yet: its registration dies ("not found")
     rig = await open_rig(db, devnet_node.rpc_url)
-    server = ControlServer("127.0.0.1:0", rig.store, HealthState(), ["jira"], Auditor(rig.store))
+    server = ControlServer("127.0.0.1:0", ControlDeps(rig.store, HealthState(), Auditor(rig.store), ["jira"]))
     await server.start()
     try:
         register = register_refs_as(SIDECAR.address)

@@ -74,6 +74,36 @@ class ControlStub(object):
                 request_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.RedriveIntentRequest.SerializeToString,
                 response_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.RedriveIntentResponse.FromString,
                 _registered_method=True)
+        self.GetTicket = channel.unary_unary(
+                '/virtengine.servicedesk.v1.Control/GetTicket',
+                request_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.GetTicketRequest.SerializeToString,
+                response_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.GetTicketResponse.FromString,
+                _registered_method=True)
+        self.Reconcile = channel.unary_unary(
+                '/virtengine.servicedesk.v1.Control/Reconcile',
+                request_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ReconcileRequest.SerializeToString,
+                response_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ReconcileResponse.FromString,
+                _registered_method=True)
+        self.Pause = channel.unary_unary(
+                '/virtengine.servicedesk.v1.Control/Pause',
+                request_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.PauseRequest.SerializeToString,
+                response_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.PauseResponse.FromString,
+                _registered_method=True)
+        self.Resume = channel.unary_unary(
+                '/virtengine.servicedesk.v1.Control/Resume',
+                request_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ResumeRequest.SerializeToString,
+                response_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ResumeResponse.FromString,
+                _registered_method=True)
+        self.ResyncSequence = channel.unary_unary(
+                '/virtengine.servicedesk.v1.Control/ResyncSequence',
+                request_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ResyncSequenceRequest.SerializeToString,
+                response_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ResyncSequenceResponse.FromString,
+                _registered_method=True)
+        self.WatchEvents = channel.unary_stream(
+                '/virtengine.servicedesk.v1.Control/WatchEvents',
+                request_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.WatchEventsRequest.SerializeToString,
+                response_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ControlEvent.FromString,
+                _registered_method=True)
 
 
 class ControlServicer(object):
@@ -135,6 +165,51 @@ class ControlServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTicket(self, request, context):
+        """GetTicket shows one ticket as the sidecar holds it: mirror, refs, per-field sync state, conflicts,
+        jobs, intents and last errors. Content only with include_content and grpc.allow_content.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Reconcile(self, request, context):
+        """Reconcile compares the chain with the sidecar (a height range's events, or tickets field by field
+        against the mirror and the desks) and queues what differs, unless dry_run. Paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Pause(self, request, context):
+        """Pause stops one direction (or both), for one desk (or all), until Resume; persisted and audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Resume(self, request, context):
+        """Resume lifts the pauses matching the request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResyncSequence(self, request, context):
+        """ResyncSequence makes the signer read its account sequence from the chain again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchEvents(self, request, context):
+        """WatchEvents streams what the sidecar does (events processed, jobs done, intents included,
+        conflicts, pauses) as it happens. Content-free: ids, kinds, states.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -177,6 +252,36 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.RedriveIntent,
                     request_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.RedriveIntentRequest.FromString,
                     response_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.RedriveIntentResponse.SerializeToString,
+            ),
+            'GetTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTicket,
+                    request_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.GetTicketRequest.FromString,
+                    response_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.GetTicketResponse.SerializeToString,
+            ),
+            'Reconcile': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reconcile,
+                    request_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ReconcileRequest.FromString,
+                    response_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ReconcileResponse.SerializeToString,
+            ),
+            'Pause': grpc.unary_unary_rpc_method_handler(
+                    servicer.Pause,
+                    request_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.PauseRequest.FromString,
+                    response_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.PauseResponse.SerializeToString,
+            ),
+            'Resume': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resume,
+                    request_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ResumeRequest.FromString,
+                    response_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ResumeResponse.SerializeToString,
+            ),
+            'ResyncSequence': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResyncSequence,
+                    request_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ResyncSequenceRequest.FromString,
+                    response_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ResyncSequenceResponse.SerializeToString,
+            ),
+            'WatchEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvents,
+                    request_deserializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.WatchEventsRequest.FromString,
+                    response_serializer=virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ControlEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -395,6 +500,168 @@ class Control(object):
             '/virtengine.servicedesk.v1.Control/RedriveIntent',
             virtengine_dot_servicedesk_dot_v1_dot_control__pb2.RedriveIntentRequest.SerializeToString,
             virtengine_dot_servicedesk_dot_v1_dot_control__pb2.RedriveIntentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/virtengine.servicedesk.v1.Control/GetTicket',
+            virtengine_dot_servicedesk_dot_v1_dot_control__pb2.GetTicketRequest.SerializeToString,
+            virtengine_dot_servicedesk_dot_v1_dot_control__pb2.GetTicketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reconcile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/virtengine.servicedesk.v1.Control/Reconcile',
+            virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ReconcileRequest.SerializeToString,
+            virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ReconcileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pause(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/virtengine.servicedesk.v1.Control/Pause',
+            virtengine_dot_servicedesk_dot_v1_dot_control__pb2.PauseRequest.SerializeToString,
+            virtengine_dot_servicedesk_dot_v1_dot_control__pb2.PauseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/virtengine.servicedesk.v1.Control/Resume',
+            virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ResumeRequest.SerializeToString,
+            virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ResumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResyncSequence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/virtengine.servicedesk.v1.Control/ResyncSequence',
+            virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ResyncSequenceRequest.SerializeToString,
+            virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ResyncSequenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/virtengine.servicedesk.v1.Control/WatchEvents',
+            virtengine_dot_servicedesk_dot_v1_dot_control__pb2.WatchEventsRequest.SerializeToString,
+            virtengine_dot_servicedesk_dot_v1_dot_control__pb2.ControlEvent.FromString,
             options,
             channel_credentials,
             insecure,
