@@ -262,12 +262,27 @@ class ChainConfig:
         60.0, "alarm and reconnect when no block arrives for this long", kind="duration", bounds=(1, 86400)
     )
     request_timeout: float = key(10.0, "timeout of one RPC request", kind="duration", bounds=(0.1, 600))
+    max_lag_blocks: int = key(
+        20, "the cursor may trail the node's head by this many blocks and still count as healthy", bounds=(1, 10**9)
+    )
 
 
 @dataclass(frozen=True)
 class GrpcConfig:
     enabled: bool = key(True, "serve the gRPC control API")
-    listen: str = key("127.0.0.1:8481", "host:port of the gRPC control API", kind="listen")
+    listen: str = key(
+        "127.0.0.1:8481",
+        "host:port or unix:///path (created 0600) of the gRPC control API; a non-loopback host:port needs TLS "
+        "and client certificates or a grpc-token",
+        kind="grpc_listen",
+    )
+    tls_cert: str = key("", "PEM certificate (chain) the control API serves TLS with")
+    tls_key: str = key("", "PEM private key of tls_cert, mode 0600")
+    client_ca: str = key("", "PEM CA bundle: when set, callers must present a client certificate it signed")
+    allow_content: bool = key(False, "GetTicket may return decrypted ticket content when a caller asks")
+    mutating_rate: float = key(
+        5.0, "mutating control calls allowed per second (burst 20), over all callers", bounds=(0.01, 10_000)
+    )
 
 
 @dataclass(frozen=True)
