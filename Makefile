@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= config.yaml
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: install run test lint proto devnet bench cometbft clean docs
+.PHONY: install run sync test lint proto devnet bench cometbft clean docs
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,16 @@ cometbft: install
 
 run: install
 	$(BIN)/servicedesk-sidecar run --config $(CONFIG)
+
+# A manual sync of one ticket by the running sidecar (its control API, at grpc.listen of CONFIG), e.g.
+# `make sync TICKET=virtengine1.../support/3 DIRECTION=both DESK=jira`; nothing new is queued while the
+# same sync is still pending.
+TICKET    ?=
+DIRECTION ?= outbound
+DESK      ?=
+sync: install
+	@test -n "$(TICKET)" || { echo "usage: make sync TICKET=<address>/support/<n> [DIRECTION=outbound|inbound|both] [DESK=jira|waldur] [CONFIG=config.yaml]" >&2; exit 2; }
+	$(BIN)/servicedesk-sidecar sync '$(TICKET)' --direction=$(DIRECTION) $(if $(DESK),--desk '$(DESK)') --config $(CONFIG)
 
 test: install cometbft
 	$(BIN)/pytest

@@ -2,7 +2,8 @@
 
 A real CometBFT v0.38.25 node running the x/support app, the Jira and Waldur simulators, and the
 sidecar (a real `servicedesk-sidecar run` process) configured against them. Sample tickets are
-created at start and one more every --ticket-every seconds; a status line shows what syncs.
+created at start and one more every --ticket-every seconds; a status line shows what syncs. With
+--prometheus, Debian's Prometheus scrapes the sidecar too (the datasource for deploy/grafana/).
 
 However it was started (a terminal, `make`, a script's background job with SIGINT ignored), each
 of SIGTERM, SIGINT and SIGHUP stops the sidecar, the node and its app, and the simulators, in
@@ -35,6 +36,7 @@ from devnet.driver import ChainDriver, DevAccount
 from devnet.jira_sim import JiraSim
 from devnet.keys import TestAccount, genesis_app_state
 from devnet.node_config import free_port
+from devnet.prometheus import SCRAPE_INTERVAL, DevnetPrometheus, PrometheusMissing
 from devnet.waiting import wait_until
 from devnet.waldur_sim import WaldurSim
 
@@ -156,7 +158,17 @@ def status_line(node: DevnetNode, jira: JiraSim, waldur: WaldurSim, grpc_port: i
     )
 
 
-def banner(rpc_url: str, chain_id: str, jira: JiraSim, waldur: WaldurSim, home: Path, web: int, grpc: int) -> str:
+def banner(
+    rpc_url: str,
+    chain_id: str,
+    jira: JiraSim,
+    waldur: WaldurSim,
+    home: Path,
+    web: int,
+    grpc: int,
+    *,
+    prometheus: str | None = None,
+) -> str:
     def auth(user: str, token: str) -> str:
         return base64.b64encode(f"{user}:{token}".encode()).decode()
 
@@ -174,10 +186,40 @@ def banner(rpc_url: str, chain_id: str, jira: JiraSim, waldur: WaldurSim, home: 
             f"  sidecar      health http://127.0.0.1:{web}/webhooks/health   metrics http://127.0.0.1:{web}/metrics",
             f"               gRPC 127.0.0.1:{grpc} (grpcurl -plaintext 127.0.0.1:{grpc} "
             "virtengine.servicedesk.v1.Control/GetStatus)",
-            f"  files        {home} (config.yaml, secrets/, sidecar.log, sidecar.db, node/)",
+            *prometheus_lines(prometheus),
+            f"  files        {home} (config.yaml, secrets/, sidecar.log, sidecar.db, node/"
+            + (", prometheus/)" if prometheus else ")"),
             "",
         ]
     )
+
+
+def prometheus_lines(url: str | None) -> list[str]:
+    if url is None:
+        return []
+    return [
+        f"  prometheus   {url}   scrapes the sidecar every {SCRAPE_INTERVAL}; alerts {url}/alerts",
+        f"               Grafana: import deploy/grafana/servicedesk-sidecar.json, datasource {url}",
+    ]
+
+
+def start_prometheus(home: Path, web: int, port: int, started: list[Any]) -> str | None:
+    """Prometheus scraping the sidecar, recorded in `started` so it stops with the rest; its URL, or
+    None when it is not installed or would not start (the devnet runs on without it)."""
+    try:
+        prometheus = DevnetPrometheus(home / "prometheus", f"127.0.0.1:{web}", port=port)
+    except PrometheusMissing as exc:
+        say(f"devnet: {exc}; continuing without it")
+        return None
+    started.append(prometheus)
+    try:
+        prometheus.start()
+    except RuntimeError as exc:
+        say(f"devnet: {exc}; continuing without it")
+        return None
+    if not prometheus.scraped():
+        say(f"devnet: Prometheus has not scraped the sidecar yet; see {prometheus.url}/targets")
+    return prometheus.url
 
 
 def agent_lines(jira: JiraSim, waldur: WaldurSim) -> list[str]:
@@ -234,8 +276,9 @@ def run(args: argparse.Namespace) -> int:
                 stdin=subprocess.DEVNULL,
             )
         wait_until(lambda: _answers(web), timeout=60, what="the sidecar's health endpoint")
+        prometheus = None if args.prometheus is None else start_prometheus(home, web, args.prometheus, started)
         ids = create_samples(node, args.samples)
-        say(banner(node.rpc_url, node.chain_id, jira, waldur, home, web, grpc_port))
+        say(banner(node.rpc_url, node.chain_id, jira, waldur, home, web, grpc_port, prometheus=prometheus))
         say(f"created sample tickets: {', '.join(ids) or 'none'}")
         creator = threading.Thread(target=keep_creating, args=(node, args.ticket_every, stop), daemon=True)
         creator.start()
@@ -291,6 +334,13 @@ def _answers(port: int) -> bool:
     return True
 
 
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (0 picks a free one)")
+    return port
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devnet", description=__doc__.splitlines()[0])
     parser.add_argument("--home", default=os.environ.get("DEVNET_HOME", ".devnet"), help="where runs keep their files")
@@ -303,6 +353,14 @@ def main(argv: list[str] | None = None) -> int:
         choices=range(len(SAMPLES) + 1),
         default=len(SAMPLES),
         help="sample tickets created at start",
+    )
+    parser.add_argument(
+        "--prometheus",
+        metavar="PORT",
+        nargs="?",
+        type=_port,
+        const=0,
+        help="also start Prometheus (Debian's `prometheus`) scraping the sidecar, on PORT or a free port",
     )
     parser.add_argument(
         "--stop-with-parent",

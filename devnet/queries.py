@@ -9,6 +9,8 @@ from typing import Any
 
 from cosmpy.protos.cosmos.auth.v1beta1 import auth_pb2
 from cosmpy.protos.cosmos.auth.v1beta1 import query_pb2 as auth_query
+from cosmpy.protos.cosmos.bank.v1beta1 import query_pb2 as bank_query
+from cosmpy.protos.cosmos.base.v1beta1 import coin_pb2
 from cosmpy.protos.cosmos.crypto.secp256k1 import keys_pb2
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from google.protobuf.any_pb2 import Any as ProtoAny
@@ -45,6 +47,22 @@ def account(state: dict[str, Any], data: bytes, height: int) -> abci.ResponseQue
         base.pub_key.CopyFrom(_pack(keys_pb2.PubKey(key=base64.b64decode(acc["pub_key"]))))
     value = auth_query.QueryAccountResponse(account=_pack(base)).SerializeToString()
     return abci.ResponseQuery(code=0, value=value, height=height)
+
+
+def balance(state: dict[str, Any], data: bytes, height: int) -> abci.ResponseQuery:
+    """x/bank's Balance: an unknown account, or a denom it does not hold, has a zero balance (not NotFound);
+    the devnet's accounts hold only the fee denom."""
+    request = bank_query.QueryBalanceRequest.FromString(data)
+    if not is_address(request.address):
+        return error(18, f"rpc error: code = InvalidArgument desc = invalid address {request.address!r}: "
+                         "invalid request", height)
+    if not request.denom:
+        return error(18, "rpc error: code = InvalidArgument desc = invalid denom: invalid request", height)
+    acc = state["accounts"].get(request.address)
+    held = acc["balance"] if acc is not None and request.denom == state["params"]["fee_denom"] else 0
+    coin = coin_pb2.Coin(denom=request.denom, amount=str(held))
+    return abci.ResponseQuery(code=0, value=bank_query.QueryBalanceResponse(balance=coin).SerializeToString(),
+                              height=height)
 
 
 def _payload(encoded: str) -> types_pb2.EncryptedSupportPayload:
@@ -98,6 +116,7 @@ def external_refs(state: dict[str, Any], data: bytes, height: int) -> abci.Respo
 
 STATE_QUERIES: dict[str, Callable[[dict[str, Any], bytes, int], abci.ResponseQuery]] = {
     "/cosmos.auth.v1beta1.Query/Account": account,
+    "/cosmos.bank.v1beta1.Query/Balance": balance,
     "/virtengine.support.v1.Query/SupportRequest": support_request,
     "/virtengine.support.v1.Query/SupportResponses": support_responses,
     "/virtengine.support.v1.Query/ExternalTicketRefs": external_refs,

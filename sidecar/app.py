@@ -37,6 +37,7 @@ from sidecar.desks.waldur import WaldurDesk
 from sidecar.errors import ConfigError, StoreError
 from sidecar.listen import parse_listen
 from sidecar.loops import run_loop
+from sidecar.observe.activity import ActivityFeed
 from sidecar.observe.audit import Auditor, AuditRetention
 from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics, Service
@@ -45,6 +46,7 @@ from sidecar.store.audit import AuditEntry
 from sidecar.store.db import Store
 from sidecar.store.inbound import release_running_issues_txn
 from sidecar.store.jobs import release_running_txn
+from sidecar.store.pauses import PauseBook
 from sidecar.sync.content import ContentOpener
 from sidecar.sync.inbound import InboundEngine, InboundSettings
 from sidecar.sync.outbound import DeskWorker, Dispatcher, WorkerSettings
@@ -111,6 +113,7 @@ class App:
         self.observe_port: int | None = None  # None: /metrics and verbose health are on web_port
         self.grpc_port: int | None = None
         self.tasks: list[str] = []  # names of the background tasks this run started (for operators' tests)
+        self.activity = ActivityFeed()  # what the components publish and WatchEvents streams
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -138,11 +141,13 @@ class App:
         auditor = Auditor(store, enabled=settings.audit.enabled)
         retention = AuditRetention(store, auditor, settings.audit.retention_days)
         await auditor.record(self._config_audit())
+        pauses = await PauseBook.load(store)  # operators' pauses survive restarts; the engines ask this copy
+        activity = self.activity
 
         rpc = CometRpc(settings.chain.rpc_url, settings.chain.request_timeout)
         ws_url = settings.chain.ws_url or websocket_url(settings.chain.rpc_url)
         receiver = self._receiver(store, auditor, metrics) if settings.webhook.enabled and settings.enabled else None
-        figures = CachedFigures(store)
+        figures = CachedFigures(store, pauses=pauses)
         web, observe = self._web_servers(store, health, metrics, receiver, figures)
         self.web_port = web.port
         self.observe_port = observe.port if observe is not None else None
@@ -170,10 +175,12 @@ class App:
                     keep_bases=settings.sync.enable_inbound and signer is not None,
                 ),
                 register=register,
+                pauses=pauses,
+                activity=activity,
             )
             for desk in desks
         ]
-        inbound, sweeper = self._inbound(clients, served, store, auditor, metrics, signer, key)
+        inbound, sweeper = self._inbound(clients, served, store, auditor, metrics, signer, key, pauses)
         deps = ControlDeps(
             store,
             health,
@@ -184,8 +191,13 @@ class App:
             rpc=rpc,
             opener=opener,
             fee_denom=settings.chain.fee_denom,
+            allow_content=settings.grpc.allow_content,
+            desk_readers={d.name: d for d in clients if isinstance(d, ReadsChanges)},
+            support_key=key,
+            pauses=pauses,
+            activity=activity,
         )
-        control = ControlServer(settings.grpc.listen, deps) if settings.grpc.enabled else None
+        control = ControlServer.from_config(self.config, deps) if settings.grpc.enabled else None
         await store.write("release running jobs", release_running_txn, time.time())
         await store.write("release running re-reads", release_running_issues_txn, time.time())
         if control is not None:
@@ -194,12 +206,16 @@ class App:
         probe = ChainProbe(rpc, health, metrics, settings.chain.chain_id)
         heads = HeadTracker()
         head_watch = head_subscription(ws_url, heads, metrics, settings.chain.no_block_alarm)
-        follower = ChainFollower(rpc, store, probe, heads, health, metrics, follower_settings(self.config, served), key)
+        follower = ChainFollower(
+            rpc, store, probe, heads, health, metrics, follower_settings(self.config, served), key, activity=activity
+        )
 
         async def refresh_health() -> float:
             queue = await figures.get()
             metrics.set_queue(queue.pending_events, queue.failed_events)
             metrics.set_inbound(queue.conflicts_open, queue.inbound_queue)
+            metrics.set_jobs(queue.desk_jobs)
+            metrics.set_paused((p.direction, p.desk) for p in pauses.pauses)  # the in-memory book: no read
             metrics.set_health(health.healthy, health.chain.reachable)
             if control is not None:
                 await control.refresh_health()
@@ -256,6 +272,7 @@ class App:
                 web.stop()
                 if observe is not None:
                     observe.stop()
+                activity.close()  # watch streams end now, not at the end of the gRPC grace
                 if control is not None:
                     await control.stop(SHUTDOWN_GRACE)
                 loop_stop.set()
@@ -328,7 +345,7 @@ class App:
         if not self.config.settings.chain.key_file and self.config.secret("signing_key") is None:
             log.warning("no signing key (chain.key_file or secret signing_key): desk refs are not registered on chain")
             return None
-        signer = signer_from_config(self.config, rpc, store, metrics, auditor, ws_url, health)
+        signer = signer_from_config(self.config, rpc, store, metrics, auditor, ws_url, health, self.activity)
         log.info("signing key loaded", extra={"address": signer.status.address})
         return signer
 
@@ -341,6 +358,7 @@ class App:
         metrics: Metrics,
         signer: Signer | None,
         key: EnvelopeKey | None,
+        pauses: PauseBook,
     ) -> tuple[InboundEngine | None, Sweeper | None]:
         """The inbound engine and its sweep, when inbound is on and there is a key to sign its Msgs with."""
         settings = self.config.settings
@@ -360,8 +378,10 @@ class App:
             sender=signer.status.address,
             key=key,
             outbound_desks=outbound,
+            pauses=pauses,
+            activity=self.activity,
         )
-        sweeper = Sweeper(readers, store, settings.sync.sync_interval)
+        sweeper = Sweeper(readers, store, settings.sync.sync_interval, pauses=pauses)
         return engine, sweeper
 
     def _concurrency(self, desk: str) -> int:

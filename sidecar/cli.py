@@ -20,11 +20,14 @@ from typing import Any, TextIO
 
 import sidecar
 from sidecar.config import KEYS, Config, load_config
-from sidecar.errors import ConfigError, SidecarError
+from sidecar.control import cli_commands
+from sidecar.control.tables import print_table
+from sidecar.errors import ConfigError, SidecarError, StoreError
 from sidecar.observe.audit import export_lines, parse_time_arg
 from sidecar.observe.logs import setup_logging
 from sidecar.secrets import SECRET_SPECS
 from sidecar.store.audit import open_audit_reader, verify_audit
+from sidecar.store.export import CONTENT_HELP, QueryRefused, ReadOnlyStore, write_rows
 
 log = logging.getLogger("sidecar")
 
@@ -37,15 +40,22 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_control_flags(parser: argparse.ArgumentParser) -> None:
+    """--control, or the config whose grpc.listen it defaults to (read only when --control is not given)."""
     parser.add_argument(
-        "--control", metavar="ADDRESS", help="the sidecar's gRPC control address (default: grpc.listen of the config)"
+        "--control",
+        metavar="ADDRESS",
+        help="the sidecar's control address: host:port or unix:///path (default: grpc.listen of --config, "
+        "or of VIRTENGINE_SERVICEDESK_GRPC_LISTEN, else 127.0.0.1:8481)",
     )
-    _add_config_flags(parser)
+    parser.add_argument("--config", "-c", metavar="FILE", help="YAML configuration file of the sidecar")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="servicedesk-sidecar", description="Sync VirtEngine support tickets with Jira and Waldur."
+        prog="servicedesk-sidecar",
+        description="Sync VirtEngine support tickets with Jira and Waldur.",
+        epilog="exit codes: 0 ok, 1 failed (a check failed, the sidecar refused a call), 2 invalid configuration "
+        "or usage, 3 the running sidecar cannot be reached (control commands; see `COMMAND --help`)",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {sidecar.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -76,16 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--public-url", metavar="URL", default="", help="the sidecar's public base URL, for the webhook URLs"
     )
     _add_config_flags(desk_check)
-    listing = commands.add_parser("conflicts", help="list the conflicts of a running sidecar (gRPC)")
-    listing.add_argument("--all", action="store_true", help="include resolved conflicts")
-    listing.add_argument("--json", action="store_true", help="print JSON (for scripts)")
-    _add_control_flags(listing)
-    resolve = commands.add_parser("resolve", help="decide a parked conflict of a running sidecar (gRPC)")
-    resolve.add_argument("conflict_id", type=int, metavar="ID", help="the conflict's id (see `conflicts`)")
-    resolve.add_argument("--keep", required=True, choices=("chain", "desk"), help="the side whose value wins")
-    resolve.add_argument("--operator", default=os.environ.get("USER", "operator"), help="who decides (audited)")
-    resolve.add_argument("--json", action="store_true", help="print JSON (for scripts)")
-    _add_control_flags(resolve)
+    cli_commands.add_commands(commands, _add_control_flags)
+    _add_db_commands(commands)
     keys = commands.add_parser("keys", help="inspect the chain signing key")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
     show = keys_commands.add_parser("show", help="print the signer's address and public key (never the private key)")
@@ -207,6 +209,73 @@ def _audit(args: argparse.Namespace, config: Config) -> int:
         conn.close()
 
 
+def _add_db_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    db = commands.add_parser(
+        "db",
+        help="read the store file directly (read-only; safe while the sidecar runs)",
+        description="Read the SQLite store (store.path) read-only: tables, one SELECT, or a table's rows. "
+        f"Columns that can hold ticket content or secrets ({CONTENT_HELP}) are left out of exports and "
+        "refused in queries unless --include-content is given.",
+    )
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
+    tables = db_commands.add_parser("tables", help="every table and its row count")
+    tables.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    query = db_commands.add_parser("query", help="run one read-only SELECT; exit 2 for anything else")
+    query.add_argument("sql", metavar="SQL", help='e.g. "SELECT state, count(*) FROM jobs GROUP BY state"')
+    query.add_argument("--format", choices=("table", "json", "jsonl", "csv"), default="table")
+    export = db_commands.add_parser("export", help="write one table's rows as JSON, JSON lines or CSV")
+    export.add_argument("table", metavar="TABLE", help="a table name (see `db tables`)")
+    export.add_argument("--format", choices=("json", "jsonl", "csv"), default="json")
+    export.add_argument("--where", metavar="SQL", help="a filter, e.g. \"state = 'dead'\"")
+    export.add_argument("--output", "-o", metavar="FILE", help="write to FILE (created 0600) instead of stdout")
+    for parser in (tables, query, export):
+        if parser is not tables:
+            parser.add_argument(
+                "--include-content", action="store_true", help=f"also read {CONTENT_HELP} (ticket content, secrets)"
+            )
+        _add_config_flags(parser)
+
+
+def _db(args: argparse.Namespace, config: Config) -> int:
+    """`db tables|query|export`: exit 2 for a refused statement or table, 1 when the file cannot be read."""
+    try:
+        store = ReadOnlyStore(config.settings.store.path, getattr(args, "include_content", False))
+    except StoreError as exc:
+        print(f"servicedesk-sidecar: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.db_command == "tables":
+            counts = store.tables()
+            if args.json:
+                print(json.dumps([{"name": t.name, "rows": t.rows} for t in counts], indent=2))
+            else:
+                print_table([{"name": t.name, "rows": t.rows} for t in counts], ("name", "rows"))
+            return 0
+        if args.db_command == "query":
+            columns, rows = store.query(args.sql)
+            if args.format == "table":
+                print_table(list(rows), columns)
+            else:
+                write_rows(columns, rows, args.format, sys.stdout)
+            return 0
+        columns, rows = store.export(args.table, args.where)
+        with _private_output(args.output) if args.output else contextlib.nullcontext(sys.stdout) as out:
+            count = write_rows(columns, rows, args.format, out)
+        print(f"exported {count} rows of {args.table}", file=sys.stderr)
+        return 0
+    except QueryRefused as exc:
+        print(f"servicedesk-sidecar: refused: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"servicedesk-sidecar: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as exc:
+        print(f"servicedesk-sidecar: cannot read the store: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+
+
 def _private_output(path: str) -> TextIO:
     """The export file, created 0600 (and tightened to 0600 if it existed): audit rows name tickets and desks."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -259,11 +328,13 @@ def _desk_check(config: Config, as_json: bool, public: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("run", "audit"):
+    if args.command in ("run", "audit", "db"):
         os.umask(0o077)  # the database, its WAL/SHM and exports are private to the service account
     if args.command == "config" and args.config_command == "reference":
         print(reference_markdown())
         return 0
+    if args.command in cli_commands.COMMANDS:  # the config is read only when --control is not given
+        return cli_commands.run(args, lambda: _load(args).settings.grpc.listen)
     try:
         config = _load(args)
     except ConfigError as exc:
@@ -278,13 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _keys_show(config)
     if args.command == "desk":
         return _desk_check(config, args.json, args.public_url)
-    if args.command in ("conflicts", "resolve"):
-        from sidecar.control import client
-
-        address = args.control or config.settings.grpc.listen
-        if args.command == "conflicts":
-            return client.conflicts(address, args.all, args.json)
-        return client.resolve(address, args.conflict_id, args.keep, args.operator, args.json)
+    if args.command == "db":
+        return _db(args, config)
     settings = config.settings
     setup_logging(settings.audit.log_level, settings.logging.format, config.secret_values())
     for warning in config.warnings:

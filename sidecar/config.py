@@ -20,7 +20,7 @@ import yaml
 
 from sidecar.config_schema import ENV_PREFIX, ServiceDeskConfig
 from sidecar.errors import ConfigError
-from sidecar.listen import parse_listen
+from sidecar.listen import missing_protection, parse_control_listen, parse_listen
 from sidecar.secrets import (
     SECRET_SPECS,
     Secret,
@@ -42,6 +42,8 @@ _SECRET_KEYS = {
     "waldur.webhook_secret": "waldur_webhook_secret",
     "chain.signing_key": "signing_key",
     "chain.support_private_key": "support_private_key",
+    "grpc.token": "grpc_token",
+    "grpc.read_token": "grpc_read_token",
 }
 
 
@@ -190,6 +192,11 @@ def _check_kind(spec: KeySpec, value: Any) -> None:
             raise ValueError(f"{_num(low)}{unit}..{_num(high)}{unit}")
     if spec.kind == "listen" or (spec.kind == "listen_or_empty" and value):
         parse_listen(value)
+    elif spec.kind == "grpc_listen":
+        address = parse_control_listen(value)
+        folder = os.path.dirname(address.path)
+        if address.is_unix and not os.path.isdir(folder):
+            raise ValueError(f"host:port or unix:///path in an existing directory ({folder} is not one)")
     elif spec.kind == "url" and value and not re.match(r"^(https?|wss?|unix)://", value):
         raise ValueError("an http:// or https:// URL")
     elif spec.kind == "cidrs":
@@ -370,6 +377,7 @@ def _vault_token(token_file: str, env: Mapping[str, str]) -> Secret:
 
 def _check_consistency(settings: ServiceDeskConfig, sources: Mapping[str, str], secrets: Mapping[str, Secret]) -> None:
     """Rules that involve more than one key."""
+    _check_grpc(settings, sources, secrets)
     retry = settings.retry
     if retry.max_backoff < retry.initial_backoff:
         raise ConfigError(
@@ -417,6 +425,43 @@ def _check_consistency(settings: ServiceDeskConfig, sources: Mapping[str, str], 
                 "is required when waldur.base_url is set",
                 source=sources["waldur.organization_uuid"],
             )
+
+
+def _check_grpc(settings: ServiceDeskConfig, sources: Mapping[str, str], secrets: Mapping[str, Secret]) -> None:
+    """The control API: TLS files in pairs and present, and a non-loopback address protected."""
+    grpc = settings.grpc
+    if not grpc.enabled:
+        return
+    for path in ("grpc.tls_cert", "grpc.tls_key", "grpc.client_ca"):
+        file = getattr(grpc, path.removeprefix("grpc."))
+        if file and not os.path.isfile(file):
+            raise ConfigError(path, f"names no file: {file}", source=sources[path])
+    if bool(grpc.tls_cert) != bool(grpc.tls_key):
+        given, missing = ("grpc.tls_cert", "grpc.tls_key") if grpc.tls_cert else ("grpc.tls_key", "grpc.tls_cert")
+        raise ConfigError(
+            missing, f"is required with {given} (TLS needs a certificate and its key)", source=sources[given]
+        )
+    if grpc.client_ca and not grpc.tls_cert:
+        raise ConfigError(
+            "grpc.client_ca",
+            "needs grpc.tls_cert and grpc.tls_key: client certificates are checked in the TLS handshake",
+            source=sources["grpc.client_ca"],
+        )
+    full, read = secrets.get("grpc_token"), secrets.get("grpc_read_token")
+    if full is not None and read is not None and full == read:
+        raise ConfigError("grpc_read_token", "must differ from grpc_token (it is read-only)", source=read.source)
+    address = parse_control_listen(grpc.listen)
+    lacking = missing_protection(
+        address, tls=bool(grpc.tls_cert), client_ca=bool(grpc.client_ca), token=full is not None
+    )
+    if lacking:
+        token_hint = "" if "grpc_token" not in lacking else f"; the token is the secret {_secret_hint('grpc_token')}"
+        raise ConfigError(
+            "grpc.listen",
+            f"is {_show(grpc.listen)}, reachable from other machines: it needs {lacking} "
+            f"(or listen on loopback or unix:///path){token_hint}",
+            source=sources["grpc.listen"],
+        )
 
 
 def _secret_hint(name: str) -> str:

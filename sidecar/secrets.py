@@ -91,6 +91,10 @@ SECRET_SPECS: tuple[SecretSpec, ...] = (
         "VIRTENGINE_SERVICEDESK_SUPPORT_PRIVATE_KEY",
         "X25519 private key (base64) that decrypts ticket payloads addressed to the support desk",
     ),
+    SecretSpec("grpc_token", "VIRTENGINE_SERVICEDESK_GRPC_TOKEN", "bearer token of control API callers (every call)"),
+    SecretSpec(
+        "grpc_read_token", "VIRTENGINE_SERVICEDESK_GRPC_READ_TOKEN", "bearer token of the control API's read-only calls"
+    ),
 )
 
 SECRET_NAMES = frozenset(spec.name for spec in SECRET_SPECS)

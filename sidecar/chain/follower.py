@@ -25,6 +25,7 @@ from sidecar.chain.heads import HeadTracker
 from sidecar.chain.probe import ChainProbe
 from sidecar.chain.rpc import CometRpc, NodeAnswerMismatch, NodeStatus
 from sidecar.errors import ChainRpcError
+from sidecar.observe.activity import ActivityFeed
 from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics
 from sidecar.store.db import Store
@@ -74,6 +75,8 @@ class ChainFollower:
         metrics: Metrics,
         settings: FollowerSettings,
         support_key: EnvelopeKey | None,
+        *,
+        activity: ActivityFeed | None = None,
     ) -> None:
         self._rpc = rpc
         self._store = store
@@ -83,6 +86,7 @@ class ChainFollower:
         self._metrics = metrics
         self._settings = settings
         self._key = support_key
+        self._activity = activity
         self._base64_attributes = False
         self.state = FollowerState.STARTING
         self.cursor: Cursor | None = None
@@ -331,23 +335,12 @@ class ChainFollower:
         """Events that cannot be decoded come back as poison; payloads that cannot be opened as
         placeholders: neither raises, so one hostile event never holds back its block."""
         events = decode_block(results, base64_encoded=self._base64_attributes)
-        content = {e.event_id: self._check_content(e) for e in events if isinstance(e, SupportEvent) and _carries(e)}
+        content = {
+            e.event_id: check
+            for e in events
+            if isinstance(e, SupportEvent) and (check := check_content(self._key, e)) is not None
+        }
         return BlockBatch(int(results["height"]), events, content)
-
-    def _check_content(self, event: SupportEvent) -> ContentCheck:
-        payload = event.payload.get("payload") or {}
-        envelope = payload.get("envelope") if isinstance(payload, dict) else None
-        if not envelope:
-            return ContentCheck("placeholder", "payload held off-chain (envelope_ref); no artifact store configured")
-        if self._key is None:
-            return ContentCheck("placeholder", "no support key configured (secret support_private_key)")
-        try:
-            self._key.open(envelope)
-        except EnvelopeError as exc:
-            return ContentCheck("placeholder", str(exc))
-        except Exception as exc:  # the per-event boundary: opening is pure computation
-            return ContentCheck("placeholder", f"payload cannot be opened ({type(exc).__name__})")
-        return ContentCheck("decrypted")
 
     async def _commit(self, batches: list[BlockBatch]) -> None:
         assert self.cursor is not None
@@ -355,6 +348,7 @@ class ChainFollower:
         result = await self._store.write("commit blocks", commit_blocks_txn, chain_id, batches)
         self.cursor = Cursor(chain_id, batches[-1].height)
         self._metrics.set_chain(self.cursor.height, self._heads.height)
+        self._announce(batches)
         if result.poison:
             log.error(
                 "undecodable support events kept as poison",
@@ -363,6 +357,34 @@ class ChainFollower:
         if "follower" in self._health.problems:
             self._health.set_problem("follower", None)
 
+    def _announce(self, batches: list[BlockBatch]) -> None:
+        """Tell watchers (WatchEvents) of each support event now stored: its type, ticket and height."""
+        if self._activity is None:
+            return
+        for batch in batches:
+            for event in batch.events:
+                if isinstance(event, SupportEvent):
+                    kind = event.event_type
+                    self._activity.publish(
+                        "event", "processed", ticket_id=event.ticket_id, height=batch.height, detail=kind
+                    )
 
-def _carries(event: SupportEvent) -> bool:
-    return bool(event.payload.get("payload") or event.payload.get("envelope_ref"))
+
+def check_content(key: EnvelopeKey | None, event: SupportEvent) -> ContentCheck | None:
+    """Whether the sidecar can open an event's payload, and why not (None: the event carries none).
+    Never raises, so one hostile payload never holds back its block."""
+    payload = event.payload.get("payload") or {}
+    if not payload and not event.payload.get("envelope_ref"):
+        return None
+    envelope = payload.get("envelope") if isinstance(payload, dict) else None
+    if not envelope:
+        return ContentCheck("placeholder", "payload held off-chain (envelope_ref); no artifact store configured")
+    if key is None:
+        return ContentCheck("placeholder", "no support key configured (secret support_private_key)")
+    try:
+        key.open(envelope)
+    except EnvelopeError as exc:
+        return ContentCheck("placeholder", str(exc))
+    except Exception as exc:  # the per-event boundary: opening is pure computation
+        return ContentCheck("placeholder", f"payload cannot be opened ({type(exc).__name__})")
+    return ContentCheck("decrypted")

@@ -20,6 +20,7 @@ from sidecar.chain.rpc import CometRpc
 from sidecar.chain.txbuild import query_account
 from sidecar.chain.txwatch import Inclusion, Lookup, TxWatcher, look_up, sequence_user
 from sidecar.errors import ChainRpcError
+from sidecar.observe.activity import ActivityFeed
 from sidecar.observe.audit import Auditor
 from sidecar.observe.metrics import Metrics
 from sidecar.store.audit import AuditEntry
@@ -54,6 +55,7 @@ class Settler:
         *,
         address: str = "",
         on_pause: Callable[[ChainAnswer], None] = lambda answer: None,
+        activity: ActivityFeed | None = None,
     ) -> None:
         self._rpc = rpc
         self._metrics = metrics
@@ -64,6 +66,7 @@ class Settler:
         self._on_lost_sequence = on_lost_sequence
         self._on_pause = on_pause
         self._address = address
+        self._activity = activity
         self.unproven: dict[str, str] = {}  # tx hash -> why its loss cannot be proven (the alarm)
 
     async def settle(self, flight: list[InFlight], head: int) -> list[InFlight]:
@@ -161,6 +164,7 @@ class Settler:
         verdict = judge(answer, len(tx.intent_ids))
         if verdict is Verdict.LANDED:
             await self._store.write("record included tx", record_included_txn, tx.batch_id, height)
+            await self._announce(tx.intent_ids, "included", height)
             return
         if not answer.consumed_sequence:
             self._on_lost_sequence()
@@ -235,6 +239,7 @@ class Settler:
             tx.batch_id,
             height,
         )
+        await self._announce([i.id for i in intents], "dead", height, intents)
         log.warning(
             "tx intents dead-lettered",
             extra={
@@ -244,6 +249,23 @@ class Settler:
                 "tx_hash": tx.tx_hash,
             },
         )
+
+    async def _announce(
+        self, ids: Sequence[int], action: str, height: int | None, known: Sequence[Intent] | None = None
+    ) -> None:
+        """Tell watchers (WatchEvents) what became of these intents: ids, ticket, Msg type and height."""
+        if self._activity is None or not self._activity.subscribers:
+            return
+        intents = known if known is not None else await self._store.read("intents of tx", get_intents, ids)
+        for intent in intents:
+            self._activity.publish(
+                "intent",
+                action,
+                ticket_id=intent.ticket_id or "",
+                height=height or 0,
+                id=intent.id,
+                detail=intent.msg_type,
+            )
 
 
 def _audit_entry(tx: InFlight, intent: Intent, answer: ChainAnswer, height: int | None) -> AuditEntry:

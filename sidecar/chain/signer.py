@@ -34,6 +34,7 @@ from sidecar.chain.txbuild import Account, FeePolicy, SignedTx, build_tx, query_
 from sidecar.chain.txwatch import TxWatcher
 from sidecar.config import Config
 from sidecar.errors import ChainRpcError
+from sidecar.observe.activity import ActivityFeed
 from sidecar.observe.audit import Auditor
 from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics
@@ -134,6 +135,7 @@ class Signer:
         watcher: TxWatcher | None = None,
         crash_at: CrashPoint | None = None,
         health: HealthState | None = None,
+        activity: ActivityFeed | None = None,
     ) -> None:
         self._rpc = rpc
         self._store = store
@@ -153,6 +155,7 @@ class Signer:
             watcher,
             address=key.address,
             on_pause=self._pause,
+            activity=activity,
         )
         self._guard = NodeGuard(settings.chain_id, 0)
         self._probe_at = 0.0
@@ -162,6 +165,7 @@ class Signer:
         self._account_number = 0
         self._next_sequence = 0
         self._should_resync = False
+        self._resync_asked: list[asyncio.Future[tuple[int, int]]] = []  # operators' resyncs, served by the step
         self._backoff = 0.0
         self._gas_seen: dict[tuple[str, ...], tuple[int, int, float]] = {}  # Msg types -> gas, bytes, when
         self.status = SignerStatus(address=key.address)
@@ -171,15 +175,54 @@ class Signer:
     async def step(self) -> float:
         try:
             return await self._step()
-        except NodeRefused:  # nothing this node says may touch the sequence or the intents
+        except NodeRefused as exc:  # nothing this node says may touch the sequence or the intents
+            self._answer_resyncs(exc)
             await self._publish()
             return self.settings.refused_interval
+        except ChainRpcError as exc:
+            self._answer_resyncs(exc)
+            raise
+
+    async def resync_sequence(self) -> tuple[int, int]:
+        """Ask the step loop to read the account sequence from the chain again: (previous, new) next sequence.
+
+        Served by the signer's own step, so it never races a signing in progress. Raises what the node
+        answered (ChainRpcError, NodeRefused); waits as long as the step loop does (callers bound it)."""
+        asked: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        self._resync_asked.append(asked)
+        return await asked
+
+    def _answer_resyncs(self, result: tuple[int, int] | BaseException) -> None:
+        asked, self._resync_asked = self._resync_asked, []
+        for future in asked:
+            if future.done():  # the caller gave up waiting
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _serve_resyncs(self) -> None:
+        """An operator's resync: the chain's sequence, or past the txs still in flight (they hold theirs; a
+        lower number would sign over them). The automatic resync after a lost sequence waits for those instead."""
+        if not self._resync_asked:
+            return
+        previous = self._next_sequence
+        account = await query_account(self._rpc, self._key.address)
+        in_flight = max((f.sequence + 1 for f in self._flight), default=0)
+        self._next_sequence = max(account.sequence, in_flight)
+        log.info(
+            "account sequence read again on request",
+            extra={"previous": previous, "sequence": self._next_sequence, "chain": account.sequence},
+        )
+        self._answer_resyncs((previous, self._next_sequence))
 
     async def _step(self) -> float:
         if not self._ready:
             await self._recover(await self._rpc.status())
         head = self._guard.check(await self._rpc.status())  # after a recovery, which may wait for the watcher
         self._flight = await self._settler.settle(self._flight, head)
+        await self._serve_resyncs()
         delay = await self._rebroadcast(head)
         if delay == 0.0 and len(self._flight) < self.settings.max_in_flight:
             delay = await self._send_new(head)
@@ -478,6 +521,7 @@ def signer_from_config(
     auditor: Auditor,
     ws_url: str,
     health: HealthState | None = None,
+    activity: ActivityFeed | None = None,
 ) -> Signer:
     """What app.py calls: make the process undumpable, load the key (ConfigError without one), build the signer
     with its tx subscription (app.py runs `signer.watcher.subscription` in the TaskGroup)."""
@@ -485,4 +529,4 @@ def signer_from_config(
     key = load_signing_key(config)
     watcher = TxWatcher(ws_url, key.address, metrics)
     settings = SignerSettings.from_config(config)
-    return Signer(rpc, store, key, settings, metrics, auditor, watcher=watcher, health=health)
+    return Signer(rpc, store, key, settings, metrics, auditor, watcher=watcher, health=health, activity=activity)

@@ -17,6 +17,7 @@ from decimal import Decimal
 from cosmpy.aerial.tx import SigningCfg, Transaction, TxFee
 from cosmpy.protos.cosmos.auth.v1beta1 import auth_pb2
 from cosmpy.protos.cosmos.auth.v1beta1 import query_pb2 as auth_query
+from cosmpy.protos.cosmos.bank.v1beta1 import query_pb2 as bank_query
 from cosmpy.protos.cosmos.tx.v1beta1 import service_pb2
 from cosmpy.protos.cosmos.tx.v1beta1 import tx_pb2 as sdk_tx
 from google.protobuf.any_pb2 import Any as ProtoAny
@@ -161,3 +162,19 @@ async def simulate(rpc: CometRpc, tx_bytes: bytes) -> Simulation:
     except DecodeError:
         return Simulation(None, 1, "", "simulation answered undecodable bytes")
     return Simulation(int(answer.gas_info.gas_used))
+
+
+BALANCE_PATH = "/cosmos.bank.v1beta1.Query/Balance"
+
+
+async def query_balance(rpc: CometRpc, address: str, denom: str) -> str:
+    """The account's balance of one denom as the chain writes coins ("1000uve"); read-only, for operators."""
+    request = bank_query.QueryBalanceRequest(address=address, denom=denom).SerializeToString()
+    try:
+        response = await rpc.abci_query(BALANCE_PATH, request)
+        if int(response.get("code", 0)) != 0:
+            raise ChainRpcError(f"balance query for {address} failed: code {response.get('code')}", retryable=True)
+        coin = bank_query.QueryBalanceResponse.FromString(base64.b64decode(response.get("value") or "")).balance
+    except (DecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ChainRpcError(f"balance query for {address} answered unusable data", retryable=True) from exc
+    return f"{coin.amount or '0'}{coin.denom or denom}"

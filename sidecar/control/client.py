@@ -1,89 +1,116 @@
-"""The CLI's side of the control API: ask a running sidecar over gRPC, print tables or JSON.
+"""The CLI's side of the control API: one channel to a running sidecar, one path for every call.
 
-Exit codes (as the CLI documents them): 0 ok, 1 the sidecar refused or failed the call, 2 usage (an
-argument the sidecar calls invalid), 3 the sidecar cannot be reached at the control address.
+Exit codes (the CLI's --help epilog repeats them):
+  0  ok
+  1  the sidecar refused or failed the call (NOT_FOUND, FAILED_PRECONDITION, UNAUTHENTICATED, ...)
+  2  usage: bad arguments, an unreadable or too open --token-file or TLS file, or INVALID_ARGUMENT from the sidecar
+  3  unreachable: UNAVAILABLE or DEADLINE_EXCEEDED, or a control address that cannot be dialed
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
-from google.protobuf.json_format import MessageToDict
-from virtengine.servicedesk.v1 import control_pb2, control_pb2_grpc
+from google.protobuf.message import Message
+from virtengine.servicedesk.v1 import control_pb2_grpc
 
+from sidecar.control.dial import DialOptions, call_metadata, open_channel
+from sidecar.errors import ConfigError
 from sidecar.listen import dial_target
+from sidecar.secrets import read_private_file
 
-TIMEOUT = 10.0
-T = TypeVar("T")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_CODES_HELP = """exit codes:
+  0  ok
+  1  the sidecar refused or failed the call (not found, paused, unauthenticated, ...)
+  2  usage: bad arguments, a --token-file others can read, an unreadable TLS file, or INVALID_ARGUMENT
+     from the sidecar
+  3  the sidecar cannot be reached at the control address (not running, wrong address, timeout)"""
 EXIT_FOR: dict[grpc.StatusCode, int] = {
-    grpc.StatusCode.INVALID_ARGUMENT: 2,
-    grpc.StatusCode.UNAVAILABLE: 3,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 3,
+    grpc.StatusCode.INVALID_ARGUMENT: EXIT_USAGE,
+    grpc.StatusCode.UNAVAILABLE: EXIT_UNREACHABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNREACHABLE,
+}
+HINT_FOR: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.UNAVAILABLE: "is the sidecar running at {address}, and is that its grpc.listen?",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "no answer from {address} in time; a larger --timeout may help",
+    grpc.StatusCode.UNAUTHENTICATED: "the sidecar did not accept the caller: give --token-file with a token it "
+    "accepts, or a client certificate with --tls-cert/--tls-key",
+    grpc.StatusCode.PERMISSION_DENIED: "the sidecar does not allow this to this caller",
+    grpc.StatusCode.UNIMPLEMENTED: "this sidecar does not offer the call (an older version?)",
 }
 
 
-def call(address: str, fn: Callable[[control_pb2_grpc.ControlStub], T]) -> tuple[T | None, int]:
-    """Run one call; (answer, 0) or (None, exit code) with the reason on standard error."""
-    try:
-        target = dial_target(address)
-    except ValueError as exc:
-        print(f"servicedesk-sidecar: --control {address!r}: {exc}", file=sys.stderr)
-        return None, 2
-    with grpc.insecure_channel(target) as channel:
+class CallFailed(Exception):
+    """A call did not give an answer; the reason is already on standard error."""
+
+    def __init__(self, exit_code: int) -> None:
+        self.exit_code = exit_code
+        super().__init__(exit_code)
+
+
+def fail(message: str, exit_code: int) -> CallFailed:
+    print(f"servicedesk-sidecar: {message}", file=sys.stderr)
+    return CallFailed(exit_code)
+
+
+def read_token(file: str) -> str:
+    """The bearer token of --token-file; ConfigError when others can read the file or it is empty."""
+    token = read_private_file(file, "--token-file").strip()
+    if not token:
+        raise ConfigError("--token-file", f"{file} is empty", source="flag")
+    return token
+
+
+class ControlClient:
+    """One blocking channel for one CLI command; `call` and `stream` turn errors into CallFailed."""
+
+    def __init__(self, options: DialOptions, timeout: float) -> None:
+        self.options = options
+        self.timeout = timeout
+        self._metadata = call_metadata(options)
         try:
-            return fn(control_pb2_grpc.ControlStub(channel)), 0
+            dial_target(options.address)
+        except ValueError as exc:
+            raise fail(f"--control {options.address!r}: {exc}", EXIT_UNREACHABLE) from None
+        try:
+            self._channel = open_channel(options)
+        except ValueError as exc:  # a TLS file that cannot be read, a certificate without its key
+            raise fail(f"TLS options (--tls-ca, --tls-cert, --tls-key): {exc}", EXIT_USAGE) from None
+        self._stub = control_pb2_grpc.ControlStub(self._channel)
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._channel.close()
+
+    def call(self, method: str, request: Message) -> Any:
+        """The answer of the unary call `method` (its name in the .proto)."""
+        try:
+            return getattr(self._stub, method)(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
-            code, detail = exc.code(), exc.details()
-            unreachable = EXIT_FOR.get(code) == 3
-            reach = " (is the sidecar running, and is --control its grpc.listen?)" if unreachable else ""
-            print(f"servicedesk-sidecar: {code.name}: {detail}{reach}", file=sys.stderr)
-            return None, EXIT_FOR.get(code, 1)
+            raise self._failed(method, exc) from None
 
+    def stream(self, method: str, request: Message) -> Iterator[Any]:
+        """The messages of the server stream `method` until it ends; KeyboardInterrupt cancels it."""
+        answers = getattr(self._stub, method)(request, metadata=self._metadata)
+        try:
+            yield from answers
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.CANCELLED and answers.cancelled():
+                return
+            raise self._failed(method, exc) from None
+        finally:
+            answers.cancel()
 
-CONFLICT_COLUMNS = ("id", "ticket_id", "desk", "field", "chain_value", "desk_value", "strategy", "state", "detected_at")
-
-
-def print_conflicts(answer: control_pb2.ListConflictsResponse, as_json: bool) -> None:
-    rows = [
-        MessageToDict(c, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-        for c in answer.conflicts
-    ]
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        print("no conflicts")
-        return
-    print_table(rows, CONFLICT_COLUMNS)
-
-
-def print_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
-    for row in rows:
-        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
-
-
-def conflicts(address: str, include_resolved: bool, as_json: bool) -> int:
-    request = control_pb2.ListConflictsRequest(include_resolved=include_resolved, limit=1000)
-    answer, code = call(address, lambda stub: stub.ListConflicts(request, timeout=TIMEOUT))
-    if answer is not None:
-        print_conflicts(answer, as_json)
-    return code
-
-
-def resolve(address: str, conflict_id: int, keep: str, operator: str, as_json: bool) -> int:
-    request = control_pb2.ResolveConflictRequest(id=conflict_id, winner=keep, operator=operator)
-    answer, code = call(address, lambda stub: stub.ResolveConflict(request, timeout=TIMEOUT))
-    if answer is None:
-        return code
-    row = MessageToDict(answer.conflict, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-    if as_json:
-        print(json.dumps(row, indent=2))
-    else:
-        print(f"conflict {row['id']} resolved: {keep} kept ({row['field']} of {row['ticket_id']} at {row['desk']})")
-    return 0
+    def _failed(self, method: str, exc: grpc.RpcError) -> CallFailed:
+        code: grpc.StatusCode = exc.code()
+        detail: str = exc.details() or ""
+        hint = HINT_FOR.get(code, "").format(address=self.options.address)
+        return fail(
+            f"{method}: {code.name}: {detail}" + (f" ({hint})" if hint else ""), EXIT_FOR.get(code, EXIT_FAILED)
+        )

@@ -6,13 +6,17 @@ from dataclasses import dataclass, field, replace
 
 import grpc
 
+from sidecar.chain.envelope import EnvelopeKey
 from sidecar.chain.rpc import CometRpc
 from sidecar.chain.signer import Signer
 from sidecar.control.caller import caller
+from sidecar.desks.base import ReadsChanges
+from sidecar.observe.activity import ActivityFeed
 from sidecar.observe.audit import Auditor
 from sidecar.observe.health import HealthState
 from sidecar.store.audit import AuditEntry
 from sidecar.store.db import Store
+from sidecar.store.pauses import PauseBook
 from sidecar.sync.content import ContentOpener
 
 
@@ -28,6 +32,11 @@ class ControlDeps:
     opener: ContentOpener | None = None
     allow_content: bool = False  # grpc.allow_content: GetTicket may return decrypted content
     fee_denom: str = "uve"
+    pauses: PauseBook | None = None  # the engines' view of the pauses; Pause/Resume update it after the store
+    activity: ActivityFeed | None = None  # what WatchEvents streams; the control calls publish to it too
+    # The desk clients Reconcile reads issues from (name -> client; JiraDesk and WaldurDesk read changes).
+    desk_readers: dict[str, ReadsChanges] = field(default_factory=dict)  # Reconcile reads the desks with them
+    support_key: EnvelopeKey | None = None  # Reconcile checks the events it takes in as the follower does
 
     @property
     def configured_desks(self) -> list[str]:

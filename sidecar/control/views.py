@@ -8,6 +8,7 @@ from sidecar.observe.logs import current_redactor
 from sidecar.store.inbound import ConflictRow
 from sidecar.store.intents import IntentView
 from sidecar.store.jobs import Job
+from sidecar.store.pauses import Pause
 from sidecar.web.health import iso
 
 
@@ -22,6 +23,8 @@ def job_message(j: Job) -> control_pb2.Job:
         attempts=j.attempts,
         next_run_at=iso(j.next_run_at) or "",
         last_error=current_redactor()(j.last_error or ""),
+        created_at=iso(j.created_at) or "",
+        updated_at=iso(j.updated_at) or "",
     )
 
 
@@ -55,4 +58,10 @@ def conflict_message(c: ConflictRow) -> control_pb2.Conflict:
         resolution=c.resolution or "",
         detected_at=iso(c.detected_at) or "",
         resolved_at=iso(c.resolved_at) or "",
+    )
+
+
+def pause_message(p: Pause) -> control_pb2.PauseState:
+    return control_pb2.PauseState(
+        direction=p.direction, desk=p.desk, since=iso(p.since) or "", by=p.by, reason=p.reason
     )

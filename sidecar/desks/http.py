@@ -2,8 +2,10 @@
 
 Each desk owns one long-lived `DeskHttp` (pooled, with the configured timeout). Every request is
 counted in `servicedesk_api_requests` by a transport wrapper, so calls made by a generated client
-(waldur-api-client) through the same httpx client are counted too. Error messages carry the desk,
-the operation and the desk's own error text with secrets removed, never request bodies.
+(waldur-api-client) through the same httpx client are counted too, and so are the waits of the
+desk's rate limits (`servicedesk_desk_rate_limit_wait_seconds`): the sidecar's own pacing and a
+429's Retry-After. Error messages carry the desk, the operation and the desk's own error text with
+secrets removed, never request bodies.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import httpx
 
 from sidecar import boundedjson
 from sidecar.boundedjson import JsonLimitError
-from sidecar.desks.ratelimit import TokenBucket
 from sidecar.errors import ConfigError, DeskError
 from sidecar.observe.logs import Redactor, current_redactor
 from sidecar.observe.metrics import HttpMethod, Metrics, Service
+from sidecar.ratelimit import TokenBucket
 
 T = TypeVar("T")
 RETRYABLE = frozenset({408, 409, 425, 429})
@@ -36,6 +38,8 @@ MAX_ANSWER_BYTES = 16 * 1024 * 1024
 MAX_ANSWER_DEPTH = 128
 # A credential echoed without its header name (the logs' redactor needs "Authorization:" before it).
 _CREDENTIAL = re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{16,}")
+# A token taken at once costs microseconds; from this long on, the request waited for the bucket (seconds).
+BUCKET_WAIT_FLOOR = 0.001
 
 
 # Headers of the last response the transport saw in this task, for generated clients that raise
@@ -71,7 +75,11 @@ class _CountingTransport(httpx.AsyncBaseTransport):
         method = request.method.upper()
         label = cast(HttpMethod, method) if method in get_args(HttpMethod) else None
         if self._bucket is not None:
+            start = time.monotonic()
             await self._bucket.acquire()
+            waited = time.monotonic() - start  # queued behind other requests, then for a token
+            if waited >= BUCKET_WAIT_FLOOR:
+                self._metrics.count_rate_limit_wait(self._desk, "token_bucket", waited)
         try:
             response = await self._inner.handle_async_request(request)
         except BaseException:
@@ -109,6 +117,7 @@ class DeskHttp:
     ) -> None:
         self.desk = desk
         self.base_url = require_tls(desk, base_url, allow_insecure_http=allow_insecure_http)
+        self._metrics = metrics
         secrets = list(secrets)
         if isinstance(auth, tuple):  # the encoded Basic credential is as secret as the token in it
             secrets.append(base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
@@ -184,6 +193,8 @@ class DeskHttp:
         # so it is retryable and desk-scoped (the worker then probes the desk and waits; see outbound.py).
         retryable = status in RETRYABLE or status >= 500 or status == 401
         retry_after = parse_retry_after(headers.get("retry-after")) if status in RETRY_AFTER_STATUSES else None
+        if status == 429 and retry_after:  # the engines hold the request's work back at least this long
+            self._metrics.count_rate_limit_wait(self.desk, "retry_after", retry_after)
         scope = "issue" if headers.get("ratelimit-reason", "").strip() == PER_ISSUE_REASON else "desk"
         text = self.redact(error_text(content))
         message = f"{self.desk} {op}: HTTP {status}" + (f": {text}" if text else "")

@@ -3,12 +3,13 @@
 Names, labels and types of the operations guide are kept exactly. Every label takes its values
 from one of the Literal sets below (never a ticket id, URL or error text), and every combination
 is created at start, so series exist (at 0) before the first event and `increase()` sees the first.
+The one exception is `servicedesk_paused`: a series exists only while its pause does.
 """
 
 from __future__ import annotations
 
 import platform
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from itertools import product
 from typing import Literal, get_args
 
@@ -45,6 +46,10 @@ WebhookOutcome = Literal[
 TxConfirmation = Literal["websocket", "poll"]
 SyncField = Literal["status", "priority", "assignee"]
 ConflictRule = Literal["on_chain_wins", "external_wins", "newest_wins", "manual", "transition_not_allowed", "other"]
+JobState = Literal["pending", "running", "dead"]  # the outbound job states an operator watches (not done/skipped)
+# Why a desk request waited: the sidecar's own pacing (`<desk>.requests_per_second`), or the desk's 429 Retry-After.
+WaitCause = Literal["token_bucket", "retry_after"]
+EVERY_DESK = "all"  # servicedesk_paused's desk for a pause of every desk
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 
 
@@ -129,6 +134,31 @@ class Metrics:
             ["desk", "state"],
             registry=r,
         )
+        self.jobs = Gauge(
+            "servicedesk_jobs",
+            "Outbound desk jobs by desk and state: pending (waiting or deferred), running, dead (dead-lettered)",
+            ["desk", "state"],
+            registry=r,
+        )
+        self.rate_limit_waits = Counter(
+            "servicedesk_desk_rate_limit_waits",
+            "Desk requests held back by a rate limit: the sidecar's own pacing or the desk's 429 Retry-After",
+            ["desk", "cause"],
+            registry=r,
+        )
+        self.rate_limit_wait_seconds = Counter(
+            "servicedesk_desk_rate_limit_wait_seconds",
+            "Seconds desk requests were held back by a rate limit (pacing: waited; retry_after: the desk's ask)",
+            ["desk", "cause"],
+            registry=r,
+        )
+        self.paused = Gauge(
+            "servicedesk_paused",
+            "1 while an operator's pause holds a direction at a desk (desk all: every desk); absent when not paused",
+            ["direction", "desk"],
+            registry=r,
+        )
+        self._paused: set[tuple[str, str]] = set()
         self.build_info = Info("servicedesk_build", "Build information", registry=r)
         self.build_info.info({"version": sidecar.__version__, "python": platform.python_version()})
         self.health_check.set(0)
@@ -153,6 +183,11 @@ class Metrics:
             self.conflicts.labels(desk=desk, field=field, rule=rule)
         for desk, state in product(get_args(Service), ("pending", "dead")):
             self.inbound_queue.labels(desk=desk, state=state).set(0)
+        for desk, job_state in product(get_args(Service), get_args(JobState)):
+            self.jobs.labels(desk=desk, state=job_state).set(0)
+        for desk, cause in product(get_args(Service), get_args(WaitCause)):
+            self.rate_limit_waits.labels(desk=desk, cause=cause)
+            self.rate_limit_wait_seconds.labels(desk=desk, cause=cause)
 
     def set_queue(self, pending: int, failed: int) -> None:
         self.queue_pending.set(pending)
@@ -217,6 +252,28 @@ class Metrics:
         for desk, state in product(get_args(Service), ("pending", "dead")):
             running = queue.get((desk, "running"), 0) if state == "pending" else 0  # being read: still pending
             self.inbound_queue.labels(desk=desk, state=state).set(queue.get((desk, state), 0) + running)
+
+    def set_jobs(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Outbound jobs by (desk, state), from the store; a pair missing from `counts` is 0, and a desk or
+        state outside the bounded sets is not exported."""
+        for desk, state in product(get_args(Service), get_args(JobState)):
+            self.jobs.labels(desk=desk, state=state).set(counts.get((desk, state), 0))
+
+    def count_rate_limit_wait(self, desk: Service, cause: WaitCause, seconds: float) -> None:
+        """One desk request held back: `seconds` it waited for a token, or the desk's Retry-After."""
+        self.rate_limit_waits.labels(desk=desk, cause=cause).inc()
+        self.rate_limit_wait_seconds.labels(desk=desk, cause=cause).inc(max(0.0, seconds))
+
+    def set_paused(self, pauses: Iterable[tuple[str, str]]) -> None:
+        """The pauses in force as (direction, desk), desk "" for every desk (exported as `all`). A series is
+        1 while its pause holds and removed once resumed; a pair outside the bounded sets is not exported."""
+        desks = (*get_args(Service), "")
+        now = {(d, desk or EVERY_DESK) for d, desk in pauses if d in get_args(Direction) and desk in desks}
+        for direction, desk in self._paused - now:
+            self.paused.remove(direction, desk)
+        for direction, desk in now:
+            self.paused.labels(direction=direction, desk=desk).set(1)
+        self._paused = now
 
     def count_loop_error(self, loop: str) -> None:
         """`loop` is a name fixed in code (app.py's run_loop calls), never data."""

@@ -90,18 +90,8 @@ def enqueue_issue_txn(conn: sqlite3.Connection, desk: str, external_id: str, rea
 
 
 def queue_rereads_txn(conn: sqlite3.Connection, ticket_id: str, desks: Sequence[str], now: float) -> int:
-    """A manual inbound sync: a re-read of each linked, verified desk issue of the ticket."""
-    queued = 0
-    for desk in desks:
-        row = conn.execute(
-            "SELECT external_id FROM external_refs WHERE ticket_id = ? AND desk = ? AND verified = 1"
-            " AND state = 'active'",
-            (ticket_id, desk),
-        ).fetchone()
-        if row is not None:
-            enqueue_issue_txn(conn, desk, row[0], "operator", now)
-            queued += 1
-    return queued
+    """A manual inbound sync (request_rereads_txn); returns the re-reads queued now."""
+    return request_rereads_txn(conn, ticket_id, desks, now).queued
 
 
 def take_deliveries_txn(conn: sqlite3.Connection, desks: Sequence[str], now: float, limit: int) -> tuple[int, int]:
@@ -369,7 +359,7 @@ def ticket_envelopes(conn: sqlite3.Connection, ticket_id: str) -> list[dict[str,
 
 
 # conflicts ----------------------------------------------------------------------------------------
-def _conflict(r: sqlite3.Row) -> ConflictRow:
+def conflict_row(r: sqlite3.Row) -> ConflictRow:
     return ConflictRow(
         int(r["id"]),
         r["ticket_id"],
@@ -395,7 +385,7 @@ def open_conflict(conn: sqlite3.Connection, ticket_id: str, desk: str, field: st
         " ORDER BY id DESC LIMIT 1",
         (ticket_id, desk, field),
     ).fetchone()
-    return _conflict(row) if row else None
+    return conflict_row(row) if row else None
 
 
 def held_fields(conn: sqlite3.Connection, ticket_id: str, desk: str) -> set[str]:
@@ -448,14 +438,33 @@ def record_conflict_txn(
 
 def get_conflict(conn: sqlite3.Connection, conflict_id: int) -> ConflictRow | None:
     row = conn.execute("SELECT * FROM conflicts WHERE id = ?", (conflict_id,)).fetchone()
-    return _conflict(row) if row else None
+    return conflict_row(row) if row else None
 
 
-def list_conflicts(conn: sqlite3.Connection, include_resolved: bool, limit: int) -> list[ConflictRow]:
-    sql = (
-        "SELECT * FROM conflicts" + ("" if include_resolved else " WHERE state = 'open'") + " ORDER BY id DESC LIMIT ?"
-    )
-    return [_conflict(r) for r in conn.execute(sql, (limit,)).fetchall()]
+def list_conflicts(
+    conn: sqlite3.Connection,
+    include_resolved: bool,
+    limit: int,
+    *,
+    state: str | None = None,
+    desk: str | None = None,
+    ticket_id: str | None = None,
+    before_id: int | None = None,
+) -> list[ConflictRow]:
+    """Newest first: open ones (all with include_resolved, or those of `state`); `before_id` continues a page
+    (keyset on id, so rows added meanwhile never shift it)."""
+    sql = "SELECT * FROM conflicts WHERE 1 = 1"
+    args: list[object] = []
+    if not state and not include_resolved:
+        state = "open"
+    for column, value in (("state", state), ("desk", desk), ("ticket_id", ticket_id)):
+        if value:
+            sql += f" AND {column} = ?"
+            args.append(value)
+    if before_id is not None:
+        sql += " AND id < ?"
+        args.append(before_id)
+    return [conflict_row(r) for r in conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()]
 
 
 def count_open_conflicts(conn: sqlite3.Connection) -> int:
@@ -539,3 +548,34 @@ def resolve_conflict_txn(
     if audit is not None:
         append_audit_txn(conn, audit, now)
     return get_conflict(conn, conflict_id)
+
+
+# The states of the conflicts table (its CHECK constraint).
+CONFLICT_STATES = ("open", "resolved")
+
+
+@dataclass(frozen=True)
+class Rereads:
+    queued: int  # issues whose re-read this call queued
+    pending: int  # issues whose re-read was already pending or running (nothing new queued)
+
+
+def request_rereads_txn(conn: sqlite3.Connection, ticket_id: str, desks: Sequence[str], now: float) -> Rereads:
+    """A re-read of each linked, verified desk issue of the ticket, unless one is pending or running already
+    (a re-read reads the issue as it is when it runs; asking again adds nothing)."""
+    queued = pending = 0
+    for desk in desks:
+        row = conn.execute(
+            "SELECT r.external_id, q.state FROM external_refs r LEFT JOIN inbound_queue q"
+            " ON q.desk = r.desk AND q.external_id = r.external_id"
+            " WHERE r.ticket_id = ? AND r.desk = ? AND r.verified = 1 AND r.state = 'active'",
+            (ticket_id, desk),
+        ).fetchone()
+        if row is None:
+            continue
+        if row["state"] in ("pending", "running"):
+            pending += 1
+            continue
+        enqueue_issue_txn(conn, desk, row["external_id"], "operator", now)  # new, or a dead one brought back
+        queued += 1
+    return Rereads(queued, pending)

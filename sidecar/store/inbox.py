@@ -107,14 +107,14 @@ def commit_blocks_txn(conn: sqlite3.Connection, chain_id: str, batches: Sequence
             raise RuntimeError(f"out-of-order commit: height {batch.height}, expected {expected}")
         for event in batch.events:
             if isinstance(event, SupportEvent):
-                folded = _insert_and_fold(conn, event, batch.content.get(event.event_id), now)
+                folded = insert_and_fold_txn(conn, event, batch.content.get(event.event_id), now)
                 if isinstance(folded, PoisonEvent):
                     event = folded
                 else:
                     inserted += folded
                     duplicates += 1 - folded
                     continue
-            added = _insert_poison(conn, event, now)
+            added = insert_poison_txn(conn, event, now)
             poison += added
             inserted += added
             duplicates += 1 - added
@@ -128,7 +128,7 @@ def commit_blocks_txn(conn: sqlite3.Connection, chain_id: str, batches: Sequence
 _INFRASTRUCTURE = (sqlite3.OperationalError, sqlite3.InternalError, sqlite3.NotSupportedError)
 
 
-def _insert_and_fold(
+def insert_and_fold_txn(
     conn: sqlite3.Connection, event: SupportEvent, content: ContentCheck | None, now: float
 ) -> int | PoisonEvent:
     """Store one event and fold it into the mirror; 1 if new, 0 if already there, or its poison record."""
@@ -176,7 +176,7 @@ def _insert_event(conn: sqlite3.Connection, event: SupportEvent, now: float) -> 
     return cur.rowcount
 
 
-def _insert_poison(conn: sqlite3.Connection, event: PoisonEvent, now: float) -> int:
+def insert_poison_txn(conn: sqlite3.Connection, event: PoisonEvent, now: float) -> int:
     cur = conn.execute(
         "INSERT OR IGNORE INTO chain_inbox (event_id, height, position, event_type, payload_json, state, error,"
         " received_at) VALUES (?, ?, ?, 'unknown', ?, 'poison', ?, ?)",

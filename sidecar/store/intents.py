@@ -50,7 +50,7 @@ class Batch:
     intent_ids: tuple[int, ...]
 
 
-def _intent(row: sqlite3.Row) -> Intent:
+def intent_row(row: sqlite3.Row) -> Intent:
     return Intent(
         id=row["id"],
         dedupe_key=row["dedupe_key"],
@@ -94,17 +94,29 @@ class IntentView:
     created_at: float
 
 
-def list_intents(conn: sqlite3.Connection, state: str | None, limit: int) -> list[IntentView]:
+def list_intents(
+    conn: sqlite3.Connection,
+    state: str | None,
+    limit: int,
+    *,
+    ticket_id: str | None = None,
+    before_id: int | None = None,
+) -> list[IntentView]:
+    """Newest first; `before_id` continues a page (keyset on id, so rows added meanwhile never shift it)."""
     sql = (
         "SELECT i.*, b.tx_hash AS batch_hash, b.height AS batch_height FROM tx_intents i"
-        " LEFT JOIN tx_batches b ON b.id = i.batch_id"
+        " LEFT JOIN tx_batches b ON b.id = i.batch_id WHERE 1 = 1"
     )
     args: list[object] = []
-    if state:
-        sql += " WHERE i.state = ?"
-        args.append(state)
+    for column, value in (("i.state", state), ("i.ticket_id", ticket_id)):
+        if value:
+            sql += f" AND {column} = ?"
+            args.append(value)
+    if before_id is not None:
+        sql += " AND i.id < ?"
+        args.append(before_id)
     rows = conn.execute(sql + " ORDER BY i.id DESC LIMIT ?", [*args, limit]).fetchall()
-    return [IntentView(_intent(r), r["batch_hash"], r["batch_height"], float(r["created_at"])) for r in rows]
+    return [IntentView(intent_row(r), r["batch_hash"], r["batch_height"], float(r["created_at"])) for r in rows]
 
 
 def queued_intents(conn: sqlite3.Connection, limit: int) -> list[Intent]:
@@ -120,18 +132,18 @@ def queued_intents(conn: sqlite3.Connection, limit: int) -> list[Intent]:
         """,
         (limit,),
     )
-    return [_intent(r) for r in rows]
+    return [intent_row(r) for r in rows]
 
 
 def get_intents(conn: sqlite3.Connection, ids: Sequence[int]) -> list[Intent]:
     marks = ",".join("?" * len(ids))
     rows = conn.execute(f"SELECT * FROM tx_intents WHERE id IN ({marks}) ORDER BY id", tuple(ids))
-    return [_intent(r) for r in rows]
+    return [intent_row(r) for r in rows]
 
 
 def dead_intents(conn: sqlite3.Connection, limit: int = 100) -> list[Intent]:
     rows = conn.execute("SELECT * FROM tx_intents WHERE state = 'dead' ORDER BY id DESC LIMIT ?", (limit,))
-    return [_intent(r) for r in rows]
+    return [intent_row(r) for r in rows]
 
 
 def intent_counts(conn: sqlite3.Connection) -> dict[str, int]:
@@ -326,3 +338,8 @@ def set_signer_chain_id_txn(conn: sqlite3.Connection, chain_id: str) -> None:
         "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (_SIGNER_CHAIN, chain_id),
     )
+
+
+def register_intent_key(ticket_id: str, desk: str) -> str:
+    """The dedupe key of a ref's on-chain registration: one intent per ticket and desk, ever."""
+    return f"register-ref:{ticket_id}#{desk}"

@@ -40,9 +40,11 @@ class Job:
     state: str
     last_error: str | None
     next_run_at: float
+    created_at: float = 0.0
+    updated_at: float = 0.0
 
 
-def _job(row: sqlite3.Row) -> Job:
+def job_row(row: sqlite3.Row) -> Job:
     return Job(
         id=int(row["id"]),
         dedupe_key=row["dedupe_key"],
@@ -55,6 +57,8 @@ def _job(row: sqlite3.Row) -> Job:
         state=row["state"],
         last_error=row["last_error"],
         next_run_at=float(row["next_run_at"]),
+        created_at=float(row["created_at"]),
+        updated_at=float(row["updated_at"]),
     )
 
 
@@ -132,11 +136,27 @@ def queue_update_job_txn(
     ).rowcount
 
 
-def queue_manual_sync_txn(conn: sqlite3.Connection, ticket_id: str, desks: Sequence[str], now: float) -> int:
-    """A manual outbound sync: a full `update` job per desk."""
-    return sum(
-        queue_update_job_txn(conn, f"manual:{ticket_id}#{desk}@{now}", desk, ticket_id, "manual", now) for desk in desks
-    )
+def queue_manual_sync_txn(conn: sqlite3.Connection, ticket_id: str, desks: Sequence[str], now: float) -> ManualSync:
+    """A manual outbound sync: a full `update` job per desk, unless an `update` job of the ticket is pending or
+    running there already (it writes the ticket as it is when it runs, so a second one would only repeat it)."""
+    if not desks:
+        return ManualSync(0, [])
+    queued = 0
+    for desk in desks:
+        waiting = conn.execute(
+            "SELECT 1 FROM jobs WHERE ticket_id = ? AND desk = ? AND kind = 'update'"
+            " AND state IN ('pending', 'running') LIMIT 1",
+            (ticket_id, desk),
+        ).fetchone()
+        if waiting is None:
+            queued += queue_update_job_txn(conn, f"manual:{ticket_id}#{desk}@{now}", desk, ticket_id, "manual", now)
+    marks = ",".join("?" * len(desks))
+    rows = conn.execute(
+        f"SELECT * FROM jobs WHERE ticket_id = ? AND desk IN ({marks}) AND state IN ('pending', 'running')"
+        " ORDER BY id LIMIT ?",
+        (ticket_id, *desks, MAX_WAITING_SHOWN),
+    ).fetchall()
+    return ManualSync(queued, [job_row(r) for r in rows])
 
 
 def claim_due_txn(
@@ -150,7 +170,7 @@ def claim_due_txn(
         " ORDER BY j.id LIMIT ?",
         (desk, now, limit + len(not_tickets)),
     ).fetchall()
-    jobs = [_job(r) for r in rows if r["ticket_id"] not in not_tickets][:limit]
+    jobs = [job_row(r) for r in rows if r["ticket_id"] not in not_tickets][:limit]
     for job in jobs:
         conn.execute("UPDATE jobs SET state = 'running', updated_at = ? WHERE id = ?", (now, job.id))
     return jobs
@@ -205,16 +225,27 @@ def redrive_txn(conn: sqlite3.Connection, job_id: int | None, desk: str | None, 
     return conn.execute(sql, args).rowcount
 
 
-def list_jobs(conn: sqlite3.Connection, state: str | None, desk: str | None, limit: int) -> list[Job]:
-    sql, args = "SELECT * FROM jobs WHERE 1 = 1", []
-    if state:
-        sql += " AND state = ?"
-        args.append(state)
-    if desk:
-        sql += " AND desk = ?"
-        args.append(desk)
+def list_jobs(
+    conn: sqlite3.Connection,
+    state: str | None,
+    desk: str | None,
+    limit: int,
+    *,
+    ticket_id: str | None = None,
+    before_id: int | None = None,
+) -> list[Job]:
+    """Newest first; `before_id` continues a page (keyset on id, so rows added meanwhile never shift it)."""
+    sql = "SELECT * FROM jobs WHERE 1 = 1"
+    args: list[Any] = []
+    for column, value in (("state", state), ("desk", desk), ("ticket_id", ticket_id)):
+        if value:
+            sql += f" AND {column} = ?"
+            args.append(value)
+    if before_id is not None:
+        sql += " AND id < ?"
+        args.append(before_id)
     rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
-    return [_job(r) for r in rows]
+    return [job_row(r) for r in rows]
 
 
 def inbox_payload(conn: sqlite3.Connection, event_id: str) -> dict[str, Any] | None:
@@ -235,3 +266,19 @@ def _payload(text: str) -> dict[str, Any] | None:
     """A stored chain payload as an object (None if it is not one); JsonLimitError if it is beyond bounds."""
     value = boundedjson.loads(text, max_bytes=MAX_PAYLOAD_BYTES)
     return value if isinstance(value, dict) else None
+
+
+# The states of the jobs table (its CHECK constraint).
+JOB_STATES = ("pending", "running", "done", "dead", "skipped")
+MAX_WAITING_SHOWN = 100
+
+
+@dataclass(frozen=True)
+class ManualSync:
+    queued: int  # update jobs this call added (0 when one was waiting already)
+    waiting: list[Job]  # the ticket's jobs at those desks now pending or running, new ones included, oldest first
+
+
+def job_by_id(conn: sqlite3.Connection, job_id: int) -> Job | None:
+    row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return job_row(row) if row is not None else None

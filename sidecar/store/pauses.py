@@ -6,8 +6,12 @@ so nothing is lost while paused and everything runs once resumed.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from sidecar.store.db import Store
 
 DIRECTIONS = ("outbound", "inbound")
 EVERY_DESK = ""
@@ -57,3 +61,27 @@ def resume_txn(conn: sqlite3.Connection, directions: tuple[str, ...], desk: str 
 def is_paused(pauses: list[Pause], direction: str, desk: str) -> bool:
     """Paused for this desk, directly or by a pause of every desk."""
     return any(p.direction == direction and p.desk in (desk, EVERY_DESK) for p in pauses)
+
+
+class PauseBook:
+    """The pauses in force, held in memory: the engines ask it on every step without a read. Loaded from the
+    store at start; the control calls change the store first, then replace the book under `lock`, so two
+    concurrent calls cannot leave it older than the store."""
+
+    def __init__(self, pauses: Sequence[Pause] = ()) -> None:
+        self._pauses = list(pauses)
+        self.lock = asyncio.Lock()
+
+    @classmethod
+    async def load(cls, store: Store) -> PauseBook:
+        return cls(await store.read("pauses", list_pauses))
+
+    @property
+    def pauses(self) -> list[Pause]:
+        return list(self._pauses)
+
+    def replace(self, pauses: Sequence[Pause]) -> None:
+        self._pauses = list(pauses)
+
+    def is_paused(self, direction: str, desk: str) -> bool:
+        return is_paused(self._pauses, direction, desk)

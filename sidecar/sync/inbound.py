@@ -24,6 +24,7 @@ from sidecar.config_schema import ConflictStrategy, RetryConfig
 from sidecar.desks.base import Desk, DeskIssueView, ExternalTicket, ReadsChanges
 from sidecar.desks.mapping import DeskMapping
 from sidecar.errors import DeskError
+from sidecar.observe.activity import ActivityFeed
 from sidecar.observe.audit import Auditor
 from sidecar.observe.metrics import ConflictRule, Metrics, Service, SyncField
 from sidecar.store.audit import AuditEntry, append_audit_txn
@@ -40,6 +41,7 @@ from sidecar.store.inbound import (
     take_deliveries_txn,
     unreported_intents,
 )
+from sidecar.store.pauses import PauseBook
 from sidecar.store.refs import RefRow
 from sidecar.sync.failures import is_store_failure, job_failure_reason
 from sidecar.sync.inbound_apply import Applied, Context, apply_issue_txn, audit_with
@@ -81,6 +83,8 @@ class InboundEngine:
         outbound_desks: Sequence[str] = (),
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        pauses: PauseBook | None = None,
+        activity: ActivityFeed | None = None,
     ) -> None:
         self.desks = {d.name: d for d in desks}
         self._store = store
@@ -93,6 +97,8 @@ class InboundEngine:
         self._outbound = set(outbound_desks)
         self._rng = rng or random.Random()
         self._clock = clock
+        self._pauses = pauses  # an operator's pause: no re-read of that desk is claimed (hints still queue)
+        self._activity = activity
         self._paused_until: dict[str, float] = {}
         self._outages: dict[str, int] = {}  # desk-wide failures in a row, per desk
         self._audit = audit_with(auditor.enabled, auditor.clean)
@@ -108,6 +114,8 @@ class InboundEngine:
         ran = 0
         for name, desk in self.desks.items():
             if now < self._paused_until.get(name, 0.0):
+                continue
+            if self._pauses is not None and self._pauses.is_paused("inbound", name):
                 continue
             items = await self._store.write("claim re-reads", claim_issues_txn, name, now, self._settings.concurrency)
             if items:
@@ -153,6 +161,16 @@ class InboundEngine:
         self._outages.pop(desk.name, None)  # the desk answered
         applied = await self._store.write("apply desk issue", self._apply_txn, ctx, item, ref, view, self._clock())
         self._count(desk.name, applied)
+        if self._activity is not None:
+            for field, rule in applied.conflicts:
+                self._activity.publish(
+                    "conflict",
+                    "detected",
+                    ticket_id=ref.ticket_id,
+                    desk=desk.name,
+                    direction="inbound",
+                    detail=f"{_field_label(field)}: {_rule_label(rule)}",
+                )
         log.info(
             "external callback processed",
             extra={
@@ -244,6 +262,17 @@ class InboundEngine:
             return 0
         await self._store.write("report inbound intents", self._report_txn, landed, self._clock())
         for intent in landed:
+            if self._activity is not None:
+                self._activity.publish(
+                    "inbound",
+                    "synced" if intent.state == "included" else "failed",
+                    ticket_id=intent.ticket_id,
+                    desk=intent.desk,
+                    direction="inbound",
+                    height=intent.height or 0,
+                    id=intent.intent_id,
+                    detail=intent.item,
+                )
             if intent.state == "included":
                 self._metrics.count_sync("inbound", "success")
                 if intent.desk_changed_at is not None and intent.included_at is not None:

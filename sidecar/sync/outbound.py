@@ -33,6 +33,7 @@ from sidecar.desks.base import (
 )
 from sidecar.desks.mapping import DeskMapping
 from sidecar.errors import DeskError
+from sidecar.observe.activity import ActivityFeed
 from sidecar.observe.audit import Auditor
 from sidecar.observe.health import DeskState, HealthState
 from sidecar.observe.metrics import Metrics
@@ -46,9 +47,11 @@ from sidecar.store.jobs import (
     defer_job_txn,
     dispatch_inbox_txn,
     finish_job_txn,
+    inbox_payload,
     queue_event_jobs_txn,
     retry_job_txn,
 )
+from sidecar.store.pauses import PauseBook
 from sidecar.store.refs import (
     RefRow,
     clear_create_mark_txn,
@@ -201,6 +204,9 @@ class DeskWorker:
         register: RegisterRef | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        pauses: PauseBook | None = None,
+        activity: ActivityFeed | None = None,
     ) -> None:
         self.desk = desk
         self._store = store
@@ -213,11 +219,15 @@ class DeskWorker:
         self._register = register
         self._rng = rng or random.Random()
         self._clock = clock
+        self._pauses = pauses  # an operator's pause: no job is claimed (the queue keeps them) until resumed
+        self._activity = activity
         self._paused_until = 0.0
         self._outage_probes = 0  # failed health probes since the desk went down; 0: the desk is up
         self._probe_lock = asyncio.Lock()
 
     async def step(self) -> float:
+        if self._pauses is not None and self._pauses.is_paused("outbound", self.desk.name):
+            return self._settings.idle_wait
         now = self._clock()
         if now < self._paused_until:
             return self._paused_until - now
@@ -268,6 +278,7 @@ class DeskWorker:
             await self._handle(job, written)
         except DeskOutcome as outcome:  # a part no retry can do (an unreachable status): finished, audited
             await self._store.write("finish job", self._finish_txn, job, self._clock(), notes, outcome)
+            self._announce(job, "done", f"{job.kind}, skipped {outcome.event}")
             self._metrics.count_sync("outbound", "skipped")
             log.warning(
                 "desk job finished without one part",
@@ -281,6 +292,7 @@ class DeskWorker:
         except _WaitForIndex as wait:
             now = self._clock()
             await self._store.write("defer job", defer_job_txn, job.id, str(wait), wait.until, now)
+            self._announce(job, "retry", f"{job.kind}, waits for the desk's search index")
             log.info(
                 "desk create waits for the search index",
                 extra={"job_id": job.id, "desk": job.desk, "in_s": round(wait.until - now, 2)},
@@ -293,8 +305,25 @@ class DeskWorker:
             await self._dead(job, job_failure_reason(exc))
             return
         await self._store.write("finish job", self._finish_txn, job, self._clock(), notes, None, written)
+        self._announce(job, "done", job.kind)
         self._metrics.count_sync("outbound", "success")
+        await self._observe_latency(job)
         self._set_state(None)
+
+    async def _observe_latency(self, job: Job) -> None:
+        """Outbound sync latency: from the chain event's block time (its payload's `timestamp`, whole seconds)
+        to now, the desk having confirmed every call of the job. A job no event made (a manual sync, a repair,
+        a reconcile) has no block time to start from and is not observed."""
+        event_id = job.payload.get("event_id")
+        if not isinstance(event_id, str):
+            return
+        try:
+            event = await self._store.read("event block time", inbox_payload, event_id)
+        except ValueError:  # a payload beyond bounds (JsonLimitError): the job is done, only its timing is lost
+            return
+        stamp = event.get("timestamp") if event is not None else None
+        if isinstance(stamp, int) and not isinstance(stamp, bool) and stamp > 0:
+            self._metrics.observe_sync_latency("outbound", self.desk.name, self._clock() - stamp)
 
     def _finish_txn(
         self,
@@ -368,12 +397,14 @@ class DeskWorker:
         if exc.retryable and (exc.status == 429 or (exc.scope == "desk" and await self._desk_down(now))):
             # A rate limit or an outage is not the job's fault: it waits without spending an attempt.
             await self._store.write("defer job", defer_job_txn, job.id, error, now + (exc.retry_after or 0.0), now)
+            self._announce(job, "retry", f"{job.kind}, deferred: desk rate limit or outage")
             return
         if not exc.retryable or job.attempts + 1 >= self._retry.max_retries:
             await self._dead(job, error)
             return
         delay = backoff(self._retry, job.attempts, exc.retry_after, self._rng)
         await self._store.write("retry job", retry_job_txn, job.id, error, now + delay, now)
+        self._announce(job, "retry", f"{job.kind}, attempt {job.attempts + 1} failed")
         log.info(
             "desk job will be retried",
             extra={"job_id": job.id, "desk": job.desk, "in_s": round(delay, 2), "error": error},
@@ -381,12 +412,20 @@ class DeskWorker:
 
     async def _dead(self, job: Job, error: str) -> None:
         await self._store.write("dead job", dead_job_txn, job.id, error, self._clock())
+        self._announce(job, "dead", f"{job.kind} after {job.attempts + 1} attempts")
         self._metrics.count_sync("outbound", "failed")
         details = {"job_id": job.id, "kind": job.kind, "attempts": job.attempts + 1}
         await self._auditor.record(_outbound_entry("sync_failed", job, "dead", details, error))
         log.error(
             "desk job dead-lettered", extra={"job_id": job.id, "desk": job.desk, "kind": job.kind, "error": error}
         )
+
+    def _announce(self, job: Job, action: str, detail: str) -> None:
+        """Tell watchers (WatchEvents) what became of the job: ids and kinds, never the desk's error text."""
+        if self._activity is not None:
+            self._activity.publish(
+                "job", action, ticket_id=job.ticket_id, desk=job.desk, direction="outbound", id=job.id, detail=detail
+            )
 
     async def _handle(self, job: Job, written: dict[str, str | None]) -> None:
         """Run the job; `written` receives the synced fields (chain vocabulary) the desk now holds."""

@@ -11,7 +11,7 @@ import sqlite3
 from virtengine.support.v1 import tx_pb2
 
 from sidecar.chain.txbuild import encode_msg
-from sidecar.store.intents import queue_intent_txn
+from sidecar.store.intents import queue_intent_txn, register_intent_key
 from sidecar.store.refs import RefRow
 from sidecar.sync.outbound import RegisterRef
 
@@ -27,6 +27,6 @@ def register_refs_as(sender: str) -> RegisterRef:
             external_url=ref.external_url or "",
         )
         msg_type, data = encode_msg(msg)
-        queue_intent_txn(conn, f"register-ref:{ref.ticket_id}#{ref.desk}", msg_type, ref.ticket_id, data, now)
+        queue_intent_txn(conn, register_intent_key(ref.ticket_id, ref.desk), msg_type, ref.ticket_id, data, now)
 
     return queue

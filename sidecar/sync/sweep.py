@@ -26,9 +26,11 @@ from sidecar.store.inbound import (
     set_sweep_mark_txn,
     sweep_mark,
 )
+from sidecar.store.pauses import PauseBook
 
 log = logging.getLogger(__name__)
 OVERLAP = 120.0  # seconds the sweep reaches back before its mark
+PAUSE_RECHECK = 2.0  # seconds between looks at an operator's pause, so a resumed desk is swept at once
 
 
 def reach_back(desk: ReadsChanges) -> float:
@@ -44,19 +46,33 @@ class Sweeper:
         store: Store,
         interval: float,
         clock: Callable[[], float] = time.time,
+        pauses: PauseBook | None = None,
     ) -> None:
         self._desks = list(desks)
         self._store = store
         self._interval = interval
         self._clock = clock
+        self._pauses = pauses  # a desk paused inbound is not swept: its mark stays, so nothing is skipped
+        self._due: dict[str, float] = {}  # desk -> when its next sweep is due (absent: now)
 
     async def step(self) -> float:
+        now = self._clock()
+        wait = self._interval
         for desk in self._desks:
+            if self._pauses is not None and self._pauses.is_paused("inbound", desk.name):
+                self._due.pop(desk.name, None)
+                wait = min(wait, PAUSE_RECHECK)
+                continue
+            due = self._due.get(desk.name)
+            if due is not None and now < due:
+                wait = min(wait, due - now)
+                continue
             try:
                 await self.sweep(desk)
             except DeskError as exc:
                 log.warning("inbound sweep failed: retried next interval", extra={"desk": desk.name, "error": str(exc)})
-        return self._interval
+            self._due[desk.name] = now + self._interval
+        return wait
 
     async def sweep(self, desk: ReadsChanges) -> int:
         """One sweep of one desk; returns the issues queued for a re-read."""

@@ -24,6 +24,7 @@ from sidecar.observe.health import HealthState
 from sidecar.observe.logs import current_redactor
 from sidecar.observe.metrics import Metrics
 from sidecar.store.db import Store
+from sidecar.store.pauses import PauseBook
 from sidecar.store.status import QueueFigures, queue_figures
 from sidecar.urls import scrub_urls
 
@@ -39,7 +40,8 @@ def iso(ts: float | None) -> str | None:
 
 class CachedFigures:
     """The queue figures, read from the store at most once per `ttl` seconds; concurrent callers
-    share one read. `query` is the read transaction (tests pass a counting wrapper)."""
+    share one read. `query` is the read transaction (tests pass a counting wrapper). `pauses`: the
+    operators' pauses in force (held in memory, no read), which verbose health lists."""
 
     def __init__(
         self,
@@ -48,8 +50,10 @@ class CachedFigures:
         *,
         query: Callable[[sqlite3.Connection], QueueFigures] = queue_figures,
         clock: Callable[[], float] = time.monotonic,
+        pauses: PauseBook | None = None,
     ) -> None:
         self._store = store
+        self.pauses = pauses
         self._ttl = ttl
         self._query = query
         self._clock = clock
@@ -100,6 +104,14 @@ def shown(text: str) -> str:
     return scrub_urls(current_redactor()(text))
 
 
+def paused_report(book: PauseBook) -> list[dict[str, Any]]:
+    """The pauses in force, as verbose health lists them (desk "" is every desk)."""
+    return [
+        {"direction": p.direction, "desk": p.desk, "since": iso(p.since), "by": shown(p.by), "reason": shown(p.reason)}
+        for p in book.pauses
+    ]
+
+
 def health_endpoint(figures: CachedFigures, health: HealthState, metrics: Metrics, *, verbose: bool) -> Any:
     """`verbose`: whether `?verbose=1` is honoured here (elsewhere it is ignored: the plain answer)."""
 
@@ -120,6 +132,8 @@ def health_endpoint(figures: CachedFigures, health: HealthState, metrics: Metric
                 "dead_rereads": queue.inbound_dead,
                 "conflicts_open": queue.conflicts_open,
             }
+            if figures.pauses is not None:  # wired by app.py; absent where nothing can be paused
+                report["paused"] = paused_report(figures.pauses)
         return JSONResponse(report, status_code=200 if report["healthy"] else 503)
 
     return endpoint

@@ -13,7 +13,7 @@ while the desks' signed deliveries from other addresses go through. The overall 
 through, so one address cannot spend it for everybody.
 
 The per-source state is two floats and a stamp in a slotted object rather than two
-`desks.ratelimit.TokenBucket`s (an asyncio lock each): thousands of them are kept, and a failing
+`sidecar.ratelimit.TokenBucket`s (an asyncio lock each): thousands of them are kept, and a failing
 budget must be looked at without being spent.
 """
 
@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from sidecar.desks.ratelimit import TokenBucket
+from sidecar.ratelimit import TokenBucket
 
 MAX_SOURCES = 4096
 

@@ -310,3 +310,99 @@ servicedesk:
     settings = load_config(path, environ={}).settings
     assert settings.jira.assignee_map == (("virtengine1agentaddress", "5b10ac8d82e05b22cc7d4ef5"),)
     assert settings.waldur.assignee_map == (("virtengine1agentaddress", "0f6b3c9a2f8e4a51b3c2d1e0f9a8b7c6"),)
+
+
+# the control API (grpc.*): where it listens, and what protects an address other machines reach
+
+
+def pem_files(tmp_path: Path) -> tuple[str, str]:
+    """Files where TLS expects them (the rules check presence; the server reads them at start)."""
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    key.chmod(0o600)
+    return str(cert), str(key)
+
+
+@pytest.mark.parametrize(
+    "listen",
+    ["127.0.0.1:8481", "localhost:0", "[::1]:8481", "unix:///tmp/servicedesk-control.sock"],
+)
+def test_grpc_listen_on_loopback_or_a_unix_socket_needs_no_protection(listen: str) -> None:
+    assert load_config(environ={}, flags={"grpc.listen": listen}).settings.grpc.listen == listen
+
+
+@pytest.mark.parametrize(
+    ("listen", "message"),
+    [
+        ("unix://control.sock", "unix:///absolute/path"),
+        ("unix:///", "unix:///absolute/path"),
+        ("unix:///" + "d" * 120 + "/c.sock", "at most 107 bytes"),
+        ("unix:///nonexistent-dir-5d1/control.sock", "/nonexistent-dir-5d1 is not one"),
+        ("8481", "host:port"),
+    ],
+)
+def test_grpc_listen_malformed_is_refused(listen: str, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(environ={}, flags={"grpc.listen": listen})
+    assert exc.value.path == "grpc.listen" and message in exc.value.problem
+
+
+def test_grpc_non_loopback_needs_tls_and_a_client_ca_or_a_token(tmp_path: Path) -> None:
+    cert, key = pem_files(tmp_path)
+    with pytest.raises(ConfigError) as bare:
+        load_config(environ={}, flags={"grpc.listen": ":8481"})
+    assert bare.value.path == "grpc.listen"
+    assert "needs TLS (grpc.tls_cert and grpc.tls_key) and client certificates" in bare.value.problem
+    assert bare.value.source == "flag:--grpc-listen"
+    tls = {"grpc.listen": "10.0.0.5:8481", "grpc.tls_cert": cert, "grpc.tls_key": key}
+    with pytest.raises(ConfigError) as tls_only:
+        load_config(environ={}, flags=tls)
+    assert tls_only.value.path == "grpc.listen" and "TLS" not in tls_only.value.problem.split("needs")[1]
+    assert "client certificates (grpc.client_ca) or the secret grpc_token" in tls_only.value.problem
+    token = {"VIRTENGINE_SERVICEDESK_GRPC_TOKEN": "tok-grpc-1"}
+    with pytest.raises(ConfigError) as token_only:
+        load_config(environ=token, flags={"grpc.listen": "10.0.0.5:8481"})
+    assert "TLS (grpc.tls_cert" in token_only.value.problem and "client certificates" not in token_only.value.problem
+    assert "tok-grpc-1" not in str(token_only.value)
+
+    with_token = load_config(environ=token, flags=tls)
+    secret = with_token.secret("grpc_token")
+    assert secret is not None and secret.reveal() == "tok-grpc-1"
+    with_ca = load_config(environ={}, flags={**tls, "grpc.client_ca": cert})
+    assert with_ca.settings.grpc.client_ca == cert
+    assert (
+        load_config(environ={}, flags={"grpc.listen": ":8481", "grpc.enabled": "false"}).settings.grpc.enabled is False
+    )
+
+
+def test_grpc_tls_files_come_in_pairs_and_must_exist(tmp_path: Path) -> None:
+    cert, key = pem_files(tmp_path)
+    for flags, path, message in (
+        ({"grpc.tls_cert": cert}, "grpc.tls_key", "is required with grpc.tls_cert"),
+        ({"grpc.tls_key": key}, "grpc.tls_cert", "is required with grpc.tls_key"),
+        ({"grpc.client_ca": cert}, "grpc.client_ca", "needs grpc.tls_cert and grpc.tls_key"),
+        ({"grpc.tls_cert": str(tmp_path / "absent.pem"), "grpc.tls_key": key}, "grpc.tls_cert", "names no file"),
+    ):
+        with pytest.raises(ConfigError) as exc:
+            load_config(environ={}, flags=flags)
+        assert (exc.value.path, message in exc.value.problem) == (path, True), exc.value
+
+
+def test_grpc_tokens_come_from_the_secret_sources_and_differ(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name, value in (("grpc-token", "full-tok-2"), ("grpc-read-token", "read-tok-2")):
+        (secrets / name).write_text(value + "\n")
+        (secrets / name).chmod(0o600)
+    config = load_config(environ={"VIRTENGINE_SERVICEDESK_SECRETS_DIR": str(secrets)})
+    full, read = config.secret("grpc_token"), config.secret("grpc_read_token")
+    assert full is not None and read is not None and (full.reveal(), read.reveal()) == ("full-tok-2", "read-tok-2")
+    same = {"VIRTENGINE_SERVICEDESK_GRPC_TOKEN": "same-3", "VIRTENGINE_SERVICEDESK_GRPC_READ_TOKEN": "same-3"}
+    with pytest.raises(ConfigError) as exc:
+        load_config(environ=same)
+    assert exc.value.path == "grpc_read_token" and "same-3" not in str(exc.value)
+    path = write(tmp_path, "servicedesk:\n  grpc:\n    token: in-the-file\n")
+    with pytest.raises(ConfigError) as in_file:
+        load_config(path, environ={})
+    assert in_file.value.path == "grpc.token" and "'grpc-token'" in in_file.value.problem

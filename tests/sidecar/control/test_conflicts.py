@@ -57,7 +57,7 @@ async def test_an_operator_lists_and_resolves_a_parked_conflict_over_grpc_and_th
     try:
         code, out, _ = await cli(capsys, "conflicts", "--control", address, "--json")
         assert code == 0
-        [listed] = json.loads(out)
+        [listed] = json.loads(out)["conflicts"]
         assert (listed["field"], listed["chain_value"], listed["desk_value"], listed["state"]) == (
             "priority",
             "urgent",
@@ -81,9 +81,9 @@ async def test_an_operator_lists_and_resolves_a_parked_conflict_over_grpc_and_th
                     await control.ResolveConflict(request)
                 assert refused.value.code() == status
 
-        code, out, _ = await cli(capsys, "resolve", listed["id"], "--keep", "desk", "--control", address)
+        code, out, _ = await cli(capsys, "resolve", str(listed["id"]), "--keep", "desk", "--control", address)
         assert code == 0 and "desk kept" in out
-        code, _, err = await cli(capsys, "resolve", listed["id"], "--keep", "desk", "--control", address)
+        code, _, err = await cli(capsys, "resolve", str(listed["id"]), "--keep", "desk", "--control", address)
         assert code == 1 and "FAILED_PRECONDITION" in err  # decided already
         clock.advance(time.time())  # the server stamps the re-read with the wall clock; the engine runs on this one
         await run(engine)

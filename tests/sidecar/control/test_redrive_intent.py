@@ -44,7 +44,7 @@ async def test_a_dead_ref_registration_is_redriven_and_lands(devnet_node: Devnet
         await rig.store.write("record ref", record)
         counts = await settle(rig)
         assert counts["dead"] == 1
-        (dead_id, log), = db_rows(db, "SELECT id, log FROM tx_intents WHERE state = 'dead'")
+        ((dead_id, log),) = db_rows(db, "SELECT id, log FROM tx_intents WHERE state = 'dead'")
         assert "not found" in log
 
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

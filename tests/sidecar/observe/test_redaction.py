@@ -53,9 +53,12 @@ SECRETS = {
     "waldur_webhook_secret": 'KNOWN-waldur-"hook"\\' + secrets.token_hex(6),
     "signing_key": secrets.token_hex(32),
     "support_private_key": base64.b64encode(secrets.token_bytes(32)).decode(),
+    "grpc_token": "KNOWN-grpc-token-" + secrets.token_hex(6),
+    "grpc_read_token": "KNOWN-grpc-read-token-" + secrets.token_hex(6),
 }
 BASIC = base64.b64encode(f"svc@example.org:{SECRETS['jira_api_token']}".encode()).decode()
 LEAKS = [*SECRETS.values(), BASIC]
+BEARER = (("authorization", f"Bearer {SECRETS['grpc_token']}"),)
 
 
 class LeakyNode(BaseHTTPRequestHandler):
@@ -140,13 +143,15 @@ def test_no_secret_reaches_logs_metrics_health_grpc_or_the_database(tmp_path: Pa
         grpc_port = int(proc.wait_for_log("started")["grpc_port"])
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             control = control_pb2_grpc.ControlStub(channel)
-            status = control.GetStatus(control_pb2.GetStatusRequest(), timeout=5)
+            status = control.GetStatus(control_pb2.GetStatusRequest(), timeout=5, metadata=BEARER)
             outputs["GetStatus"] = str(status) + status.SerializeToString().decode("utf-8", "replace")
             assert not status.healthy and status.problems
             served = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
             outputs["grpc health"] = str(served)
             with pytest.raises(grpc.RpcError) as failed:
-                control.SyncTicket(control_pb2.SyncTicketRequest(ticket_id=SECRETS["jira_api_token"]), timeout=5)
+                control.SyncTicket(
+                    control_pb2.SyncTicketRequest(ticket_id=SECRETS["jira_api_token"]), timeout=5, metadata=BEARER
+                )
             error = failed.value
             assert isinstance(error, grpc.Call)
             outputs["SyncTicket error"] = f"{error.code()} {error.details()} {error.trailing_metadata()}"

@@ -64,6 +64,8 @@ def desk_flags(tmp_path: Path, node: DevnetNode, jira: JiraSim, waldur: WaldurSi
         "jira.account_id": jira.me.account_id, "sync.allow_insecure_http": "true",
         "retry.initial_backoff": "100ms", "retry.max_backoff": "2s", "retry.max_retries": "30",
         "jira.requests_per_second": "200", "jira.max_concurrency": "8",
+        # Twice the simulator's search lag: a lost create is re-sent only once search would show it.
+        "jira.index_lag": f"{2 * JIRA_SEARCH_LAG:g}s",
     }
     if waldur is not None:
         flags.update({"waldur.base_url": waldur.api_url, "waldur.organization_uuid": next(iter(waldur.customers)).hex,
@@ -313,8 +315,9 @@ async def wait_dead(db: Path, count: int, app: Any) -> list[tuple[str, str]]:
 async def test_a_desk_down_for_minutes_is_caught_up_when_it_returns(
     devnet_node: DevnetNode, jira_sim: JiraSim, tmp_path: Path
 ) -> None:
-    """Two minutes of outage against the guide's retry policy (5 retries): an outage spends no attempts."""
-    jira_sim.faults.outage("503", 120.0)
+    """An outage longer than the whole retry budget of the guide's policy (5 retries at 1, 2, 4, 8, 10 s
+    backoff: 25 s) spends no attempts: every job lands once the desk is back."""
+    jira_sim.faults.outage("503", 45.0)
     flags = desk_flags(tmp_path, devnet_node, jira_sim, None, **{
         "retry.max_retries": "5", "retry.initial_backoff": "1s", "retry.max_backoff": "10s"})
     async with running_app(flags, desk_env(jira_sim, None)) as app:
