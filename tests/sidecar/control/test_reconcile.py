@@ -4,9 +4,6 @@ One node for the module, with 20 ms blocks, so "the sidecar was down for 500 blo
 the sidecar lacks is made honestly: a sidecar whose cursor starts after a ticket's creation, and a sidecar
 stopped while the chain and the desks' agents change tickets. The chain is read back over abci_query, the
 desks through their simulators, never through the sidecar's mirror alone.
-
-Until app.py hands its desk clients to ControlDeps (`desk_readers`), the ticket-mode calls go to a
-ControlServer this module starts over the running sidecar's database, with desk clients of its own.
 """
 
 from __future__ import annotations
@@ -14,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,15 +27,7 @@ from devnet.jira_sim import JiraSim
 from devnet.keys import TestAccount, genesis_app_state
 from devnet.waiting import async_wait_until
 from devnet.waldur_sim import WaldurSim
-from sidecar.chain.rpc import CometRpc
-from sidecar.config import load_config
-from sidecar.control.deps import ControlDeps
-from sidecar.control.server import ControlServer
-from sidecar.desks.jira import JiraDesk
-from sidecar.desks.waldur import WaldurDesk
-from sidecar.observe.audit import Auditor
-from sidecar.observe.health import HealthState
-from sidecar.observe.metrics import Metrics
+from sidecar.app import App
 from sidecar.store.db import Store
 from sidecar.store.pauses import DIRECTIONS, EVERY_DESK, pause_txn, resume_txn
 from tests.sidecar.harness import running_app
@@ -129,34 +118,10 @@ async def wait_cursor(db: Path, height: int) -> None:
 
 
 @contextlib.asynccontextmanager
-async def control_over(
-    db: Path, node: DevnetNode, config_flags: Mapping[str, object], env: Mapping[str, str], desks: list[str]
-) -> AsyncIterator[control_pb2_grpc.ControlStub]:
-    """A Control server over the sidecar's database with desk clients that read the simulators."""
-    settings = load_config(environ=dict(env), flags=dict(config_flags))
-    metrics = Metrics()
-    jira_token, waldur_token = settings.secret("jira_api_token"), settings.secret("waldur_token")
-    assert jira_token is not None and waldur_token is not None
-    readers = {
-        "jira": JiraDesk(settings.settings.jira, jira_token.reveal(), metrics=metrics, allow_insecure_http=True),
-        "waldur": WaldurDesk(
-            settings.settings.waldur, waldur_token.reveal(), metrics=metrics, allow_insecure_http=True
-        ),
-    }
-    store = await Store.open(str(db))
-    rpc = CometRpc(node.rpc_url, 10)
-    deps = ControlDeps(store, HealthState(), Auditor(store), desks, desks, rpc=rpc, desk_readers=dict(readers))
-    server = ControlServer("127.0.0.1:0", deps)
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            yield control_pb2_grpc.ControlStub(channel)
-    finally:
-        await server.stop(0)
-        await rpc.aclose()
-        for reader in readers.values():
-            await reader.aclose()
-        await store.close()
+async def control_of(app: App) -> AsyncIterator[control_pb2_grpc.ControlStub]:
+    """The running sidecar's own Control service, over its gRPC port."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        yield control_pb2_grpc.ControlStub(channel)
 
 
 async def all_pages(control: control_pb2_grpc.ControlStub, **fields: Any) -> tuple[list[Any], int, int]:
@@ -222,7 +187,7 @@ async def test_reconcile_after_500_blocks_down_finds_exactly_what_changed_and_th
     # Back, with both directions paused (persisted pauses, written while it is down): intake goes on (the
     # dispatcher queues the jobs of the missed events) but nothing syncs by itself. The dry run lists what changed.
     await pausing(db, True)
-    async with running_app(flags, env), control_over(db, node, flags, env, desks) as control:
+    async with running_app(flags, env) as app, control_of(app) as control:
         await wait_cursor(db, changed_at)
         await async_wait_until(
             lambda: count(db, "SELECT COUNT(*) FROM chain_inbox WHERE state = 'pending'") == 0,
@@ -263,7 +228,7 @@ async def test_reconcile_after_500_blocks_down_finds_exactly_what_changed_and_th
 
     # Resumed: the queued repairs (and the jobs of the missed events) run; every ticket converges.
     await pausing(db, False)
-    async with running_app(flags, env), control_over(db, node, flags, env, desks) as control:
+    async with running_app(flags, env) as app, control_of(app) as control:
         await settle(sidecar, timeout=90)
         await settle(sidecar, timeout=60)  # the chain's answers to inbound come back as events: once more
         wanted = {

@@ -176,6 +176,7 @@ TRICKY = [
     "tøkén-ünïcødé-€-" + secrets.token_hex(4),
     "tok\nen-newline-" + secrets.token_hex(4),
 ]
+TRICKY_IDS = ["quote", "backslash", "unicode", "newline"]  # stable test ids: the values are random
 
 
 @pytest.fixture
@@ -197,7 +198,7 @@ def _log_every_way(secret: str) -> None:
         log.exception("failed")
 
 
-@pytest.mark.parametrize("secret", TRICKY)
+@pytest.mark.parametrize("secret", TRICKY, ids=TRICKY_IDS)
 def test_json_logs_mask_secrets_whatever_characters_they_hold(redacting: io.StringIO, secret: str) -> None:
     _log_every_way(secret)
     text = redacting.getvalue()
@@ -212,7 +213,7 @@ def test_json_logs_mask_secrets_whatever_characters_they_hold(redacting: io.Stri
 
 
 @pytest.mark.parametrize("redacting", ["text"], indirect=True)
-@pytest.mark.parametrize("secret", TRICKY)
+@pytest.mark.parametrize("secret", TRICKY, ids=TRICKY_IDS)
 def test_text_logs_mask_secrets_whatever_characters_they_hold(redacting: io.StringIO, secret: str) -> None:
     _log_every_way(secret)
     text = redacting.getvalue()
