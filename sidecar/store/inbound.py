@@ -16,6 +16,7 @@ from uuid import UUID
 from sidecar import boundedjson
 from sidecar.store.audit import AuditEntry, append_audit_txn
 from sidecar.store.jobs import queue_update_job_txn
+from sidecar.store.listing import newest_first
 from sidecar.store.refs import RefRow, ref_row
 from sidecar.store.tickets import field_value, get_ticket
 
@@ -451,20 +452,12 @@ def list_conflicts(
     ticket_id: str | None = None,
     before_id: int | None = None,
 ) -> list[ConflictRow]:
-    """Newest first: open ones (all with include_resolved, or those of `state`); `before_id` continues a page
-    (keyset on id, so rows added meanwhile never shift it)."""
-    sql = "SELECT * FROM conflicts WHERE 1 = 1"
-    args: list[object] = []
+    """Newest first: open ones (all with include_resolved, or those of `state`); `before_id` continues a page."""
     if not state and not include_resolved:
         state = "open"
-    for column, value in (("state", state), ("desk", desk), ("ticket_id", ticket_id)):
-        if value:
-            sql += f" AND {column} = ?"
-            args.append(value)
-    if before_id is not None:
-        sql += " AND id < ?"
-        args.append(before_id)
-    return [conflict_row(r) for r in conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()]
+    filters = {"state": state, "desk": desk, "ticket_id": ticket_id}
+    rows = newest_first(conn, "SELECT * FROM conflicts", filters, limit, before_id=before_id)
+    return [conflict_row(r) for r in rows]
 
 
 def count_open_conflicts(conn: sqlite3.Connection) -> int:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sidecar.store.audit import AuditEntry, append_audit_txn
+from sidecar.store.listing import newest_first
 
 INTENT_STATES = ("queued", "signed", "broadcast", "included", "failed", "dead")
 
@@ -102,20 +103,13 @@ def list_intents(
     ticket_id: str | None = None,
     before_id: int | None = None,
 ) -> list[IntentView]:
-    """Newest first; `before_id` continues a page (keyset on id, so rows added meanwhile never shift it)."""
-    sql = (
+    """Newest first; `before_id` continues a page."""
+    select = (
         "SELECT i.*, b.tx_hash AS batch_hash, b.height AS batch_height FROM tx_intents i"
-        " LEFT JOIN tx_batches b ON b.id = i.batch_id WHERE 1 = 1"
+        " LEFT JOIN tx_batches b ON b.id = i.batch_id"
     )
-    args: list[object] = []
-    for column, value in (("i.state", state), ("i.ticket_id", ticket_id)):
-        if value:
-            sql += f" AND {column} = ?"
-            args.append(value)
-    if before_id is not None:
-        sql += " AND i.id < ?"
-        args.append(before_id)
-    rows = conn.execute(sql + " ORDER BY i.id DESC LIMIT ?", [*args, limit]).fetchall()
+    filters = {"i.state": state, "i.ticket_id": ticket_id}
+    rows = newest_first(conn, select, filters, limit, before_id=before_id, id_column="i.id")
     return [IntentView(intent_row(r), r["batch_hash"], r["batch_height"], float(r["created_at"])) for r in rows]
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar import boundedjson
+from sidecar.store.listing import newest_first
 
 # What each chain event asks of a desk; events not listed only update the mirror.
 JOB_KINDS = {
@@ -234,18 +235,9 @@ def list_jobs(
     ticket_id: str | None = None,
     before_id: int | None = None,
 ) -> list[Job]:
-    """Newest first; `before_id` continues a page (keyset on id, so rows added meanwhile never shift it)."""
-    sql = "SELECT * FROM jobs WHERE 1 = 1"
-    args: list[Any] = []
-    for column, value in (("state", state), ("desk", desk), ("ticket_id", ticket_id)):
-        if value:
-            sql += f" AND {column} = ?"
-            args.append(value)
-    if before_id is not None:
-        sql += " AND id < ?"
-        args.append(before_id)
-    rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
-    return [job_row(r) for r in rows]
+    """Newest first; `before_id` continues a page."""
+    filters = {"state": state, "desk": desk, "ticket_id": ticket_id}
+    return [job_row(r) for r in newest_first(conn, "SELECT * FROM jobs", filters, limit, before_id=before_id)]
 
 
 def inbox_payload(conn: sqlite3.Connection, event_id: str) -> dict[str, Any] | None:

@@ -9,10 +9,10 @@ same servicer checks that the bearer token of --token-file reaches the server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,24 +28,26 @@ from virtengine.servicedesk.v1 import control_pb2, control_pb2_grpc
 
 from sidecar.cli import main
 from sidecar.control.auth import ControlSecurity
-from sidecar.control.deps import ControlDeps
 from sidecar.control.server import ControlServer
 from sidecar.observe.activity import ActivityFeed
-from sidecar.observe.audit import Auditor
-from sidecar.observe.health import HealthState
 from sidecar.secrets import Secret
 from sidecar.store.db import Store
-from sidecar.store.inbound import record_conflict_txn
 from sidecar.store.intents import dead_letter_txn, queue_intent_txn
 from sidecar.store.jobs import dead_job_txn, queue_update_job_txn
-from sidecar.store.records import RequestCreated
-from sidecar.store.refs import RefRow, record_ref_txn
-from sidecar.store.tickets import apply_event_txn
+from tests.sidecar.control.kit import (
+    TICKET,
+    UNKNOWN,
+    cli,
+    desk_deps,
+    free_port,
+    loopback,
+    mirror_ticket,
+    opened_store,
+    park_priority_conflict,
+    running_server,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-CUSTOMER = "virtengine1customer0000000000000000000000000000"
-TICKET = f"{CUSTOMER}/support/1"
-UNKNOWN = f"{CUSTOMER}/support/9"
 TOKEN = "s3cret-token"
 
 
@@ -59,68 +61,28 @@ class Sidecar:
 
 def seed(conn: sqlite3.Connection) -> dict[str, int]:
     """One mirrored ticket linked to Jira, a pending and a dead job, a queued and a dead intent, an open conflict."""
+    mirror_ticket(conn)
     now = time.time()
-    created = RequestCreated(
-        event_id="created-1",
-        event_type="support_request_created",
-        height=10,
-        position=0,
-        sequence=1,
-        ticket_id=TICKET,
-        sender=CUSTOMER,
-        timestamp=int(now),
-        payload={},
-        ticket_number="SUP-000001",
-        submitter=CUSTOMER,
-        category="technical",
-        priority="high",
-        status="open",
-    )
-    apply_event_txn(conn, created, None, now)
-    record_ref_txn(conn, RefRow(TICKET, "jira", "10001", "SD-1", None, False), now)
     for n in range(3):
         queue_update_job_txn(conn, f"seed:{n}", "jira", TICKET, "seed", now)
     jobs = [int(r[0]) for r in conn.execute("SELECT id FROM jobs ORDER BY id")]
     dead_job_txn(conn, jobs[0], "desk said 500\nretry later", now)
     intents = [queue_intent_txn(conn, f"intent:{n}", "MsgUpdateSupportRequest", TICKET, b"\x01\x02") for n in range(2)]
     dead_letter_txn(conn, [intents[0]], 5, "refused by the chain", [])
-    conflict = record_conflict_txn(
-        conn,
-        TICKET,
-        "jira",
-        "priority",
-        base="high",
-        chain_value="urgent",
-        desk_value="low",
-        strategy="manual",
-        rule="manual",
-        winner=None,
-        now=now,
-    )
+    conflict = park_priority_conflict(conn, TICKET, now)
     return {"dead_job": jobs[0], "pending_job": jobs[1], "dead_intent": intents[0], "conflict": conflict}
 
 
 @pytest.fixture
 async def sidecar(tmp_path: Path) -> AsyncIterator[Sidecar]:
-    store = await Store.open(str(tmp_path / "sidecar.db"))
-    ids = await store.write("seed", seed)
-    feed = ActivityFeed()
-    deps = ControlDeps(store, HealthState(), Auditor(store), ["jira"], ["jira"], activity=feed)
-    server = ControlServer("127.0.0.1:0", deps)
-    await server.start()
-    try:
-        yield Sidecar(store, feed, f"127.0.0.1:{server.port}", ids)
-    finally:
-        feed.close()
-        await server.stop(0)
-        await store.close()
-
-
-async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """The CLI in a thread: it makes blocking gRPC calls to the server on this event loop."""
-    code = await asyncio.to_thread(main, list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    async with opened_store(tmp_path / "sidecar.db") as store:
+        ids = await store.write("seed", seed)
+        feed = ActivityFeed()
+        async with running_server(desk_deps(store, activity=feed)) as server:
+            try:
+                yield Sidecar(store, feed, loopback(server), ids)
+            finally:
+                feed.close()
 
 
 async def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -133,12 +95,6 @@ async def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 
 def header(out: str) -> list[str]:
     return out.splitlines()[0].split()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
@@ -398,16 +354,11 @@ def sidecar_in_thread(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     stop = asyncio.Event()
 
     async def serve() -> None:
-        store = await Store.open(str(db))
-        await store.write("ticket", lambda conn: apply_event_txn(conn, _created(), None, time.time()))
-        await store.write("ref", record_ref_txn, RefRow(TICKET, "jira", "10001", "SD-1", None, False), time.time())
-        server = ControlServer("127.0.0.1:0", ControlDeps(store, HealthState(), Auditor(store), ["jira"], ["jira"]))
-        await server.start()
-        assert ready is not None
-        ready.set_result(f"127.0.0.1:{server.port}")
-        await stop.wait()
-        await server.stop(0)
-        await store.close()
+        async with opened_store(db, mirror_ticket) as store:
+            async with running_server(desk_deps(store)) as server:
+                assert ready is not None
+                ready.set_result(loopback(server))
+                await stop.wait()
 
     def run() -> None:
         nonlocal ready
@@ -427,25 +378,6 @@ def sidecar_in_thread(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         loop.call_soon_threadsafe(stop.set)
         thread.join(20)
         loop.close()
-
-
-def _created() -> RequestCreated:
-    return RequestCreated(
-        event_id="created-1",
-        event_type="support_request_created",
-        height=10,
-        position=0,
-        sequence=1,
-        ticket_id=TICKET,
-        sender=CUSTOMER,
-        timestamp=int(time.time()),
-        payload={},
-        ticket_number="SUP-000001",
-        submitter=CUSTOMER,
-        category="technical",
-        priority="high",
-        status="open",
-    )
 
 
 class StandIn(control_pb2_grpc.ControlServicer):
@@ -585,11 +517,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(ca[0], server, client)
 
 
-async def secured(tmp_path: Path, listen: str, security: ControlSecurity) -> tuple[ControlServer, Store]:
-    store = await Store.open(str(tmp_path / "secured.db"))
-    server = ControlServer(listen, ControlDeps(store, HealthState(), Auditor(store), ["jira"], ["jira"]), security)
-    await server.start()
-    return server, store
+@contextlib.asynccontextmanager
+async def secured(tmp_path: Path, listen: str, security: ControlSecurity) -> AsyncIterator[ControlServer]:
+    async with opened_store(tmp_path / "secured.db") as store:
+        async with running_server(desk_deps(store), listen, security) as server:
+            yield server
 
 
 async def test_tls_with_tokens_from_token_files(pki: Pki, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -600,12 +532,11 @@ async def test_tls_with_tokens_from_token_files(pki: Pki, tmp_path: Path, capsys
         token=Secret(TOKEN, "test"),
         read_token=Secret("read-only-token", "test"),
     )
-    server, store = await secured(tmp_path, "127.0.0.1:0", security)
     reader = tmp_path / "read-token"
     reader.write_text("read-only-token\n")
     reader.chmod(0o600)
-    dial = ("--control", f"127.0.0.1:{server.port}", "--tls-ca", str(pki.ca))
-    try:
+    async with secured(tmp_path, "127.0.0.1:0", security) as server:
+        dial = ("--control", f"127.0.0.1:{server.port}", "--tls-ca", str(pki.ca))
         code, out, _ = await cli(capsys, "status", *dial, "--token-file", str(reader), "--json")
         assert code == 0 and json.loads(out)["version"]
         code, _, err = await cli(capsys, "pause", *dial, "--token-file", str(reader))
@@ -616,17 +547,13 @@ async def test_tls_with_tokens_from_token_files(pki: Pki, tmp_path: Path, capsys
         assert code == 1 and "UNAUTHENTICATED" in err and "--token-file" in err
         code, _, err = await cli(capsys, "status", "--control", f"127.0.0.1:{server.port}")  # plaintext to TLS
         assert code == 3 and "UNAVAILABLE" in err
-    finally:
-        await server.stop(0)
-        await store.close()
 
 
 async def test_mtls_over_a_unix_socket(pki: Pki, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     security = ControlSecurity(tls_cert=str(pki.server[0]), tls_key=str(pki.server[1]), client_ca=str(pki.ca))
     socket_path = tmp_path / "control.sock"
-    server, store = await secured(tmp_path, f"unix://{socket_path}", security)
     dial = ("--control", f"unix://{socket_path}", "--tls-ca", str(pki.ca), "--tls-server-name", "127.0.0.1")
-    try:
+    async with secured(tmp_path, f"unix://{socket_path}", security):
         client = ("--tls-cert", str(pki.client[0]), "--tls-key", str(pki.client[1]))
         code, out, _ = await cli(capsys, "jobs", *dial, *client, "--json")
         assert code == 0 and json.loads(out) == {"jobs": [], "next_page_token": ""}
@@ -634,6 +561,3 @@ async def test_mtls_over_a_unix_socket(pki: Pki, tmp_path: Path, capsys: pytest.
         assert code == 3 and "UNAVAILABLE" in err
         code, _, err = await cli(capsys, "jobs", *dial, "--tls-cert", str(pki.client[0]))
         assert code == 2 and "tls_key" in err
-    finally:
-        await server.stop(0)
-        await store.close()

@@ -21,6 +21,7 @@ from sidecar.store.export import ReadOnlyStore
 from sidecar.store.intents import queue_intent_txn
 from sidecar.store.jobs import dead_job_txn, queue_update_job_txn
 from sidecar.store.migrations import LATEST_VERSION
+from tests.sidecar.control.kit import opened_store
 
 TICKET = "virtengine1customer0000000000000000000000000000/support/1"
 
@@ -35,10 +36,8 @@ def seed(conn: sqlite3.Connection) -> None:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(str(tmp_path / "sidecar.db"))
-    await s.write("seed", seed)
-    yield s
-    await s.close()
+    async with opened_store(tmp_path / "sidecar.db", seed) as s:
+        yield s
 
 
 @pytest.fixture

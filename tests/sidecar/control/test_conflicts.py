@@ -6,39 +6,20 @@ case); the operator keeps the desk's value, and the engine's next re-read sends 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import pytest
-from virtengine.servicedesk.v1 import control_pb2, control_pb2_grpc
+from virtengine.servicedesk.v1 import control_pb2
 
 from devnet.jira_sim import JiraSim
 from devnet.sim_faults import ManualClock
-from sidecar.cli import main
-from sidecar.control.deps import ControlDeps
-from sidecar.control.server import ControlServer
-from sidecar.observe.audit import Auditor
-from sidecar.observe.health import HealthState
+from tests.sidecar.control.kit import cli, desk_deps, dial, free_port, loopback, running_server
 from tests.sidecar.sync.rig import Rig
 from tests.sidecar.sync.test_inbound_engine import edit_priority_on_both_sides, msgs, open_pair, run
-
-
-async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run the CLI in a thread (it makes blocking gRPC calls to the server on this loop)."""
-    code = await asyncio.to_thread(main, list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_an_operator_lists_and_resolves_a_parked_conflict_over_grpc_and_the_cli(
@@ -51,10 +32,8 @@ async def test_an_operator_lists_and_resolves_a_parked_conflict_over_grpc_and_th
     sim = make_jira_sim(clock=clock)
     rig, engine = await open_pair(tmp_path, rigs, sim, clock, "manual")
     await edit_priority_on_both_sides(rig, engine, sim)
-    server = ControlServer("127.0.0.1:0", ControlDeps(rig.store, HealthState(), Auditor(rig.store), ["jira"], ["jira"]))
-    await server.start()
-    address = f"127.0.0.1:{server.port}"
-    try:
+    async with running_server(desk_deps(rig.store)) as server:
+        address = loopback(server)
         code, out, _ = await cli(capsys, "conflicts", "--control", address, "--json")
         assert code == 0
         [listed] = json.loads(out)["conflicts"]
@@ -67,8 +46,7 @@ async def test_an_operator_lists_and_resolves_a_parked_conflict_over_grpc_and_th
         code, out, _ = await cli(capsys, "conflicts", "--control", address)
         assert code == 0 and "priority" in out and "TICKET_ID" in out
 
-        async with grpc.aio.insecure_channel(address) as channel:
-            control = control_pb2_grpc.ControlStub(channel)
+        async with dial(address) as control:
             for request, status in (
                 (control_pb2.ResolveConflictRequest(id=0, winner="desk"), grpc.StatusCode.INVALID_ARGUMENT),
                 (
@@ -92,7 +70,5 @@ async def test_an_operator_lists_and_resolves_a_parked_conflict_over_grpc_and_th
         ]
         [entry] = await rig.audit("conflict_resolved")
         assert entry["status"] == "desk" and entry["details"]["rule"] == "manual"
-    finally:
-        await server.stop(0)
     code, _, err = await cli(capsys, "conflicts", "--control", f"127.0.0.1:{free_port()}")
     assert code == 3 and "UNAVAILABLE" in err

@@ -14,14 +14,11 @@ import grpc
 import pytest
 from virtengine.servicedesk.v1 import control_pb2, control_pb2_grpc
 
-from sidecar.control.deps import ControlDeps
-from sidecar.control.server import ControlServer
-from sidecar.observe.audit import Auditor
-from sidecar.observe.health import HealthState
 from sidecar.store.db import Store
 from sidecar.store.inbound import record_conflict_txn
 from sidecar.store.intents import dead_letter_txn, queue_intent_txn
 from sidecar.store.jobs import dead_job_txn, finish_job_txn, queue_update_job_txn
+from tests.sidecar.control.kit import control_stub, desk_deps, opened_store
 
 A = "virtengine1customer0000000000000000000000000000"
 T1, T2 = f"{A}/support/1", f"{A}/support/2"
@@ -29,21 +26,14 @@ T1, T2 = f"{A}/support/1", f"{A}/support/2"
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(str(tmp_path / "sidecar.db"))
-    yield s
-    await s.close()
+    async with opened_store(tmp_path / "sidecar.db") as s:
+        yield s
 
 
 @pytest.fixture
 async def control(store: Store) -> AsyncIterator[control_pb2_grpc.ControlStub]:
-    deps = ControlDeps(store, HealthState(), Auditor(store), ["jira", "waldur"], ["jira"])
-    server = ControlServer("127.0.0.1:0", deps)
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            yield control_pb2_grpc.ControlStub(channel)
-    finally:
-        await server.stop(0)
+    async with control_stub(desk_deps(store, ["jira", "waldur"])) as stub:
+        yield stub
 
 
 def add_jobs(

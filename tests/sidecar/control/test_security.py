@@ -33,6 +33,7 @@ from sidecar.observe.audit import Auditor
 from sidecar.observe.health import HealthState
 from sidecar.secrets import Secret
 from sidecar.store.db import Store
+from tests.sidecar.control.kit import opened_store, running_server
 
 FULL_TOKEN = "full-token-7f3a9c1e2b"
 READ_TOKEN = "read-token-5d8e0a4f6c"
@@ -111,14 +112,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @contextlib.asynccontextmanager
 async def serving(tmp_path: Path, listen: str, security: ControlSecurity) -> AsyncIterator[ControlServer]:
-    store = await Store.open(str(tmp_path / "sidecar.db"))
-    server = ControlServer(listen, ControlDeps(store, HealthState(), Auditor(store)), security)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop(0)
-        await store.close()
+    async with opened_store(tmp_path / "sidecar.db") as store:
+        async with running_server(ControlDeps(store, HealthState(), Auditor(store)), listen, security) as server:
+            yield server
 
 
 async def call(options: DialOptions, method: str, request: object) -> grpc.StatusCode:

@@ -25,7 +25,6 @@ from sidecar.chain.rpc import CometRpc
 from sidecar.chain.signer import Signer
 from sidecar.control.deps import ControlDeps
 from sidecar.control.queries import BALANCE_TIMEOUT, CONTENT_REFUSED
-from sidecar.control.server import ControlServer
 from sidecar.observe.audit import Auditor
 from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics
@@ -33,7 +32,6 @@ from sidecar.store.db import Store
 from sidecar.store.inbound import (
     claim_issues_txn,
     enqueue_issue_txn,
-    record_conflict_txn,
     retry_issue_txn,
     set_field_state_txn,
     set_sweep_mark_txn,
@@ -47,6 +45,7 @@ from sidecar.store.refs import RefRow, record_ref_txn
 from sidecar.sync.content import ContentOpener
 from sidecar.web.health import iso
 from tests.sidecar.chain.signer_kit import devnet_key, open_rig, settings
+from tests.sidecar.control.kit import control_stub, opened_store, park_priority_conflict
 from tests.vectors import load
 
 CHAIN = "virtengine-devnet-1"
@@ -121,19 +120,7 @@ def seed(conn: sqlite3.Connection) -> Seeded:
         now=T0 + 2,
         desk_change_id="changelog-7",
     )
-    record_conflict_txn(
-        conn,
-        TICKET,
-        "jira",
-        "priority",
-        base="high",
-        chain_value="urgent",
-        desk_value="low",
-        strategy="manual",
-        rule="manual",
-        winner=None,
-        now=T0 + 3,
-    )
+    park_priority_conflict(conn, TICKET, T0 + 3)
     dead = queue_intent_txn(conn, "seed-intent-1", "MsgUpdateSupportRequest", TICKET, b"\x01", T0)
     dead_letter_txn(conn, [dead], 5, "insufficient funds", [], now=T0 + 40)
     queued = queue_intent_txn(conn, "seed-intent-2", "MsgRegisterExternalTicket", TICKET, b"\x02", T0 + 41)
@@ -157,28 +144,22 @@ class Served:
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    store = await Store.open(str(tmp_path / "s.db"))
-    await store.write("cursor", init_cursor_txn, CHAIN, 99)
-    seeded = await store.write("seed", seed)
-    health = HealthState()
-    health.chain.reachable, health.chain.chain_id, health.chain.head_height = True, CHAIN, 130
-    health.desks.update(jira="healthy", waldur="healthy")
-    deps = ControlDeps(
-        store,
-        health,
-        Auditor(store),
-        outbound_desks=["jira", "waldur"],
-        inbound_desks=["jira"],
-        opener=ContentOpener(store, key("support")),
-    )
-    server = ControlServer("127.0.0.1:0", deps)
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            yield Served(store, deps, control_pb2_grpc.ControlStub(channel), seeded)
-    finally:
-        await server.stop(0)
-        await store.close()
+    async with opened_store(tmp_path / "s.db") as store:
+        await store.write("cursor", init_cursor_txn, CHAIN, 99)
+        seeded = await store.write("seed", seed)
+        health = HealthState()
+        health.chain.reachable, health.chain.chain_id, health.chain.head_height = True, CHAIN, 130
+        health.desks.update(jira="healthy", waldur="healthy")
+        deps = ControlDeps(
+            store,
+            health,
+            Auditor(store),
+            outbound_desks=["jira", "waldur"],
+            inbound_desks=["jira"],
+            opener=ContentOpener(store, key("support")),
+        )
+        async with control_stub(deps) as control:
+            yield Served(store, deps, control, seeded)
 
 
 async def refused(call: Any) -> grpc.aio.AioRpcError:
@@ -312,13 +293,10 @@ async def test_get_ticket_opens_content_only_when_the_server_allows_it(served: S
 @pytest.mark.node
 async def test_status_reports_the_signers_balance_from_the_devnet_node(devnet_node: DevnetNode, tmp_path: Path) -> None:
     rig = await open_rig(tmp_path / "signer.db", devnet_node.rpc_url, ws_url=None)
-    server = ControlServer("127.0.0.1:0", ControlDeps(rig.store, HealthState(), signer=rig.signer, rpc=rig.rpc))
-    await server.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            status = await control_pb2_grpc.ControlStub(channel).GetStatus(control_pb2.GetStatusRequest())
-        assert status.signer.enabled and status.signer.address == devnet_key("sidecar").address
-        assert status.signer.balance == f"{DEFAULT_BALANCE}uve"
+        async with control_stub(ControlDeps(rig.store, HealthState(), signer=rig.signer, rpc=rig.rpc)) as control:
+            status = await control.GetStatus(control_pb2.GetStatusRequest())
+            assert status.signer.enabled and status.signer.address == devnet_key("sidecar").address
+            assert status.signer.balance == f"{DEFAULT_BALANCE}uve"
     finally:
-        await server.stop(0)
         await rig.close()

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,55 +16,30 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from virtengine.servicedesk.v1 import control_pb2, control_pb2_grpc
+from virtengine.servicedesk.v1 import control_pb2
 
 from devnet.cometbft import DevnetNode
 from devnet.driver import ChainDriver, DevAccount
 from devnet.jira_sim import JiraSim
 from devnet.waiting import async_wait_until
 from sidecar.control.deps import ControlDeps
-from sidecar.control.server import ControlServer
 from sidecar.observe.activity import Activity, ActivityFeed, WatchFilter
-from sidecar.observe.audit import Auditor
-from sidecar.observe.health import HealthState
-from sidecar.store.db import Store
 from sidecar.store.pauses import PauseBook
+from tests.sidecar.chain.signer_kit import db_rows
+from tests.sidecar.control.kit import Stub, control_stub, desk_deps, opened_store
 from tests.sidecar.harness import running_app
 from tests.sidecar.sync.test_outbound_e2e import RECIPIENTS, desk_env, desk_flags
 
-Stub = control_pb2_grpc.ControlStub
 SIDECAR = DevAccount.from_name("sidecar")
 
 
 @contextlib.asynccontextmanager
 async def control_over(db: Path) -> AsyncIterator[tuple[Stub, ControlDeps]]:
     """A control server as app.py wires it (pause book loaded from the store, a feed), over `db`."""
-    store = await Store.open(str(db))
-    deps = ControlDeps(
-        store,
-        HealthState(),
-        Auditor(store),
-        ["jira"],
-        ["jira"],
-        pauses=await PauseBook.load(store),
-        activity=ActivityFeed(),
-    )
-    server = ControlServer("127.0.0.1:0", deps)
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            yield Stub(channel), deps
-    finally:
-        await server.stop(0)
-        await store.close()
-
-
-def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return [tuple(r) for r in conn.execute(sql)]
-    finally:
-        conn.close()
+    async with opened_store(db) as store:
+        deps = desk_deps(store, pauses=await PauseBook.load(store), activity=ActivityFeed())
+        async with control_stub(deps) as stub:
+            yield stub, deps
 
 
 def shown(pauses: Any) -> list[tuple[str, str]]:
@@ -92,7 +66,7 @@ async def test_pauses_are_persisted_audited_and_lifted_by_direction_and_desk(tmp
         ):
             code_seen, detail = await refused(call, request)
             assert code_seen == code and detail.startswith(field), (request, code_seen, detail)
-        assert rows(db, "SELECT * FROM pauses") == []  # a refused call changed nothing
+        assert db_rows(db, "SELECT * FROM pauses") == []  # a refused call changed nothing
 
         paused = await control.Pause(
             control_pb2.PauseRequest(direction="outbound", desk="jira", reason="desk migration\n" + "x" * 500)
@@ -125,8 +99,8 @@ async def test_pauses_are_persisted_audited_and_lifted_by_direction_and_desk(tmp
         assert everything.resumed == 2 and list(everything.pauses) == []
         assert not book.is_paused("outbound", "jira") and not book.is_paused("inbound", "jira")
 
-    assert rows(db, "SELECT * FROM pauses") == []
-    audits = rows(
+    assert db_rows(db, "SELECT * FROM pauses") == []
+    audits = db_rows(
         db,
         "SELECT event_type, actor, desk, direction, details_json FROM audit WHERE event_type IN "
         "('paused', 'resumed') ORDER BY id",
@@ -254,7 +228,7 @@ class Watcher:
 
 
 def job_of(db: Path, ticket_id: str) -> tuple[str, int] | None:
-    found = rows(db, f"SELECT state, attempts FROM jobs WHERE desk = 'jira' AND ticket_id = '{ticket_id}'")
+    found = db_rows(db, f"SELECT state, attempts FROM jobs WHERE desk = 'jira' AND ticket_id = '{ticket_id}'")
     return found[0] if found else None
 
 
@@ -302,7 +276,7 @@ async def test_a_paused_desk_gets_nothing_across_a_restart_until_resumed(
             height = await asyncio.to_thread(devnet_node.height)
             await asyncio.to_thread(devnet_node.wait_for_height, height + 5)
             await async_wait_until(
-                lambda: rows(db, "SELECT height FROM cursor")[0][0] >= height + 5,
+                lambda: db_rows(db, "SELECT height FROM cursor")[0][0] >= height + 5,
                 timeout=30,
                 what="the follower to read 5 more blocks",
             )
@@ -350,7 +324,7 @@ async def test_a_paused_desk_gets_nothing_across_a_restart_until_resumed(
             assert done[-1].desk == "jira" and done[-1].id > 0
         await watcher.close()
     assert job_of(db, ticket_id) == ("done", 0)
-    audits = rows(
+    audits = db_rows(
         db, "SELECT event_type, actor FROM audit WHERE event_type IN ('paused', 'resumed', 'sequence_resynced')"
     )
     assert [event for event, _ in audits] == ["paused", "sequence_resynced", "resumed"]

@@ -8,78 +8,37 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 from virtengine.servicedesk.v1 import control_pb2, control_pb2_grpc
 
-from sidecar.control.deps import ControlDeps
-from sidecar.control.server import ControlServer
-from sidecar.observe.audit import Auditor
-from sidecar.observe.health import HealthState
 from sidecar.store.db import Store
 from sidecar.store.inbound import claim_issues_txn, finish_issue_txn
 from sidecar.store.jobs import dead_job_txn, finish_job_txn, queue_update_job_txn
 from sidecar.store.pauses import EVERY_DESK, pause_txn, resume_txn
-from sidecar.store.records import RequestCreated
-from sidecar.store.refs import RefRow, record_ref_txn
-from sidecar.store.tickets import apply_event_txn
-
-CUSTOMER = "virtengine1customer0000000000000000000000000000"
-TICKET = f"{CUSTOMER}/support/1"
-UNKNOWN = f"{CUSTOMER}/support/9"
-
-
-def mirror_ticket(conn: sqlite3.Connection, ticket_id: str = TICKET, linked: bool = True) -> None:
-    """The ticket in the mirror (as the follower folds its creation), with a verified Jira ref when linked."""
-    event = RequestCreated(
-        event_id=f"created-{ticket_id}",
-        event_type="support_request_created",
-        height=10,
-        position=0,
-        sequence=1,
-        ticket_id=ticket_id,
-        sender=CUSTOMER,
-        timestamp=int(time.time()),
-        payload={},
-        ticket_number="SUP-000001",
-        submitter=CUSTOMER,
-        category="technical",
-        priority="high",
-        status="open",
-    )
-    apply_event_txn(conn, event, None, time.time())
-    if linked:
-        record_ref_txn(conn, RefRow(ticket_id, "jira", "10001", "SD-1", None, False), time.time())
+from tests.sidecar.control.kit import (
+    CUSTOMER,
+    TICKET,
+    UNKNOWN,
+    control_stub,
+    desk_deps,
+    mirror_ticket,
+    opened_store,
+    rows,
+)
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(str(tmp_path / "sidecar.db"))
-    await s.write("ticket", mirror_ticket)
-    yield s
-    await s.close()
+    async with opened_store(tmp_path / "sidecar.db", mirror_ticket) as s:
+        yield s
 
 
 @pytest.fixture
 async def control(store: Store) -> AsyncIterator[control_pb2_grpc.ControlStub]:
-    deps = ControlDeps(store, HealthState(), Auditor(store), ["jira"], ["jira"])  # Waldur is not configured
-    server = ControlServer("127.0.0.1:0", deps)
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            yield control_pb2_grpc.ControlStub(channel)
-    finally:
-        await server.stop(0)
-
-
-def rows(store: Store, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(store.path)
-    try:
-        return [tuple(r) for r in conn.execute(sql).fetchall()]
-    finally:
-        conn.close()
+    async with control_stub(desk_deps(store)) as stub:  # Waldur is not configured
+        yield stub
 
 
 def sync(direction: str = "outbound", desk: str = "", ticket_id: str = TICKET) -> control_pb2.SyncTicketRequest:

@@ -42,6 +42,21 @@ GUIDE = {
     "servicedesk_queue_failed": ("gauge", set()),
     "servicedesk_health_check": ("gauge", set()),
 }
+# The loops the app runs with every part on (chain, both desks, the signer); `webhook-rejections` runs only
+# with the webhook receiver on, which the test of the running app below does not count on.
+APP_LOOPS = {
+    "chain-follower",
+    "dispatcher",
+    "chain-signer",
+    "desk-jira",
+    "desk-jira-health",
+    "desk-waldur",
+    "desk-waldur-health",
+    "health",
+    "audit-retention",
+    "inbound",
+    "inbound-sweep",
+}
 # Every label the sidecar exports, with every value it may take. A new label must be added here, bounded.
 BOUNDED = {
     "direction": {"inbound", "outbound"},
@@ -64,20 +79,7 @@ BOUNDED = {
         "malformed",
         "overloaded",
     },
-    "loop": {
-        "chain-follower",
-        "dispatcher",
-        "chain-signer",
-        "desk-jira",
-        "desk-jira-health",
-        "desk-waldur",
-        "desk-waldur-health",
-        "health",
-        "audit-retention",
-        "webhook-rejections",
-        "inbound",
-        "inbound-sweep",
-    },
+    "loop": APP_LOOPS | {"webhook-rejections"},
     "source": {"websocket", "poll"},
     "cause": {"token_bucket", "retry_after"},
     "le": None,  # histogram buckets: fixed in code
@@ -211,19 +213,7 @@ async def test_every_label_is_declared_and_bounded(
         loops = running_loops()
         async with httpx.AsyncClient() as client:
             exported = (await client.get(f"http://127.0.0.1:{app.web_port}/metrics", timeout=10)).text
-    assert {
-        "chain-follower",
-        "dispatcher",
-        "chain-signer",
-        "desk-jira",
-        "desk-jira-health",
-        "desk-waldur",
-        "desk-waldur-health",
-        "health",
-        "audit-retention",
-        "inbound",
-        "inbound-sweep",
-    } <= loops, loops
+    assert loops >= APP_LOOPS, loops
     metrics = Metrics()
     for loop in loops:
         metrics.count_loop_error(loop)

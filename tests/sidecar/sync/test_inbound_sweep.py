@@ -24,6 +24,7 @@ from sidecar.desks.waldur import WaldurDesk
 from sidecar.observe.audit import Auditor
 from sidecar.observe.metrics import Metrics
 from sidecar.store.inbound import sweep_mark
+from sidecar.store.pauses import PauseBook
 from sidecar.sync.inbound import InboundEngine, InboundSettings
 from sidecar.sync.sweep import Sweeper
 from tests.sidecar.desks.support import JIRA_TOKEN, WALDUR_TOKEN, jira_config, waldur_config
@@ -33,7 +34,10 @@ from tests.sidecar.sync.test_inbound_engine import SIDECAR, STATUS, msgs, run, s
 WALL = cast(ManualClock, time.time)  # the rig's clock type; the wall clock here
 
 
-async def open_rig(tmp_path: Path, rigs: list[Rig], desk: Desk) -> tuple[Rig, InboundEngine]:
+async def open_rig(
+    tmp_path: Path, rigs: list[Rig], desk: Desk, pauses: PauseBook | None = None
+) -> tuple[Rig, InboundEngine]:
+    """A rig whose ticket 1 already has its issue at `desk`, and an inbound engine over it (honouring `pauses`)."""
     rig = await Rig.open(tmp_path / "sidecar.db", desk, WALL)
     rigs.append(rig)
     engine = InboundEngine(
@@ -46,9 +50,10 @@ async def open_rig(tmp_path: Path, rigs: list[Rig], desk: Desk) -> tuple[Rig, In
         sender=SIDECAR,
         key=support_key(),
         outbound_desks=[desk.name],
+        pauses=pauses,
     )
     await rig.chain(created(1))
-    await rig.run_due()
+    await rig.run_due()  # outbound sync creates the issue
     return rig, engine
 
 

@@ -12,16 +12,14 @@ from pathlib import Path
 
 from devnet.jira_sim import JiraSim
 from sidecar.desks.jira import JiraDesk
-from sidecar.observe.audit import Auditor
 from sidecar.observe.metrics import Metrics
 from sidecar.store.inbound import enqueue_issue_txn, sweep_mark
 from sidecar.store.pauses import Pause, PauseBook
-from sidecar.sync.inbound import InboundEngine, InboundSettings
 from sidecar.sync.sweep import PAUSE_RECHECK, Sweeper
 from tests.sidecar.desks.support import JIRA_TOKEN, jira_config
-from tests.sidecar.sync.rig import Rig, created
-from tests.sidecar.sync.test_inbound_engine import SIDECAR, STATUS, msgs, run, support_key
-from tests.sidecar.sync.test_inbound_sweep import WALL
+from tests.sidecar.sync.rig import Rig
+from tests.sidecar.sync.test_inbound_engine import STATUS, msgs, run
+from tests.sidecar.sync.test_inbound_sweep import open_rig
 
 
 async def test_a_paused_desk_is_neither_swept_nor_reread_until_resumed(
@@ -29,24 +27,9 @@ async def test_a_paused_desk_is_neither_swept_nor_reread_until_resumed(
 ) -> None:
     sim = make_jira_sim()
     desk = JiraDesk(jira_config(sim), JIRA_TOKEN, metrics=Metrics(), allow_insecure_http=True)
-    rig = await Rig.open(tmp_path / "sidecar.db", desk, WALL)
-    rigs.append(rig)
     book = PauseBook([Pause("inbound", "jira", time.time(), "operator", "test")])
-    engine = InboundEngine(
-        [desk],  # type: ignore[list-item]  # JiraDesk reads changes back
-        rig.store,
-        Auditor(rig.store),
-        Metrics(),
-        rig.retry,
-        InboundSettings(idle_wait=999.0),
-        sender=SIDECAR,
-        key=support_key(),
-        outbound_desks=[desk.name],
-        pauses=book,
-    )
+    rig, engine = await open_rig(tmp_path, rigs, desk, pauses=book)  # outbound is not paused: the issue is created
     sweeper = Sweeper([desk], rig.store, interval=300.0, pauses=book)
-    await rig.chain(created(1))
-    await rig.run_due()  # outbound is not paused: the issue is created
     [(key,)] = await rig.query("SELECT external_key FROM external_refs")
     sim.agent_transition(str(key), "In Progress")
     sim.flush_index()
