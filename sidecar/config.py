@@ -193,10 +193,9 @@ def _check_kind(spec: KeySpec, value: Any) -> None:
     if spec.kind == "listen" or (spec.kind == "listen_or_empty" and value):
         parse_listen(value)
     elif spec.kind == "grpc_listen":
-        address = parse_control_listen(value)
-        folder = os.path.dirname(address.path)
-        if address.is_unix and not os.path.isdir(folder):
-            raise ValueError(f"host:port or unix:///path in an existing directory ({folder} is not one)")
+        # A socket's directory is checked when binding, not here: systemd's RuntimeDirectory= creates it
+        # only when the service starts, after an operator's `config check`.
+        parse_control_listen(value)
     elif spec.kind == "url" and value and not re.match(r"^(https?|wss?|unix)://", value):
         raise ValueError("an http:// or https:// URL")
     elif spec.kind == "cidrs":

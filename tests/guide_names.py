@@ -85,6 +85,9 @@ METRICS: dict[str, tuple[str, ...]] = {
     "servicedesk_sync_conflicts_total": ("desk", "field", "rule"),
     "servicedesk_sync_conflicts_open": (),
     "servicedesk_inbound_queue": ("desk", "state"),
+    "servicedesk_jobs": ("desk", "state"),
+    "servicedesk_desk_rate_limit_waits_total": ("desk", "cause"),
+    "servicedesk_desk_rate_limit_wait_seconds_total": ("desk", "cause"),
 }
 
 # Alert name -> (expression, for, severity, summary), as deploy/prometheus/servicedesk-alerts.yml holds them.

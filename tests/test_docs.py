@@ -6,6 +6,7 @@ operations guide the project started from, the table must cover every name that 
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 from typing import get_args
@@ -15,10 +16,14 @@ import pytest
 import yaml
 from starlette.applications import Starlette
 from starlette.routing import Route
+from virtengine.servicedesk.v1 import control_pb2
 
-from sidecar.cli import reference_markdown
+from sidecar.cli import build_parser, reference_markdown
 from sidecar.config import KEYS_BY_PATH, load_config
 from sidecar.config_schema import ConflictStrategy, WebhookConfig
+from sidecar.control import cli_commands
+from sidecar.control.client import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from sidecar.observe.activity import KINDS, WATCH
 from sidecar.observe.audit import Auditor
 from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics, Service
@@ -281,3 +286,74 @@ def test_the_example_configuration_is_valid(tmp_path: Path) -> None:
     settings = config.settings
     assert settings.jira.base_url and settings.waldur.base_url and settings.webhook.require_signature
     assert settings.jira.assignee_map and settings.waldur.assignee_map
+
+
+# The control API and its CLI (issue #14): every command and call documented, each with an example
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(subparsers) == 1
+    return dict(subparsers[0].choices)
+
+
+def _long_options(parser: argparse.ArgumentParser) -> set[str]:
+    return {option for action in parser._actions for option in action.option_strings if option.startswith("--")}
+
+
+COMMANDS = _subcommands(build_parser())
+# A control command dials the sidecar (--control); `status` has no options of its own, so what it takes
+# every control command takes (--json, --timeout, the dial options).
+CONTROL_COMMANDS = sorted(name for name, sub in COMMANDS.items() if "--control" in _long_options(sub))
+CONTROL_COMMON = _long_options(COMMANDS["status"])
+CONTROL_METHODS = set(control_pb2.DESCRIPTOR.services_by_name["Control"].methods_by_name)
+# README rows of the steering table: | `servicedesk-sidecar <name> <usage>` | `<Call>` | what it does |
+STEERING_ROW = re.compile(r"^\| `servicedesk-sidecar ([a-z-]+)([^`]*)` \| `([A-Za-z]+)` \|", re.M)
+
+
+def test_the_parsers_control_commands_are_the_handled_ones() -> None:
+    assert sorted(cli_commands.COMMANDS) == CONTROL_COMMANDS
+
+
+def test_readme_table_has_a_row_per_control_command_with_its_options_and_call() -> None:
+    rows = {name: (usage, call) for name, usage, call in STEERING_ROW.findall(README)}
+    assert sorted(rows) == CONTROL_COMMANDS
+    assert {call for _, call in rows.values()} == CONTROL_METHODS  # every call of the service has its command
+    for name, (usage, _) in rows.items():
+        own = _long_options(COMMANDS[name]) - CONTROL_COMMON
+        assert {option for option in own if option not in usage} == set(), name
+
+
+@pytest.mark.parametrize("name", CONTROL_COMMANDS)
+def test_readme_shows_an_example_of_each_control_command(name: str) -> None:
+    assert re.search(rf"^\$ servicedesk-sidecar {re.escape(name)}( |$)", README, re.M), name
+
+
+def test_readme_shows_make_sync_and_the_db_commands() -> None:
+    assert "make sync TICKET=" in README and re.search(r"^\$ make sync TICKET=", README, re.M)
+    for sub in _subcommands(COMMANDS["db"]):
+        assert re.search(rf"^\$ servicedesk-sidecar db {sub}( |$)", README, re.M), sub
+
+
+def test_readme_documents_the_control_exit_codes() -> None:
+    for code in (EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE):
+        assert f"\n| {code} | " in README, code
+
+
+def test_the_manual_names_every_control_call_with_its_command() -> None:
+    rows = dict(re.findall(r"^\| `([A-Za-z]+)` \| `([a-z-]+)[ `]", GUIDE, re.M))
+    assert {call for call in rows if call in CONTROL_METHODS} == CONTROL_METHODS
+    assert {rows[call] for call in CONTROL_METHODS} == set(CONTROL_COMMANDS)
+
+
+def test_the_manual_lists_every_watch_kind() -> None:
+    for kind in (*KINDS, WATCH):
+        assert f"| `{kind}` |" in GUIDE, kind
+        assert f"`{kind}`" in README or kind == WATCH, kind
+
+
+def test_the_manual_names_every_audit_event_the_control_calls_write() -> None:
+    source = "\n".join(path.read_text() for path in (ROOT / "sidecar" / "control").glob("*.py"))
+    events = set(re.findall(r'AuditEntry\(\s*"([a-z_]+)"', source))
+    assert {"paused", "resumed", "manual_sync", "reconciled", "control_refused"} <= events
+    assert sorted(event for event in events if f"`{event}`" not in GUIDE) == []

@@ -165,6 +165,9 @@ def run(args: argparse.Namespace, default_address: Callable[[], str]) -> int:
             return HANDLERS[args.command](control, args)
     except CallFailed as failed:
         return failed.exit_code
+    except BrokenPipeError:  # the reader left (`ticket ... | head`): the answer was printed as far as wanted
+        _stdout_gone()
+        return EXIT_OK
 
 
 def _show(answer: Message, as_json: bool, human: Callable[[dict[str, Any]], None]) -> int:
@@ -335,9 +338,14 @@ def _watch(control: ControlClient, args: argparse.Namespace) -> int:
             print(tables.json_line(doc) if args.json else tables.event_line(doc), flush=True)
     except KeyboardInterrupt:
         pass
-    except BrokenPipeError:  # the reader left (`watch --json | head`): done, without a second error at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:  # the reader left (`watch --json | head`): done
+        _stdout_gone()
     return EXIT_OK
+
+
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null, so flushing it at exit raises no second BrokenPipeError."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 HANDLERS: dict[str, Handler] = {

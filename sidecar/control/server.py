@@ -55,6 +55,13 @@ class ControlServer:
             )
         self.address = address
         if address.is_unix:
+            folder = os.path.dirname(address.path)
+            if not os.path.isdir(folder):
+                raise ConfigError(
+                    "grpc.listen",
+                    f"is {listen}, but {folder} is not a directory (create it, e.g. with systemd's RuntimeDirectory=)",
+                    source="grpc.listen",
+                )
             clear_stale_socket(address.path)
         self.server = grpc.aio.server(interceptors=[AuthInterceptor(security, deps.auditor, unix=address.is_unix)])
         self.service = ControlService(deps)

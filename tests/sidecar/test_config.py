@@ -338,7 +338,6 @@ def test_grpc_listen_on_loopback_or_a_unix_socket_needs_no_protection(listen: st
         ("unix://control.sock", "unix:///absolute/path"),
         ("unix:///", "unix:///absolute/path"),
         ("unix:///" + "d" * 120 + "/c.sock", "at most 107 bytes"),
-        ("unix:///nonexistent-dir-5d1/control.sock", "/nonexistent-dir-5d1 is not one"),
         ("8481", "host:port"),
     ],
 )

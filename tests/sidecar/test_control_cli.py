@@ -561,3 +561,38 @@ async def test_mtls_over_a_unix_socket(pki: Pki, tmp_path: Path, capsys: pytest.
         assert code == 3 and "UNAVAILABLE" in err
         code, _, err = await cli(capsys, "jobs", *dial, "--tls-cert", str(pki.client[0]))
         assert code == 2 and "tls_key" in err
+
+
+async def test_a_reader_that_leaves_early_ends_a_listing_quietly(tmp_path: Path) -> None:
+    """`servicedesk-sidecar jobs --all | head -1`: more rows than a pipe holds, so the CLI is still writing
+    when the reader goes; it stops with exit 0 and no traceback."""
+
+    def many_jobs(conn: sqlite3.Connection) -> None:
+        now = time.time()
+        conn.executemany(
+            "INSERT INTO jobs (dedupe_key, kind, desk, ticket_id, next_run_at, created_at, updated_at)"
+            " VALUES (?, 'update', 'jira', ?, ?, ?, ?)",
+            [(f"bulk-{n}", TICKET, now, now, now) for n in range(3000)],
+        )
+
+    async with opened_store(tmp_path / "many.db", many_jobs) as store, running_server(desk_deps(store)) as server:
+        reader, writer = os.pipe()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sidecar",
+            "jobs",
+            "--all",
+            "--control",
+            loopback(server),
+            cwd=REPO,
+            stdout=writer,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        os.close(writer)
+        with os.fdopen(reader, "rb") as out:
+            first = await asyncio.wait_for(asyncio.to_thread(out.readline), 30)
+        assert first.split()[:2] == [b"ID", b"STATE"]  # the table began; the reader leaves here
+        assert proc.stderr is not None
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert b"Traceback" not in await proc.stderr.read()

@@ -295,9 +295,13 @@ async def test_unix_socket_is_private_and_serves(tmp_path: Path) -> None:
     assert not path.exists()  # removed on stop
     assert [(r[0], r[1]) for r in audit_rows(tmp_path)] == [("jobs_redriven", "unix")]
 
+    # A missing directory passes `config check` (systemd's RuntimeDirectory= makes it at start) and is refused
+    # when the server binds, naming the key.
+    absent = f"unix://{tmp_path}/absent/control.sock"
+    assert load_config(environ={}, flags={"grpc.listen": absent}).settings.grpc.listen == absent
     with pytest.raises(ConfigError) as missing:
-        load_config(environ={}, flags={"grpc.listen": f"unix://{tmp_path}/absent/control.sock"})
-    assert missing.value.path == "grpc.listen" and "absent" in missing.value.problem
+        ControlServer(absent, ControlDeps(server.service.deps.store, HealthState()))
+    assert missing.value.path == "grpc.listen" and "absent is not a directory" in missing.value.problem
 
 
 async def test_mutating_calls_are_rate_limited_and_refusals_audited_at_a_bounded_rate(tmp_path: Path) -> None:
