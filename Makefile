@@ -32,8 +32,10 @@ sync: install
 	@test -n "$(TICKET)" || { echo "usage: make sync TICKET=<address>/support/<n> [DIRECTION=outbound|inbound|both] [DESK=jira|waldur] [CONFIG=config.yaml]" >&2; exit 2; }
 	$(BIN)/servicedesk-sidecar sync '$(TICKET)' --direction=$(DIRECTION) $(if $(DESK),--desk '$(DESK)') --config $(CONFIG)
 
+# Two workers, each module on one of them (a module shares its devnet node); TEST_WORKERS=0 runs in-process.
+TEST_WORKERS ?= 2
 test: install cometbft
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(BIN)/ruff check sidecar devnet tests bench

@@ -54,7 +54,7 @@ async def test_metrics_and_verbose_health_are_on_the_observe_port_only(tmp_path:
     assert public_metrics.status_code == 404
     assert observe_metrics.status_code == 200 and "servicedesk_health_check" in observe_metrics.text
     assert list(public_verbose.json()) == GUIDE_KEYS  # verbose is ignored on the public port
-    assert list(observe_verbose.json()) == [*GUIDE_KEYS, "chain", "problems", "inbound"]
+    assert list(observe_verbose.json()) == [*GUIDE_KEYS, "chain", "problems", "inbound", "paused"]
     assert list(public_plain.json()) == GUIDE_KEYS  # load balancers keep their health check
     assert observe_hook.status_code == 404  # the receivers are on the public port only
 
