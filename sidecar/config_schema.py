@@ -170,6 +170,15 @@ class SyncConfig:
     enable_inbound: bool = key(True, "sync desk changes to the chain")
     enable_outbound: bool = key(True, "sync chain changes to the desks")
     sync_attachments: bool = key(True, "copy attachments between chain artifacts and desks")
+    max_attachment_bytes: int = key(
+        10 * 1024 * 1024,
+        "largest attachment copied either way; a bigger one is withheld with a note at the desk",
+        bounds=(1, 1024 * 1024 * 1024),
+    )
+    allowed_content_types: tuple[str, ...] = key(
+        ("image/*", "application/pdf", "text/plain", "application/json", "application/zip"),
+        "attachment types copied (checked by content as well as by name); others are withheld with a note",
+    )
     max_pending: int = key(10_000, "pending events before the chain follower pauses", bounds=(10, 10_000_000))
     allow_insecure_http: bool = key(False, "allow http:// desk URLs (development only)")
 
@@ -306,6 +315,22 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class S3Config:
+    endpoint: str = key("", "S3-compatible endpoint URL, e.g. https://s3.eu-central-1.amazonaws.com", kind="url")
+    region: str = key("us-east-1", "region the requests are signed for (SigV4)")
+    bucket: str = key("", "bucket holding the artifacts")
+    prefix: str = key("servicedesk/", "key prefix of the sidecar's objects in the bucket")
+    timeout: float = key(30.0, "timeout of one S3 request", kind="duration", bounds=(0.1, 600))
+
+
+@dataclass(frozen=True)
+class ArtifactsConfig:
+    backend: Literal["local", "s3"] = key("local", "where encrypted attachment objects are kept")
+    dir: str = key("./data/artifacts", "directory of the local backend (objects are encrypted, mode 0600)")
+    s3: S3Config = field(default_factory=S3Config)
+
+
+@dataclass(frozen=True)
 class VaultConfig:
     addr: str = key("", "Vault address; empty disables Vault", kind="url")
     mount: str = key("secret", "KV v2 mount point")
@@ -335,6 +360,7 @@ class ServiceDeskConfig:
     chain: ChainConfig = field(default_factory=ChainConfig)
     grpc: GrpcConfig = field(default_factory=GrpcConfig)
     observe: ObserveConfig = field(default_factory=ObserveConfig)
+    artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)

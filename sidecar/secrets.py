@@ -95,6 +95,10 @@ SECRET_SPECS: tuple[SecretSpec, ...] = (
     SecretSpec(
         "grpc_read_token", "VIRTENGINE_SERVICEDESK_GRPC_READ_TOKEN", "bearer token of the control API's read-only calls"
     ),
+    SecretSpec("s3_access_key_id", "VIRTENGINE_SERVICEDESK_S3_ACCESS_KEY_ID", "access key id of artifacts.s3"),
+    SecretSpec(
+        "s3_secret_access_key", "VIRTENGINE_SERVICEDESK_S3_SECRET_ACCESS_KEY", "secret access key of artifacts.s3"
+    ),
 )
 
 SECRET_NAMES = frozenset(spec.name for spec in SECRET_SPECS)

@@ -249,8 +249,9 @@ async def test_reconcile_after_500_blocks_down_finds_exactly_what_changed_and_th
         final, checked, _ = await all_pages(control, dry_run=True)
         assert (list(final), checked) == ([], 5)
 
-        # A desk that cannot be read stops the call, naming the desk: it is never reported as in sync.
-        jira.faults.inject("503", method="GET", path=f"/rest/api/3/issue/{jira.issue(keys[untouched]).id}")
+        # A desk that cannot be read stops the call, naming the desk: it is never reported as in sync. Enough
+        # faults that neither the client's own retries nor the running sidecar's other reads use them all up.
+        jira.faults.inject("503", 50, method="GET", path=f"/rest/api/3/issue/{jira.issue(keys[untouched]).id}")
         with pytest.raises(grpc.aio.AioRpcError) as unreachable:
             await control.Reconcile(control_pb2.ReconcileRequest(ticket_id=untouched, dry_run=True))
         assert unreachable.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -55,6 +55,8 @@ SECRETS = {
     "support_private_key": base64.b64encode(secrets.token_bytes(32)).decode(),
     "grpc_token": "KNOWN-grpc-token-" + secrets.token_hex(6),
     "grpc_read_token": "KNOWN-grpc-read-token-" + secrets.token_hex(6),
+    "s3_access_key_id": "KNOWNS3KEYID" + secrets.token_hex(6).upper(),
+    "s3_secret_access_key": "KNOWN-s3-secret/" + secrets.token_hex(12),
 }
 BASIC = base64.b64encode(f"svc@example.org:{SECRETS['jira_api_token']}".encode()).decode()
 LEAKS = [*SECRETS.values(), BASIC]
