@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= config.yaml
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: install run sync test lint proto devnet bench cometbft clean docs
+.PHONY: install run sync test lint proto devnet bench cometbft seaweedfs clean docs
 
 install: $(VENV)/.installed
 
@@ -18,6 +18,11 @@ $(VENV)/.installed: pyproject.toml
 # The pinned CometBFT node (v0.38.25), built with `go install` into ~/.cache when missing.
 cometbft: install
 	$(BIN)/python -m devnet.cometbft install
+
+# The pinned SeaweedFS (the artifact store tests' real S3 server), built from its module at a pinned
+# version into ~/.cache when missing (`go install` refuses the module: its go.mod has replace directives).
+seaweedfs: install
+	$(BIN)/python -m devnet.seaweedfs install
 
 run: install
 	$(BIN)/servicedesk-sidecar run --config $(CONFIG)
@@ -34,7 +39,7 @@ sync: install
 
 # Two workers, each module on one of them (a module shares its devnet node); TEST_WORKERS=0 runs in-process.
 TEST_WORKERS ?= 2
-test: install cometbft
+test: install cometbft seaweedfs
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install

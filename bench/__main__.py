@@ -6,6 +6,7 @@ import importlib
 import sys
 
 BENCHMARKS = {
+    "attachment_path": "bench.attachment_path",
     "follower_backfill": "bench.follower_backfill",
     "inbound_latency": "bench.inbound_latency",
     "outbound_drain": "bench.outbound_drain",

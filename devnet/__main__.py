@@ -43,6 +43,10 @@ from devnet.waldur_sim import WaldurSim
 ACCOUNTS = ("customer", "customer2", "agent", "sidecar", "outsider")
 JIRA_HOOK_SECRET = "devnet-jira-webhook-secret"
 WALDUR_HOOK_SECRET = "devnet-waldur-webhook-secret"
+# The sidecar's default sync.max_attachment_bytes: the desks here take a file of exactly that size. Waldur's
+# limit is a fronting proxy's on the whole request body, so it leaves room for the multipart framing.
+ATTACHMENT_LIMIT = 10 * 1024 * 1024
+WALDUR_BODY_LIMIT = ATTACHMENT_LIMIT + 64 * 1024
 SAMPLES = (
     ("technical", "high", {"subject": "Lease 42 unreachable", "description": "My deployment answers 502."}),
     ("billing", "normal", {"subject": "Invoice for October", "description": "The invoice total looks wrong."}),
@@ -97,6 +101,7 @@ def write_config(home: Path, node: DevnetNode, jira: JiraSim, waldur: WaldurSim,
             "grpc": {"listen": f"127.0.0.1:{grpc}"},
             "observe": {"listen": ""},  # /metrics beside health on the one loopback port the banner shows
             "store": {"path": str(home / "sidecar.db")},
+            "artifacts": {"backend": "local", "dir": str(home / "artifacts")},
             "logging": {"format": "text"},
             "secrets": {"dir": str(home / "secrets"), "allow_env": False},
         }
@@ -260,10 +265,14 @@ def run(args: argparse.Namespace) -> int:
         node = DevnetNode(app_state, chain_id=args.chain_id, home=home / "node")
         started.append(node)
         node.start()
-        jira = JiraSim(webhook_url=f"http://127.0.0.1:{web}/webhooks/jira", webhook_secret=JIRA_HOOK_SECRET)
+        jira = JiraSim(
+            webhook_url=f"http://127.0.0.1:{web}/webhooks/jira",
+            webhook_secret=JIRA_HOOK_SECRET,
+            max_attachment_bytes=ATTACHMENT_LIMIT,
+        )
         started.append(jira)
         jira.start()
-        waldur = WaldurSim(hook_secret=WALDUR_HOOK_SECRET)
+        waldur = WaldurSim(hook_secret=WALDUR_HOOK_SECRET, upload_limit=WALDUR_BODY_LIMIT)
         started.append(waldur)
         waldur.start()
         write_secrets(home, jira, waldur)

@@ -37,7 +37,11 @@ PLATFORM_OPERATIONS: tuple[tuple[str, str], ...] = (
     ("GET", "/rest/api/3/issue/{issueIdOrKey}/changelog"),  # client: the history expand=changelog cut off
     ("GET", "/rest/api/3/issue/{issueIdOrKey}/comment"),  # client: find its own comments again
     ("POST", "/rest/api/3/issue/{issueIdOrKey}/comment"),  # client: add a comment
-    ("POST", "/rest/api/3/issue/{issueIdOrKey}/attachments"),  # simulator only: multipart upload
+    ("POST", "/rest/api/3/issue/{issueIdOrKey}/attachments"),  # client: multipart upload
+    ("GET", "/rest/api/3/attachment/meta"),  # simulator: enabled and uploadLimit
+    ("GET", "/rest/api/3/attachment/content/{id}"),  # client: download (a 303 to the media URL)
+    ("GET", "/rest/api/3/attachment/{id}"),  # simulator: one attachment's metadata
+    ("DELETE", "/rest/api/3/attachment/{id}"),  # simulator: remove an attachment
     ("GET", "/rest/api/3/issue/{issueIdOrKey}/properties/{propertyKey}"),  # simulator only
     ("PUT", "/rest/api/3/issue/{issueIdOrKey}/properties/{propertyKey}"),  # client: the sidecar's claim
     ("GET", "/rest/api/3/search/jql"),  # simulator: the GET form of enhanced search

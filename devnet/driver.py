@@ -340,9 +340,13 @@ class ChainDriver:
         """Create a ticket and return its id (read from its support_request_created event)."""
         return _created_ids(self.must_send([self.create_msg(category, priority, plaintext, recipients)]))[0]
 
-    def reply(self, ticket_id: str, message: str, recipients: Sequence[bytes], *, internal: bool = False) -> TxResult:
-        """A response; `internal` marks an agent's note for agents only (in the encrypted plaintext)."""
+    def reply(self, ticket_id: str, message: str, recipients: Sequence[bytes], *, internal: bool = False,
+              attachments: Sequence[dict[str, Any]] = ()) -> TxResult:
+        """A response; `internal` marks an agent's note for agents only (in the encrypted plaintext);
+        `attachments` are entries listed in the plaintext (devnet.artifacts.attach_file makes them)."""
         plaintext: dict[str, Any] = {"message": message, **({"internal": True} if internal else {})}
+        if attachments:
+            plaintext["attachments"] = list(attachments)
         msg = tx_pb2.MsgAddSupportResponse(
             sender=self.address, ticket_id=ticket_id, payload=self.seal(plaintext, recipients)
         )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -14,7 +12,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from devnet import jira_search
-from devnet.jira_model import CATEGORIES, Comment, History, Issue, Transition, adf_to_text, jira_time, text_to_adf
+from devnet.jira_files import attachment_routes
+from devnet.jira_model import (
+    CATEGORIES,
+    Comment,
+    History,
+    Issue,
+    Transition,
+    adf_to_text,
+    jira_time,
+    text_to_adf,
+)
 from devnet.sim_core import EXEMPT_HEADER
 
 if TYPE_CHECKING:
@@ -78,19 +86,6 @@ def build_routes(sim: JiraSim) -> Starlette:
             out["properties"] = [{"key": "sd.public.comment", "value": {"internal": True}}]
         return out
 
-    def attachment_json(issue: Issue, index: int) -> dict[str, Any]:
-        att = issue.attachments[index]
-        return {
-            "id": att.id,
-            "self": f"{root()}/rest/api/3/attachment/{att.id}",
-            "filename": att.filename,
-            "author": sim.user_json(att.author),
-            "created": jira_time(att.created),
-            "size": len(att.content),
-            "mimeType": att.mime_type,
-            "content": f"{root()}/rest/api/3/attachment/content/{att.id}",
-        }
-
     def fields_json(snap: dict[str, Any], issue: Issue, wanted: set[str] | None) -> dict[str, Any]:
         full: dict[str, Any] = {
             "summary": snap["summary"],
@@ -119,7 +114,7 @@ def build_routes(sim: JiraSim) -> Starlette:
                 "total": len(issue.comments),
                 "startAt": 0,
             },
-            "attachment": [attachment_json(issue, i) for i in range(len(issue.attachments))],
+            "attachment": [sim.attachment_json(att) for att in issue.attachments],
             "resolution": resolution_json(snap["resolution"]) if snap.get("resolution") else None,
         }
         if wanted is None:
@@ -407,30 +402,7 @@ def build_routes(sim: JiraSim) -> Starlette:
             }
         return JSONResponse(out, status_code=201)
 
-    # attachments and properties ---------------------------------------------------------------
-    async def add_attachments(request: Request) -> Response:
-        issue = sim.issue(request.path_params["key"])
-        if request.headers.get("x-atlassian-token", "").lower() != "no-check":
-            return Response("XSRF check failed", status_code=403, headers={EXEMPT_HEADER.decode(): "1"})
-        raw = await request.body()
-        if len(raw) > sim.max_attachment_bytes:
-            return _errors(413, [f"The attachment exceeds the maximum size of {sim.max_attachment_bytes} bytes."])
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            b"Content-Type: " + request.headers.get("content-type", "").encode() + b"\r\n\r\n" + raw
-        )
-        parts = [p for p in message.iter_parts() if p.get_param("name", header="content-disposition") == "file"]
-        if not message.is_multipart() or not parts:
-            raise JiraError(400, "No multipart part named 'file' was found.")
-        created = []
-        for part in parts:
-            payload = part.get_payload(decode=True)
-            content = payload if isinstance(payload, bytes) else b""
-            if len(content) > sim.max_attachment_bytes:
-                return _errors(413, ["The attachment is too large."])
-            sim.add_attachment(issue, part.get_filename() or "file", part.get_content_type(), content, actor(request))
-            created.append(attachment_json(issue, len(issue.attachments) - 1))
-        return JSONResponse(created)
-
+    # properties -------------------------------------------------------------------------------
     async def get_property(request: Request) -> Response:
         issue = sim.issue(request.path_params["key"])
         name = request.path_params["prop"]
@@ -598,7 +570,7 @@ def build_routes(sim: JiraSim) -> Starlette:
         Route(issue_path + "/changelog", guarded(get_changelogs), methods=["GET"]),
         Route("/rest/servicedeskapi/request", guarded(create_request), methods=["POST"]),
         Route("/rest/servicedeskapi/request/{key}/comment", guarded(jsm_comment), methods=["POST"]),
-        Route(issue_path + "/attachments", guarded(add_attachments), methods=["POST"]),
+        *attachment_routes(sim, guarded, actor),
         Route(issue_path + "/properties/{prop}", guarded(get_property), methods=["GET"]),
         Route(issue_path + "/properties/{prop}", guarded(put_property), methods=["PUT"]),
         Route("/rest/api/3/search/jql", guarded(search), methods=["GET", "POST"]),

@@ -68,6 +68,20 @@ Knobs (keyword arguments of `JiraSim`, and methods):
 - `revoke_token()` / `set_token(t)`: every later request is 401 / accepted again.
 - Agent-side helpers (`agent_update`, `agent_transition`) act as a human in the UI: they skip screens
   and `agent_transition(key, status, resolution="Done")` fills a required resolution itself.
+
+Attachment knobs (devnet/jira_files.py holds the rules, each cited in `add_attachments`; contract tests in
+tests/devnet/test_jira_attachments.py):
+- `max_attachment_bytes=`: the site's uploadLimit (GET /rest/api/3/attachment/meta); default 1,000,000 (the
+  pinned spec's example); a bigger file is 413. `make devnet` passes 10 MiB, the sidecar's default limit.
+- `attachments_enabled=`: False is a site with attachments off: uploads are 403, reads 404.
+- `attach_denied`: account ids without the "Create attachments" permission: their uploads are 403.
+- `max_issue_attachments`: files one issue may hold (default 2000): an upload past it is 413.
+- `declared_sizes`: attachment id -> the `size` the metadata claims, the bytes served without a
+  Content-Length (a desk whose declared size lies).
+- `media_ttl`: seconds a signed media URL (the 303 of getAttachmentContent) works; default 60.
+- `media_requests`: one entry per media GET, True when it carried an Authorization header (a test checks
+  the credential does not travel to the media host).
+- `agent_attach(key, filename, content, mime)`: a file attached by the agent, as a drag-and-drop in the UI.
 """
 
 from __future__ import annotations

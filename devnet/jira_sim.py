@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from devnet import jira_hooks, jira_rules
+from devnet.jira_files import MEDIA_PREFIX, JiraAttachments
 from devnet.jira_hooks import changelog_item, sign_jira_body
 from devnet.jira_model import (
-    Attachment,
     Comment,
     History,
     Issue,
@@ -49,6 +49,7 @@ from devnet.sim_webhooks import WebhookSender
 DEFAULT_ISSUE_TYPES = ("Task", "Bug", "Incident", "Service Request", "[System] Service request", "Support")
 DEFAULT_PRIORITIES = ("Lowest", "Low", "Medium", "High", "Highest")
 ASSIGNEE_PATH = re.compile(r"^/rest/api/3/issue/[^/]+/assignee$")
+# getAttachment / removeAttachment 404 ("the attachment is not found", pinned spec); the sentence is ours.
 
 
 __all__ = ["JiraError", "JiraSim", "sign_jira_body"]
@@ -73,7 +74,7 @@ class Account:
     email: str = ""
 
 
-class JiraSim(SimCore):
+class JiraSim(JiraAttachments, SimCore):
     """Jira Cloud simulator; use as `with JiraSim(...) as sim:` or `async with`."""
 
     def __init__(
@@ -96,6 +97,7 @@ class JiraSim(SimCore):
         request_screen: frozenset[str] = REQUEST_SCREEN,
         search_delay: float = DEFAULT_SEARCH_DELAY,
         max_attachment_bytes: int = 1_000_000,
+        attachments_enabled: bool = True,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
         webhooks: WebhookSender | None = None,
@@ -120,7 +122,7 @@ class JiraSim(SimCore):
         self.screen = screen  # create/edit screen of plain issues (rule 6 in devnet/jira_rules.py)
         self.request_screen = request_screen  # edit screen of issues created through a JSM request type
         self.search_lag = SearchLag(search_delay, self.clock)
-        self.max_attachment_bytes = max_attachment_bytes
+        self._init_attachments(max_attachment_bytes, attachments_enabled)  # knobs: devnet/jira_files.py
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.webhooks = webhooks or WebhookSender(seed=seed)
@@ -168,6 +170,8 @@ class JiraSim(SimCore):
 
     # SimCore hooks ----------------------------------------------------------------------------
     def authenticate(self, req: SimRequest) -> bool:
+        if req.path.startswith(MEDIA_PREFIX):
+            return True  # the signed media URL carries its own token (checked by the route), no Basic auth
         return self.account_of(req.headers.get("authorization", "")) is not None
 
     def account_of(self, header: str) -> Account | None:
@@ -209,9 +213,13 @@ class JiraSim(SimCore):
             return match.group(1)
 
     def check_request(self, req: SimRequest) -> list[str]:
+        if req.path.startswith(MEDIA_PREFIX):
+            return []  # Atlassian's media service (api.media.atlassian.com), not the platform API the spec covers
         return self.contract.check_request(_unassign_as_documented(req)) if self.contract else []
 
     def check_response(self, req: SimRequest, resp: SimResponse) -> list[str]:
+        if req.path.startswith(MEDIA_PREFIX):
+            return []
         return self.contract.check_response(req, resp) if self.contract else []
 
     # auth control -----------------------------------------------------------------------------
@@ -582,17 +590,12 @@ class JiraSim(SimCore):
         self._emit_comment("comment_created", issue, comment)
         return comment
 
-    def add_attachment(
-        self, issue: Issue, filename: str, mime: str, content: bytes, as_agent: bool | None = None
-    ) -> Attachment:
-        actor = self._actor(as_agent)
-        with self.lock:
-            att = Attachment(self._next("attachment"), filename, mime, content, actor.account_id, now())
-            issue.attachments.append(att)
-            self._touch(issue)
-        item = {**changelog_item("Attachment", None, filename), "to": att.id}
-        self._emit_issue("jira:issue_updated", issue, actor, [item], "issue_updated")
-        return att
+    # attachments: devnet/jira_files.py (JiraAttachments); the media host is served before routing
+    async def _dispatch(self, scope: dict[str, Any], req: SimRequest) -> SimResponse:
+        """The media host is not part of Jira's REST surface, so not of its route table either."""
+        if req.path.startswith(MEDIA_PREFIX):
+            return self._media_file(req)
+        return await super()._dispatch(scope, req)
 
     # agent API (a human in the Jira UI) -------------------------------------------------------
     def agent_transition(self, key: str, status: str, resolution: str = "Done") -> None:

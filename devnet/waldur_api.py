@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -185,6 +186,10 @@ def build_routes(sim: WaldurSim) -> Starlette:
         return data
 
     def attachment_json(a: WAttachment) -> dict[str, Any]:
+        """serializers.py AttachmentSerializer.Meta.fields. `file` is the media URL (waldur_core
+        media/storage.py DatabaseStorage.url: /api/media/<File uuid hex>/, made absolute by DRF's
+        FileField); mime_type/file_size come from media File (models.py Attachment properties);
+        file_name is the stored name's basename (get_file_name). No author, no public flag."""
         issue = sim.issues.get(a.issue)
         return {
             "url": sim.url("support-attachments", a.uuid),
@@ -192,12 +197,12 @@ def build_routes(sim: WaldurSim) -> Starlette:
             "issue": sim.url("support-issues", a.issue),
             "issue_key": issue.key if issue else "",
             "created": waldur_time(a.created),
-            "file": f"{sim.api_url}/media/{a.uuid.hex}/{a.file_name}",
+            "file": f"{sim.api_url}/media/{a.file_uuid.hex}/",
             "mime_type": a.mime_type,
             "file_size": len(a.content),
             "file_name": a.file_name,
             "backend_id": "",
-            "destroy_is_available": False,
+            "destroy_is_available": sim.attachment_destroy_is_available(a),
         }
 
     def paged(request: Request, items: list[dict[str, Any]]) -> Response:
@@ -454,38 +459,123 @@ def build_routes(sim: WaldurSim) -> Starlette:
                 raise WaldurError(404, "No Comment matches the given query.")
             return JSONResponse(comment_json(found[0]))
 
+    def attachment_visible(a: WAttachment, user: User) -> bool:
+        """managers.py AttachmentQuerySet.filter_for_user: staff see all; anyone else (support too) only
+        attachments of issues they are the caller of (or whose customer they own: not modelled)."""
+        issue = sim.issues.get(a.issue)
+        return sim.role_of(user) == "staff" or (issue is not None and issue.caller is user)
+
+    def visible_attachment(raw: str, user: User) -> WAttachment:
+        """views.py AttachmentViewSet (lookup_field uuid) over get_queryset: 404 when not visible."""
+        hexed = raw.replace("-", "").lower()
+        with sim.lock:
+            found = [a for a in sim.attachments if a.uuid.hex == hexed and attachment_visible(a, user)]
+        if not found:
+            raise WaldurError(404, "No Attachment matches the given query.")
+        return found[0]
+
     async def add_attachment(request: Request) -> Response:
+        # Not Waldur's code: a fronting proxy's body limit (nginx client_max_body_size), knob upload_limit.
+        declared = request.headers.get("content-length", "")
+        if sim.upload_limit is not None and declared.isdigit() and int(declared) > sim.upload_limit:
+            return Response(rules.NGINX_413, status_code=413, media_type="text/html")
         raw = await request.body()
+        if sim.upload_limit is not None and len(raw) > sim.upload_limit:
+            return Response(rules.NGINX_413, status_code=413, media_type="text/html")
         fields = multipart_fields(
             SimRequest("POST", "", "", {"content-type": request.headers.get("content-type", "")}, raw)
         )
-        if "file" not in fields or "issue" not in fields:
-            raise WaldurError(400, {"file": ["No file was submitted."]})
-        link = fields["issue"][1].decode()
-        ident = link.rstrip("/").rsplit("/", 1)[-1]
-        if not link.startswith(("http://", "https://")) or "/api/support-issues/" not in link:
-            raise WaldurError(400, {"issue": ["Invalid hyperlink - No URL match."]})
-        try:
-            issue = sim.get_issue(ident)
-        except WaldurError as exc:
-            raise WaldurError(400, {"issue": ["Invalid hyperlink - Object does not exist."]}) from exc
-        # serializers.py AttachmentSerializer.validate: staff, the customer's owner or the issue's
-        # caller; a support user attaching to an issue reported for someone else is refused.
         user = caller(request)
+        # DRF field validation first, every field's errors together (serializers.py AttachmentSerializer:
+        # `issue` HyperlinkedRelatedField over Issue.objects.all(), `file` FileField, allow_empty_file False).
+        errors: dict[str, list[str]] = {}
+        issue: WIssue | None = None
+        if "issue" not in fields:
+            errors["issue"] = [rules.FIELD_REQUIRED]
+        else:
+            link = fields["issue"][1].decode("utf-8", "replace")
+            match = re.fullmatch(r"https?://[^/]+/api/support-issues/([^/]+)/?", link)
+            if match is None:
+                errors["issue"] = [rules.NO_URL_MATCH]
+            else:
+                try:
+                    issue = sim.get_issue(match.group(1))
+                except WaldurError:
+                    errors["issue"] = [rules.OBJECT_DOES_NOT_EXIST]
+        if "file" not in fields:
+            errors["file"] = [rules.NO_FILE]
+        elif fields["file"][0] is None:
+            errors["file"] = [rules.NOT_A_FILE]
+        elif not fields["file"][0]:  # Django MultiPartParser skips a file part without a name
+            errors["file"] = [rules.NO_FILE]
+        elif not fields["file"][1]:
+            errors["file"] = [rules.EMPTY_FILE]
+        if errors or issue is None:
+            raise WaldurError(400, errors)
+        name = str(fields["file"][0])
+        # AttachmentSerializer.validate: the extension test is a substring test on the constance string
+        # ATLASSIAN_EXCLUDED_ATTACHMENT_TYPES (default ""), so a name without an extension is refused too.
+        if os.path.splitext(name)[1] in sim.excluded_attachment_types:
+            raise WaldurError(400, {"non_field_errors": [rules.INVALID_EXTENSION]})
+        if not sim.attachment_create_is_available(issue):
+            raise WaldurError(400, {"non_field_errors": [rules.ATTACH_NOT_AVAILABLE]})
+        # Then: staff, the customer's owner (not modelled) or the issue's caller; else PermissionDenied.
         if sim.role_of(user) != "staff" and issue.caller is not user:
             raise WaldurError(403, rules.PERMISSION_DENIED)
-        name = fields["file"][0] or "file"
-        att = sim.add_attachment(issue, name, "application/octet-stream", fields["file"][1])
+        att = sim.add_attachment(issue, name, None, fields["file"][1], user)
         with sim.lock:
             return JSONResponse(attachment_json(att), status_code=201)
 
     async def list_attachments(request: Request) -> Response:
-        q = request.query_params
+        """filters.py AttachmentFilter: `issue` (URL) and `issue_uuid` only; no Meta.ordering (creation order)."""
+        user = caller(request)
+        issue_hex = uuid_filter(request, "issue_uuid")
+        link = request.query_params.get("issue")
         with sim.lock:
-            rows = [
-                a for a in sim.attachments if "issue_uuid" not in q or a.issue.hex == q["issue_uuid"].replace("-", "")
-            ]
+            rows = [a for a in sim.attachments if attachment_visible(a, user)]
+            if issue_hex is not None:
+                rows = [a for a in rows if a.issue.hex == issue_hex]
+            if link:  # waldur_core core_filters.URLFilter: the uuid of a matching URL, else no row
+                match = re.fullmatch(r"https?://[^/]+/api/support-issues/([0-9a-fA-F-]{32,36})/?", link)
+                wanted = match.group(1).replace("-", "").lower() if match else None
+                rows = [a for a in rows if a.issue.hex == wanted]
             return paged(request, [attachment_json(a) for a in rows])
+
+    async def get_attachment(request: Request) -> Response:
+        user = caller(request)
+        att = visible_attachment(request.path_params["uuid"], user)
+        with sim.lock:
+            return JSONResponse(attachment_json(att))
+
+    async def delete_attachment(request: Request) -> Response:
+        """views.py AttachmentViewSet: get_object (404 when not visible), destroy_validators
+        (_destroy_is_available_validator: 400 ["Destroying is not available."]), perform_destroy."""
+        user = caller(request)
+        att = visible_attachment(request.path_params["uuid"], user)
+        if not sim.attachment_destroy_is_available(att):
+            raise WaldurError(400, [rules.DESTROY_NOT_AVAILABLE])
+        sim.delete_attachment(att, user)
+        return Response(status_code=204)
+
+    async def get_media(request: Request) -> Response:
+        """waldur_core media/views.py MediaView.get: 404 unless the token's user may see the attachment
+        (check_file_permissions: filter_for_user; anonymous 404); the whole file with Content-Length,
+        Content-Type (the stored mime type, else octet-stream) and Content-Disposition attachment."""
+        user = caller(request)
+        hexed = request.path_params["uuid"].replace("-", "").lower()
+        with sim.lock:
+            found = [a for a in sim.attachments if a.file_uuid.hex == hexed]
+        if not found or not attachment_visible(found[0], user):
+            raise WaldurError(404, "Not found.")
+        att = found[0]
+        disposition = "attachment; filename*=utf-8''" + quote(att.file_name)
+        if att.file_name.isascii():
+            disposition = f'attachment; filename="{att.file_name}"'
+        return Response(
+            att.content,
+            media_type=att.mime_type or "application/octet-stream",
+            headers={"Content-Disposition": disposition},
+        )
 
     # structure ----------------------------------------------------------------------------------
     async def get_customer(request: Request) -> Response:
@@ -619,6 +709,9 @@ def build_routes(sim: WaldurSim) -> Starlette:
         Route(f"/api/support-comments/{u}/", guarded(get_comment), methods=["GET"]),
         Route("/api/support-attachments/", guarded(add_attachment), methods=["POST"]),
         Route("/api/support-attachments/", guarded(list_attachments), methods=["GET"]),
+        Route(f"/api/support-attachments/{u}/", guarded(get_attachment), methods=["GET"]),
+        Route(f"/api/support-attachments/{u}/", guarded(delete_attachment), methods=["DELETE"]),
+        Route(f"/api/media/{u}/", guarded(get_media), methods=["GET"]),
         Route("/api/support-users/", guarded(list_support_users), methods=["GET"]),
         Route(f"/api/support-users/{u}/", guarded(get_support_user), methods=["GET"]),
         Route(f"/api/customers/{u}/", guarded(get_customer), methods=["GET"]),

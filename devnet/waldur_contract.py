@@ -23,8 +23,14 @@ from typing import Any
 import attrs
 from waldur_api_client.api.customers import customers_retrieve
 from waldur_api_client.api.hooks_web import hooks_web_create, hooks_web_list
+from waldur_api_client.api.media import media_retrieve
 from waldur_api_client.api.projects import projects_retrieve
-from waldur_api_client.api.support_attachments import support_attachments_create, support_attachments_list
+from waldur_api_client.api.support_attachments import (
+    support_attachments_create,
+    support_attachments_destroy,
+    support_attachments_list,
+    support_attachments_retrieve,
+)
 from waldur_api_client.api.support_comments import support_comments_list, support_comments_retrieve
 from waldur_api_client.api.support_issues import (
     support_issues_comment,
@@ -111,6 +117,14 @@ OPERATIONS = [
     Operation("GET", re.compile(rf"^/api/support-comments/{U}/$"), None, Comment, False, support_comments_retrieve),
     Operation("POST", re.compile(r"^/api/support-attachments/$"), None, Attachment, False, support_attachments_create),
     Operation("GET", re.compile(r"^/api/support-attachments/$"), None, Attachment, True, support_attachments_list),
+    Operation(
+        "GET", re.compile(rf"^/api/support-attachments/{U}/$"), None, Attachment, False, support_attachments_retrieve
+    ),
+    Operation(
+        "DELETE", re.compile(rf"^/api/support-attachments/{U}/$"), None, None, False, support_attachments_destroy
+    ),
+    # The file itself (media/views.py MediaView): bytes, not JSON, so no answer model.
+    Operation("GET", re.compile(r"^/api/media/[0-9a-fA-F]{32}/$"), None, None, False, media_retrieve),
     Operation("GET", re.compile(r"^/api/support-users/$"), None, SupportUser, True, support_users_list),
     Operation("GET", re.compile(rf"^/api/support-users/{U}/$"), None, SupportUser, False, support_users_retrieve),
     Operation("GET", re.compile(rf"^/api/customers/{U}/$"), None, Customer, False, customers_retrieve),

@@ -27,7 +27,21 @@ tests/devnet/test_waldur_rules.py that sends the refused request straight to the
 | set-status-backend | same | backend's `update_is_available` is False | 400 | ["Updating is not available."] | views.py validate_status_change_allowed |
 | set-status-value | same | `status` not in the issue's `available_statuses` | 400 | {"status": ["Issue cannot be moved from '<old>' to '<new>'."]} | INFERRED: SetIssueStatusSerializer is not in the stored sources; wording follows views.py bulk_update |
 | set-status-missing | same | no `status` | 400 | {"status": ["This field is required."]} | DRF required field |
-| attachment-caller | POST /api/support-attachments/ | user is not staff and not the issue's caller (e.g. support attaching to an issue created with `caller` = someone else) | 403 | {"detail": "You do not have permission to perform this action."} | serializers.py AttachmentSerializer.validate |
+| attachment-required | POST /api/support-attachments/ (multipart: `issue` URL, `file`) | `issue` or `file` part missing (every field's error at once) | 400 | {"issue": ["This field is required."], "file": ["No file was submitted."]} | serializers.py AttachmentSerializer (HyperlinkedModelSerializer; DRF FileField.required) |
+| attachment-not-file | same | `file` sent as a plain form field (no filename) | 400 | {"file": ["The submitted data was not a file. Check the encoding type on the form."]} | DRF FileField.to_internal_value |
+| attachment-empty | same | the file has 0 bytes | 400 | {"file": ["The submitted file is empty."]} | DRF FileField allow_empty_file=False |
+| attachment-issue-link | same | `issue` is not a /api/support-issues/<uuid>/ URL / names no issue | 400 | {"issue": ["Invalid hyperlink - No URL match."]} / ["Invalid hyperlink - Object does not exist."] | DRF HyperlinkedRelatedField over Issue.objects.all() (not filtered by user) |
+| attachment-extension | same | the name's extension is a substring of constance ATLASSIAN_EXCLUDED_ATTACHMENT_TYPES (default ""): a name WITHOUT an extension is refused by default | 400 | {"non_field_errors": ["Invalid file extension"]} | AttachmentSerializer.validate (`file_extension in config...`); knob excluded_attachment_types |
+| attachment-available | same | smax backend and the issue is not active | 400 | {"non_field_errors": ["Adding attachments is not available."]} | AttachmentSerializer.validate; backend/smax.py attachment_create_is_available |
+| attachment-caller | same | user is not staff and not the issue's caller (nor the customer's owner, not modelled): support attaching to an issue whose caller is someone else | 403 | {"detail": "You do not have permission to perform this action."} | AttachmentSerializer.validate (exceptions.PermissionDenied) |
+| attachment-name | same (accepted) | the stored name is the basename made valid (spaces to "_", only [-\\w.] kept) and, when taken, suffixed "_<7 random>" before the extension; `file_name` is that name | 201 | - | Django FileField generate_filename, get_valid_filename, Storage.get_available_name; AttachmentSerializer.get_file_name |
+| attachment-json | same / GET | url, uuid, issue, issue_key, created, file (= absolute /api/media/<File uuid hex>/), mime_type (sniffed from the bytes, not the part's Content-Type), file_size, file_name, backend_id, destroy_is_available: NO author and NO public/internal flag | 201/200 | - | AttachmentSerializer.Meta.fields; models.py Attachment.mime_type/file_size (media File); media/storage.py DatabaseStorage._save (libmagic) and url |
+| attachment-visibility | GET /api/support-attachments/[<uuid>/] | user is not staff: only attachments of issues they are the caller of (support too) | 200 / 404 | {"detail": "No Attachment matches the given query."} | managers.py AttachmentQuerySet.filter_for_user; views.py AttachmentViewSet.get_queryset |
+| attachment-filters | GET /api/support-attachments/ | filters `issue` (URL) and `issue_uuid` only; `issue_uuid` not a UUID | 400 | {"issue_uuid": ["Enter a valid UUID."]} | filters.py AttachmentFilter |
+| attachment-media | GET /api/media/<uuid>/ | the token's user may not see the attachment, or no such file | 404 | {"detail": "Not found."} | waldur_core media/views.py MediaView.get, check_file_permissions |
+| attachment-destroy | DELETE /api/support-attachments/<uuid>/ | backend basic or atlassian (always), smax when the issue is not active | 400 | ["Destroying is not available."] | views.py AttachmentViewSet.destroy_validators; backend/__init__.py attachment_destroy_is_available; zammad.py, smax.py |
+| attachment-hooks | POST / DELETE attachment | `attachment_created` / `attachment_deleted` hooks, context with attachment_uuid | - | - | handlers.py log_attachment_save / log_attachment_delete |
+| attachment-413 | POST /api/support-attachments/ | NOT Waldur's code (no size validator on Attachment.file): a fronting proxy's body limit, knob upload_limit (None) | 413 | nginx's HTML page | INFERRED: deployment nginx client_max_body_size |
 | comment-author | GET comments | comment by a support user with no Waldur user: `author_uuid`, `author_email`, `author_image` are LEFT OUT, `author_user` is null | 200 | - | serializers.py CommentSerializer (dotted source over a null FK -> SkipField) |
 | comment-visibility | GET /api/support-comments/ | user is not staff: only public comments and the user's own are listed (support too) | 200 | - | views.py CommentViewSet.get_queryset |
 | comment-order | same | newest first unless `o` says otherwise | 200 | - | models.py Comment.Meta.ordering |
@@ -75,6 +89,8 @@ Knobs (WaldurSim(...) keyword arguments; all strict/stock by default):
   (False: author_* left out).
 - agent_token="waldur-agent-token", agent_full_name="Agent Smith", agent_role="support" ("staff" or
   "support")  the HTTP agent (`sim.http_agent`, support user `sim.http_agent_support`); None: no second token.
+- upload_limit=None  a fronting proxy's request body limit for attachment uploads (413); None: none.
+- excluded_attachment_types=""  constance ATLASSIAN_EXCLUDED_ATTACHMENT_TYPES (see attachment-extension).
 The token user's hyperlink for `caller` is `sim.user_url()` (`sim.url("users", sim.me.uuid)`).
 """
 
@@ -110,3 +126,19 @@ def invalid_choice(value: object) -> str:
 def cannot_move(old: str, new: str) -> str:
     """Refusal of a status outside `available_statuses` (wording inferred, see the table)."""
     return f"Issue cannot be moved from '{old}' to '{new}'."
+
+
+# Attachments (serializers.py AttachmentSerializer, DRF field messages; see the attachment rows).
+FIELD_REQUIRED: Final = "This field is required."
+NO_URL_MATCH: Final = "Invalid hyperlink - No URL match."
+OBJECT_DOES_NOT_EXIST: Final = "Invalid hyperlink - Object does not exist."
+NO_FILE: Final = "No file was submitted."
+NOT_A_FILE: Final = "The submitted data was not a file. Check the encoding type on the form."
+EMPTY_FILE: Final = "The submitted file is empty."
+INVALID_EXTENSION: Final = "Invalid file extension"
+ATTACH_NOT_AVAILABLE: Final = "Adding attachments is not available."
+DESTROY_NOT_AVAILABLE: Final = "Destroying is not available."
+NGINX_413: Final = (
+    "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
+    "<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)

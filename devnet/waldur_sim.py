@@ -15,6 +15,7 @@ silently (the sidecar must poll the comment list).
 from __future__ import annotations
 
 import hmac
+import os
 import random
 import re
 import time
@@ -113,11 +114,15 @@ class WComment:
 
 @dataclass
 class WAttachment:
+    """models.py Attachment over a waldur_core media File (`file_uuid` is the File's uuid: the media URL)."""
+
     uuid: UUID
     issue: UUID
     file_name: str
     mime_type: str
     content: bytes
+    file_uuid: UUID
+    author: User | None = None
     created: datetime = field(default_factory=now)
 
 
@@ -146,6 +151,8 @@ class WaldurSim(SimCore):
         agent_role: str = "support",
         hook_secret: str | None = None,
         webhooks: WebhookSender | None = None,
+        upload_limit: int | None = None,
+        excluded_attachment_types: str = "",
         seed: int = 0,
         **core: Any,
     ) -> None:
@@ -191,6 +198,9 @@ class WaldurSim(SimCore):
         self.issues: dict[UUID, WIssue] = {}
         self.comments: list[WComment] = []
         self.attachments: list[WAttachment] = []
+        self.upload_limit = upload_limit
+        self.excluded_attachment_types = excluded_attachment_types
+        self._files_rng = random.Random(f"files:{seed}")  # its own RNG: other seeded ids stay put
         self.hooks: dict[UUID, dict[str, Any]] = {}
         self.hook_deliveries = self.webhooks.attempts
         self._number = 0
@@ -485,12 +495,59 @@ class WaldurSim(SimCore):
             self.comments.append(comment)
         return comment
 
-    def add_attachment(self, issue: WIssue, name: str, mime: str, content: bytes) -> WAttachment:
+    def add_attachment(
+        self, issue: WIssue, name: str, mime: str | None, content: bytes, user: User | None = None
+    ) -> WAttachment:
+        """views.py perform_create (backend create_attachment does nothing on basic); the file is stored
+        through media/storage.py DatabaseStorage: the name made valid and unique, the type sniffed."""
         with self.lock:
-            att = WAttachment(new_uuid(self._rng), issue.uuid, name, mime, content)
+            stored = self._stored_name(name)
+            att = WAttachment(
+                new_uuid(self._rng),
+                issue.uuid,
+                stored,
+                mime or sniff_mime(content),
+                content,
+                new_uuid(self._files_rng),
+                user,
+            )
             self.attachments.append(att)
-        self.emit("attachment_created", issue, f"Attachment {name} has been added.", attachment=att)
+        # handlers.py log_attachment_save: "Attachment for issue {issue_key} has been created."
+        self.emit("attachment_created", issue, f"Attachment for issue {issue.key} has been created.", att, user)
         return att
+
+    def delete_attachment(self, att: WAttachment, user: User | None = None) -> None:
+        with self.lock:
+            self.attachments.remove(att)
+            issue = self.issues.get(att.issue)
+        if issue is not None:  # handlers.py log_attachment_delete
+            self.emit("attachment_deleted", issue, f"Attachment for issue {issue.key} has been deleted.", att, user)
+
+    def _stored_name(self, name: str) -> str:
+        """Django FileField: the upload's basename, storage.get_valid_name (django.utils.text
+        get_valid_filename: spaces to "_", drop all but [-\\w.]), then get_available_name: a taken name
+        gets "_" and 7 random letters/digits before its extension (DatabaseStorage.exists)."""
+        base = re.sub(r"(?u)[^-\w.]", "", name.replace("\\", "/").rsplit("/", 1)[-1].strip().replace(" ", "_"))
+        if base in ("", ".", ".."):
+            base = "file"
+        taken = {a.file_name for a in self.attachments}
+        root, ext = os.path.splitext(base)
+        while base in taken:
+            alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+            base = f"{root}_{''.join(self._files_rng.choice(alphabet) for _ in range(7))}{ext}"
+        return base
+
+    def attachment_create_is_available(self, issue: WIssue) -> bool:
+        """backend/__init__.py SupportBackend: True; backend/smax.py: only while the issue is active."""
+        return self.backend != "smax" or self.resolved(issue) is None
+
+    def attachment_destroy_is_available(self, att: WAttachment) -> bool:
+        """backend/__init__.py SupportBackend (basic, atlassian): False; zammad.py: True without a
+        backend_id (the simulator never has one); smax.py: while the issue is active."""
+        if self.backend == "zammad":
+            return True
+        issue = self.issues.get(att.issue)
+        return self.backend == "smax" and issue is not None and self.resolved(issue) is None
 
     # agent API --------------------------------------------------------------------------------
     def agent_set_status(self, ident: UUID | str, status: str, resolution: str = "") -> None:
@@ -512,8 +569,9 @@ class WaldurSim(SimCore):
             del self.issues[issue.uuid]
         self.emit("issue_deletion_succeeded", issue, f"Issue {issue.key} has been deleted.")
 
-    def agent_attach(self, ident: UUID | str, name: str, content: bytes, mime: str = "text/plain") -> str:
-        return self.add_attachment(self.get_issue(str(ident)), name, mime, content).uuid.hex
+    def agent_attach(self, ident: UUID | str, name: str, content: bytes, mime: str | None = None) -> str:
+        """An attachment added at the desk by the agent (no API rule applies); the type is sniffed."""
+        return self.add_attachment(self.get_issue(str(ident)), name, mime, content, self.agent).uuid.hex
 
     # inspection -------------------------------------------------------------------------------
     def list_issues(self) -> list[WIssue]:
@@ -601,3 +659,31 @@ def _fixed_headers(headers: dict[str, str]) -> Callable[[int], dict[str, str]]:
         return dict(headers)
 
     return headers_for
+
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"%PDF-", "application/pdf"),
+    (b"PK\x03\x04", "application/zip"),
+)
+
+
+def sniff_mime(content: bytes) -> str:
+    """media/storage.py DatabaseStorage._save: libmagic over the first 1024 bytes. This is a small
+    stand-in for the common types (libmagic itself is not a dependency here): magic numbers, else
+    text/plain for UTF-8 text, else application/octet-stream."""
+    head = content[:1024]
+    for magic, mime in _MAGIC:
+        if head.startswith(magic):
+            return mime
+    if head[:12].startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "image/webp"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # a character cut at 1024 bytes is still text
+            return "application/octet-stream"
+    return "text/plain"

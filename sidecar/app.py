@@ -17,12 +17,15 @@ import time
 import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 
+from sidecar.artifacts.base import ArtifactStore
+from sidecar.artifacts.factory import open_store
 from sidecar.chain.envelope import EnvelopeError, EnvelopeKey
-from sidecar.chain.follower import ChainFollower, FollowerSettings
+from sidecar.chain.follower import ChainFollower, FollowerSettings, FollowerState
 from sidecar.chain.heads import HeadTracker, head_subscription
 from sidecar.chain.probe import ChainProbe
 from sidecar.chain.rpc import CometRpc
@@ -32,6 +35,7 @@ from sidecar.config import Config
 from sidecar.control.deps import ControlDeps
 from sidecar.control.server import ControlServer
 from sidecar.desks.base import Desk, ReadsChanges
+from sidecar.desks.files import HasAttachments
 from sidecar.desks.jira import JiraDesk
 from sidecar.desks.waldur import WaldurDesk
 from sidecar.errors import ConfigError, StoreError
@@ -47,6 +51,9 @@ from sidecar.store.db import Store
 from sidecar.store.inbound import release_running_issues_txn
 from sidecar.store.jobs import release_running_txn
 from sidecar.store.pauses import PauseBook
+from sidecar.sync.artifact_gc import ArtifactCollector
+from sidecar.sync.attach_in import AttachmentIntake, IntakeSettings
+from sidecar.sync.attach_out import AttachmentSettings, AttachmentSync
 from sidecar.sync.content import ContentOpener
 from sidecar.sync.inbound import InboundEngine, InboundSettings
 from sidecar.sync.outbound import DeskWorker, Dispatcher, WorkerSettings
@@ -156,11 +163,28 @@ class App:
         desks = clients if settings.sync.enable_outbound else []
         key = support_key(self.config)
         opener = ContentOpener(store, key)
+        artifacts = self._artifacts(key)
+        spool = self._spool_dir()
         signer = self._signer(rpc, store, metrics, auditor, ws_url, health) if settings.enabled else None
         own = [signer.status.address] if signer is not None else []
         register = register_refs_as(signer.status.address) if signer is not None else None
         served = [d.name for d in desks]
         dispatcher = Dispatcher(store, served, own_addresses=own, batch=settings.sync.batch_size)
+        outbound_files = (
+            AttachmentSync(
+                store,
+                artifacts,
+                key,
+                auditor,
+                AttachmentSettings(
+                    max_bytes=settings.sync.max_attachment_bytes,
+                    allowed_types=tuple(settings.sync.allowed_content_types),
+                    spool_dir=spool,
+                ),
+            )
+            if artifacts is not None and key is not None
+            else None
+        )
         workers = [
             DeskWorker(
                 desk,
@@ -177,10 +201,13 @@ class App:
                 register=register,
                 pauses=pauses,
                 activity=activity,
+                attachments=outbound_files,
             )
             for desk in desks
         ]
-        inbound, sweeper = self._inbound(clients, served, store, auditor, metrics, signer, key, pauses)
+        inbound, sweeper = self._inbound(
+            clients, served, store, auditor, metrics, signer, key, pauses, artifacts, spool
+        )
         deps = ControlDeps(
             store,
             health,
@@ -208,6 +235,22 @@ class App:
         head_watch = head_subscription(ws_url, heads, metrics, settings.chain.no_block_alarm)
         follower = ChainFollower(
             rpc, store, probe, heads, health, metrics, follower_settings(self.config, served), key, activity=activity
+        )
+
+        def caught_up() -> bool:
+            """The follower has read the chain to its head: no payload naming an object is still unread."""
+            cursor = follower.cursor
+            return (
+                follower.state is FollowerState.FOLLOWING
+                and cursor is not None
+                and heads.height > 0
+                and cursor.height + 2 >= heads.height
+            )
+
+        collector = (
+            ArtifactCollector(store, artifacts, auditor, settings.audit.retention_days, caught_up=caught_up)
+            if artifacts is not None
+            else None
         )
 
         async def refresh_health() -> float:
@@ -243,6 +286,8 @@ class App:
                     if inbound is not None and sweeper is not None:
                         start(run_loop("inbound", inbound.step, loop_stop, metrics), "inbound")
                         start(run_loop("inbound-sweep", sweeper.step, loop_stop, metrics), "inbound-sweep")
+                    if collector is not None:
+                        start(run_loop("artifact-gc", collector.step, loop_stop, metrics), "artifact-gc")
                     for worker in workers:
                         name = f"desk-{worker.desk.name}"
                         start(run_loop(name, worker.step, loop_stop, metrics), name)
@@ -285,6 +330,8 @@ class App:
             await rpc.aclose()
             for client in clients:
                 await client.aclose()
+            if artifacts is not None:
+                await artifacts.aclose()
             if receiver is not None:
                 await _flush_rejections(receiver)  # after the web server stopped: nothing noted after this
 
@@ -359,6 +406,8 @@ class App:
         signer: Signer | None,
         key: EnvelopeKey | None,
         pauses: PauseBook,
+        artifacts: ArtifactStore | None,
+        spool: Path,
     ) -> tuple[InboundEngine | None, Sweeper | None]:
         """The inbound engine and its sweep, when inbound is on and there is a key to sign its Msgs with."""
         settings = self.config.settings
@@ -368,6 +417,24 @@ class App:
         if signer is None:
             log.warning("no signing key: desk changes are not synced to the chain (inbound sync is off)")
             return None, None
+        intake = (
+            AttachmentIntake(
+                [d for d in readers if isinstance(d, HasAttachments)],
+                store,
+                artifacts,
+                auditor,
+                settings.retry,
+                IntakeSettings(
+                    max_bytes=settings.sync.max_attachment_bytes,
+                    allowed_types=tuple(settings.sync.allowed_content_types),
+                ),
+                sender=signer.status.address,
+                key=key,
+                spool_dir=spool,
+            )
+            if artifacts is not None and key is not None
+            else None
+        )
         engine = InboundEngine(
             readers,  # type: ignore[arg-type]  # JiraDesk and WaldurDesk carry their mapping tables
             store,
@@ -380,9 +447,25 @@ class App:
             outbound_desks=outbound,
             pauses=pauses,
             activity=self.activity,
+            attachments=intake,
         )
         sweeper = Sweeper(readers, store, settings.sync.sync_interval, pauses=pauses)
         return engine, sweeper
+
+    def _artifacts(self, key: EnvelopeKey | None) -> ArtifactStore | None:
+        """The artifact store attachments travel through, when they are synced at all (they need the support key
+        to be opened or sealed)."""
+        settings = self.config.settings
+        if not settings.enabled or not settings.sync.sync_attachments:
+            return None
+        if key is None:
+            log.warning("no support_private_key: attachments are not synced (they cannot be opened or sealed)")
+            return None
+        return open_store(settings, self.config.secrets, self.config.sources)
+
+    def _spool_dir(self) -> Path:
+        """Where attachments in flight are spooled (0600 files, deleted after use): beside the database."""
+        return Path(os.path.abspath(self.config.settings.store.path)).parent / "spool"
 
     def _concurrency(self, desk: str) -> int:
         settings = self.config.settings

@@ -53,3 +53,5 @@ def loads(data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_MAX_DEP
         raise JsonLimitError("JSON nests too deeply") from None
     except json.JSONDecodeError as exc:
         raise JsonLimitError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError:  # Python's cap on int digits (4,300): a hostile number is refused like any bad input
+        raise JsonLimitError("not JSON this parser accepts: a number too long to convert") from None

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
+from sidecar.artifacts.factory import check_artifacts
 from sidecar.config_schema import ENV_PREFIX, ServiceDeskConfig
 from sidecar.errors import ConfigError
 from sidecar.listen import missing_protection, parse_control_listen, parse_listen
@@ -377,6 +378,8 @@ def _vault_token(token_file: str, env: Mapping[str, str]) -> Secret:
 def _check_consistency(settings: ServiceDeskConfig, sources: Mapping[str, str], secrets: Mapping[str, Secret]) -> None:
     """Rules that involve more than one key."""
     _check_grpc(settings, sources, secrets)
+    if settings.enabled and settings.sync.sync_attachments:
+        check_artifacts(settings, secrets, sources)
     retry = settings.retry
     if retry.max_backoff < retry.initial_backoff:
         raise ConfigError(

@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import json
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,7 +170,7 @@ class EnvelopeKey:
         try:
             wrapped = envelope.get("wrapped_keys")
             if wrapped:
-                data_key = self._unwrap(box, wrapped)
+                data_key = unwrap_data_key(self, box, wrapped)
                 plaintext = SecretBox(data_key).decrypt(ciphertext, nonce)
             else:
                 plaintext = box.decrypt(ciphertext, nonce)
@@ -182,22 +183,6 @@ class EnvelopeKey:
         if not isinstance(doc, dict):
             raise EnvelopeError("decrypted payload is not a JSON object")
         return doc
-
-    def _unwrap(self, box: Box, wrapped: Any) -> bytes:
-        """The data key of a multi-recipient envelope: 24-byte nonce || box(32-byte key) for this key."""
-        if not isinstance(wrapped, list) or not all(isinstance(w, dict) for w in wrapped):
-            raise EnvelopeError("envelope field wrapped_keys is not a list of objects")
-        ids = [w.get("recipient_id") for w in wrapped]
-        mine = [w for w, r in zip(wrapped, ids, strict=True) if isinstance(r, str) and same_key_id(r, self.key_id)]
-        if not mine:
-            raise EnvelopeError("no wrapped key for the support key")
-        sealed = _b64(mine[0].get("wrapped_key"), "wrapped_key")
-        if len(sealed) <= NONCE_SIZE + MAC_SIZE:
-            raise EnvelopeError("wrapped_key is too short")
-        data_key = box.decrypt(sealed[NONCE_SIZE:], sealed[:NONCE_SIZE])
-        if len(data_key) != SecretBox.KEY_SIZE:
-            raise EnvelopeError("the wrapped data key is not 32 bytes")
-        return bytes(data_key)
 
     def seal(self, plaintext: dict[str, Any], recipients: list[bytes]) -> dict[str, Any]:
         """Encrypt to every recipient public key (one: box; several: secretbox + wrapped data keys)."""
@@ -217,21 +202,45 @@ class EnvelopeKey:
         else:
             data_key = random(SecretBox.KEY_SIZE)
             ciphertext = SecretBox(data_key).encrypt(body, nonce).ciphertext
-            wrapped = []
-            for r in recipients:
-                wrap_nonce = random(NONCE_SIZE)
-                sealed = Box(self.private, PublicKey(r)).encrypt(data_key, wrap_nonce).ciphertext
-                wrapped.append(
-                    {
-                        "recipient_id": key_id(r),
-                        "algorithm": ALGORITHM_ID,
-                        "wrapped_key": base64.b64encode(wrap_nonce + sealed).decode(),
-                    }
-                )
-            envelope["wrapped_keys"] = wrapped
+            envelope["wrapped_keys"] = wrap_data_key(self, data_key, recipients)
             envelope["metadata"] = {"_mode": "multi-recipient"}
         envelope["nonce"] = base64.b64encode(nonce).decode()
         envelope["ciphertext"] = base64.b64encode(ciphertext).decode()
         envelope["sender_pub_key"] = base64.b64encode(self.public_bytes).decode()
         envelope["sender_signature"] = sender_signature(envelope)
         return envelope
+
+
+def wrap_data_key(sender: EnvelopeKey, data_key: bytes, recipients: Sequence[bytes]) -> list[dict[str, str]]:
+    """`wrapped_keys` entries: for each recipient, base64(24-byte nonce || box(data key)) from the sender."""
+    wrapped = []
+    for public in recipients:
+        nonce = random(NONCE_SIZE)
+        boxed = Box(sender.private, PublicKey(public)).encrypt(data_key, nonce).ciphertext
+        wrapped.append(
+            {
+                "recipient_id": key_id(public),
+                "algorithm": ALGORITHM_ID,
+                "wrapped_key": base64.b64encode(nonce + boxed).decode(),
+            }
+        )
+    return wrapped
+
+
+def unwrap_data_key(key: EnvelopeKey, box: Box, wrapped: Any) -> bytes:
+    """The data key wrapped for `key` (box = key's private key with the sender's public key).
+
+    Shapes are EnvelopeErrors; a wrapped key that does not open raises nacl's CryptoError, which each
+    caller words for its own object."""
+    if not isinstance(wrapped, list) or not all(isinstance(w, dict) for w in wrapped):
+        raise EnvelopeError("envelope field wrapped_keys is not a list of objects")
+    mine = [w for w in wrapped if isinstance(w.get("recipient_id"), str) and same_key_id(w["recipient_id"], key.key_id)]
+    if not mine:
+        raise EnvelopeError("no wrapped key for the support key")
+    sealed = _b64(mine[0].get("wrapped_key"), "wrapped_key")
+    if len(sealed) <= NONCE_SIZE + MAC_SIZE:
+        raise EnvelopeError("wrapped_key is too short")
+    data_key = box.decrypt(sealed[NONCE_SIZE:], sealed[:NONCE_SIZE])
+    if len(data_key) != SecretBox.KEY_SIZE:
+        raise EnvelopeError("the wrapped data key is not 32 bytes")
+    return bytes(data_key)

@@ -11,9 +11,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from sidecar.errors import DeskError
+
+if TYPE_CHECKING:  # files.py imports this module
+    from sidecar.desks.files import DeskAttachment
 
 DeskName = Literal["jira", "waldur"]
 
@@ -258,13 +261,15 @@ class DeskIssueView:
 
     `fields` has an entry for each of INBOUND_FIELDS the desk reports (an assignee of None: unassigned).
     `comments`: every comment, oldest first. `claim`: the chain ticket id the issue carries as the
-    sidecar's claim (Jira's `virtengine` property, Waldur's `remote_id` without its prefix), if any."""
+    sidecar's claim (Jira's `virtengine` property, Waldur's `remote_id` without its prefix), if any.
+    `attachments`: the issue's files as the desk lists them (#15: inbound records the new ones)."""
 
     ref: ExternalTicket
     updated_at: float | None
     fields: Mapping[str, FieldChange]
     comments: tuple[DeskCommentView, ...]
     claim: str | None
+    attachments: tuple[DeskAttachment, ...] = ()
 
 
 @dataclass(frozen=True)

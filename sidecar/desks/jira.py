@@ -11,14 +11,15 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from sidecar.config_schema import CATEGORIES, JiraConfig
-from sidecar.desks import jira_adf, jira_read
+from sidecar.desks import jira_adf, jira_files, jira_read
 from sidecar.desks.base import (
     SYNCED_FIELDS,
     ChangedIssue,
@@ -34,6 +35,7 @@ from sidecar.desks.base import (
     UnmappedValue,
     note,
 )
+from sidecar.desks.files import DeskAttachment
 from sidecar.desks.http import DeskHttp
 from sidecar.desks.jira_workflow import DONE, MAX_STEPS, Hop, WorkflowMap, describe, parse_hops
 from sidecar.desks.mapping import DeskMapping, jira_mapping
@@ -459,6 +461,18 @@ class JiraDesk:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+    # attachments (HasAttachments, sidecar/desks/jira_files.py) ---------------------------------
+    async def list_attachments(self, ref: ExternalTicket) -> list[DeskAttachment]:
+        return await jira_files.list_attachments(self.http, ref)
+
+    async def upload_attachment(
+        self, ref: ExternalTicket, file_name: str, content_type: str, path: Path
+    ) -> DeskAttachment:
+        return await jira_files.upload_attachment(self.http, ref, file_name, content_type, path)
+
+    def download(self, attachment: DeskAttachment, max_bytes: int) -> AsyncIterator[bytes]:
+        return jira_files.download(self.http, attachment, max_bytes)
 
     # helpers ----------------------------------------------------------------------------------
     async def _edit(self, key: str, body: dict[str, Any]) -> None:

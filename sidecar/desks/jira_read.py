@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from sidecar.desks import jira_adf
 from sidecar.desks.base import INBOUND_FIELDS, ChangedIssue, DeskCommentView, DeskIssueView, ExternalTicket, FieldChange
+from sidecar.desks.files import DeskAttachment
 from sidecar.desks.http import DeskHttp
 from sidecar.errors import DeskError
 
@@ -30,8 +31,9 @@ MAX_COMMENTS = 5000  # Jira Cloud's own cap of comments on one issue
 MAX_ID = 128  # characters of an id or accountId (UserDetails.accountId: maxLength 128)
 MAX_MARKER = 256  # characters of a marker read back
 MAX_NAME = 255  # characters of a display name or status/priority name kept
-# Fields asked for; `created` is the change time of a field no changelog entry has touched.
-READ_FIELDS = "status,priority,assignee,updated,created"
+# Fields asked for; `created` is the change time of a field no changelog entry has touched, `attachment`
+# the issue's files (inbound attachments, #15).
+READ_FIELDS = "status,priority,assignee,updated,created,attachment"
 # Jira timestamps: "2024-01-01T12:00:00.000+0000" (REST), or ISO-8601 with "Z" or a "+00:00" offset.
 _TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d{1,9}))?)?\s?(Z|[+-]\d\d(?::?\d\d)?)")
 
@@ -168,7 +170,20 @@ async def read_issue(http: DeskHttp, ref: ExternalTicket, *, page_size: int) -> 
     claim_value = properties.get(PROPERTY_KEY) if isinstance(properties, dict) else None
     claim = _text(claim_value.get("ticket_id"), MAX_ID) if isinstance(claim_value, dict) else None
     comments = await read_comments(http, ref, page_size=page_size)
-    return DeskIssueView(ref, parse_time(fields.get("updated")), changes, comments, claim)
+    return DeskIssueView(
+        ref, parse_time(fields.get("updated")), changes, comments, claim, _attachments(op, fields.get("attachment"))
+    )
+
+
+def _attachments(op: str, items: Any) -> tuple[DeskAttachment, ...]:
+    """`fields.attachment` (absent or null: none). Jira shows no JSM visibility for a file: all are public."""
+    from sidecar.desks.jira_files import MAX_ATTACHMENTS, parse_attachment  # jira_files imports this module
+
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise _bad(op, "fields.attachment is not a list")
+    return tuple(parse_attachment(op, item) for item in items[:MAX_ATTACHMENTS])
 
 
 def _values(op: str, fields: dict[str, Any]) -> dict[str, str | None]:

@@ -18,13 +18,14 @@ import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import httpx
 
 from sidecar.config_schema import WaldurConfig
-from sidecar.desks import waldur_read
+from sidecar.desks import waldur_files, waldur_read
 from sidecar.desks.base import (
     SYNCED_FIELDS,
     ChangedIssue,
@@ -40,6 +41,7 @@ from sidecar.desks.base import (
     marker_line,
     text_marker,
 )
+from sidecar.desks.files import DeskAttachment
 from sidecar.desks.http import DeskHttp
 from sidecar.desks.mapping import DeskMapping, waldur_mapping
 from sidecar.errors import DeskError
@@ -386,6 +388,18 @@ class WaldurDesk:
 
     async def read_issue(self, ref: ExternalTicket) -> DeskIssueView:
         return await waldur_read.read_issue(self, ref)
+
+    # attachments (HasAttachments: sidecar/desks/waldur_files.py) ---------------------------------
+    async def list_attachments(self, ref: ExternalTicket) -> list[DeskAttachment]:
+        return await waldur_files.list_attachments(self, ref)
+
+    async def upload_attachment(
+        self, ref: ExternalTicket, file_name: str, content_type: str, path: Path
+    ) -> DeskAttachment:
+        return await waldur_files.upload_attachment(self, ref, file_name, content_type, path)
+
+    def download(self, attachment: DeskAttachment, max_bytes: int) -> AsyncIterator[bytes]:
+        return waldur_files.download(self, attachment, max_bytes)
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from sidecar.desks import waldur_files
 from sidecar.desks.base import (
     ChangedIssue,
     DeskCommentView,
@@ -196,4 +197,13 @@ async def read_issue(desk: WaldurDesk, ref: ExternalTicket) -> DeskIssueView:
         raise _bad(op, "remote_id")
     # Only the sidecar's own claim counts: a remote_id some other integration set names no chain ticket.
     claim = rid[len(CLAIM_PREFIX) :] if rid and rid.startswith(CLAIM_PREFIX) else None
-    return DeskIssueView(ref=fresh, updated_at=changed_at, fields=fields, comments=tuple(comments), claim=claim or None)
+    # The issue's files (AttachmentFilter.issue_uuid); Waldur has no internal attachments: all are public.
+    attachments = tuple(await waldur_files.list_attachments(desk, fresh))
+    return DeskIssueView(
+        ref=fresh,
+        updated_at=changed_at,
+        fields=fields,
+        comments=tuple(comments),
+        claim=claim or None,
+        attachments=attachments,
+    )

@@ -274,3 +274,26 @@ class ManualSync:
 def job_by_id(conn: sqlite3.Connection, job_id: int) -> Job | None:
     row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
     return job_row(row) if row is not None else None
+
+
+# --- attachment jobs (#15, sidecar/sync/attach_out.py) ----------------------------------------------------
+# One job per file listed by a request or response, queued when its create/comment job finished at the desk.
+ATTACHMENT_KIND = "attachment"
+
+
+def queue_attachment_job_txn(
+    conn: sqlite3.Connection,
+    dedupe_key: str,
+    desk: str,
+    ticket_id: str,
+    inbox_id: int | None,
+    payload: dict[str, Any],
+    now: float,
+) -> int:
+    """An `attachment` job (payload: event_id, index, row_id; ids only, never a file name); 1 when new, 0 when a
+    job with that dedupe key exists already (a replayed event, the same file listed again)."""
+    return conn.execute(
+        "INSERT OR IGNORE INTO jobs (dedupe_key, kind, desk, ticket_id, inbox_id, payload_json, next_run_at,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (dedupe_key, ATTACHMENT_KIND, desk, ticket_id, inbox_id, json.dumps(payload), now, now, now),
+    ).rowcount

@@ -312,6 +312,38 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        7,
+        "attachments",
+        """
+        -- Every attachment copied (or withheld) between the chain's artifact store and a desk, once.
+        -- Outbound: one row per (desk, ticket, plaintext sha256), so the same file is uploaded once per issue.
+        -- Inbound: one row per desk attachment id. Reasons are codes (too_large, type_not_allowed, ...),
+        -- never file names or content.
+        CREATE TABLE attachments (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            direction TEXT NOT NULL CHECK (direction IN ('outbound', 'inbound')),
+            desk TEXT NOT NULL,
+            ticket_id TEXT NOT NULL,
+            sha256 TEXT,
+            size INTEGER,
+            content_type TEXT,
+            ref TEXT,
+            desk_attachment_id TEXT,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'withheld', 'failed')),
+            reason TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX attachments_outbound ON attachments (desk, ticket_id, sha256)
+            WHERE direction = 'outbound';
+        CREATE UNIQUE INDEX attachments_desk_id ON attachments (desk, desk_attachment_id)
+            WHERE desk_attachment_id IS NOT NULL;
+        CREATE INDEX attachments_state ON attachments (direction, state);
+        CREATE INDEX attachments_ref ON attachments (ref);
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -43,6 +43,7 @@ from sidecar.store.inbound import (
 )
 from sidecar.store.pauses import PauseBook
 from sidecar.store.refs import RefRow
+from sidecar.sync.attach_in import AttachmentIntake
 from sidecar.sync.failures import is_store_failure, job_failure_reason
 from sidecar.sync.inbound_apply import Applied, Context, apply_issue_txn, audit_with
 from sidecar.sync.outbound import backoff
@@ -85,6 +86,7 @@ class InboundEngine:
         clock: Callable[[], float] = time.time,
         pauses: PauseBook | None = None,
         activity: ActivityFeed | None = None,
+        attachments: AttachmentIntake | None = None,
     ) -> None:
         self.desks = {d.name: d for d in desks}
         self._store = store
@@ -102,6 +104,8 @@ class InboundEngine:
         self._paused_until: dict[str, float] = {}
         self._outages: dict[str, int] = {}  # desk-wide failures in a row, per desk
         self._audit = audit_with(auditor.enabled, auditor.clean)
+        # New desk attachments are recorded by re-reads only when an intake takes them in (sync_attachments).
+        self._attachments = attachments
 
     async def step(self) -> float:
         now = self._clock()
@@ -112,15 +116,20 @@ class InboundEngine:
             log.info("external callback hints taken", extra={"queued": queued, "ignored": ignored})
         reported = await self._report()
         ran = 0
+        held: set[str] = set()
         for name, desk in self.desks.items():
             if now < self._paused_until.get(name, 0.0):
+                held.add(name)
                 continue
             if self._pauses is not None and self._pauses.is_paused("inbound", name):
+                held.add(name)
                 continue
             items = await self._store.write("claim re-reads", claim_issues_txn, name, now, self._settings.concurrency)
             if items:
                 await asyncio.gather(*(self._run(desk, item) for item in items))
                 ran += len(items)
+        if self._attachments is not None:  # after the re-reads, so the rows they recorded are taken at once
+            ran += await self._attachments.step(skip=held)
         return 0.0 if ran or queued or reported else self._settings.idle_wait
 
     async def _run(self, desk: InboundDesk, item: QueuedIssue) -> None:
@@ -157,6 +166,7 @@ class InboundEngine:
             key=self._key,
             audit=self._audit,
             outbound=desk.name in self._outbound,
+            attachments=self._attachments is not None and desk.name in self._attachments.desks,
         )
         self._outages.pop(desk.name, None)  # the desk answered
         applied = await self._store.write("apply desk issue", self._apply_txn, ctx, item, ref, view, self._clock())
@@ -180,6 +190,7 @@ class InboundEngine:
                 "reason": item.reason,
                 "intents": applied.intents,
                 "comments": applied.comments,
+                "attachments": applied.attachments,
                 "conflicts": len(applied.conflicts),
                 "ignored": applied.ignored,
             },

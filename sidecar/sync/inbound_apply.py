@@ -10,7 +10,7 @@ Ticket content (comment text) exists here in memory only: it is sealed into an e
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,9 @@ from sidecar.chain.transitions import path
 from sidecar.chain.txbuild import encode_msg
 from sidecar.config_schema import ConflictStrategy
 from sidecar.desks.base import INBOUND_FIELDS, DeskCommentView, DeskIssueView, FieldChange
+from sidecar.desks.files import DeskAttachment
 from sidecar.desks.mapping import DeskMapping
+from sidecar.store.attachments import known_desk_attachment, record_inbound_txn
 from sidecar.store.audit import AuditEntry, append_audit_txn
 from sidecar.store.inbound import (
     FieldState,
@@ -62,6 +64,7 @@ class Applied:
     conflicts: list[tuple[str, str]] = field(default_factory=list)  # (field, rule)
     skipped: int = 0
     ignored: str | None = None  # why the whole issue was left alone
+    attachments: int = 0  # new desk attachments recorded for the intake (sidecar/sync/attach_in.py)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class Context:
     key: EnvelopeKey | None
     audit: Audit
     outbound: bool  # this desk is served outbound: a desk behind the chain gets a repair job
+    attachments: bool = False  # the attachment intake runs: new desk attachments are recorded for it
 
 
 def apply_issue_txn(conn: sqlite3.Connection, ctx: Context, ref: RefRow, view: DeskIssueView, now: float) -> Applied:
@@ -99,6 +103,8 @@ def apply_issue_txn(conn: sqlite3.Connection, ctx: Context, ref: RefRow, view: D
     pending = [c for c in view.comments if c.comment_id not in decided]
     if pending:
         _comments(conn, ctx, ref, ticket, pending, done, now)
+    if ctx.attachments:
+        _attachments(conn, ctx, ticket, view.attachments, done, now)
     return done
 
 
@@ -391,6 +397,27 @@ def _comments(
         done.comments += 1
         queued: dict[str, object] = {"comment_id": comment.comment_id[:80], "parts": len(parts)}
         ctx.audit(conn, _entry("inbound_comment_queued", ref, "queued", queued), now)
+
+
+# attachments --------------------------------------------------------------------------------------
+def _attachments(
+    conn: sqlite3.Connection,
+    ctx: Context,
+    ticket: Ticket,
+    attachments: Sequence[DeskAttachment],
+    done: Applied,
+    now: float,
+) -> None:
+    """Each public desk attachment the sidecar has no row for becomes a pending inbound row, once (its desk id
+    is unique): the intake downloads, checks, seals and sends it outside this transaction. Internal-only files
+    stay at the desk; the sidecar's own uploads (its account, or an outbound row holding the id) are echoes."""
+    for att in attachments:
+        if not att.public or (ctx.own_account and att.author == ctx.own_account):
+            continue
+        if known_desk_attachment(conn, ctx.desk, att.id) is not None:
+            continue
+        if record_inbound_txn(conn, ctx.desk, ticket.ticket_id, att.id, now):
+            done.attachments += 1
 
 
 def _comment_outcome(ctx: Context, comment: DeskCommentView) -> tuple[str, list[str]]:

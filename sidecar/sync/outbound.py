@@ -31,6 +31,7 @@ from sidecar.desks.base import (
     TicketSnapshot,
     collecting_notes,
 )
+from sidecar.desks.files import HasAttachments
 from sidecar.desks.mapping import DeskMapping
 from sidecar.errors import DeskError
 from sidecar.observe.activity import ActivityFeed
@@ -41,6 +42,7 @@ from sidecar.store.audit import AuditEntry, append_audit_txn
 from sidecar.store.db import Store
 from sidecar.store.inbound import FieldState, bases_and_held, enqueue_issue_txn, set_field_state_txn
 from sidecar.store.jobs import (
+    ATTACHMENT_KIND,
     Job,
     claim_due_txn,
     dead_job_txn,
@@ -63,6 +65,7 @@ from sidecar.store.refs import (
     record_ref_txn,
     verify_ref_txn,
 )
+from sidecar.sync.attach_out import AttachmentSync, PlannedFile
 from sidecar.sync.content import ContentOpener
 from sidecar.sync.failures import is_store_failure, job_failure_reason
 from sidecar.sync.fields import chain_value
@@ -207,6 +210,7 @@ class DeskWorker:
         *,
         pauses: PauseBook | None = None,
         activity: ActivityFeed | None = None,
+        attachments: AttachmentSync | None = None,
     ) -> None:
         self.desk = desk
         self._store = store
@@ -221,6 +225,8 @@ class DeskWorker:
         self._clock = clock
         self._pauses = pauses  # an operator's pause: no job is claimed (the queue keeps them) until resumed
         self._activity = activity
+        # Outbound attachments (sync.sync_attachments): None, or a desk without HasAttachments, copies none.
+        self._attachments = attachments if isinstance(desk, HasAttachments) else None
         self._paused_until = 0.0
         self._outage_probes = 0  # failed health probes since the desk went down; 0: the desk is up
         self._probe_lock = asyncio.Lock()
@@ -273,11 +279,15 @@ class DeskWorker:
             await self._run_noting(job, notes)
 
     async def _run_noting(self, job: Job, notes: list[DeskNote]) -> None:
+        if job.kind == ATTACHMENT_KIND:
+            await self._run_attachment(job)
+            return
         written: dict[str, str | None] = {}
         try:
             await self._handle(job, written)
         except DeskOutcome as outcome:  # a part no retry can do (an unreachable status): finished, audited
-            await self._store.write("finish job", self._finish_txn, job, self._clock(), notes, outcome)
+            planned = await self._plan_attachments(job)
+            await self._store.write("finish job", self._finish_txn, job, self._clock(), notes, outcome, None, planned)
             self._announce(job, "done", f"{job.kind}, skipped {outcome.event}")
             self._metrics.count_sync("outbound", "skipped")
             log.warning(
@@ -304,7 +314,8 @@ class DeskWorker:
             await self._record_notes(job, notes)
             await self._dead(job, job_failure_reason(exc))
             return
-        await self._store.write("finish job", self._finish_txn, job, self._clock(), notes, None, written)
+        planned = await self._plan_attachments(job)
+        await self._store.write("finish job", self._finish_txn, job, self._clock(), notes, None, written, planned)
         self._announce(job, "done", job.kind)
         self._metrics.count_sync("outbound", "success")
         await self._observe_latency(job)
@@ -333,10 +344,14 @@ class DeskWorker:
         notes: list[DeskNote],
         outcome: DeskOutcome | None,
         written: Mapping[str, str | None] | None = None,
+        planned: Sequence[PlannedFile] = (),
     ) -> None:
         """The job is done and audited in one transaction: a sync that happened is never unrecorded. The
-        fields it wrote become their base (what chain and desk now agree on) for conflict detection."""
+        fields it wrote become their base (what chain and desk now agree on) for conflict detection. The
+        files its event lists are queued in the same transaction (one attachment job each)."""
         finish_job_txn(conn, job.id, now)
+        if planned and self._attachments is not None:
+            self._attachments.queue_txn(conn, job, planned, now)
         for name, value in (written or {}).items():
             set_field_state_txn(
                 conn,
@@ -357,6 +372,49 @@ class DeskWorker:
         else:
             entry = _outbound_entry("ticket_synced", job, "ok", ids)
         self._audit_txn(conn, entry, now)
+
+    async def _plan_attachments(self, job: Job) -> list[PlannedFile]:
+        """The files a finished create/comment job's event lists, to queue with its finish; [] when
+        attachments are off, the desk takes none, or the event cannot be read (never fails the job)."""
+        if self._attachments is None or job.kind not in ("create", "comment"):
+            return []
+        try:
+            return await self._attachments.plan(job)
+        except Exception as exc:
+            if is_store_failure(exc):
+                raise
+            log.warning(
+                "attachments of a synced event not queued",
+                extra={"job_id": job.id, "desk": job.desk, "error": job_failure_reason(exc)},
+            )
+            return []
+
+    async def _run_attachment(self, job: Job) -> None:
+        """An attachment job: AttachmentSync records its end (done or withheld) with the job; what a retry may
+        fix (desk or store unreachable) goes the normal retry path, anything unexpected dead-letters it."""
+        if self._attachments is None:  # attachments turned off since it was queued: nothing is copied
+            await self._store.write("skip job", finish_job_txn, job.id, self._clock(), "skipped")
+            self._announce(job, "done", f"{job.kind}, skipped: attachments are off")
+            return
+        try:
+            row = await self._store.read("ref", get_ref, job.ticket_id, self.desk.name)
+            if row is None or not row.verified:
+                raise DeskError(f"{self.desk.name}: no desk ticket recorded for the attachment", retryable=False)
+            ref = ExternalTicket(
+                self.desk.name, row.external_id, row.external_key or row.external_id, row.external_url or ""
+            )
+            outcome = await self._attachments.run(job, self.desk, ref)
+        except DeskError as exc:
+            await self._failed(job, exc)
+            return
+        except Exception as exc:
+            if is_store_failure(exc):
+                raise
+            await self._dead(job, job_failure_reason(exc))
+            return
+        self._announce(job, "done", f"{job.kind}, {outcome.split(':', 1)[0]}")
+        self._metrics.count_sync("outbound", "success" if outcome in ("done", "adopted") else "skipped")
+        self._set_state(None)
 
     async def _record_notes(self, job: Job, notes: list[DeskNote]) -> None:
         """Notes of a job that then failed: what the desk skipped is audited all the same."""

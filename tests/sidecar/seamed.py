@@ -14,9 +14,10 @@ import signal
 import sys
 
 from sidecar.cli import main
+from sidecar.sync.attach_out import install_upload_crash_hook
 from sidecar.sync.outbound import install_crash_hook
 
-CRASH_POINTS = ("after_desk_create",)
+CRASH_POINTS = ("after_desk_create", "after_attachment_upload")
 
 
 def _crash() -> None:
@@ -29,6 +30,8 @@ def install_seams() -> None:
         raise SystemExit(f"unknown SIDECAR_TEST_CRASH_POINT {point!r} (known: {', '.join(CRASH_POINTS)})")
     if point == "after_desk_create":
         install_crash_hook(_crash)
+    elif point == "after_attachment_upload":  # a desk accepted an upload; its row is not yet recorded
+        install_upload_crash_hook(_crash)
 
 
 if __name__ == "__main__":

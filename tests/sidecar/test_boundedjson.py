@@ -37,3 +37,8 @@ def test_not_json_and_not_utf8_are_limit_errors() -> None:
     with pytest.raises(JsonLimitError, match="UTF-8"):
         loads(b"\xff\xfe", max_bytes=100)
     assert isinstance(JsonLimitError("x"), ValueError)
+
+
+def test_a_number_past_pythons_digit_cap_is_a_limit_error_not_a_crash() -> None:
+    with pytest.raises(JsonLimitError, match="too long"):
+        loads(b'{"n": ' + b"9" * 5000 + b"}", max_bytes=1 << 20)

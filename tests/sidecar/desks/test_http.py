@@ -147,3 +147,31 @@ def test_error_text_of_each_desk_shape() -> None:
         "remote_id: issue with this remote id already exists."
     )
     assert error_text(b"<html>Bad gateway</html>") == "<html>Bad gateway</html>"
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [{"auth": ("me@example.com", SECRET)}, {"headers": {"Authorization": f"Token {SECRET}"}}],
+    ids=["basic-auth", "token-header"],
+)
+async def test_a_stream_without_auth_sends_no_credential_whichever_way_the_desk_sets_it(
+    credential: dict[str, Any],
+) -> None:
+    """A signed media URL on another host (Jira's attachment redirect) must never see the desk's credential,
+    whether it is the client's auth (Jira's Basic) or a default header (Waldur's Token)."""
+    seen: list[httpx.Headers] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers)
+        return httpx.Response(200, content=b"file bytes")
+
+    http = DeskHttp("jira", "https://jira.example", timeout=1, metrics=Metrics(), secrets=(SECRET,),
+                    transport=httpx.MockTransport(record), **credential)
+    try:
+        for with_auth in (True, False):
+            async with http.stream("attachment", "https://media.example/f/1", with_auth=with_auth) as response:
+                assert b"".join([c async for c in http.body_chunks("attachment", response)]) == b"file bytes"
+    finally:
+        await http.aclose()
+    assert "authorization" in seen[0]
+    assert "authorization" not in seen[1]
