@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from devnet.children import python_env, spawn, stop_process
+from devnet.gotools import GoToolMissing, ensure_go_tool, reported_version
 from devnet.node_config import TomlValue, edit_config, free_port, write_genesis
 from devnet.waiting import wait_until
 
@@ -35,7 +36,7 @@ INSTALL_HINT = (f"install it with `make cometbft` (runs: GOTOOLCHAIN=local GOBIN
 DEFAULT_CHAIN_ID = "virtengine-devnet-1"
 
 
-class CometBFTMissing(RuntimeError):
+class CometBFTMissing(GoToolMissing):
     """No usable cometbft binary, and installing one failed or was not allowed."""
 
 
@@ -44,43 +45,19 @@ def cometbft_path() -> Path:
 
 
 def installed_version(binary: Path) -> str | None:
-    if not binary.is_file():
-        return None
-    try:
-        out = subprocess.run([str(binary), "version"], capture_output=True, text=True, timeout=30, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
+    return reported_version(binary, lambda out: out.strip())
 
 
 def ensure_cometbft(*, install: bool = True, timeout: float = 900.0, attempts: int = 2) -> Path:
     """Return the cached v0.38.25 binary, building it with `go install` first when missing."""
-    binary = cometbft_path()
-    if installed_version(binary) == COMETBFT_VERSION:
-        return binary
-    if not install:
-        raise CometBFTMissing(f"cometbft {COMETBFT_VERSION} not found at {binary}: {INSTALL_HINT}")
-    go = shutil.which("go")
-    if go is None:
-        raise CometBFTMissing(f"`go` is not on PATH, cannot build cometbft: {INSTALL_HINT}")
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOTOOLCHAIN": "local", "GOBIN": str(CACHE_DIR), "CGO_ENABLED": "0"}
-    errors: list[str] = []
-    for attempt in range(1, attempts + 1):
-        try:
-            subprocess.run([go, "install", f"{COMETBFT_MODULE}@v{COMETBFT_VERSION}"], env=env, check=True,
-                           timeout=timeout, capture_output=True, text=True)
-        except subprocess.CalledProcessError as exc:
-            errors.append(f"attempt {attempt}: exit {exc.returncode}: {exc.stderr.strip()[-2000:]}")
-            continue
-        except subprocess.TimeoutExpired:
-            errors.append(f"attempt {attempt}: timed out after {timeout:.0f}s")
-            continue
-        version = installed_version(binary)
-        if version == COMETBFT_VERSION:
-            return binary
-        errors.append(f"attempt {attempt}: built binary reports version {version!r}")
-    raise CometBFTMissing("installing cometbft failed: " + "; ".join(errors))
+
+    def build(go: str, timeout: float) -> None:
+        env = {**os.environ, "GOTOOLCHAIN": "local", "GOBIN": str(CACHE_DIR), "CGO_ENABLED": "0"}
+        subprocess.run([go, "install", f"{COMETBFT_MODULE}@v{COMETBFT_VERSION}"], env=env, check=True,
+                       timeout=timeout, capture_output=True, text=True)
+
+    return ensure_go_tool(cometbft_path(), COMETBFT_VERSION, installed_version, build, missing=CometBFTMissing,
+                          hint=INSTALL_HINT, install=install, timeout=timeout, attempts=attempts)
 
 
 PORT_ATTEMPTS = 3  # first starts whose ports another process took in the meantime

@@ -57,6 +57,8 @@ PLATFORM_OPERATIONS: tuple[tuple[str, str], ...] = (
 JSM_OPERATIONS: tuple[tuple[str, str], ...] = (
     ("POST", "/rest/servicedeskapi/request"),  # client: create a customer request
     ("POST", "/rest/servicedeskapi/request/{issueIdOrKey}/comment"),  # client: public / internal comment
+    ("GET", "/rest/servicedeskapi/request/{issueIdOrKey}/attachment"),  # client: the customer-visible files
+    ("POST", "/rest/servicedeskapi/request/{issueIdOrKey}/attachment"),  # simulator: files with a comment
     ("GET", "/rest/servicedeskapi/servicedesk/{serviceDeskId}/requesttype/{requestTypeId}"),  # desk check
 )
 

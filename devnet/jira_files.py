@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 MEDIA_PREFIX = "/media/file/"  # the simulator's stand-in for Atlassian's media host (see JiraAttachments.media_url)
 ATTACHMENT_MISSING = "The attachment does not exist or you do not have permission to see it."
 ATTACHMENTS_DISABLED = "Attachments are disabled on this site."  # the simulator's sentence
+REQUEST_MISSING = "The customer request does not exist."  # getAttachmentsForRequest's 404 (sentence: ours)
 MAX_FILES = 60  # addAttachment's 413: "more than 60 files are requested to be uploaded" (pinned spec)
 _PARAM = re.compile(r';\s*([A-Za-z0-9_*-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 
@@ -63,18 +64,38 @@ class JiraAttachments:
         # addAttachment's 413 also covers "the per-issue limit for attachments has been breached" (pinned
         # spec): files one issue may hold. The number is this simulator's default; a site's is not published.
         self.max_issue_attachments = 2000
+        # Attachments added with an internal JSM comment: agents see them, the customer does not, and the
+        # Service Desk API's request listing leaves them out (see `request_attachments`).
+        self.internal_attachments: set[str] = set()
+        self.request_attachment_page = 50  # getAttachmentsForRequest's largest page (its default limit)
+        # attachTemporaryFile's uploads awaiting createCommentWithAttachment: id -> (name, type, bytes, expiry).
+        # They expire (createCommentWithAttachment's 400: "if the temporary files have expired"); how soon
+        # is not published: an hour is this simulator's choice.
+        self.temporary_files: dict[str, tuple[str, str, bytes, float]] = {}
+        self.temporary_ttl = 3600.0
 
     def add_attachment(
-        self, issue: Issue, filename: str, mime: str, content: bytes, as_agent: bool | None = None
+        self,
+        issue: Issue,
+        filename: str,
+        mime: str,
+        content: bytes,
+        as_agent: bool | None = None,
+        *,
+        public: bool = True,
     ) -> Attachment:
         """Store one file. Jira Cloud then sends both `jira:issue_updated` with a changelog item of field
         "Attachment" (`to` = the attachment id, `toString` = the file name) and `attachment_created`,
         whose body has the attachment but no issue (jira.js AttachmentWebhookPayload; "Jira event
-        attachment_created. Not enough info on issue." in malko/rocketchat-jira-hook#13)."""
+        attachment_created. Not enough info on issue." in malko/rocketchat-jira-hook#13). `public=False`
+        is a file attached with an internal comment (see `agent_attach_internal`); the platform API's
+        Attachment shows no visibility, so only the Service Desk API's listing tells them apart."""
         actor = self._actor(as_agent)
         with self.lock:
             att = Attachment(self._next("attachment"), filename, mime, content, actor.account_id, now())
             issue.attachments.append(att)
+            if not public:
+                self.internal_attachments.add(att.id)
             self._touch(issue)
         item = {**changelog_item("Attachment", None, filename), "to": att.id}
         self._emit_issue("jira:issue_updated", issue, actor, [item], "issue_updated")
@@ -99,6 +120,7 @@ class JiraAttachments:
         actor = self._actor(as_agent)
         with self.lock:
             issue.attachments.remove(att)
+            self.internal_attachments.discard(att.id)
             self._touch(issue)
         item = {**changelog_item("Attachment", att.filename, None), "from": att.id}
         self._emit_issue("jira:issue_updated", issue, actor, [item], "issue_updated")
@@ -163,6 +185,57 @@ class JiraAttachments:
     def agent_attach(self, key: str, filename: str, content: bytes, mime: str = "application/octet-stream") -> str:
         """Attach a file as the agent (a drag-and-drop in the Jira UI); returns the attachment id."""
         return self.add_attachment(self.issue(key), filename, mime, content, as_agent=True).id
+
+    def agent_attach_internal(
+        self, key: str, filename: str, content: bytes, mime: str = "application/octet-stream"
+    ) -> str:
+        """The agent attaches a file to an internal note of a JSM request (the agent view's "Add internal
+        note" with a file): the file is stored, then an internal comment (`jsdPublic: false`) names it.
+        The same as createCommentWithAttachment with `public: false` ("Controls whether the comment and
+        its attachments are visible to customers", AttachmentCreateDTO.public, pinned JSM spec), which
+        `request_attachment_routes` serves. Returns the attachment id."""
+        issue = self.issue(key)
+        att = self.add_attachment(issue, filename, mime, content, as_agent=True, public=False)
+        self.add_comment(issue, _attachment_note(None, [filename]), False, True)
+        return att.id
+
+    def temporary_attachment(self, filename: str, content: bytes, mime: str = "application/octet-stream") -> str:
+        """What POST /rest/servicedeskapi/servicedesk/{id}/attachTemporaryFile does (not served over HTTP
+        here: see the #15 report): holds a file for createCommentWithAttachment; returns its id, shaped
+        like the pinned spec's example ("temp8186986881700442965")."""
+        ident = "temp" + str(secrets.randbelow(10**19))
+        with self.lock:
+            self.temporary_files[ident] = (filename, mime, content, self.clock() + self.temporary_ttl)
+        return ident
+
+    def is_public_attachment(self, att: Attachment) -> bool:
+        with self.lock:
+            return att.id not in self.internal_attachments
+
+    def request_attachment_json(self, att: Attachment) -> dict[str, Any]:
+        """An attachment as the Service Desk API's AttachmentDTO shows it (pinned JSM spec): no `id` field,
+        the id is the last segment of `_links.jiraRest` (".../rest/api/2/attachment/10001" in the spec's
+        example); `content` is the customer portal's download URL; `created` a DateDTO; `author` a
+        UserDTO (additionalProperties false in both, so no other keys)."""
+        author = self.user_json(att.author)
+        created = att.created
+        return {
+            "filename": att.filename,
+            "author": {k: author[k] for k in ("accountId", "displayName", "active", "timeZone")},
+            "created": {
+                "iso8601": created.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "jira": jira_time(created),
+                "friendly": "Today",
+                "epochMillis": int(created.timestamp() * 1000),
+            },
+            "size": self.declared_sizes.get(att.id, len(att.content)),
+            "mimeType": att.mime_type,
+            "_links": {
+                "jiraRest": f"{self._root()}/rest/api/2/attachment/{att.id}",
+                "content": f"{self._root()}/servicedesk/customershim/secure/attachment/{att.id}/"
+                + quote(att.filename, safe=""),
+            },
+        }
 
 
 def attachment_routes(
@@ -264,8 +337,110 @@ def attachment_routes(
             return _file_response(sim, att)
         return Response(status_code=303, headers={"location": sim.media_url(att)})
 
+    async def request_attachments(request: Request) -> Response:
+        """getAttachmentsForRequest (GET /rest/servicedeskapi/request/{issueIdOrKey}/attachment), its rules:
+
+        1. An issue that is missing, or is not a customer request (no request type: a plain Jira issue),
+           is 404 (pinned JSM spec: "Returned if the customer request does not exist"; a non-JSM issue
+           is a 404 there, sooperset/mcp-atlassian#1049 "Non-JSM 404"). Sentence: the simulator's.
+        2. Only public attachments are listed: one added with an internal comment is not (the spec's
+           200: "Returns the visible attachments from the customer request"; AttachmentCreateDTO.public:
+           "Controls whether the comment and its attachments are visible to customers"). NOTE: the spec's
+           "Response limitations" says "Customers will only get a list of public attachments", which
+           leaves open whether an agent's call lists internal ones too; this simulator lists public ones
+           for every caller, as the sidecar's client relies on (see the #15 report).
+        3. Paging by `start` and `limit` (PagedDTOAttachmentDTO: size, start, limit, isLastPage, values);
+           `limit` is capped at `request_attachment_page` (the spec: "up to the maximum set for these
+           objects"; its default is 50), oldest first.
+        """
+        issue = sim.issue(request.path_params["key"])
+        if issue.request_type_id is None:
+            raise JiraError(404, REQUEST_MISSING)
+        q = request.query_params
+        try:
+            start, limit = int(q.get("start", "0")), int(q.get("limit", "50"))
+        except ValueError as exc:
+            raise JiraError(400, "start and limit must be integers.") from exc
+        start, limit = max(0, start), max(1, min(limit, sim.request_attachment_page))
+        with sim.lock:
+            public = [att for att in issue.attachments if att.id not in sim.internal_attachments]
+        page = public[start : start + limit]
+        base = f"{sim._root()}/rest/servicedeskapi"
+        url = f"{base}/request/{issue.key}/attachment"
+        links: dict[str, str] = {"base": base, "context": "", "self": f"{url}?start={start}&limit={limit}"}
+        last = start + limit >= len(public)
+        if not last:
+            links["next"] = f"{url}?start={start + limit}&limit={limit}"
+        if start > 0:
+            links["prev"] = f"{url}?start={max(0, start - limit)}&limit={limit}"
+        body = {"_expands": [], "size": len(page), "start": start, "limit": limit, "isLastPage": last}
+        return JSONResponse({**body, "_links": links, "values": [sim.request_attachment_json(a) for a in page]})
+
+    async def comment_with_attachments(request: Request) -> Response:
+        """createCommentWithAttachment (POST /rest/servicedeskapi/request/{issueIdOrKey}/attachment), its rules:
+
+        1. A missing issue or one that is not a customer request: 404 (pinned JSM spec: "Returned if the
+           customer request does not exist").
+        2. `public` must be a boolean and `temporaryAttachmentIds` a non-empty list, else 400 (pinned spec:
+           "missing the required `public` field or list of temporary file IDs").
+        3. Every id must name a temporary file still held, else 400 and nothing is attached (pinned spec:
+           "or if the temporary files have expired"); an id is used once.
+        4. Attachments disabled on the site: 403 (pinned spec 403; getAttachmentMeta's `enabled`).
+        Answer 201 AttachmentCreateResultDTO: the files (PagedDTOAttachmentDTO) and one comment whose
+        visibility is `public` with the files ("Controls whether the comment and its attachments are
+        visible to customers", AttachmentCreateDTO.public); its body is additionalComment.body followed
+        by a mention of each file (the spec's example answer: "... attached. !screenshot.png|thumbnail!
+        [^log.txt] _(32 kB)_"). Sentences: the simulator's.
+        """
+        issue = sim.issue(request.path_params["key"])
+        if issue.request_type_id is None:
+            raise JiraError(404, REQUEST_MISSING)
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise JiraError(400, "The request body is not valid JSON.") from exc
+        if not isinstance(body, dict):
+            raise JiraError(400, "The request body must be a JSON object.")
+        public, temp_ids = body.get("public"), body.get("temporaryAttachmentIds")
+        if not isinstance(public, bool):
+            raise JiraError(400, "The 'public' field is required.")
+        if not isinstance(temp_ids, list) or not temp_ids or not all(isinstance(t, str) for t in temp_ids):
+            raise JiraError(400, "At least one temporary attachment id is required.")
+        if not sim.attachments_enabled:
+            raise JiraError(403, ATTACHMENTS_DISABLED)
+        extra = body.get("additionalComment")
+        text = extra.get("body") if isinstance(extra, dict) else None
+        with sim.lock:
+            held = [sim.temporary_files.get(t) for t in temp_ids]
+            if len(set(temp_ids)) != len(temp_ids) or any(h is None or h[3] < sim.clock() for h in held):
+                raise JiraError(400, "The temporary attachments do not exist or have expired.")
+            for t in temp_ids:
+                del sim.temporary_files[t]
+        files = [h for h in held if h is not None]
+        who = actor(request)
+        created = [sim.add_attachment(issue, n, m, c, who, public=public) for n, m, c, _ in files]
+        note = sim.add_comment(
+            issue, _attachment_note(text if isinstance(text, str) else None, [f[0] for f in files]), public, who
+        )
+        author = sim.user_json(note.author)
+        when = sim.request_attachment_json(created[0])["created"]
+        base = f"{sim._root()}/rest/servicedeskapi"
+        comment = {
+            "id": note.id,
+            "body": " ".join(([text] if isinstance(text, str) and text else []) + [f"[^{f[0]}]" for f in files]),
+            "public": public,
+            "author": {k: author[k] for k in ("accountId", "displayName", "active", "timeZone")},
+            "created": when,
+            "_links": {"self": f"{base}/request/{issue.id}/comment/{note.id}"},
+        }
+        page = {"_expands": [], "size": len(created), "start": 0, "limit": len(created), "isLastPage": True}
+        page["values"] = [sim.request_attachment_json(a) for a in created]
+        return JSONResponse({"attachments": page, "comment": comment}, status_code=201)
+
     issue_path = "/rest/api/3/issue/{key}"
     return [
+        Route("/rest/servicedeskapi/request/{key}/attachment", guarded(comment_with_attachments), methods=["POST"]),
+        Route("/rest/servicedeskapi/request/{key}/attachment", guarded(request_attachments), methods=["GET"]),
         Route(issue_path + "/attachments", guarded(add_attachments), methods=["POST"]),
         Route("/rest/api/3/attachment/meta", guarded(attachment_meta), methods=["GET"]),  # before {id}
         Route("/rest/api/3/attachment/content/{id}", guarded(attachment_content), methods=["GET"]),
@@ -355,3 +530,14 @@ def _file_response(sim: Any, att: Attachment) -> Response:
     if att.id in sim.declared_sizes:
         response.raw_headers = [(k, v) for k, v in response.raw_headers if k != b"content-length"]
     return response
+
+
+def _attachment_note(text: str | None, names: list[str]) -> dict[str, Any]:
+    """The comment that carries attached files, as ADF: the agent's text, then a wiki-style mention of each
+    file ("!screenshot.png|thumbnail! [^log.txt]" in createCommentWithAttachment's example answer)."""
+    parts = ([text] if text else []) + [f"[^{name}]" for name in names]
+    return {
+        "type": "doc",
+        "version": 1,
+        "content": [{"type": "paragraph", "content": [{"type": "text", "text": " ".join(parts)}]}],
+    }

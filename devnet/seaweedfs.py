@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from devnet.children import spawn, stop_process
+from devnet.gotools import GoToolMissing, ensure_go_tool, reported_version
 from devnet.node_config import free_port
 from devnet.waiting import wait_until
 
@@ -46,7 +47,7 @@ PORT_ATTEMPTS = 3
 PROBE_BUCKET = "devnet-ready"  # start() writes one object here to know writes go through
 
 
-class SeaweedFSMissing(RuntimeError):
+class SeaweedFSMissing(GoToolMissing):
     """No usable weed binary, and building one failed or was not allowed."""
 
 
@@ -56,45 +57,28 @@ def seaweedfs_path() -> Path:
 
 def installed_release(binary: Path) -> str | None:
     """The release `weed version` reports ("version 30GB 4.53  linux amd64"), or None if it does not run."""
-    if not binary.is_file():
-        return None
-    try:
-        out = subprocess.run([str(binary), "version"], capture_output=True, text=True, timeout=30, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    words = out.stdout.split()
-    return SEAWEEDFS_RELEASE if SEAWEEDFS_RELEASE in words else (words[2] if len(words) > 2 else None)
+
+    def pick(out: str) -> str | None:
+        words = out.split()
+        return SEAWEEDFS_RELEASE if SEAWEEDFS_RELEASE in words else (words[2] if len(words) > 2 else None)
+
+    return reported_version(binary, pick)
 
 
 def ensure_seaweedfs(*, install: bool = True, timeout: float = 1200.0, attempts: int = 2) -> Path:
     """Return the cached binary, building it first when missing (download and build can take many minutes)."""
     binary = seaweedfs_path()
-    if installed_release(binary) == SEAWEEDFS_RELEASE:
-        return binary
-    if not install:
-        raise SeaweedFSMissing(f"weed {SEAWEEDFS_RELEASE} not found at {binary}: {INSTALL_HINT}")
-    go = shutil.which("go")
-    if go is None:
-        raise SeaweedFSMissing(f"`go` is not on PATH, cannot build SeaweedFS: {INSTALL_HINT}")
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    errors: list[str] = []
-    for attempt in range(1, attempts + 1):
-        try:
-            _build(go, binary, timeout)
-        except subprocess.CalledProcessError as exc:
-            errors.append(f"attempt {attempt}: {exc.cmd[1:3]} exit {exc.returncode}: {str(exc.stderr).strip()[-2000:]}")
-            continue
-        except subprocess.TimeoutExpired:
-            errors.append(f"attempt {attempt}: timed out after {timeout:.0f}s")
-            continue
-        except (KeyError, ValueError) as exc:
-            errors.append(f"attempt {attempt}: `go mod download -json` gave no module directory ({exc})")
-            continue
-        release = installed_release(binary)
-        if release == SEAWEEDFS_RELEASE:
-            return binary
-        errors.append(f"attempt {attempt}: built binary reports release {release!r}")
-    raise SeaweedFSMissing("building SeaweedFS failed: " + "; ".join(errors))
+    return ensure_go_tool(
+        binary,
+        SEAWEEDFS_RELEASE,
+        installed_release,
+        lambda go, timeout: _build(go, binary, timeout),
+        missing=SeaweedFSMissing,
+        hint=INSTALL_HINT,
+        install=install,
+        timeout=timeout,
+        attempts=attempts,
+    )
 
 
 def _build(go: str, binary: Path, timeout: float) -> None:
@@ -106,8 +90,8 @@ def _build(go: str, binary: Path, timeout: float) -> None:
         env=env, cwd=CACHE_DIR, check=True, timeout=timeout, capture_output=True, text=True,
     )  # fmt: skip
     info = json.loads(download.stdout)
-    if info.get("Error"):
-        raise ValueError(info["Error"])
+    if info.get("Error") or not info.get("Dir"):
+        raise ValueError(f"`go mod download -json` gave no module directory ({info.get('Error', 'no Dir')})")
     partial = binary.with_name(f"weed.partial-{os.getpid()}")
     try:
         subprocess.run(

@@ -21,6 +21,8 @@ CONFIG_KEYS = (
     "sync.enable_inbound",
     "sync.enable_outbound",
     "sync.sync_attachments",
+    "sync.max_attachment_bytes",
+    "sync.allowed_content_types",
     "sync.max_pending",
     "retry.max_retries",
     "retry.initial_backoff",
@@ -34,6 +36,8 @@ CONFIG_KEYS = (
     "audit.enabled",
     "audit.log_level",
     "audit.retention_days",
+    "artifacts.backend",
+    "artifacts.dir",
 )
 
 # Environment variable -> the configuration key it sets.
@@ -57,6 +61,8 @@ SECRETS = {
     "jira_webhook_secret": ("VIRTENGINE_SERVICEDESK_JIRA_WEBHOOK_SECRET", "jira-webhook-secret"),
     "waldur_token": ("VIRTENGINE_SERVICEDESK_WALDUR_TOKEN", "waldur-token"),
     "waldur_webhook_secret": ("VIRTENGINE_SERVICEDESK_WALDUR_WEBHOOK_SECRET", "waldur-webhook-secret"),
+    "s3_access_key_id": ("VIRTENGINE_SERVICEDESK_S3_ACCESS_KEY_ID", "s3-access-key-id"),
+    "s3_secret_access_key": ("VIRTENGINE_SERVICEDESK_S3_SECRET_ACCESS_KEY", "s3-secret-access-key"),
 }
 
 # HTTP routes with the default webhook.path_prefix: (method, path).
@@ -116,6 +122,24 @@ LIMIT_DEFAULTS: dict[str, float] = {
     "sync.batch_size": 50,
     "sync.max_pending": 10_000,
     "webhook.rate_limit_per_second": 100,
+    "sync.max_attachment_bytes": 10 * 1024 * 1024,
+}
+
+# Attachments (#15): each audit event the engines write -> the detail keys the manual's table gives it.
+ATTACHMENT_AUDIT: dict[str, tuple[str, ...]] = {
+    "attachment_synced": (
+        "direction",
+        "job_id",
+        "row_id",
+        "desk_attachment_id",
+        "adopted",
+        "sha256",
+        "size",
+        "intent_id",
+    ),
+    "attachment_withheld": ("direction", "job_id", "row_id", "reason", "desk_attachment_id", "attempts", "note"),
+    "attachment_failed": ("desk_attachment_id", "reason", "attempts"),
+    "artifacts_collected": ("count", "backend", "stored_before", "refs"),
 }
 
 

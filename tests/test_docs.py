@@ -357,3 +357,85 @@ def test_the_manual_names_every_audit_event_the_control_calls_write() -> None:
     events = set(re.findall(r'AuditEntry\(\s*"([a-z_]+)"', source))
     assert {"paused", "resumed", "manual_sync", "reconciled", "control_refused"} <= events
     assert sorted(event for event in events if f"`{event}`" not in GUIDE) == []
+
+
+# Attachments (issue #15): every audit row, detail key and reason code the engines write is in the manual
+
+ATTACH_ENGINES = [ROOT / "sidecar" / "sync" / f"{name}.py" for name in ("attach_out", "attach_in", "artifact_gc")]
+# Where reason codes come from: the engines, the content checks, the desk clients' refusals and the note texts.
+REASON_SOURCES = [
+    *ATTACH_ENGINES,
+    ROOT / "sidecar" / "sync" / "withheld.py",
+    ROOT / "sidecar" / "artifacts" / "content.py",
+    ROOT / "sidecar" / "desks" / "files.py",
+    ROOT / "sidecar" / "desks" / "waldur_files.py",
+]
+REASON_PATTERNS = (
+    r'(?:_Withhold|Refused|_Retry)\(\s*"([a-z_]+)"',  # withheld / refused / retried with a code
+    r'\breason="([a-z_]+)"',  # a row finished with a code
+    r'^[A-Z_]+ = "([a-z_]+)"  # AttachmentRefused\.reason',  # desks/files.py constants
+)
+
+
+def _reason_codes() -> set[str]:
+    """Every reason code written in the sources: the desk note's table (withheld.py _WHY), the intake's final
+    refusals (attach_in.py REFUSALS) and Waldur's refusals (waldur_files.py _refusal_reason) included."""
+    codes: set[str] = set()
+    for path in REASON_SOURCES:
+        text = path.read_text()
+        for pattern in REASON_PATTERNS:
+            codes |= set(re.findall(pattern, text, re.M))
+        for table in re.findall(r"^(?:_WHY|REFUSALS) = (?:frozenset\(\s*)?\{\n(.*?)^\s*\}", text, re.S | re.M):
+            codes |= set(re.findall(r'^\s+"([a-z_]+)"[:,]', table, re.M))
+        refusals = re.search(r"^def _refusal_reason\(.*?(?=^def |\Z)", text, re.S | re.M)  # Waldur's 400 texts
+        if refusals is not None:
+            codes |= set(re.findall(r'return "([a-z_]+)"', refusals.group(0)))
+    return codes
+
+
+def _attachments_section() -> str:
+    section = re.search(r"^### Attachments\n(.*?)^## ", GUIDE, re.S | re.M)
+    assert section is not None
+    return section.group(1)
+
+
+def test_the_manual_names_every_attachment_audit_event_with_its_details() -> None:
+    source = "\n".join(path.read_text() for path in ATTACH_ENGINES)
+    written = set(re.findall(r'"((?:attachment|artifacts)_[a-z_]+)"', source))
+    assert written == set(names.ATTACHMENT_AUDIT)  # a new event needs its row in the manual's table
+    section = _attachments_section()
+    for event, keys in names.ATTACHMENT_AUDIT.items():
+        assert f"| `{event}` |" in section, event
+        assert f"`{event}`" in GUIDE.split("## How tickets move")[0], event  # and in the audit log chapter
+        for key in keys:
+            assert f'"{key}"' in source, (event, key)  # the key is one the code writes
+            assert f"`{key}`" in section, (event, key)
+
+
+def test_the_manual_names_every_attachment_reason_code() -> None:
+    codes = _reason_codes()
+    assert {"too_large", "type_not_allowed", "type_mismatch", "hash_mismatch", "missing", "corrupt"} <= codes
+    assert {"recipient_key_unknown", "response_cap_reached", "ticket_gone", "deleted_at_desk", "empty"} <= codes
+    section = _attachments_section()
+    assert sorted(code for code in codes if f"`{code}`" not in section) == []
+
+
+def test_the_docs_say_how_attachments_are_set_up_and_tested() -> None:
+    for text in (README, GUIDE):
+        assert not re.search(r"not (?:built|used) yet[^\n]*\n?[^\n]*attachment", text, re.I)
+        assert "attachment_created" in text  # Waldur's hook must be subscribed to it
+    for needle in ("## Attachments", "make seaweedfs", "SIDECAR_REQUIRE_SEAWEEDFS=1", "`attachment_path`"):
+        assert needle in README, needle
+    for key in (k.path for k in KEYS_BY_PATH.values() if k.path.startswith("artifacts.")):
+        assert f"`{key}`" in README and f"`{key}`" in GUIDE, key
+
+
+def test_the_example_configuration_keeps_attachments_local(tmp_path: Path) -> None:
+    for name in ("jira-api-token", "jira-webhook-secret", "waldur-token", "waldur-webhook-secret"):
+        (tmp_path / name).write_text(f"example-{name}\n")
+        (tmp_path / name).chmod(0o600)
+    config = load_config(ROOT / "examples" / "config.yaml", environ={}, flags={"secrets.dir": str(tmp_path)})
+    settings = config.settings
+    assert settings.sync.sync_attachments and settings.artifacts.backend == "local"
+    assert settings.artifacts.dir == "/var/lib/servicedesk-sidecar/artifacts"
+    assert config.sources["artifacts.backend"].startswith(str(ROOT / "examples"))  # set there, not defaulted

@@ -304,6 +304,13 @@ class ReadsChanges(Protocol):
         comment leaves the issue's `modified` as it is, so its comment listing is polled."""
         ...
 
+    async def attachments_since(self, since: float) -> list[str]:
+        """External ids of the issues with an attachment created at or after `since` (#15: a lost
+        `attachment_created` hook). Jira: [] (an attachment is an issue update, so changed_since finds it);
+        Waldur saves only the attachment and leaves the issue's `modified` as it is, so its attachment listing
+        is polled. The sweep re-reads those issues; `read_issue` lists their attachments."""
+        ...
+
     async def read_issue(self, ref: ExternalTicket) -> DeskIssueView:
         """The issue's inbound fields (with their last change) and all its comments."""
         ...

@@ -30,6 +30,9 @@ class DeskAttachment:
     author: str | None  # desk account (Jira accountId, Waldur user uuid): echo detection
     public: bool  # False: internal-only, stays at the desk
     content_url: str  # where download() reads it
+    # Who attached it, as the desk names them (Jira author.displayName; never an email address): ticket
+    # content, shown in the on-chain response's author line, never logged. None where the desk names no one.
+    author_name: str | None = None
 
 
 class AttachmentRefused(DeskError):

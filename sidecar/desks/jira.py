@@ -120,6 +120,8 @@ class JiraDesk:
         self._mapped_statuses = {status.lower() for status in self.mapping.status.desk_values()}
         # JSM request forms take no labels, priority or properties: those follow the create by one edit.
         self.finishes_creates = bool(config.request_type_id)
+        # JSM requests have customer visibility: only the files the Service Desk API lists are public.
+        self.jsm_requests = bool(config.request_type_id and config.service_desk_id)
 
     # creating and finding -------------------------------------------------------------------
     def unmapped(self, ticket: TicketSnapshot) -> tuple[UnmappedValue, ...]:
@@ -333,8 +335,12 @@ class JiraDesk:
         `read_issue` reads the comment."""
         return []
 
+    async def attachments_since(self, since: float) -> list[str]:
+        """Always []: an attachment bumps its issue's `updated` (see jira_read.attachments_since)."""
+        return await jira_read.attachments_since(since)
+
     async def read_issue(self, ref: ExternalTicket) -> DeskIssueView:
-        return await jira_read.read_issue(self.http, ref, page_size=self.page_size)
+        return await jira_read.read_issue(self.http, ref, page_size=self.page_size, jsm=self.jsm_requests)
 
     # writing ----------------------------------------------------------------------------------
     async def update_fields(
@@ -464,7 +470,7 @@ class JiraDesk:
 
     # attachments (HasAttachments, sidecar/desks/jira_files.py) ---------------------------------
     async def list_attachments(self, ref: ExternalTicket) -> list[DeskAttachment]:
-        return await jira_files.list_attachments(self.http, ref)
+        return await jira_files.list_attachments(self.http, ref, jsm=self.jsm_requests)
 
     async def upload_attachment(
         self, ref: ExternalTicket, file_name: str, content_type: str, path: Path

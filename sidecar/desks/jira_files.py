@@ -7,20 +7,25 @@ content: errors and logs carry the issue key, the attachment id, statuses and si
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from sidecar.desks.base import ExternalTicket
 from sidecar.desks.files import DISABLED, TOO_LARGE, AttachmentRefused, DeskAttachment
 from sidecar.desks.http import DeskHttp
-from sidecar.desks.jira_read import ISSUE_ID, MAX_ID, parse_time
+from sidecar.desks.jira_read import ISSUE_ID, MAX_ID, MAX_NAME, MAX_PAGES, parse_time
 from sidecar.errors import DeskError
 
 MAX_ATTACHMENTS = 10_000  # attachments of one issue read back (Jira Cloud allows 2,000 an issue)
 MAX_FILE_NAME = 1024  # characters of a listed file name kept
 MAX_ERROR_BODY = 64 * 1024  # bytes of an error answer read while streaming
+REQUEST_PAGE = 50  # attachments asked for a page of the Service Desk API's listing (its default limit)
+# `_links.jiraRest` of the Service Desk API's AttachmentDTO: the platform attachment, /rest/api/<v>/attachment/<id>.
+_ATTACHMENT_URL = re.compile(r"/rest/api/[0-9]+/attachment/([0-9]{1,18})/?$")
 # Jira's file routes take this header or refuse the upload as an XSRF attempt (403 "XSRF check failed").
 NO_CHECK = {"X-Atlassian-Token": "no-check"}
 
@@ -30,10 +35,10 @@ def _path(ref: ExternalTicket, tail: str = "") -> str:
     return f"/rest/api/3/issue/{ident}" + (f"/{tail}" if tail else "")
 
 
-def parse_attachment(op: str, item: Any) -> DeskAttachment:
+def parse_attachment(op: str, item: Any, *, public: bool = True) -> DeskAttachment:
     """One Attachment object of `fields.attachment` or of the upload answer. Jira's platform API tells
-    nothing about JSM visibility (an attachment added on an internal comment carries that comment's
-    restriction, which no attachment field shows), so every attachment read here is `public`."""
+    nothing about JSM visibility (an attachment added on an internal comment shows no restriction there):
+    the caller says whether it is `public` (see `with_visibility`)."""
     if not isinstance(item, dict):
         raise DeskError(f"jira {op}: an attachment is not an object", retryable=False)
     ident, url = item.get("id"), item.get("content")
@@ -46,6 +51,7 @@ def parse_attachment(op: str, item: Any) -> DeskAttachment:
     name, size, mime = item.get("filename"), item.get("size"), item.get("mimeType")
     author = item.get("author")
     account = author.get("accountId") if isinstance(author, dict) else None
+    shown = author.get("displayName") if isinstance(author, dict) else None  # an email address is never read
     return DeskAttachment(
         id=ident,
         file_name=name[:MAX_FILE_NAME] if isinstance(name, str) else "",
@@ -53,13 +59,15 @@ def parse_attachment(op: str, item: Any) -> DeskAttachment:
         content_type=mime[:255] if isinstance(mime, str) and mime else None,
         created_at=parse_time(item.get("created")),
         author=account[:MAX_ID] if isinstance(account, str) and account else None,
-        public=True,
+        public=public,
         content_url=url,
+        author_name=shown[:MAX_NAME] if isinstance(shown, str) and shown.strip() else None,
     )
 
 
-async def list_attachments(http: DeskHttp, ref: ExternalTicket) -> list[DeskAttachment]:
-    """Every attachment of the issue, as `fields.attachment` lists them (oldest first)."""
+async def list_attachments(http: DeskHttp, ref: ExternalTicket, *, jsm: bool = False) -> list[DeskAttachment]:
+    """Every attachment of the issue, as `fields.attachment` lists them (oldest first); at a JSM desk
+    (`jsm`) only those the Service Desk API lists are public (see `with_visibility`)."""
     op = f"list attachments of {ref.key}"
     answer = http.json_object(op, await http.request(op, "GET", _path(ref), params={"fields": "attachment"}))
     fields = answer.get("fields")
@@ -68,7 +76,69 @@ async def list_attachments(http: DeskHttp, ref: ExternalTicket) -> list[DeskAtta
         return []
     if not isinstance(items, list):
         raise DeskError(f"jira {op}: fields.attachment is not a list", retryable=False)
-    return [parse_attachment(op, item) for item in items[:MAX_ATTACHMENTS]]
+    return list(await with_visibility(http, ref, [parse_attachment(op, item) for item in items[:MAX_ATTACHMENTS]], jsm))
+
+
+async def with_visibility(
+    http: DeskHttp, ref: ExternalTicket, attachments: Sequence[DeskAttachment], jsm: bool
+) -> tuple[DeskAttachment, ...]:
+    """The attachments with `public` set as the customer sees them. A plain Jira desk has no customer
+    visibility: every file stays public. At a JSM desk a file is public only when the Service Desk API
+    lists it for the request ("Returns the visible attachments from the customer request", pinned JSM
+    spec); one attached with an internal comment is in `fields.attachment` but not there. One paged GET,
+    none when the issue has no attachments."""
+    if not jsm or not attachments:
+        return tuple(attachments)
+    visible = await public_attachment_ids(http, ref)
+    return tuple(replace(att, public=att.id in visible) for att in attachments)
+
+
+async def public_attachment_ids(http: DeskHttp, ref: ExternalTicket) -> set[str]:
+    """Ids of the request's customer-visible attachments: GET /rest/servicedeskapi/request/{issueIdOrKey}/
+    attachment, `start`/`limit` paging until `isLastPage`. Its AttachmentDTO has no id field: the id is
+    the last segment of `_links.jiraRest` (".../rest/api/2/attachment/10001"). Any failure is a retryable
+    error for this issue: an unknown visibility never defaults to public (an internal file would reach
+    the chain). A 401 stays as it is (the credential, desk-wide)."""
+    op = f"list request attachments of {ref.key}"
+    try:
+        return await _request_attachment_ids(http, op, ref)
+    except DeskError as exc:
+        if exc.retryable or exc.status == 401:
+            raise
+        raise DeskError(str(exc), retryable=True, status=exc.status, scope="issue") from exc
+
+
+async def _request_attachment_ids(http: DeskHttp, op: str, ref: ExternalTicket) -> set[str]:
+    ident = ref.external_id if ISSUE_ID.fullmatch(ref.external_id) else ref.key
+    url = f"/rest/servicedeskapi/request/{quote(ident, safe='')}/attachment"
+    ids: set[str] = set()
+    start = 0
+    for _ in range(MAX_PAGES):
+        params = {"start": str(start), "limit": str(REQUEST_PAGE)}
+        page = http.json_object(op, await http.request(op, "GET", url, params=params))
+        values = page.get("values")
+        if not isinstance(values, list):
+            raise DeskError(f"jira {op}: malformed answer: no values list", retryable=False)
+        found = [_request_attachment_id(op, item) for item in values]
+        if found and all(ident in ids for ident in found):
+            raise DeskError(f"jira {op}: malformed answer: pages repeat attachments", retryable=False)
+        ids.update(found)
+        if len(ids) > MAX_ATTACHMENTS:
+            raise DeskError(f"jira {op}: more than {MAX_ATTACHMENTS} attachments", retryable=False)
+        start += len(values)
+        if not values or page.get("isLastPage", True) is not False:
+            return ids
+    raise DeskError(f"jira {op}: the listing did not end within {MAX_PAGES} pages", retryable=False)
+
+
+def _request_attachment_id(op: str, item: Any) -> str:
+    """The attachment id of one AttachmentDTO, from `_links.jiraRest` (the platform attachment's URL)."""
+    links = item.get("_links") if isinstance(item, dict) else None
+    rest = links.get("jiraRest") if isinstance(links, dict) else None
+    match = _ATTACHMENT_URL.search(urlsplit(rest).path) if isinstance(rest, str) and len(rest) <= 2048 else None
+    if match is None:
+        raise DeskError(f"jira {op}: malformed answer: an attachment without a jiraRest link", retryable=False)
+    return match.group(1)
 
 
 async def upload_attachment(

@@ -1,4 +1,5 @@
-"""Reading Jira back for inbound sync: the sweep's JQL on `updated`, and one issue's fields and comments.
+"""Reading Jira back for inbound sync: the sweep's JQL on `updated` (it finds new comments and attachments
+too), and one issue's fields, comments and attachments.
 
 Jira's answers are untrusted input: every value taken from them is type-checked and bounded here, and an
 answer that does not have the shape Jira documents is a DeskError for that call (never a KeyError or a
@@ -138,10 +139,19 @@ async def changed_since(
     return sorted(found.values(), key=lambda c: (c.updated_at is not None, c.updated_at or 0.0, int(c.external_id)))
 
 
+async def attachments_since(since: float) -> list[str]:
+    """Always []: attaching a file is an issue update in Jira (Cloud sends `jira:issue_updated` with a
+    changelog item of field "Attachment" beside `attachment_created`; the issue's `updated` moves with it,
+    as devnet/jira_files.py add_attachment models), so changed_since finds the issue and read_issue lists
+    the file. `since` is unused: nothing has to be polled."""
+    return []
+
+
 # one issue ----------------------------------------------------------------------------------------
-async def read_issue(http: DeskHttp, ref: ExternalTicket, *, page_size: int) -> DeskIssueView:
-    """The issue's inbound fields with their last change (from the changelog), its claim, and every
-    comment oldest first (one GET of the issue, then the comment pages)."""
+async def read_issue(http: DeskHttp, ref: ExternalTicket, *, page_size: int, jsm: bool = False) -> DeskIssueView:
+    """The issue's inbound fields with their last change (from the changelog), its claim, every comment
+    oldest first and its attachments (one GET of the issue, then the comment pages; at a JSM desk, `jsm`,
+    one more paged GET for the attachments customers see, when there are attachments)."""
     op = f"read {ref.key}"
     params = {"fields": READ_FIELDS, "properties": PROPERTY_KEY, "expand": "changelog"}
     issue = http.json_object(op, await http.request(op, "GET", _path(ref), params=params))
@@ -170,13 +180,21 @@ async def read_issue(http: DeskHttp, ref: ExternalTicket, *, page_size: int) -> 
     claim_value = properties.get(PROPERTY_KEY) if isinstance(properties, dict) else None
     claim = _text(claim_value.get("ticket_id"), MAX_ID) if isinstance(claim_value, dict) else None
     comments = await read_comments(http, ref, page_size=page_size)
-    return DeskIssueView(
-        ref, parse_time(fields.get("updated")), changes, comments, claim, _attachments(op, fields.get("attachment"))
-    )
+    attachments = await _visible(http, ref, _attachments(op, fields.get("attachment")), jsm)
+    return DeskIssueView(ref, parse_time(fields.get("updated")), changes, comments, claim, attachments)
+
+
+async def _visible(
+    http: DeskHttp, ref: ExternalTicket, attachments: tuple[DeskAttachment, ...], jsm: bool
+) -> tuple[DeskAttachment, ...]:
+    """`public` as the customer sees each file (jira_files.with_visibility; plain Jira: all public)."""
+    from sidecar.desks.jira_files import with_visibility  # jira_files imports this module
+
+    return await with_visibility(http, ref, attachments, jsm)
 
 
 def _attachments(op: str, items: Any) -> tuple[DeskAttachment, ...]:
-    """`fields.attachment` (absent or null: none). Jira shows no JSM visibility for a file: all are public."""
+    """`fields.attachment` (absent or null: none), all public until `_visible` says otherwise."""
     from sidecar.desks.jira_files import MAX_ATTACHMENTS, parse_attachment  # jira_files imports this module
 
     if items is None:

@@ -386,6 +386,9 @@ class WaldurDesk:
     async def comments_since(self, since: float) -> list[tuple[str, DeskCommentView]]:
         return await waldur_read.comments_since(self, since)
 
+    async def attachments_since(self, since: float) -> list[str]:
+        return await waldur_read.attachments_since(self, since)
+
     async def read_issue(self, ref: ExternalTicket) -> DeskIssueView:
         return await waldur_read.read_issue(self, ref)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import AsyncIterator, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -32,6 +31,7 @@ import httpx
 from sidecar.desks.base import ExternalTicket
 from sidecar.desks.files import TOO_LARGE, AttachmentRefused, DeskAttachment
 from sidecar.errors import DeskError
+from sidecar.timestamps import iso_seconds
 
 if TYPE_CHECKING:
     from sidecar.desks.waldur import WaldurDesk
@@ -130,7 +130,7 @@ def attachment(desk: WaldurDesk, item: Mapping[str, Any], op: str) -> DeskAttach
         file_name=file_name,
         size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
         content_type=mime if isinstance(mime, str) and mime else None,
-        created_at=_timestamp(item.get("created")),
+        created_at=iso_seconds(item.get("created")),
         author=None,  # Waldur's answer names no author
         public=True,  # Waldur has no internal attachments
         content_url=_own_origin(desk, file_url, op),
@@ -143,15 +143,6 @@ def _own_origin(desk: WaldurDesk, url: str, op: str) -> str:
     if (theirs.scheme, theirs.netloc) != (mine.scheme, mine.netloc) or not theirs.path.startswith("/"):
         raise DeskError(f"waldur {op}: the file URL is not on the desk's origin", retryable=False)
     return url
-
-
-def _timestamp(value: object) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _refusal_reason(content: bytes) -> str | None:

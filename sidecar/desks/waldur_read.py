@@ -1,4 +1,4 @@
-"""Reading Waldur back for inbound sync: what changed, new comments, and one issue's fields and comments.
+"""Reading Waldur back for inbound sync: what changed, new comments and attachments, and one issue.
 
 What the server offers (waldur-mastermind support/filters.py, serializers.py, views.py; the same in
 waldur-api-client 8.1.3): the issue list has no created/modified range filter, only `o=` orderings
@@ -9,7 +9,12 @@ see come back (the inbound engine ignores issues that are not linked). A comment
 issue's `modified` does not move and comments are polled. A comment answer names its issue by the `issue`
 hyperlink (no `issue_uuid`) and its author by `author_uuid`, the author's Waldur user (left out with
 `author_user` null when the support user has none). A non-staff token (the sidecar's usual `support` role)
-is never shown other people's internal comments (CommentViewSet.get_queryset).
+is never shown other people's internal comments (CommentViewSet.get_queryset). An attachment, too, saves
+only itself (views.py AttachmentViewSet.perform_create), so attachments are polled as well; their list
+(AttachmentViewSet: filter_backends DjangoFilterBackend only, filters.py AttachmentFilter: `issue` and
+`issue_uuid`; models.py Attachment has no Meta.ordering) offers no ordering and no created filter, so every
+page is read and filtered here (a non-staff token sees only the attachments of issues it is the caller of:
+managers.py AttachmentQuerySet.filter_for_user).
 
 Every field read is type-checked: a hostile or broken answer is a DeskError for that call, ids only.
 """
@@ -161,6 +166,26 @@ async def comments_since(desk: WaldurDesk, since: float) -> list[tuple[str, Desk
                 raise _bad(op, "issue")
             found.setdefault(view.comment_id, (issue, view))
     return sorted(found.values(), key=lambda pair: pair[1].created_at or 0.0)
+
+
+async def attachments_since(desk: WaldurDesk, since: float) -> list[str]:
+    """Issue uuids (hex) with an attachment created at or after `since - OVERLAP`. With no server-side order
+    every page is read (an early stop could skip a new file): the cost grows with the attachments visible."""
+    op = "list new attachments"
+    floor = since - OVERLAP
+    found: set[str] = set()
+    async with aclosing(desk._pages(op, "/support-attachments/", {})) as pages:
+        async for item in pages:
+            created = parse_time(item.get("created"))
+            if created is None:
+                raise _bad(op, "created")
+            if created < floor:
+                continue
+            issue = _optional_uuid(item, "issue", op, link=True)
+            if issue is None:
+                raise _bad(op, "issue")
+            found.add(issue)
+    return sorted(found)
 
 
 async def read_issue(desk: WaldurDesk, ref: ExternalTicket) -> DeskIssueView:

@@ -23,14 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from virtengine.support.v1 import types_pb2
-
 from sidecar.artifacts.base import ArtifactStore, ArtifactUnavailable, StoredObject
 from sidecar.artifacts.content import SNIFF_BYTES, Counted, Refused, allowed, safe_file_name, sniff
 from sidecar.artifacts.sealed import Sealed, seal_file
-from sidecar.chain.envelope import EnvelopeKey, envelope_digest
+from sidecar.chain.envelope import EnvelopeKey
 from sidecar.chain.txbuild import encode_msg
-from sidecar.config_schema import RetryConfig
+from sidecar.config_schema import RetryConfig, SyncConfig
 from sidecar.desks.base import Desk, ExternalTicket
 from sidecar.desks.files import AttachmentRefused, DeskAttachment, HasAttachments
 from sidecar.errors import DeskError
@@ -54,10 +52,10 @@ from sidecar.sync.outbound import backoff
 from sidecar.sync.replies import (
     MissingKeys,
     TicketRecipients,
-    _envelope_proto,
     gather_recipients,
     payload_hash_of,
     response_msg,
+    seal_payload,
 )
 from sidecar.sync.withheld import withheld_note
 
@@ -78,7 +76,7 @@ REFUSALS = frozenset(
     }
 )
 _DESK_LABELS = {"jira": "Jira", "waldur": "Waldur"}
-DEFAULT_TYPES = ("image/*", "application/pdf", "text/plain", "application/json", "application/zip")
+_DEFAULTS = SyncConfig()  # the configuration's defaults, declared once in config_schema
 
 
 class IntakeDesk(Desk, HasAttachments, Protocol):
@@ -87,8 +85,8 @@ class IntakeDesk(Desk, HasAttachments, Protocol):
 
 @dataclass(frozen=True)
 class IntakeSettings:
-    max_bytes: int = 10 * 1024 * 1024  # sync.max_attachment_bytes
-    allowed_types: tuple[str, ...] = DEFAULT_TYPES  # sync.allowed_content_types
+    max_bytes: int = _DEFAULTS.max_attachment_bytes  # sync.max_attachment_bytes
+    allowed_types: tuple[str, ...] = _DEFAULTS.allowed_content_types  # sync.allowed_content_types
     batch: int = 4  # rows taken per step, one at a time (one download in memory-bounded flight)
 
 
@@ -287,7 +285,7 @@ class AttachmentIntake:
         ticket = get_ticket(conn, row.ticket_id)
         if ticket is not None and ticket.response_count >= MAX_RESPONSES:
             return "response_cap_reached"
-        payload = _seal_payload(self._key, recipients, plain)
+        payload = seal_payload(self._key, recipients, plain)
         msg_type, data = encode_msg(response_msg(self._sender, row.ticket_id, payload))
         key = f"inbound:{row.desk}:{issue.external_id}:attachment:{att.id}"
         intent = queue_intent_txn(conn, key[:400], msg_type, row.ticket_id, data, now)
@@ -429,17 +427,6 @@ def _plaintext(who: str, name: str, content_type: str, sealed: Sealed, stored: S
         "ref": stored.ref,
     }
     return {"message": f"{who} attached {name}", "attachments": [entry]}
-
-
-def _seal_payload(
-    key: EnvelopeKey, recipients: TicketRecipients, plain: Mapping[str, Any]
-) -> types_pb2.EncryptedSupportPayload:
-    """The response payload sealed by the support key to every recipient (as seal_reply seals a message)."""
-    envelope = key.seal(dict(plain), recipients.ordered())
-    proto = _envelope_proto(envelope)
-    return types_pb2.EncryptedSupportPayload(
-        envelope=proto, envelope_hash=envelope_digest(envelope), payload_size=len(proto.ciphertext)
-    )
 
 
 def _entry(event: str, row: AttachmentRow, status: str, details: Mapping[str, Any]) -> AuditEntry:

@@ -181,7 +181,15 @@ def _envelope_proto(envelope: Mapping[str, Any]) -> types_pb2.EncryptedPayloadEn
 
 def seal_reply(key: EnvelopeKey, recipients: TicketRecipients, message: str) -> types_pb2.EncryptedSupportPayload:
     """{"message": message} sealed by the support key to every recipient, as the chain's payload proto."""
-    envelope = key.seal({"message": message}, recipients.ordered())
+    return seal_payload(key, recipients, {"message": message})
+
+
+def seal_payload(
+    key: EnvelopeKey, recipients: TicketRecipients, plain: Mapping[str, Any]
+) -> types_pb2.EncryptedSupportPayload:
+    """A response plaintext (a message, attachments) sealed by the support key to every recipient, as the
+    chain's payload proto."""
+    envelope = key.seal(dict(plain), recipients.ordered())
     proto = _envelope_proto(envelope)
     return types_pb2.EncryptedSupportPayload(
         envelope=proto, envelope_hash=envelope_digest(envelope), payload_size=len(proto.ciphertext)

@@ -3,7 +3,10 @@
 Webhooks get lost (outages, a sidecar down for an hour, Waldur never sends comment events), so the
 sweep is what makes inbound complete: each hit that is a linked issue is queued for a re-read, and the
 desk's high-water mark is stored in the same transaction, so a restart resumes from it and misses
-nothing. The query reaches back OVERLAP seconds before the mark (desk clocks, index lag, minute
+nothing. A hit is an issue the desk says changed, or one with a new comment or attachment (Waldur's issue
+`modified` moves for neither, so those listings are asked too). The mark is the time the sweep began,
+taken before any listing, and is stored only when every listing was read: what a listing could not show
+yet is after it. The query reaches back OVERLAP seconds before the mark (desk clocks, index lag, minute
 precision of JQL); a re-read of an unchanged issue decides nothing new, so the overlap costs requests,
 never duplicates. A store with refs but no mark starts from its oldest ref: nothing linked is skipped.
 """
@@ -15,7 +18,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 
-from sidecar.desks.base import ChangedIssue, DeskCommentView, ReadsChanges
+from sidecar.desks.base import ReadsChanges
 from sidecar.errors import DeskError
 from sidecar.store.db import Store
 from sidecar.store.inbound import (
@@ -82,9 +85,11 @@ class Sweeper:
             oldest = await self._store.read("oldest ref", earliest_ref_time, desk.name)
             mark = oldest if oldest is not None else started
         since = mark - reach_back(desk)
-        issues = await desk.changed_since(since)
-        comments = await desk.comments_since(since)
-        queued = await self._store.write("queue sweep hits", self._queue_txn, desk.name, issues, comments, started)
+        # A listing that fails raises before the write: the mark stays and the next sweep asks again.
+        hits = [issue.external_id for issue in await desk.changed_since(since)]
+        hits += [issue for issue, _ in await desk.comments_since(since)]
+        hits += await desk.attachments_since(since)
+        queued = await self._store.write("queue sweep hits", self._queue_txn, desk.name, hits, started)
         if queued:
             log.info(
                 "inbound sweep queued re-reads", extra={"desk": desk.name, "issues": queued, "since": round(since)}
@@ -92,15 +97,8 @@ class Sweeper:
         return queued
 
     @staticmethod
-    def _queue_txn(
-        conn: sqlite3.Connection,
-        desk: str,
-        issues: list[ChangedIssue],
-        comments: list[tuple[str, DeskCommentView]],
-        started: float,
-    ) -> int:
-        ids = {normal_external_id(desk, i.external_id) for i in issues}
-        ids |= {normal_external_id(desk, issue_id) for issue_id, _ in comments}
+    def _queue_txn(conn: sqlite3.Connection, desk: str, hits: list[str], started: float) -> int:
+        ids = {normal_external_id(desk, external_id) for external_id in hits}
         queued = 0
         for external_id in sorted(ids):
             if linked_ref(conn, desk, external_id) is not None:

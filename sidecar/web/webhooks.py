@@ -26,7 +26,6 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -41,6 +40,7 @@ from sidecar.observe.metrics import Metrics, Service, WebhookOutcome
 from sidecar.store.audit import AuditEntry
 from sidecar.store.db import GroupCommit, GroupFailed, Store, WriterBusy, WriteSlots
 from sidecar.store.webhooks import Delivery, Recording, record_deliveries_txn, record_delivery_txn
+from sidecar.timestamps import iso_seconds
 from sidecar.web.limits import SourceLimits, retry_after
 from sidecar.web.rejections import RejectionSummary
 
@@ -139,7 +139,7 @@ def parse_waldur(body: bytes, headers: Mapping[str, str]) -> Parsed:
         delivery_id=hashlib.sha256(body).hexdigest(),  # Waldur sends no delivery id: the same body is a retry
         event_type=event[:100],
         external_id=str(issue)[:100] if issue else None,
-        sent_at=_iso_seconds(doc.get("created")),
+        sent_at=iso_seconds(doc.get("created")),
     )
 
 
@@ -167,15 +167,6 @@ def _epoch_ms(value: object) -> float | None:
     except OverflowError:  # an integer too large for a float
         return None
     return seconds if math.isfinite(seconds) else None
-
-
-def _iso_seconds(value: object) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 class WebhookReceiver:

@@ -208,3 +208,123 @@ def test_a_full_issue_is_413(http: httpx.Client, sim: JiraSim) -> None:
         "The per-issue limit for attachments has been breached."
     ]
     assert len(sim.issue(key).attachments) == 1
+
+
+# JSM visibility: getAttachmentsForRequest (GET /rest/servicedeskapi/request/{key}/attachment) -----------
+def new_request(sim: JiraSim, c: httpx.Client) -> str:
+    sim.add_request_type("10", "25")
+    body = {"serviceDeskId": "10", "requestTypeId": "25", "requestFieldValues": {"summary": "Lease 42"}}
+    resp = c.post("/rest/servicedeskapi/request", json=body)
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["issueKey"])
+
+
+def request_files(c: httpx.Client, key: str, start: int = 0, limit: int = 50) -> httpx.Response:
+    return c.get(f"/rest/servicedeskapi/request/{key}/attachment", params={"start": start, "limit": limit})
+
+
+def test_request_listing_of_a_plain_issue_or_a_missing_one_is_404(http: httpx.Client, sim: JiraSim) -> None:
+    key = new_issue(http)  # a platform issue: no request type, not a customer request
+    upload(http, key)
+    for ident in (key, "NOPE-9"):
+        refused = request_files(http, ident)
+        assert refused.status_code == 404
+        assert set(refused.json()) == {"errorMessage", "i18nErrorMessage"}  # JSM's ErrorResponse, not Jira's
+    assert request_files(http, new_request(sim, http)).status_code == 200
+
+
+def test_a_file_attached_with_an_internal_note_is_left_out_of_the_request_listing(
+    http: httpx.Client, sim: JiraSim
+) -> None:
+    key = new_request(sim, http)
+    public_id = upload(http, key, "log.txt", b"hello").json()[0]["id"]
+    internal_id = sim.agent_attach_internal(key, "notes.txt", b"agents only", "text/plain")
+    platform = http.get(f"/rest/api/3/issue/{key}", params={"fields": "attachment"}).json()["fields"]["attachment"]
+    assert [a["id"] for a in platform] == [public_id, internal_id]  # the platform API lists both, alike
+    assert set(platform[0]) == set(platform[1])
+    note = sim.issue(key).comments[-1]
+    assert note.public is False and "[^notes.txt]" in json.dumps(note.body)  # the internal comment names it
+    listed = request_files(http, key).json()
+    assert [v["_links"]["jiraRest"].rsplit("/", 1)[1] for v in listed["values"]] == [public_id]
+    assert listed["size"] == 1 and listed["isLastPage"] is True
+
+
+def test_request_listing_has_jiras_attachment_dto_shape(http: httpx.Client, sim: JiraSim) -> None:
+    key = new_request(sim, http)
+    att = upload(http, key, "log.txt", b"hello").json()[0]
+    (item,) = request_files(http, key).json()["values"]
+    assert "id" not in item  # AttachmentDTO has no id: it is the tail of _links.jiraRest
+    assert item["filename"] == "log.txt" and item["size"] == 5 and item["mimeType"] == "text/plain"
+    assert item["_links"]["jiraRest"].endswith(f"/rest/api/2/attachment/{att['id']}")
+    assert item["author"]["accountId"] == sim.me.account_id and item["author"]["displayName"]
+    assert "emailAddress" not in item["author"]
+    assert set(item["created"]) == {"iso8601", "jira", "friendly", "epochMillis"}
+
+
+def test_request_listing_pages_by_start_and_limit(http: httpx.Client, sim: JiraSim) -> None:
+    sim.request_attachment_page = 2
+    key = new_request(sim, http)
+    ids = [upload(http, key, f"f{n}.txt", b"x").json()[0]["id"] for n in range(3)]
+    first = request_files(http, key, 0, 50).json()  # a larger limit is cut to the page size
+    assert first["limit"] == 2 and first["isLastPage"] is False and "next" in first["_links"]
+    second = request_files(http, key, 2, 2).json()
+    assert second["isLastPage"] is True and second["start"] == 2
+    seen = [v["_links"]["jiraRest"].rsplit("/", 1)[1] for v in first["values"] + second["values"]]
+    assert seen == ids
+
+
+# createCommentWithAttachment (POST /rest/servicedeskapi/request/{key}/attachment) ---------------------------
+def attach_with_comment(c: httpx.Client, key: str, body: dict[str, object]) -> httpx.Response:
+    return c.post(f"/rest/servicedeskapi/request/{key}/attachment", json=body)
+
+
+def test_files_attached_with_an_internal_comment_are_internal(http: httpx.Client, sim: JiraSim) -> None:
+    key = new_request(sim, http)
+    temp = sim.temporary_attachment("notes.txt", b"agents only", "text/plain")
+    body = {"temporaryAttachmentIds": [temp], "public": False, "additionalComment": {"body": "For the team"}}
+    resp = attach_with_comment(http, key, body)
+    assert resp.status_code == 201, resp.text
+    answer = resp.json()
+    assert answer["comment"]["public"] is False and answer["comment"]["body"].startswith("For the team")
+    [made] = answer["attachments"]["values"]
+    att_id = made["_links"]["jiraRest"].rsplit("/", 1)[1]
+    assert [a.id for a in sim.issue(key).attachments] == [att_id] and sim.issue(key).comments[-1].public is False
+    assert request_files(http, key).json()["values"] == []  # not visible to the customer
+    temp = sim.temporary_attachment("answer.txt", b"for you", "text/plain")
+    assert attach_with_comment(http, key, {"temporaryAttachmentIds": [temp], "public": True}).status_code == 201
+    assert [v["filename"] for v in request_files(http, key).json()["values"]] == ["answer.txt"]
+
+
+def test_attach_with_comment_needs_public_and_temporary_ids(http: httpx.Client, sim: JiraSim) -> None:
+    key = new_request(sim, http)
+    temp = sim.temporary_attachment("a.txt", b"a", "text/plain")
+    for body in ({"temporaryAttachmentIds": [temp]}, {"public": True}, {"public": True, "temporaryAttachmentIds": []}):
+        refused = attach_with_comment(http, key, body)
+        assert refused.status_code == 400 and set(refused.json()) == {"errorMessage", "i18nErrorMessage"}
+    assert sim.issue(key).attachments == []
+    assert attach_with_comment(http, key, {"public": True, "temporaryAttachmentIds": [temp]}).status_code == 201
+
+
+def test_an_expired_or_used_temporary_file_is_400_and_nothing_is_attached(
+    make_jira_sim: Callable[..., JiraSim],
+) -> None:
+    clock = ManualClock()
+    sim = make_jira_sim(clock=clock)
+    with client(sim) as http:
+        key = new_request(sim, http)
+        used = sim.temporary_attachment("a.txt", b"a", "text/plain")
+        assert attach_with_comment(http, key, {"public": True, "temporaryAttachmentIds": [used]}).status_code == 201
+        stale = sim.temporary_attachment("b.txt", b"b", "text/plain")
+        clock.advance(sim.temporary_ttl + 1)
+        fresh = sim.temporary_attachment("c.txt", b"c", "text/plain")
+        for ids in ([used], [stale, fresh]):
+            assert attach_with_comment(http, key, {"public": True, "temporaryAttachmentIds": ids}).status_code == 400
+        assert [a.filename for a in sim.issue(key).attachments] == ["a.txt"]
+        assert attach_with_comment(http, key, {"public": True, "temporaryAttachmentIds": [fresh]}).status_code == 201
+
+
+def test_attach_with_comment_on_a_plain_issue_is_404(http: httpx.Client, sim: JiraSim) -> None:
+    key = new_issue(http)
+    temp = sim.temporary_attachment("a.txt", b"a", "text/plain")
+    refused = attach_with_comment(http, key, {"public": False, "temporaryAttachmentIds": [temp]})
+    assert refused.status_code == 404 and sim.issue(key).attachments == []

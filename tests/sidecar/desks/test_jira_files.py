@@ -245,3 +245,100 @@ async def test_the_credential_never_follows_a_content_url_to_another_host(
     forged = replace(listed, content_url=f"{elsewhere.base_url}/rest/api/3/attachment/content/{listed.id}")
     assert (await read_all(desk, forged, 100))[0] == b"x"  # read from the desk's own site, by id
     assert elsewhere.request_count() == 0
+
+
+# JSM visibility (#15 item 4): a file attached with an internal note stays at the desk ---------------------
+JSM = {"service_desk_id": "7", "request_type_id": "25"}
+
+
+@pytest.fixture
+async def jsm_desk(make_jira_sim: Callable[..., JiraSim]) -> AsyncIterator[tuple[JiraSim, JiraDesk]]:
+    """A simulator with request type 25 in service desk 7 and a desk configured to create JSM requests."""
+    sim = make_jira_sim()
+    sim.add_request_type("7", "25")
+    desk = JiraDesk(jira_config(sim, **JSM), JIRA_TOKEN, metrics=Metrics(), allow_insecure_http=True)
+    yield sim, desk
+    await desk.aclose()
+
+
+async def test_at_a_jsm_desk_an_internal_attachment_is_not_public(
+    jsm_desk: tuple[JiraSim, JiraDesk], tmp_path: Path
+) -> None:
+    from sidecar.desks import jira_files, jira_read
+
+    sim, desk = jsm_desk
+    sim.request_attachment_page = 2  # five files: the visibility listing takes three pages
+    ref = await new_issue(desk)
+    assert sim.issue(ref.key).request_type_id == "25"  # a customer request, not a plain issue
+    public = [sim.agent_attach(ref.key, f"shot{n}.png", b"\x89PNG\r\n\x1a\n", "image/png") for n in range(2)]
+    internal = [sim.agent_attach_internal(ref.key, f"note{n}.txt", b"agents only", "text/plain") for n in range(2)]
+    public.append((await desk.upload_attachment(ref, "log.txt", "text/plain", write(tmp_path, "l.txt", b"x"))).id)
+    listed = await jira_files.list_attachments(desk.http, ref, jsm=True)
+    view = await jira_read.read_issue(desk.http, ref, page_size=50, jsm=True)
+    for found in (listed, list(view.attachments)):
+        assert {a.id: a.public for a in found} == {**dict.fromkeys(public, True), **dict.fromkeys(internal, False)}
+    by_id = {a.id: a for a in listed}
+    assert by_id[internal[0]].author_name == sim.agent.display_name  # displayName, never the email
+    assert by_id[public[-1]].author_name == sim.me.display_name
+
+
+async def test_a_plain_jira_desk_keeps_every_attachment_public(
+    make_jira_sim: Callable[..., JiraSim], make_desk: MakeDesk
+) -> None:
+    """No request type: Jira has no customer, so no visibility. No Service Desk call is made (the issue is
+    not a request: that call would be a 404 and fail the read)."""
+    from sidecar.desks import jira_files, jira_read
+
+    sim = make_jira_sim()
+    desk = make_desk(sim)
+    ref = await new_issue(desk)
+    sim.agent_attach(ref.key, "a.txt", b"a", "text/plain")
+    sim.agent_attach_internal(ref.key, "b.txt", b"b", "text/plain")
+    listed = await jira_files.list_attachments(desk.http, ref)
+    view = await jira_read.read_issue(desk.http, ref, page_size=50)
+    assert [a.public for a in listed] == [True, True] == [a.public for a in view.attachments]
+
+
+async def test_a_failed_visibility_listing_is_a_retryable_error_for_the_issue(
+    jsm_desk: tuple[JiraSim, JiraDesk],
+) -> None:
+    """Never "all public" by default: when the Service Desk API does not answer (here a 404), the read fails
+    and is retried. Without attachments no listing is asked for, so the same 404 does not matter."""
+    from sidecar.desks import jira_files, jira_read
+
+    sim, desk = jsm_desk
+    ref = await new_issue(desk)
+    sim.issue(ref.key).request_type_id = None  # the request listing now answers 404
+    view = await jira_read.read_issue(desk.http, ref, page_size=50, jsm=True)
+    assert view.attachments == ()  # no attachments: no listing call, so no failure
+    sim.agent_attach(ref.key, "a.txt", b"a", "text/plain")
+    for call in (
+        jira_files.list_attachments(desk.http, ref, jsm=True),
+        jira_read.read_issue(desk.http, ref, page_size=50, jsm=True),
+    ):
+        with pytest.raises(DeskError) as caught:
+            await call
+        assert caught.value.retryable is True and caught.value.scope == "issue" and caught.value.status == 404
+
+
+@pytest.mark.parametrize(
+    "values",
+    ["not a list", [{"filename": "a.txt"}], [{"_links": {"jiraRest": "https://x/rest/api/2/attachment/../1"}}], [3]],
+)
+async def test_a_hostile_visibility_listing_is_a_retryable_desk_error(values: Any) -> None:
+    from sidecar.config_schema import JiraConfig
+    from sidecar.desks import jira_files
+
+    config = JiraConfig(base_url="http://hostile.test", username="u@example.com", account_id="a", timeout=5.0)
+    desk = JiraDesk(
+        config, JIRA_TOKEN, metrics=Metrics(), allow_insecure_http=True, transport=hostile({"values": values})
+    )
+    attachment = DeskAttachment("10001", "a.txt", 1, "text/plain", None, None, True, "http://hostile.test/c/10001")
+    try:
+        with pytest.raises(DeskError) as caught:
+            await jira_files.with_visibility(
+                desk.http, ExternalTicket("jira", "10001", "VESUPPORT-1", "http://hostile.test"), [attachment], True
+            )
+        assert caught.value.retryable is True and caught.value.scope == "issue"
+    finally:
+        await desk.aclose()

@@ -243,3 +243,70 @@ async def test_hostile_answers_are_desk_errors(
     assert tamper.tampered, "the rewrite was not reached"
     assert caught.value.retryable is False
     assert "Secret plan" not in str(caught.value) and "Lease 1" not in str(caught.value)
+
+
+# attachments_since (#15): an attachment leaves its issue's `modified` as it is --------------------------
+PDF = b"%PDF-1.7\n" + bytes(64)
+
+
+def attach(sim: WaldurSim, uuid: str, name: str, age: timedelta = timedelta(0)) -> str:
+    """The agent attaches a file at the desk (in-process); `age` backdates it."""
+    att_uuid = sim.agent_attach(uuid, name, PDF)
+    with sim.lock:
+        (att,) = [a for a in sim.attachments if a.uuid.hex == att_uuid]
+        att.created -= age
+    return att_uuid
+
+
+async def test_attachments_since_reads_every_page_of_the_unordered_list(sim: WaldurSim, make_desk: MakeDesk) -> None:
+    desk = make_desk(sim)
+    desk.page_size = 2
+    old, first, last = issue_in(sim, 1), issue_in(sim, 2), issue_in(sim, 3)
+    stamps = {u: sim.get_issue(u).modified for u in (old, first, last)}
+    since = time.time() - 600
+    # Creation order, which the list keeps: a new file, an old one, then a new one on page 2 (an early stop
+    # at the first old file would miss it); and a second new file on the first issue (named once).
+    attach(sim, first, "a.pdf")
+    attach(sim, old, "b.pdf", age=timedelta(hours=2))
+    attach(sim, last, "c.pdf")
+    attach(sim, first, "d.pdf")
+    assert {u: sim.get_issue(u).modified for u in stamps} == stamps  # no issue was saved ...
+    assert await desk.changed_since(since) == []  # ... so the issues' list does not show them
+    assert await desk.attachments_since(since) == sorted({first, last})
+    lists = [r for r in sim.requests if r.method == "GET" and r.path == "/api/support-attachments/"]
+    assert len(lists) == 2 and all("o=" not in r.query for r in lists)  # every page; no ordering asked
+    assert await desk.attachments_since(time.time() + 3600) == []
+
+
+async def test_attachments_since_reaches_back_its_overlap(sim: WaldurSim, make_desk: MakeDesk) -> None:
+    """A file stamped a little before `since` (desk clock skew) is still found; one far older is not."""
+    desk = make_desk(sim)
+    skewed, older = issue_in(sim, 1), issue_in(sim, 2)
+    since = time.time() - 600
+    attach(sim, skewed, "a.pdf", age=timedelta(seconds=600 + 30))
+    attach(sim, older, "b.pdf", age=timedelta(seconds=600 + 300))
+    assert await desk.attachments_since(since) == [skewed]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        _edit([0, "created"], "soon"),
+        _edit([0, "created"], drop=True, value=None),
+        _edit([0, "issue"], "https://x/api/support-issues/zz/"),
+        _edit([0, "issue"], None),
+        lambda body: b'{"detail": "nope"}',
+    ],
+)
+async def test_hostile_attachment_lists_are_desk_errors(
+    sim: WaldurSim, make_desk: MakeDesk, rule: Callable[[bytes], bytes]
+) -> None:
+    tamper = TamperingTransport()
+    desk = make_desk(sim, transport=tamper)
+    attach(sim, issue_in(sim, 1), "Secret plan for lease 1.pdf")
+    tamper.rewrite("GET", "/api/support-attachments/", rule)
+    with pytest.raises(DeskError) as caught:
+        await desk.attachments_since(time.time() - 600)
+    assert tamper.tampered, "the rewrite was not reached"
+    assert caught.value.retryable is False
+    assert "Secret" not in str(caught.value) and "lease" not in str(caught.value)

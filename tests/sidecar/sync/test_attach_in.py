@@ -12,7 +12,7 @@ import base64
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from sidecar.store.webhooks import Delivery, record_delivery_txn
 from sidecar.sync.attach_in import AttachmentIntake, IntakeSettings
 from sidecar.sync.inbound import InboundEngine, InboundSettings
 from tests.sidecar.desks.support import JIRA_TOKEN, WALDUR_TOKEN, jira_config, waldur_config
-from tests.sidecar.sync.rig import CUSTOMER, Rig, ticket_id
+from tests.sidecar.sync.rig import Rig, created, ticket_id
 from tests.vectors import load
 
 VECTORS = load("envelopes.json")
@@ -59,21 +59,9 @@ def created_with_recipients(n: int = 1, *, keys_known: bool = True) -> RequestCr
     """Ticket n as the chain creates it with the vectors' envelope: customer, support and auditor recipients
     (with `keys_known` False, the mirror holds no envelope: the recipients' public keys are unknown)."""
     envelope = THREE["payload"]["envelope"]
-    return RequestCreated(
-        event_id=f"created-{n}",
-        event_type="support_request_created",
-        height=0,
-        position=0,
-        sequence=1,
-        ticket_id=ticket_id(n),
-        sender=CUSTOMER,
-        timestamp=0,
+    return replace(
+        created(n),
         payload={"payload": {"envelope": envelope}} if keys_known else {},
-        ticket_number=f"SUP-{n:06d}",
-        submitter=CUSTOMER,
-        category="technical",
-        priority="high",
-        status="open",
         recipients=tuple(envelope["recipient_key_ids"]),
     )
 
@@ -347,3 +335,26 @@ async def test_a_recipient_without_a_known_key_withholds_the_file_as_replies_do(
     await b.run()
     assert [(r[1], r[2]) for r in await b.rows()] == [("withheld", "recipient_key_unknown")]
     assert await b.responses() == [] and await b.notes(1) == 1
+
+
+async def test_a_file_on_an_internal_note_at_a_jsm_desk_stays_at_the_desk(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    """At a JSM desk (request type + service desk configured) a file the agent attached with an internal
+    note is not visible to the customer, so it is neither recorded nor sent to the chain; a public one is."""
+    sim = make_jira_sim(clock=clock, max_attachment_bytes=20 * MiB)
+    sim.add_request_type("7", "25")
+    config = jira_config(sim, service_desk_id="7", request_type_id="25")
+    desk = JiraDesk(config, JIRA_TOKEN, metrics=Metrics(), allow_insecure_http=True)
+    b = await bench(tmp_path, rigs, desk, clock)
+    assert sim.issue(b.issue.key).request_type_id == "25"
+    internal = sim.agent_attach_internal(b.issue.key, "internal.pdf", pdf(4096), "application/pdf")
+    content = pdf(8192)
+    public = sim.agent_attach(b.issue.key, "answer.pdf", content, "application/pdf")
+    await b.hint("j-1")
+    await b.run()
+    await b.hint("j-2")
+    await b.run()
+    assert [r[3] for r in await b.rows()] == [public], "the internal file was recorded"
+    await check_landed(b, content, "answer.pdf")
+    assert internal not in {str(r[0]) for r in await b.rig.query("SELECT desk_attachment_id FROM attachments")}

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
+import pytest
 from virtengine.support.v1 import tx_pb2
 
 from devnet.jira_sim import JiraSim
@@ -21,6 +23,7 @@ from devnet.waldur_sim import WaldurSim
 from sidecar.desks.base import Desk
 from sidecar.desks.jira import JiraDesk
 from sidecar.desks.waldur import WaldurDesk
+from sidecar.errors import DeskError
 from sidecar.observe.audit import Auditor
 from sidecar.observe.metrics import Metrics
 from sidecar.store.inbound import sweep_mark
@@ -28,7 +31,8 @@ from sidecar.store.pauses import PauseBook
 from sidecar.sync.inbound import InboundEngine, InboundSettings
 from sidecar.sync.sweep import Sweeper
 from tests.sidecar.desks.support import JIRA_TOKEN, WALDUR_TOKEN, jira_config, waldur_config
-from tests.sidecar.sync.rig import Rig, created
+from tests.sidecar.sync.rig import Rig, TamperingTransport, created, ticket_id
+from tests.sidecar.sync.test_attach_in import bench, opened, pdf
 from tests.sidecar.sync.test_inbound_engine import SIDECAR, STATUS, msgs, run, support_key
 
 WALL = cast(ManualClock, time.time)  # the rig's clock type; the wall clock here
@@ -114,3 +118,70 @@ async def test_a_waldur_comment_which_no_hook_announces_reaches_the_chain_by_pol
     assert await sweeper(rig, desk).sweep(desk) == 1
     await run(engine)
     assert len(await msgs(rig)) == 1, "the polled comment was sent twice"
+
+
+async def test_a_waldur_attachment_whose_hook_is_lost_is_found_by_the_sweep_and_recorded_once(
+    make_waldur_sim: Callable[..., WaldurSim], rigs: list[Rig], tmp_path: Path
+) -> None:
+    """#15: adding an attachment does not save the Waldur issue, so only the attachment listing finds it;
+    a sweep whose listing fails keeps its mark; the overlap's second look records nothing twice."""
+    sim = make_waldur_sim()
+    tamper = TamperingTransport()
+    desk = WaldurDesk(waldur_config(sim), WALDUR_TOKEN, metrics=Metrics(), allow_insecure_http=True, transport=tamper)
+    b = await bench(tmp_path, rigs, desk, WALL)
+    await desk.check()
+    issue = sim.get_issue(b.issue.external_id)
+    with sim.lock:  # the issue and its comments were last touched an hour ago: no listing names them now
+        issue.modified -= timedelta(hours=1)
+        for comment in sim.comments:
+            comment.created -= timedelta(hours=1)
+    sweep = sweeper(b.rig, desk)
+    assert await sweep.sweep(desk) == 0
+    mark = await b.rig.store.read("mark", sweep_mark, "waldur")
+    assert mark is not None
+
+    content = pdf(4096)
+    att_uuid = sim.agent_attach(b.issue.external_id, "report.pdf", content)  # its attachment_created hook is lost
+    assert sim.get_issue(b.issue.external_id).modified == issue.modified
+    tamper.rewrite("GET", "/api/support-attachments/", lambda body: b'{"detail": "nope"}')
+    with pytest.raises(DeskError):
+        await sweep.sweep(desk)
+    assert tamper.tampered
+    assert await b.rig.store.read("mark", sweep_mark, "waldur") == mark, "the mark moved past an unread listing"
+
+    assert await sweep.sweep(desk) == 1
+    await b.run()
+    assert [r[:4] for r in await b.rows()] == [("inbound", "done", None, att_uuid)]
+    [(key, msg)] = await b.responses()
+    assert key.endswith(":attachment:" + att_uuid) and msg.ticket_id == ticket_id(1)
+    assert (await opened(b, msg))[1] == content, "the recorded file is not the agent's"
+    later = await b.rig.store.read("mark", sweep_mark, "waldur")
+    assert later is not None and later > mark
+
+    assert await sweep.sweep(desk) == 1  # the overlap sees the file again ...
+    await b.run()
+    assert len(await b.rows()) == 1 and len(await b.responses()) == 1  # ... and records nothing new
+    assert len(await b.rig.audit("attachment_synced")) == 1
+
+
+async def test_a_jira_attachment_whose_hook_is_lost_is_found_through_the_issues_updated(
+    make_jira_sim: Callable[..., JiraSim], rigs: list[Rig], tmp_path: Path
+) -> None:
+    """Jira needs no attachment poll (attachments_since is []): attaching bumps the issue's `updated`, so
+    the JQL sweep finds it and the re-read records the file, once."""
+    sim = make_jira_sim()
+    desk = JiraDesk(jira_config(sim), JIRA_TOKEN, metrics=Metrics(), allow_insecure_http=True)
+    b = await bench(tmp_path, rigs, desk, WALL)
+    before = sim.issue(b.issue.key).updated
+    content = pdf(4096)
+    att_id = sim.agent_attach(b.issue.key, "report.pdf", content, "application/pdf")  # no hook delivered
+    assert sim.issue(b.issue.key).updated > before
+    sim.flush_index()
+    assert await desk.attachments_since(0.0) == []
+    sweep = sweeper(b.rig, desk)
+    assert await sweep.sweep(desk) == 1
+    await b.run()
+    assert [r[:4] for r in await b.rows()] == [("inbound", "done", None, att_id)]
+    assert await sweep.sweep(desk) == 1  # the overlap sees the issue again ...
+    await b.run()
+    assert len(await b.rows()) == 1 and len(await b.responses()) == 1  # ... and records nothing new
