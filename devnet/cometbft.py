@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from devnet.children import python_env, spawn, stop_process
-from devnet.gotools import GoToolMissing, ensure_go_tool, reported_version
+from devnet.gotools import GoToolMissing, ensure_go_tool, install_main, reported_version
 from devnet.node_config import TomlValue, edit_config, free_port, write_genesis
 from devnet.waiting import wait_until
 
@@ -302,16 +302,7 @@ class DevnetNode:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["install"]:
-        try:
-            print(ensure_cometbft())
-        except CometBFTMissing as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        return 0
-    print("usage: python -m devnet.cometbft install", file=sys.stderr)
-    return 2
+    return install_main(argv, "devnet.cometbft", ensure_cometbft)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,3 +68,17 @@ def ensure_go_tool(
             return binary
         errors.append(f"attempt {attempt}: built binary reports version {found!r}")
     raise missing(f"installing {name} failed: " + "; ".join(errors))
+
+
+def install_main(argv: list[str] | None, module: str, ensure: Callable[[], Path]) -> int:
+    """`python -m <module> install`: build (or find) the pinned binary and print its path."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["install"]:
+        try:
+            print(ensure())
+        except GoToolMissing as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    print(f"usage: python -m {module} install", file=sys.stderr)
+    return 2

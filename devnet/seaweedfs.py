@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from devnet.children import spawn, stop_process
-from devnet.gotools import GoToolMissing, ensure_go_tool, reported_version
+from devnet.gotools import GoToolMissing, ensure_go_tool, install_main, reported_version
 from devnet.node_config import free_port
 from devnet.waiting import wait_until
 
@@ -346,16 +346,7 @@ class SeaweedS3:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["install"]:
-        try:
-            print(ensure_seaweedfs())
-        except SeaweedFSMissing as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        return 0
-    print("usage: python -m devnet.seaweedfs install", file=sys.stderr)
-    return 2
+    return install_main(argv, "devnet.seaweedfs", ensure_seaweedfs)
 
 
 if __name__ == "__main__":

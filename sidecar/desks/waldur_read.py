@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from contextlib import aclosing
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -37,6 +36,7 @@ from sidecar.desks.base import (
     text_marker,
 )
 from sidecar.errors import DeskError
+from sidecar.timestamps import iso_seconds
 
 if TYPE_CHECKING:
     from sidecar.desks.waldur import WaldurDesk
@@ -49,13 +49,7 @@ NO_AUTHOR = "Waldur support"
 
 def parse_time(value: Any) -> float | None:
     """Unix seconds of an ISO-8601 stamp with or without offset (naive is UTC); None when unparsable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    return iso_seconds(value)
 
 
 def parse_uuid(value: str, *, link: bool = False) -> UUID | None:

@@ -581,12 +581,23 @@ class DeskWorker:
     ) -> dict[str, str | None]:
         """What the desk holds after the job, in chain vocabulary: the bases of the fields it synced. Read
         back, not assumed: a desk that cannot take a value (Waldur's fixed priority, a status its backend
-        will not set) must not have it recorded as agreed, or inbound would send the old value back."""
+        will not set) must not have it recorded as agreed, or inbound would send the old value back. Only a
+        field the desk now holds at the chain's value becomes a base: one that shows something else was
+        changed by an agent between this job's read and its read-back (or refused), so its old base stays and
+        inbound re-reads the issue and decides; recording the agent's value as agreed would make the agent's
+        next change look like a conflict, or their change itself like the desk lagging behind the chain."""
         mapping = getattr(self.desk, "mapping", None)
         if not isinstance(mapping, DeskMapping):
             return {}
         shown = await self._desk_shows(ref, snapshot, mapping)
-        holds: dict[str, str | None] = {name: value for name, value in shown.items() if name not in kept}
+        chain = {"status": snapshot.status, "priority": snapshot.priority}
+        holds: dict[str, str | None] = {
+            name: value for name, value in shown.items() if name not in kept and value == chain[name]
+        }
+        if any(name not in kept and value != chain[name] for name, value in shown.items()):
+            await self._store.write(
+                "queue re-read", enqueue_issue_txn, self.desk.name, ref.external_id, "outbound", self._clock()
+            )
         agent = snapshot.assigned_agent
         if "assignee" not in kept and (agent is None or mapping.assignee.to_desk(agent).unmapped is None):
             holds["assignee"] = agent  # set at the desk, or nobody on either side (the chain has no unassign)

@@ -79,7 +79,7 @@ BOUNDED = {
         "malformed",
         "overloaded",
     },
-    "loop": APP_LOOPS | {"webhook-rejections"},
+    "loop": APP_LOOPS | {"webhook-rejections", "artifact-gc"},  # artifact-gc: only while attachments are synced
     "source": {"websocket", "poll"},
     "cause": {"token_bucket", "retry_after"},
     "le": None,  # histogram buckets: fixed in code
