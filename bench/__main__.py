@@ -1,4 +1,5 @@
-"""python -m bench [NAME ...]: run the named benchmarks (default: all)."""
+"""python -m bench [NAME ...]: run the named benchmarks (default: all), then rewrite the README's figures
+from the results files (bench.readme), so the README always shows the latest results."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ def main(argv: list[str]) -> int:
         return 2
     for name in names:
         importlib.import_module(BENCHMARKS[name]).main()
-    return 0
+    from bench.readme import main as rewrite_readme
+
+    return rewrite_readme()
 
 
 if __name__ == "__main__":

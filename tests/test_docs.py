@@ -439,3 +439,11 @@ def test_the_example_configuration_keeps_attachments_local(tmp_path: Path) -> No
     assert settings.sync.sync_attachments and settings.artifacts.backend == "local"
     assert settings.artifacts.dir == "/var/lib/servicedesk-sidecar/artifacts"
     assert config.sources["artifacts.backend"].startswith(str(ROOT / "examples"))  # set there, not defaulted
+
+
+def test_readme_benchmark_figures_are_the_latest_results() -> None:
+    from bench.readme import BLOCK, render
+
+    block = BLOCK.search((ROOT / "README.md").read_text())
+    assert block is not None, "README has no bench-figures block"
+    assert block.group(1) == render(), "README's benchmark figures are stale: run `python -m bench.readme`"
