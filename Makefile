@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= config.yaml
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: install run sync test lint proto devnet bench cometbft seaweedfs clean docs
+.PHONY: install run sync test lint proto devnet bench chaos cometbft seaweedfs clean docs
 
 install: $(VENV)/.installed
 
@@ -62,6 +62,14 @@ devnet: install cometbft
 
 bench: install cometbft
 	$(BIN)/python -m bench
+
+# The chaos run (bench/chaos.py): DURATION seconds of changes on chain and at both desks under random
+# sidecar SIGKILLs, node restarts, desk outages, 429s/5xx and lossy webhooks, then the independent checker
+# (bench/chaos_check.py); non-zero exit on any difference. E.g. `make chaos DURATION=600 SEED=1`.
+DURATION ?= 120
+SEED     ?= 1
+chaos: install cometbft
+	$(BIN)/python -m bench.chaos --duration $(DURATION) --seed $(SEED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
