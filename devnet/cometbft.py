@@ -25,7 +25,7 @@ from typing import Any
 
 from devnet.children import python_env, spawn, stop_process
 from devnet.gotools import GoToolMissing, ensure_go_tool, install_main, reported_version
-from devnet.node_config import TomlValue, edit_config, free_port, write_genesis
+from devnet.node_config import PortTaken, TomlValue, edit_config, free_port, start_on_free_ports, write_genesis
 from devnet.waiting import wait_until
 
 COMETBFT_VERSION = "0.38.25"
@@ -58,13 +58,6 @@ def ensure_cometbft(*, install: bool = True, timeout: float = 900.0, attempts: i
 
     return ensure_go_tool(cometbft_path(), COMETBFT_VERSION, installed_version, build, missing=CometBFTMissing,
                           hint=INSTALL_HINT, install=install, timeout=timeout, attempts=attempts)
-
-
-PORT_ATTEMPTS = 3  # first starts whose ports another process took in the meantime
-
-
-class PortTaken(RuntimeError):
-    """The node or its app could not bind a port `free_port` had just found free."""
 
 
 class DevnetNode:
@@ -163,16 +156,13 @@ class DevnetNode:
         `free_port` only knows a port was free a moment ago: on a busy machine another process can take
         it before the node binds it. A first start that fails that way picks new ports and tries again;
         a restart keeps its ports (clients hold its URLs)."""
-        for attempt in range(PORT_ATTEMPTS):
-            try:
-                return self._start(timeout)
-            except PortTaken:
-                if self._started_once or attempt == PORT_ATTEMPTS - 1:
-                    raise
-                self.stop()
-                self._pick_ports()
-                edit_config(self.home, self.settings)
-        raise AssertionError("unreachable")
+
+        def retreat() -> None:
+            self.stop()
+            self._pick_ports()
+            edit_config(self.home, self.settings)
+
+        return start_on_free_ports(lambda: self._start(timeout), retreat, started_once=self._started_once)
 
     def _pick_ports(self) -> None:
         self.rpc_port, self.p2p_port, self.abci_port = free_port(), free_port(), free_port()

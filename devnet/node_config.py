@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 TomlValue = str | int | bool
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -18,6 +20,27 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+PORT_ATTEMPTS = 3  # first starts whose ports another process took in the meantime
+
+
+class PortTaken(RuntimeError):
+    """A server could not bind a port `free_port` had just found free."""
+
+
+def start_on_free_ports(start: Callable[[], T], retreat: Callable[[], None], *, started_once: bool) -> T:
+    """`start()`, where `free_port` only knew a port was free a moment ago: on a busy machine another process
+    can take it first. A first start that fails that way runs `retreat()` (stop, pick new ports) and tries
+    again; a restart keeps its ports (clients hold its URLs), so its PortTaken is final."""
+    for attempt in range(PORT_ATTEMPTS):
+        try:
+            return start()
+        except PortTaken:
+            if started_once or attempt == PORT_ATTEMPTS - 1:
+                raise
+            retreat()
+    raise AssertionError("unreachable")
 
 
 def _format(value: TomlValue) -> str:

@@ -30,7 +30,7 @@ from typing import Any
 
 from devnet.children import spawn, stop_process
 from devnet.gotools import GoToolMissing, ensure_go_tool, install_main, reported_version
-from devnet.node_config import free_port
+from devnet.node_config import PortTaken, free_port, start_on_free_ports
 from devnet.waiting import wait_until
 
 SEAWEEDFS_MODULE = "github.com/seaweedfs/seaweedfs"
@@ -43,7 +43,6 @@ INSTALL_HINT = (
 )
 TEST_ACCESS_KEY = "sidecar-test-access"
 TEST_SECRET_KEY = "sidecar-test-secret-0123456789abcdef"
-PORT_ATTEMPTS = 3
 PROBE_BUCKET = "devnet-ready"  # start() writes one object here to know writes go through
 
 
@@ -136,10 +135,6 @@ def sigv4_headers(
     return headers
 
 
-class PortTaken(RuntimeError):
-    """weed could not bind a port `free_port` had just found free."""
-
-
 class SeaweedS3:
     """One `weed server -s3` with a static identity (`access_key`/`secret_key`, all actions) on loopback."""
 
@@ -212,15 +207,12 @@ class SeaweedS3:
 
         A first start whose ports another process took in the meantime picks new ones and tries again;
         a restart keeps its ports (clients hold the endpoint)."""
-        for attempt in range(PORT_ATTEMPTS):
-            try:
-                return self._start(timeout)
-            except PortTaken:
-                if self._started_once or attempt == PORT_ATTEMPTS - 1:
-                    raise
-                self.stop()
-                self._pick_ports()
-        raise AssertionError("unreachable")
+
+        def retreat() -> None:
+            self.stop()
+            self._pick_ports()
+
+        return start_on_free_ports(lambda: self._start(timeout), retreat, started_once=self._started_once)
 
     def _start(self, timeout: float) -> SeaweedS3:
         if self.running():
