@@ -205,8 +205,16 @@ def field_states(conn: sqlite3.Connection, ticket_id: str, desk: str) -> dict[st
     }
 
 
-def bases_and_held(conn: sqlite3.Connection, ticket_id: str, desk: str) -> tuple[dict[str, FieldState], set[str]]:
-    return field_states(conn, ticket_id, desk), held_fields(conn, ticket_id, desk)
+def bases_and_held(
+    conn: sqlite3.Connection, ticket_id: str, desk: str
+) -> tuple[dict[str, FieldState], set[str], set[str]]:
+    """Outbound's view of a ticket at one desk: field bases, fields parked in a conflict, and fields whose
+    change made at this desk is still on its way to the chain (open_inbound_items)."""
+    return (
+        field_states(conn, ticket_id, desk),
+        held_fields(conn, ticket_id, desk),
+        open_inbound_items(conn, ticket_id, desk),
+    )
 
 
 def set_field_state_txn(
@@ -325,12 +333,18 @@ def mark_reported_txn(conn: sqlite3.Connection, intent_id: int) -> None:
     conn.execute("UPDATE inbound_intents SET reported = 1 WHERE intent_id = ?", (intent_id,))
 
 
-def open_inbound_items(conn: sqlite3.Connection, ticket_id: str) -> set[str]:
-    """Items (`status`, `priority`, `assignee`, `comment:<id>`) with an inbound intent not yet final."""
+def open_inbound_items(conn: sqlite3.Connection, ticket_id: str, desk: str | None = None) -> set[str]:
+    """Items (`status`, `priority`, `assignee`, `comment:<id>`) with an inbound intent (of `desk`, or any) still
+    on its way: not final, or included at a height the mirror has not folded yet. Until the mirror holds the
+    value, the base (moved with the intent) is ahead of the chain, and deciding the field then would see a
+    conflict that is only the change's own echo (a restarted follower lags the signer's inclusion checks)."""
     rows = conn.execute(
         "SELECT n.item FROM inbound_intents n JOIN tx_intents i ON i.id = n.intent_id"
-        " WHERE n.ticket_id = ? AND i.state NOT IN ('included', 'dead')",
-        (ticket_id,),
+        " LEFT JOIN tx_batches b ON b.id = i.batch_id"
+        " WHERE n.ticket_id = ? AND (? IS NULL OR n.desk = ?) AND i.state != 'dead'"
+        " AND NOT (i.state = 'included'"
+        "  AND COALESCE(b.height, 0) <= COALESCE((SELECT height FROM cursor WHERE id = 1), 0))",
+        (ticket_id, desk, desk),
     ).fetchall()
     return {r[0] for r in rows}
 

@@ -344,6 +344,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX attachments_ref ON attachments (ref);
         """,
     ),
+    Migration(
+        8,
+        "inbound intents by ticket",
+        """
+        -- Every re-read and outbound job asks which of a ticket's inbound changes are still on their way.
+        CREATE INDEX inbound_intents_ticket ON inbound_intents (ticket_id, desk);
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

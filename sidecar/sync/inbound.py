@@ -50,6 +50,11 @@ from sidecar.sync.outbound import backoff
 
 log = logging.getLogger(__name__)
 
+# A field the agent changed again while its previous change is still on its way to the chain is decided once
+# the mirror holds that change: the issue is read again after this long (not spending an attempt).
+IN_FLIGHT_RECHECK_SECONDS = 2.0
+IN_FLIGHT_WAIT_REASON = "waiting for this issue's previous change to reach the chain"
+
 
 class InboundDesk(Desk, ReadsChanges, Protocol):
     """A desk inbound sync can read back from, with its mapping tables."""
@@ -201,7 +206,10 @@ class InboundEngine:
         conn: sqlite3.Connection, ctx: Context, item: QueuedIssue, ref: RefRow, view: DeskIssueView, now: float
     ) -> Applied:
         applied = apply_issue_txn(conn, ctx, ref, view, now)
-        finish_issue_txn(conn, item, now)
+        if applied.deferred:
+            retry_issue_txn(conn, item, IN_FLIGHT_WAIT_REASON, now + IN_FLIGHT_RECHECK_SECONDS, now, spend=False)
+        else:
+            finish_issue_txn(conn, item, now)
         return applied
 
     def _refuse_txn(self, conn: sqlite3.Connection, item: QueuedIssue, ref: RefRow, reason: str, now: float) -> None:

@@ -65,6 +65,7 @@ class Applied:
     skipped: int = 0
     ignored: str | None = None  # why the whole issue was left alone
     attachments: int = 0  # new desk attachments recorded for the intake (sidecar/sync/attach_in.py)
+    deferred: bool = False  # a field moved again while its last change is on its way: read the issue again later
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,10 @@ def apply_issue_txn(conn: sqlite3.Connection, ctx: Context, ref: RefRow, view: D
     in_flight = open_inbound_items(conn, ticket.ticket_id)
     for name in INBOUND_FIELDS:
         change = view.fields.get(name)
-        if change is None or name in held or name in in_flight:
+        if change is None or name in held:
+            continue
+        if name in in_flight:
+            done.deferred = done.deferred or _moved_again(ctx, ticket, name, change, states.get(name))
             continue
         _field(conn, ctx, ref, ticket, name, change, states.get(name), done, now)
     decided = decided_comments(conn, ctx.desk, ticket.ticket_id)
@@ -183,6 +187,13 @@ def _field(
             _repair_desk(conn, ctx, ticket, name, now)
             return
     _to_chain(conn, ctx, ref, ticket, name, chain, desk, change, done, now)
+
+
+def _moved_again(ctx: Context, ticket: Ticket, name: str, change: FieldChange, state: FieldState | None) -> bool:
+    """Whether the desk shows a value other than the one on its way to the chain (the base moved with it):
+    the agent changed the field again, which can be decided only once the mirror holds the first change."""
+    base = state.base if state is not None else None
+    return chain_value(name, change.value, field_value(ticket, name), ctx.mapping, base=base).value != base
 
 
 def _to_chain(

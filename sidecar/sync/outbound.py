@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from sidecar.config_schema import RetryConfig
 from sidecar.desks.base import (
+    INBOUND_FIELDS,
     SYNCED_FIELDS,
     Desk,
     DeskNote,
@@ -518,14 +519,17 @@ class DeskWorker:
     async def _desk_ahead(self, ref: ExternalTicket, snapshot: TicketSnapshot) -> tuple[frozenset[str], frozenset[str]]:
         """(kept, settled). Kept: fields the desk changed since their base (or parked in a conflict), left as
         the desk has them: inbound sync decides them (and records any conflict), so outbound never overwrites
-        an agent's change it has not seen; a re-read of the issue is queued for that. Settled: fields the
-        desk already holds at the chain's value, not written again (the write would only race the agent's
-        next change)."""
+        an agent's change it has not seen; a re-read of the issue is queued for that. Also kept, without a
+        re-read: fields whose change made at this desk is still on its way to the chain (the mirror is behind
+        the desk there, and the chain's event will bring a job of its own). Settled: fields the desk already
+        holds at the chain's value, not written again (the write would only race the agent's next change)."""
         mapping = getattr(self.desk, "mapping", None)
         if not isinstance(mapping, DeskMapping):
             return frozenset(), frozenset()
-        bases, held = await self._store.read("field bases", bases_and_held, snapshot.ticket_id, self.desk.name)
-        if not bases and not held:
+        bases, held, on_the_way = await self._store.read(
+            "field bases", bases_and_held, snapshot.ticket_id, self.desk.name
+        )
+        if not bases and not held and not on_the_way:
             return frozenset(), frozenset()
         values = {"status": snapshot.status, "priority": snapshot.priority}
         shown = await self._desk_shows(ref, snapshot, mapping, bases)
@@ -534,15 +538,16 @@ class DeskWorker:
             base = bases.get(name)
             if name not in held and base is not None and mapped not in (base.base, values[name]):
                 suspect.add(name)
-        kept = set(held) | (suspect - await self._own_writes(ref, suspect))
+        changed = set(held) | (suspect - await self._own_writes(ref, suspect))
+        kept = changed | (on_the_way & set(INBOUND_FIELDS))
         settled = {name for name, mapped in shown.items() if mapped == values[name]} - kept
-        if kept:
+        if changed:
             await self._store.write(
                 "queue re-read", enqueue_issue_txn, self.desk.name, ref.external_id, "outbound", self._clock()
             )
             log.info(
                 "desk changed since the last sync: left for inbound",
-                extra={"desk": self.desk.name, "ticket_id": snapshot.ticket_id, "fields": sorted(kept)},
+                extra={"desk": self.desk.name, "ticket_id": snapshot.ticket_id, "fields": sorted(changed)},
             )
         return frozenset(kept), frozenset(settled)
 

@@ -25,9 +25,11 @@ from sidecar.desks.jira import JiraDesk
 from sidecar.observe.audit import Auditor
 from sidecar.observe.metrics import Metrics
 from sidecar.store.inbound import enqueue_issue_txn, list_conflicts, resolve_conflict_txn
+from sidecar.store.intents import record_included_txn, record_signed_txn
+from sidecar.store.jobs import queue_update_job_txn
 from sidecar.store.records import RequestUpdated
 from sidecar.store.webhooks import Delivery, record_delivery_txn
-from sidecar.sync.inbound import InboundEngine, InboundSettings
+from sidecar.sync.inbound import IN_FLIGHT_RECHECK_SECONDS, InboundEngine, InboundSettings
 from tests.sidecar.desks.support import JIRA_TOKEN, jira_config
 from tests.sidecar.sync.rig import AGENT, Rig, created, ticket_id
 
@@ -165,6 +167,11 @@ async def test_an_unlinked_issue_hint_is_recorded_and_ignored(
 
 async def chain_priority(rig: Rig, priority: str) -> None:
     """The chain changes the ticket's priority (another agent's MsgUpdateSupportRequest)."""
+    await chain_priority_by(rig, priority, AGENT)
+
+
+async def chain_priority_by(rig: Rig, priority: str, sender: str) -> None:
+    """A MsgUpdateSupportRequest of `sender` changing the ticket's priority, committed at the next height."""
     event = RequestUpdated(
         event_id=f"updated-1-{priority}",
         event_type="support_request_updated",
@@ -172,10 +179,10 @@ async def chain_priority(rig: Rig, priority: str) -> None:
         position=0,
         sequence=10,
         ticket_id=ticket_id(1),
-        sender=AGENT,
+        sender=sender,
         timestamp=int(rig.clock()),
         payload={},
-        updated_by=AGENT,
+        updated_by=sender,
         priority=priority,
         status="open",
         category="technical",
@@ -287,3 +294,51 @@ async def test_a_field_seen_first_without_a_base_adopts_the_desk_value_and_sends
     assert entry["details"]["field"] == "priority"
     await rig.run_due()  # the repair job
     assert sim.issue(key).priority == "High"
+
+
+async def land_inbound_intents(rig: Rig, height: int) -> None:
+    """The signer's view: every queued inbound intent is in one tx, included at `height` (which the follower,
+    and so the mirror, may not have reached yet)."""
+
+    def land(conn: sqlite3.Connection) -> None:
+        ids = [r[0] for r in conn.execute("SELECT id FROM tx_intents WHERE state = 'queued' ORDER BY id")]
+        batch = record_signed_txn(conn, ids, f"TX{height}", b"tx", height, height + 100)
+        record_included_txn(conn, batch, height)
+
+    await rig.store.write("land", land)
+
+
+async def test_a_change_included_before_the_mirror_holds_it_is_not_mistaken_for_a_conflict(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    """The agent sets Low, then Medium. The first change's tx is included (the signer saw it) before the
+    follower folded its block: the mirror still says high while the base already moved to low. Deciding the
+    field then would find high vs low vs medium, a "conflict" that is only the first change's echo, and
+    on_chain_wins would set the agent's Medium back (the SIGKILL chaos test caught it: a restarted follower
+    lags the signer). It waits for the mirror instead; outbound leaves the field alone meanwhile; then the
+    agent's Medium goes to the chain and stays at the desk."""
+    sim, rig, engine, external_id, key = await linked_issue(make_jira_sim, clock, rigs, tmp_path)
+    sim.agent_update(key, priority="Low")
+    await hint(rig, external_id, "p-1")
+    await run(engine)
+    assert [m.priority for _, m in await msgs(rig)] == ["low"]  # type: ignore[attr-defined]
+    landing = rig.height + 1
+    await land_inbound_intents(rig, landing)
+    sim.agent_update(key, priority="Medium")
+    await hint(rig, external_id, "p-2")
+    await run(engine)
+    assert await rig.store.read("conflicts", list_conflicts, True, 10) == []
+    assert len(await msgs(rig)) == 1, "the second change was decided before the first reached the mirror"
+    [(state, reason)] = await rig.query("SELECT state, last_error FROM inbound_queue")
+    assert state == "pending" and "previous change" in reason, "the re-read was dropped instead of deferred"
+    await rig.store.write("repair", queue_update_job_txn, "repair-1", "jira", ticket_id(1), "test", clock())
+    await rig.run_due()
+    assert sim.issue(key).priority == "Medium", "outbound wrote the stale mirror over the agent's change"
+    await chain_priority_by(rig, "low", SIDECAR)  # the first change's block, folded: its own outbound job runs
+    assert rig.height == landing
+    await rig.run_due()
+    assert sim.issue(key).priority == "Medium", "the first change's echo overwrote the agent's second"
+    clock.advance(IN_FLIGHT_RECHECK_SECONDS)
+    await run(engine)
+    assert [m.priority for _, m in await msgs(rig)] == ["low", "normal"]  # type: ignore[attr-defined]
+    assert await rig.store.read("conflicts", list_conflicts, True, 10) == []
