@@ -1,7 +1,9 @@
 """The one owner of the signing key and the account sequence: lands queued intents exactly once.
 
 Each `step()` (run by loops.run_loop) confirms txs in flight, re-broadcasts stale ones, then signs
-and broadcasts new batches. Exactly-once rests on three rules: signed bytes and hash are stored
+and broadcasts new batches: a run of up to `sign_ahead` txs at consecutive sequences is signed and
+stored in one write, then broadcast back to back, so a deep queue reaches the mempool within a block
+instead of one tx per round of writes. Exactly-once rests on three rules: signed bytes and hash are stored
 before a broadcast; after a restart the stored bytes are re-broadcast, never re-signed; intents go
 back to the queue only when their tx provably did not land (refused by CheckTx, failed in its block,
 or past its timeout_height with no block holding its hash). Inclusion is learnt from a websocket
@@ -45,7 +47,9 @@ from sidecar.store.intents import (
     intent_counts,
     queued_intents,
     record_broadcast_txn,
-    record_signed_txn,
+    record_broadcasts_txn,
+    record_signed_run_txn,
+    release_unsent_txn,
     requeue_batch_txn,
     set_signer_chain_id_txn,
     signer_chain_id,
@@ -66,6 +70,7 @@ class SignerSettings:
     timeout_height_delta: int = 20
     max_tx_msg_bytes: int = 200_000  # byte cap on the Msgs of one tx (node limits are far above)
     max_in_flight: int = 100  # txs broadcast but not yet confirmed
+    sign_ahead: int = 20  # txs signed and stored in one write, then broadcast back to back
     rebroadcast_after: int = 3  # blocks without inclusion before the stored bytes are sent again
     busy_interval: float = 0.1
     idle_interval: float = 0.5
@@ -322,14 +327,17 @@ class Signer:
             self._next_sequence = account.sequence
             self._should_resync = False
         while len(self._flight) < self.settings.max_in_flight:
-            intents = await self._store.read("queued intents", queued_intents, self.settings.max_msgs_per_tx)
-            batch = self._choose(intents)
-            if not batch:
+            # While paused, one tx is the probe; otherwise a run of txs is signed ahead of its broadcasts.
+            ahead = 1 if self.status.paused is not None else self.settings.sign_ahead
+            slots = max(1, min(ahead, self.settings.max_in_flight - len(self._flight)))
+            limit = slots * self.settings.max_msgs_per_tx
+            batches = self._plan(await self._store.read("queued intents", queued_intents, limit), slots)
+            if not batches:
                 return 0.0
             if self._flight:  # signing takes time: the timeout is counted from the head of now
                 head = self._guard.check(await self._rpc.status())
             before = len(self._flight)
-            delay = await self._sign_and_send(batch, head, retried=False)
+            delay = await self._sign_and_send(batches, head, retried=False)
             if delay or self.status.paused is not None:
                 return delay
             if len(self._flight) <= before:
@@ -352,18 +360,45 @@ class Signer:
             log.info("signing resumed: the account pays its fees again", extra={"address": self._key.address})
         self.status.paused = None
 
-    def _choose(self, queued: list[Intent]) -> list[Intent]:
-        """A prefix of the queue (so each ticket keeps its order) within the byte cap; isolated intents alone."""
+    def _plan(self, queued: list[Intent], slots: int) -> list[list[Intent]]:
+        """Up to `slots` batches, in queue order, within the Msg and byte caps; isolated intents alone.
+
+        A ticket whose Msg is in an earlier batch of the run gets no Msg in a later one: if that earlier tx
+        fails, its intents are queued again and must land before the ticket's later ones (queued_intents
+        holds them back the same way across steps)."""
+        batches: list[list[Intent]] = []
+        sealed: set[str] = set()  # tickets of the batches already closed
         batch: list[Intent] = []
         size = 0
+
+        def close() -> None:
+            nonlocal batch, size
+            if batch:
+                batches.append(batch)
+                sealed.update(i.ticket_id for i in batch if i.ticket_id is not None)
+            batch, size = [], 0
+
         for intent in queued:
-            if intent.should_go_alone:
-                return batch or [intent]
-            if batch and size + len(intent.msg_bytes) > self.settings.max_tx_msg_bytes:
-                break
+            if intent.ticket_id is not None and intent.ticket_id in sealed:
+                continue
+            full = len(batch) >= self.settings.max_msgs_per_tx
+            if batch and (
+                full or intent.should_go_alone or size + len(intent.msg_bytes) > self.settings.max_tx_msg_bytes
+            ):
+                close()
+                if len(batches) >= slots:
+                    break
+                if intent.ticket_id is not None and intent.ticket_id in sealed:
+                    continue
             batch.append(intent)
             size += len(intent.msg_bytes)
-        return batch
+            if intent.should_go_alone:
+                close()
+                if len(batches) >= slots:
+                    break
+        if len(batches) < slots:
+            close()
+        return batches
 
     async def _gas(self, batch: list[Intent], head: int) -> tuple[list[Intent], int] | None:
         """Simulated gas; a message that fails simulation cuts the batch before it (or goes alone).
@@ -418,39 +453,82 @@ class Signer:
             timeout_height=head + self.settings.timeout_height_delta,
         )
 
-    async def _sign_and_send(self, batch: list[Intent], head: int, *, retried: bool) -> float:
-        sized = await self._gas(batch, head)
-        if sized is None:
+    async def _sign_run(self, batches: list[list[Intent]], head: int) -> list[tuple[list[Intent], SignedTx]]:
+        """Sign the batches at consecutive sequences; stop after a batch the simulation cut (the Msgs it left
+        out must keep their place before later ones) or when signing pauses."""
+        run: list[tuple[list[Intent], SignedTx]] = []
+        if len(batches) > 1:
+            # A simulation's gas serves every later batch of the same Msgs no larger than it (the gas memory):
+            # simulating the largest first spares one simulation per slightly larger batch of the run.
+            largest = max(batches, key=lambda b: sum(len(i.msg_bytes) for i in b))
+            if await self._gas(largest, head) is None:
+                return run
+        for planned in batches:
+            sized = await self._gas(planned, head)
+            if sized is None:
+                break
+            batch, gas = sized
+            run.append((batch, self._build(batch, head, gas, self._next_sequence + len(run))))
+            if len(batch) < len(planned):
+                break
+        return run
+
+    async def _sign_and_send(self, batches: list[list[Intent]], head: int, *, retried: bool) -> float:
+        """Sign a run of txs, store them all in one write (bytes before any broadcast), then broadcast them in
+        sequence order without waiting for a block: the node's CheckTx takes consecutive sequences of one
+        account, each on the check state the previous one left."""
+        run = await self._sign_run(batches, head)
+        if not run:
             return 0.0
-        batch, gas = sized
-        signed = self._build(batch, head, gas)
-        ids = tuple(i.id for i in batch)
-        batch_id = await self._store.write(
-            "record signed tx",
-            record_signed_txn,
-            ids,
-            signed.tx_hash,
-            signed.tx_bytes,
-            signed.sequence,
-            signed.timeout_height,
-        )
-        flight = InFlight(batch_id, signed.tx_hash, signed.tx_bytes, signed.sequence, signed.timeout_height, ids, False)
-        self._flight.append(flight)
-        self._next_sequence = signed.sequence + 1
+        rows = [(tuple(i.id for i in b), t.tx_hash, t.tx_bytes, t.sequence, t.timeout_height) for b, t in run]
+        batch_ids = await self._store.write("record signed txs", record_signed_run_txn, rows)
+        flights = [
+            InFlight(batch_id, t.tx_hash, t.tx_bytes, t.sequence, t.timeout_height, ids, False)
+            for batch_id, (ids, *_), (_, t) in zip(batch_ids, rows, run, strict=True)
+        ]
+        self._flight.extend(flights)
+        self._next_sequence = flights[-1].sequence + 1
         self._crash_point("after_sign")
-        answer = await self._broadcast(flight)
-        if answer is None:
-            return self._full_mempool()  # stays in flight as 'signed': re-broadcast after the backoff
-        flight.sent_at = head
-        if answer.code in (0, ALREADY_IN_MEMPOOL):
+        sent: list[InFlight] = []
+        for index, flight in enumerate(flights):
+            answer = await self._broadcast(flight)
+            if answer is None:
+                await self._record_broadcast(sent)
+                return self._full_mempool()  # it and the rest stay in flight as 'signed': re-broadcast in order
+            flight.sent_at = head
+            if answer.code not in (0, ALREADY_IN_MEMPOOL):
+                await self._record_broadcast(sent)
+                return await self._refused(run[index][0], flight, flights[index + 1 :], answer, head, retried=retried)
             self._resume()
             self._crash_point("after_broadcast")
-            await self._store.write("record broadcast", record_broadcast_txn, batch_id)
-            flight.broadcast = True
-            return 0.0
-        # CheckTx refused it: these bytes are not in any mempool and never will be. Drop them.
-        self._flight.remove(flight)
-        self._next_sequence = signed.sequence
+            sent.append(flight)
+        await self._record_broadcast(sent)
+        return 0.0
+
+    async def _record_broadcast(self, sent: list[InFlight]) -> None:
+        if sent:
+            await self._store.write("record broadcast", record_broadcasts_txn, [f.batch_id for f in sent])
+            for flight in sent:
+                flight.broadcast = True
+
+    async def _refused(
+        self,
+        batch: list[Intent],
+        flight: InFlight,
+        unsent: list[InFlight],
+        answer: ChainAnswer,
+        head: int,
+        *,
+        retried: bool,
+    ) -> float:
+        """CheckTx refused it: these bytes are not in any mempool and never will be. Drop them, and the run's later
+        txs, never broadcast, whose sequences now lie past a gap: their intents are queued again."""
+        for dropped in (flight, *unsent):
+            self._flight.remove(dropped)
+        self._next_sequence = flight.sequence
+        if unsent:
+            reason = f"not broadcast: the tx at sequence {flight.sequence} before it was refused"
+            await self._store.write("release unsent txs", release_unsent_txn, [f.batch_id for f in unsent], reason)
         if answer.code == SEQUENCE_MISMATCH:
             return await self._sequence_mismatch(batch, flight, answer, head, retried=retried)
         await self._settler.refused(flight, answer, len(batch))
@@ -479,7 +557,7 @@ class Signer:
         if retried:
             self._should_resync = True
             return 0.0
-        delay = await self._sign_and_send(batch, head, retried=True)
+        delay = await self._sign_and_send([batch], head, retried=True)
         if any(f.sequence == expected and f.broadcast for f in self._flight):
             self.status.sequence_mismatches_resolved += 1
         return delay

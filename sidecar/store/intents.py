@@ -212,6 +212,26 @@ def record_signed_txn(
     return batch_id
 
 
+def record_signed_run_txn(
+    conn: sqlite3.Connection, txs: Sequence[tuple[Sequence[int], str, bytes, int, int]], now: float | None = None
+) -> list[int]:
+    """A run of signed txs at consecutive sequences, (intent ids, hash, bytes, sequence, timeout height) each,
+    stored in one transaction before the first of them is broadcast; returns their batch ids."""
+    return [record_signed_txn(conn, ids, h, raw, seq, timeout, now) for ids, h, raw, seq, timeout in txs]
+
+
+def release_unsent_txn(conn: sqlite3.Connection, batch_ids: Sequence[int], reason: str) -> None:
+    """Signed txs that were never broadcast (an earlier tx of their run was refused, so their sequences are
+    out of reach): their intents go back to the queue, spending no attempt."""
+    for batch_id in batch_ids:
+        requeue_batch_txn(conn, batch_id, "failed", None, reason)
+
+
+def record_broadcasts_txn(conn: sqlite3.Connection, batch_ids: Sequence[int], now: float | None = None) -> None:
+    for batch_id in batch_ids:
+        record_broadcast_txn(conn, batch_id, now)
+
+
 def record_broadcast_txn(conn: sqlite3.Connection, batch_id: int, now: float | None = None) -> None:
     ts = time.time() if now is None else now
     conn.execute(

@@ -16,8 +16,14 @@ from sidecar.observe.metrics import Metrics
 from tests.sidecar.chain.signer_kit import UNSETTLED, open_rig
 
 
-async def run(db: Path, rpc_url: str, crash_at: str | None, max_msgs: int) -> int:
-    rig = await open_rig(db, rpc_url, crash_at=crash_at, max_msgs_per_tx=max_msgs)  # type: ignore[arg-type]
+async def run(db: Path, rpc_url: str, crash_at: str | None, max_msgs: int, timeout_delta: int) -> int:
+    rig = await open_rig(
+        db,
+        rpc_url,
+        crash_at=crash_at,  # type: ignore[arg-type]
+        max_msgs_per_tx=max_msgs,
+        timeout_height_delta=timeout_delta,
+    )
     stop = asyncio.Event()
 
     async def step() -> float:
@@ -39,8 +45,11 @@ def main() -> int:
     parser.add_argument("--rpc", required=True)
     parser.add_argument("--crash-at", choices=("after_sign", "after_broadcast"))
     parser.add_argument("--max-msgs", type=int, default=5)
+    # Blocks a stored tx stays valid: wide enough that a restart on a busy machine (a new Python process) still
+    # finds the txs signed before the crash sendable, so the test can require that exactly those bytes land.
+    parser.add_argument("--timeout-height-delta", type=int, default=300)
     args = parser.parse_args()
-    return asyncio.run(run(args.db, args.rpc, args.crash_at, args.max_msgs))
+    return asyncio.run(run(args.db, args.rpc, args.crash_at, args.max_msgs, args.timeout_height_delta))
 
 
 if __name__ == "__main__":
