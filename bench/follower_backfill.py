@@ -2,7 +2,10 @@
 process) against a bare client, in the same run on the same node, that only fetches and parses
 `block_results` in JSON-RPC batches of the follower's chunk with as many batches in flight as the follower
 keeps (FollowerSettings: 10 heights, 4 in flight): the node's own serving rate. Goal: >= 0.8x, peak RSS
-(the follower process's VmHWM) under 100 MB."""
+(the follower process's VmHWM: the whole sidecar process, imports included, over its life up to the
+moment the cursor reaches the last height) under 100 MB. `follower_cpu` is the CPU seconds each side
+spent on the range (the sidecar process from its first committed height; the bench process for the
+bare client), which the load of a shared machine moves far less than the wall clock."""
 
 from __future__ import annotations
 
@@ -71,6 +74,12 @@ def cursor(db: Path) -> int:
         return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -78,7 +87,8 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_follower(rpc_url: str, last: int, workdir: Path) -> tuple[float, float, int]:
+def run_follower(rpc_url: str, last: int, workdir: Path) -> tuple[float, float, int, float]:
+    """(seconds from the first committed height to `last`, peak RSS MB, events stored, CPU seconds used)."""
     import subprocess
 
     db = workdir / "sidecar.db"
@@ -112,9 +122,10 @@ def run_follower(rpc_url: str, last: int, workdir: Path) -> tuple[float, float, 
     )
     try:
         wait_until(lambda: cursor(db) >= 1, timeout=60, what="the follower to start", interval=0.01)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), cpu_seconds(proc.pid)
         wait_until(lambda: cursor(db) >= last, timeout=3600, what=f"cursor >= {last}", interval=0.01)
         elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(proc.pid) - cpu_started
         rss = peak_rss_mb(proc.pid)
     finally:
         proc.terminate()
@@ -122,16 +133,22 @@ def run_follower(rpc_url: str, last: int, workdir: Path) -> tuple[float, float, 
     conn = sqlite3.connect(db)
     events = conn.execute("SELECT COUNT(*) FROM chain_inbox WHERE height <= ?", (last,)).fetchone()[0]
     conn.close()
-    return elapsed, rss, events
+    return elapsed, rss, events, cpu
 
 
 def measure(node: DevnetNode, workdir: Path) -> list[Figure]:
     """Build the range on `node`, then time the bare batched client and the follower over it."""
     last = build_chain(node)
+    cpu_started = time.process_time()
     bare_time, bare_events = asyncio.run(bare_batched(node.rpc_url, last))
-    follow_time, rss, events = run_follower(node.rpc_url, last, workdir)
+    bare_cpu = time.process_time() - cpu_started
+    follow_time, rss, events, cpu = run_follower(node.rpc_url, last, workdir)
     assert events == bare_events, f"follower stored {events} events, the bare scan saw {bare_events}"
-    return figures(last, events, bare_events, bare_time, follow_time, rss)
+    return [
+        *figures(last, events, bare_events, bare_time, follow_time, rss),
+        # On a shared machine the wall clock wanders with the load; CPU time says what each side costs.
+        Figure("follower_cpu", cpu, "s", bare_cpu, bare_cpu / cpu if cpu else None),
+    ]
 
 
 def figures(last: int, events: int, bare_events: int, bare_time: float, follow_time: float, rss: float) -> list[Figure]:

@@ -43,6 +43,10 @@ from sidecar.store.records import ContentCheck, SupportEvent
 
 log = logging.getLogger(__name__)
 RECHECK_REFUSED = 30.0
+# Chunks to commit holding at most this many events are "quiet": the window is refilled before their
+# commit, so the node keeps serving while we write. Busier chunks wait for their commit first and halve
+# the window, which bounds the decoded events held in memory (about 3 KB each) during a backfill.
+EARLY_FETCH_EVENTS = 100
 
 
 class FollowerState(enum.Enum):
@@ -88,6 +92,8 @@ class ChainFollower:
         self._key = support_key
         self._activity = activity
         self._base64_attributes = False
+        self._next_fetch = 0  # the first height no fetch of the current catch-up has asked for
+        self._busy = False  # the last chunks committed held many events (see _fill_window)
         self.state = FollowerState.STARTING
         self.cursor: Cursor | None = None
         # (earliest height, its block hash) of the node as first seen: the chain instance we follow,
@@ -112,6 +118,8 @@ class ChainFollower:
             if self.state is FollowerState.STARTING:
                 return self._settings.poll_interval
         if await self._paused():
+            if self.cursor is not None:  # the lag keeps growing while paused: the gauge must show it
+                self._metrics.set_chain(self.cursor.height, self._heads.height)
             return self._settings.poll_interval
         assert self.cursor is not None
         if self.cursor.height < self._heads.height:
@@ -277,27 +285,31 @@ class ChainFollower:
 
     async def _catch_up(self) -> None:
         """Fetch chunks of heights ahead in a window, commit them in order, until the head, backpressure
-        or a failure. One chunk is one JSON-RPC batch request and one SQLite transaction."""
+        or a failure. One chunk is one JSON-RPC batch request; every chunk already fetched in order joins
+        the next commit (one node check, one transaction), and the window is refilled before that commit
+        when what it commits is small, so the node, the event loop and the writer thread work at once."""
         assert self.cursor is not None
-        size = self._settings.chunk
-        next_fetch = self.cursor.height + 1
+        self._next_fetch = self.cursor.height + 1
+        self._busy = True  # until a commit shows quiet blocks: a backfill may start in the busiest ones
         inflight: dict[int, asyncio.Task[list[BlockBatch]]] = {}
         try:
             while self.cursor.height < self._heads.height:
-                target = self._heads.height
-                while len(inflight) < self._settings.window and next_fetch <= target:
-                    last = min(target, next_fetch + size - 1)
-                    inflight[next_fetch] = asyncio.create_task(
-                        self._fetch(next_fetch, last), name=f"fetch-{next_fetch}"
-                    )
-                    next_fetch = last + 1
+                self._fill_window(inflight)
                 batches = await inflight.pop(self.cursor.height + 1)
-                if await self._refused_node(await self._rpc.status()):  # the node may have changed while we fetched
+                while (ready := _fetched(inflight.get(batches[-1].height + 1))) is not None:
+                    del inflight[batches[-1].height + 1]
+                    batches += ready
+                self._busy = sum(len(batch.events) for batch in batches) > EARLY_FETCH_EVENTS
+                if not self._busy:
+                    self._fill_window(inflight)
+                # The node may have changed while we fetched: checked before the commit, beside the backlog.
+                status, paused = await asyncio.gather(self._rpc.status(), self._paused())
+                if await self._refused_node(status):
                     self.state = FollowerState.STARTING
                     return
+                if paused:
+                    return  # what was fetched is fetched again when the backlog drains
                 await self._commit(batches)
-                if await self._paused():
-                    return
         except ChainRpcError as exc:
             height = self.cursor.height + 1
             if await self._node_changed():  # a failure that says "another node answers" says it plainly
@@ -312,6 +324,17 @@ class ChainFollower:
             for task in inflight.values():
                 task.cancel()
             await asyncio.gather(*inflight.values(), return_exceptions=True)
+
+    def _fill_window(self, inflight: dict[int, asyncio.Task[list[BlockBatch]]]) -> None:
+        """Start fetches up to the window, in height order, up to the head known now. Through busy blocks
+        (the last commit held many events) half the window is enough: decoding and storing the events is
+        then the limit, not the node, and every chunk fetched ahead is held decoded in memory."""
+        target = self._heads.height
+        window = max(1, self._settings.window // 2) if self._busy else self._settings.window
+        while len(inflight) < window and self._next_fetch <= target:
+            first, last = self._next_fetch, min(target, self._next_fetch + self._settings.chunk - 1)
+            inflight[first] = asyncio.create_task(self._fetch(first, last), name=f"fetch-{first}")
+            self._next_fetch = last + 1
 
     async def _fetch(self, first: int, last: int) -> list[BlockBatch]:
         delay = 0.2
@@ -329,7 +352,11 @@ class ChainFollower:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        return [self._decode(results) for results in blocks]
+        blocks.reverse()
+        decoded = []
+        while blocks:  # popped one by one: each height's parsed answer is freed as soon as it is decoded
+            decoded.append(self._decode(blocks.pop()))
+        return decoded
 
     def _decode(self, results: dict[str, Any]) -> BlockBatch:
         """Events that cannot be decoded come back as poison; payloads that cannot be opened as
@@ -368,6 +395,14 @@ class ChainFollower:
                     self._activity.publish(
                         "event", "processed", ticket_id=event.ticket_id, height=batch.height, detail=kind
                     )
+
+
+def _fetched(task: asyncio.Task[list[BlockBatch]] | None) -> list[BlockBatch] | None:
+    """The chunk of a fetch that already succeeded; None while it runs or when it failed (a failure is
+    raised where the chunk is awaited, in order, after the chunks before it are committed)."""
+    if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
 
 
 def check_content(key: EnvelopeKey | None, event: SupportEvent) -> ContentCheck | None:

@@ -58,17 +58,12 @@ def field_value(ticket: Ticket, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _ensure_row(conn: sqlite3.Connection, ticket_id: str, now: float) -> None:
-    """Events of a ticket created before the cursor start still get a (partial) mirror row."""
-    conn.execute("INSERT OR IGNORE INTO tickets (ticket_id, updated_at) VALUES (?, ?)", (ticket_id, now))
-
-
 def apply_event_txn(conn: sqlite3.Connection, event: SupportEvent, content: ContentCheck | None, now: float) -> None:
     """Fold one newly inserted event into the mirror (never called twice for one event id)."""
     p = event.payload
     tid = event.ticket_id
-    _ensure_row(conn, tid, now)
     changes: dict[str, Any] = {}
+    responses = 0
     match event:
         case RequestCreated():
             changes.update(
@@ -91,7 +86,7 @@ def apply_event_txn(conn: sqlite3.Connection, event: SupportEvent, content: Cont
         case StatusChanged():
             changes["status"] = event.new_status
         case ResponseAdded():
-            conn.execute("UPDATE tickets SET response_count = response_count + 1 WHERE ticket_id = ?", (tid,))
+            responses = 1
         case RequestArchived():
             changes.update(archived=1, status="archived")
         case RequestPurged():
@@ -120,18 +115,30 @@ def apply_event_txn(conn: sqlite3.Connection, event: SupportEvent, content: Cont
             now,
         )
     changes.update(
-        last_sequence=max(event.sequence, _current_sequence(conn, tid)),
+        last_sequence=event.sequence,
         last_height=event.height,
         chain_updated_at=event.timestamp or None,
         updated_at=now,
+        response_count=responses,
     )
-    assignments = ", ".join(f"{name} = ?" for name in changes)
-    conn.execute(f"UPDATE tickets SET {assignments} WHERE ticket_id = ?", [*changes.values(), tid])
+    _upsert_ticket(conn, tid, changes)
 
 
-def _current_sequence(conn: sqlite3.Connection, ticket_id: str) -> int:
-    row = conn.execute("SELECT last_sequence FROM tickets WHERE ticket_id = ?", (ticket_id,)).fetchone()
-    return int(row[0]) if row else 0
+# Columns an upsert adds to the stored value instead of replacing it (or, for the sequence, keeps the highest).
+_MERGED = {
+    "last_sequence": "MAX(tickets.last_sequence, excluded.last_sequence)",
+    "response_count": "tickets.response_count + excluded.response_count",
+}
+
+
+def _upsert_ticket(conn: sqlite3.Connection, ticket_id: str, changes: dict[str, Any]) -> None:
+    """One statement per event: a ticket whose creation came before the cursor start still gets a
+    (partial) row; an existing row takes the event's columns. Column names come from this module only."""
+    names = ", ".join(changes)
+    marks = ", ".join("?" * (len(changes) + 1))
+    assignments = ", ".join(f"{name} = {_MERGED.get(name, f'excluded.{name}')}" for name in changes)
+    upsert = f"INSERT INTO tickets (ticket_id, {names}) VALUES ({marks}) ON CONFLICT (ticket_id) DO UPDATE SET"
+    conn.execute(f"{upsert} {assignments}", [ticket_id, *changes.values()])
 
 
 def _record_chain_link(conn: sqlite3.Connection, event: ExternalTicketLinked, now: float) -> None:

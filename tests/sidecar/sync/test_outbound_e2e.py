@@ -500,6 +500,14 @@ async def test_follower_pauses_while_the_queue_is_full_and_resumes_when_it_drain
         await asyncio.to_thread(devnet_node.wait_for_height, landed + 10)
         assert await asyncio.to_thread(_cursor, db) == stalled, "the cursor moved while the queue was full"
         assert await asyncio.to_thread(_desk_backlog, db) >= 30
+
+        async def lag_shown() -> bool:  # the lag gauge keeps up with the head while the cursor stands
+            async with httpx.AsyncClient() as client:
+                text = (await client.get(f"http://127.0.0.1:{app.web_port}/metrics")).text
+            lag = [line for line in text.splitlines() if line.startswith("servicedesk_follower_lag_blocks ")]
+            return bool(lag) and float(lag[0].split()[1]) >= landed + 10 - stalled
+
+        await async_wait_until(lag_shown, timeout=30, what="the lag gauge to show the paused follower's lag")
         assert "(max 30)" in (await paused() or "")
         jira_sim.faults.clear()
         await async_wait_until(lambda: _cursor_at_least(db, landed), timeout=120, what="the follower to resume")
