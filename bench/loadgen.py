@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 TARGET_BODY_BYTES = 1100
 
 
-def jira_body(n: int, run: str) -> bytes:
-    """A Jira issue_updated delivery numbered `n`, stamped now, padded to about TARGET_BODY_BYTES."""
-    doc = {
-        "timestamp": int(time.time() * 1000),
+def jira_doc(n: int, run: str, stamp_ms: int) -> dict[str, object]:
+    """The delivery numbered `n` of run `run`, as Jira shapes an issue_updated hook."""
+    return {
+        "timestamp": stamp_ms,
         "webhookEvent": "jira:issue_updated",
         "issue_event_type_name": "issue_generic",
         "user": {"accountId": "5b10ac8d82e05b22cc7d4ef5", "displayName": "Agent", "accountType": "atlassian"},
@@ -48,20 +48,61 @@ def jira_body(n: int, run: str) -> bytes:
             "items": [{"field": "status", "fieldtype": "jira", "fromString": "Open", "toString": "In Progress"}],
         },
     }
-    body = json.dumps(doc, separators=(",", ":"))
+
+
+def jira_body(n: int, run: str, stamp_ms: int | None = None) -> bytes:
+    """A Jira issue_updated delivery numbered `n`, stamped now, padded to about TARGET_BODY_BYTES."""
+    stamp = int(time.time() * 1000) if stamp_ms is None else stamp_ms
+    return _padded(json.dumps(jira_doc(n, run, stamp), separators=(",", ":")))
+
+
+def _padded(body: str) -> bytes:
     pad = TARGET_BODY_BYTES - len(body) - len(',"pad":""}') + 1
     return (body[:-1] + ',"pad":"' + "x" * max(pad, 0) + '"}').encode()
 
 
-def request_bytes(host: str, path: str, secret: str, n: int, run: str) -> bytes:
-    body = jira_body(n, run)
-    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nX-Atlassian-Webhook-Identifier: {run}-{n}\r\n"
-        f"X-Atlassian-Webhook-Flow: Primary\r\nX-Atlassian-Webhook-Retry: 0\r\nX-Hub-Signature: {signature}\r\n\r\n"
-    )
-    return head.encode() + body
+class Requests:
+    """Requests to one URL, each a fresh delivery signed and stamped when made. The body is `jira_body`'s,
+    byte for byte, filled into a template serialised once: serialising the document anew for every request
+    would cost the client about as much as the bare endpoint costs the server, and on a small machine the
+    client's CPU is the server's neighbour."""
+
+    def __init__(self, url: str, secret: str, run: str) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._netloc, self._path, self._run = parts.netloc, parts.path, run
+        self._key = secret.encode()
+        doc = jira_doc(0, run, 0)
+        doc["timestamp"] = "@@stamp@@"
+        issue, changelog = doc["issue"], doc["changelog"]
+        assert isinstance(issue, dict) and isinstance(changelog, dict)
+        issue.update(id="@@id@@", key="@@key@@", self="@@self@@")
+        changelog["id"] = "@@change@@"
+        text = json.dumps(doc, separators=(",", ":")).replace('"@@stamp@@"', "@@stamp@@")
+        # Literal text and field names alternate: text, field, text, ..., text.
+        self._parts = text.replace("@@", "\x00").split("\x00")
+
+    def body(self, n: int, stamp_ms: int | None = None) -> bytes:
+        issue = 10000 + n % 5000
+        values = {
+            "stamp": str(int(time.time() * 1000) if stamp_ms is None else stamp_ms),
+            "id": str(issue),
+            "key": f"SUP-{n % 5000}",
+            "self": f"https://example.atlassian.net/rest/api/3/issue/{issue}",
+            "change": f"{self._run}-{n}",
+        }
+        parts = self._parts
+        return _padded("".join(values[part] if i % 2 else part for i, part in enumerate(parts)))
+
+    def request(self, n: int) -> bytes:
+        body = self.body(n)
+        signature = "sha256=" + hmac.new(self._key, body, hashlib.sha256).hexdigest()
+        head = (
+            f"POST {self._path} HTTP/1.1\r\nHost: {self._netloc}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nX-Atlassian-Webhook-Identifier: {self._run}-{n}\r\n"
+            f"X-Atlassian-Webhook-Flow: Primary\r\nX-Atlassian-Webhook-Retry: 0\r\nX-Hub-Signature: {signature}\r\n\r\n"
+        )
+        return head.encode() + body
 
 
 @dataclass
@@ -93,15 +134,14 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
     return status, await reader.readexactly(length), closing
 
 
-async def connection(url: str, secret: str, run: str, deadline: float, tally: Tally) -> None:
+async def connection(requests: Requests, deadline: float, tally: Tally) -> None:
     """Send requests one after another on one kept-alive connection until the deadline; reconnect when the
     server closes it (counted)."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    host, port = requests.host, requests.port
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while time.monotonic() < deadline:
-            payload = request_bytes(parts.netloc, parts.path, secret, tally.next_number(), run)
+            payload = requests.request(tally.next_number())
             started = time.perf_counter()
             try:
                 writer.write(payload)
@@ -130,7 +170,8 @@ async def run_load(url: str, connections: int, seconds: float, secret: str) -> d
     run = os.urandom(6).hex()
     started = time.monotonic()
     deadline = started + seconds
-    await asyncio.gather(*(connection(url, secret, run, deadline, tally) for _ in range(connections)))
+    requests = Requests(url, secret, run)
+    await asyncio.gather(*(connection(requests, deadline, tally) for _ in range(connections)))
     elapsed = time.monotonic() - started  # requests in flight at the deadline are answered and counted
     answered = sum(tally.statuses.values())
     return {

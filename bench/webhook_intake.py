@@ -1,12 +1,15 @@
-"""Signed Jira webhooks durably accepted per second, beside a bare Starlette endpoint on the same uvicorn.
+"""Signed Jira webhooks durably accepted per second, beside a bare Starlette endpoint on plain uvicorn.
 
-One process serves, on one loopback port through the product's WebServer: `/bare` (answers 200 {} and
-does nothing else), `/grouped/webhooks/jira` (the real receiver, deliveries sharing commits) and
-`/single/webhooks/jira` (the real receiver with group commit off: each delivery its own durable
-transaction, the former path and the baseline). Each receiver has its own SQLite file (synchronous=FULL).
-The load comes from bench.loadgen in a separate process: BENCH_CONNECTIONS kept-alive connections, every
-request a fresh delivery id and a freshly signed ~1.1 KB body stamped now. Rounds alternate the three
-targets so a neighbour's load spreads over all of them; the median round is reported.
+The bench process serves, on loopback: the bare endpoint, a plain Starlette app on uvicorn as anyone would
+run it (one route that reads the body and answers 200 {}, no middleware, no access log: the same uvicorn and
+HTTP implementation, and a port of its own); and, through the product's WebServer and app (its middleware
+and header/body deadlines included), `/grouped/webhooks/jira` (the real receiver, deliveries sharing
+commits) and `/single/webhooks/jira` (the real receiver with group commit off: each delivery its own
+durable transaction, the former path). Each receiver has its own SQLite file (synchronous=FULL). The load
+comes from bench.loadgen in its own process, so client and servers never share an event loop or a GIL:
+BENCH_CONNECTIONS kept-alive connections, every request a fresh delivery id and a freshly signed ~1.1 KB
+body stamped now. Rounds alternate the three targets so a neighbour's load spreads over all of them; the
+median round is reported.
 
 Afterwards the rows each receiver stored are counted against the 200s it answered: they must be equal
 (no duplicate stored, none lost), and each database's audit chain must verify.
@@ -19,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import secrets
 import socket
 import sqlite3
@@ -30,6 +34,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -50,19 +56,15 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 ROOT = Path(__file__).resolve().parent.parent
 # Budgets opened so that only the database can say no: rate limits far above what one host can send,
-# and room in the intake for every connection's delivery (the default webhook.max_queued_writes is 8: set
-# BENCH_MAX_QUEUED_WRITES=8 to see the answers 503 it gives at 32 connections).
+# and room in the intake for every connection's delivery (the default webhook.max_queued_writes, 64, is
+# already enough at 32 connections; set BENCH_MAX_QUEUED_WRITES=8 to see the answers 503 the intake gives
+# when it is full).
 SETTINGS = replace(
     WebhookConfig(),
     rate_limit_per_second=100_000,
     rate_limit_per_source=100_000,
     max_queued_writes=int(os.environ.get("BENCH_MAX_QUEUED_WRITES", str(max(64, 2 * CONNECTIONS)))),
 )
-# WebServer binds a socket made with proto 0, and asyncio sets TCP_NODELAY only on accepted sockets whose
-# proto is IPPROTO_TCP: without it every answer (headers, then body: two writes) waits ~40 ms for the
-# client's delayed ACK, on every endpoint alike, which would hide what the receivers cost. Unless
-# BENCH_AS_SHIPPED=1, the bench re-opens the listening socket as TCP, as WebServer should (a no-op once it does).
-AS_SHIPPED = os.environ.get("BENCH_AS_SHIPPED") == "1"
 # The product logs at info in JSON by default: every accepted delivery writes its "external callback" line.
 LOG_LEVEL = os.environ.get("BENCH_LOG_LEVEL", "info")
 RECEIVERS = ("grouped", "single")
@@ -80,13 +82,39 @@ class Receiving:
 
 
 async def bare(request: Request) -> Response:
+    await request.body()
     return JSONResponse({})
 
 
-def with_nodelay(server: WebServer) -> None:
-    """The server's listening socket as an IPPROTO_TCP socket (proto read back from the descriptor)."""
-    if server._sock.proto != socket.IPPROTO_TCP:
-        server._sock = socket.socket(fileno=server._sock.detach())
+class BareServer:
+    """The baseline: a plain Starlette app on uvicorn's defaults (access log off, as a bare endpoint has none),
+    on a loopback socket of its own. The socket is made as uvicorn's own `host`/`port` binding makes it
+    (IPPROTO_TCP, so asyncio sets TCP_NODELAY on its connections, as WebServer's also are)."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        app = Starlette(routes=[Route("/bare", bare, methods=["POST"])])
+        self._server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
+
+    async def serve(self) -> None:
+        await self._server.serve(sockets=[self._sock])
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+
+    async def wait_started(self) -> None:
+        while not self._server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+            await asyncio.sleep(0.01)
+
+
+def cpu_used(who: int) -> float:
+    """CPU seconds used so far by this process (RUSAGE_SELF: both servers and the writer threads) or by its
+    finished children (RUSAGE_CHILDREN: the load generator runs)."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def load(url: str, secret: str) -> dict[str, Any]:
@@ -111,35 +139,36 @@ async def measure(tmp: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str,
             SETTINGS, {"jira": secret, "waldur": None}, store, Auditor(store), metrics, group_commit=name == "grouped"
         )
         receiving[name] = Receiving(store, receiver)
-    # One app, so that all three endpoints pass the same middleware: the product's app with the grouped
-    # receiver, the baseline receiver beside it under /single, and the bare endpoint.
+    # The product's app with the grouped receiver, and the former receiver beside it under /single: both
+    # behind the product's server and middleware. The bare endpoint has its own plain server.
     grouped = receiving["grouped"]
     app = build_web_app("/grouped/webhooks", grouped.store, HealthState(), metrics, grouped.receiver)
-    app.router.routes += [
-        *receiving["single"].receiver.routes("/single/webhooks"),
-        Route("/bare", bare, methods=["POST"]),
-    ]
-    server = WebServer(app, "127.0.0.1:0")
-    if AS_SHIPPED:
-        print("webhook_intake: serving as shipped (no TCP_NODELAY unless the server sets it)", file=sys.stderr)
-    else:
-        with_nodelay(server)
-    serving = asyncio.create_task(server.serve())
+    app.router.routes += receiving["single"].receiver.routes("/single/webhooks")
+    server, plain = WebServer(app, "127.0.0.1:0"), BareServer()
+    serving = [asyncio.create_task(server.serve()), asyncio.create_task(plain.serve())]
     runs: dict[str, list[dict[str, Any]]] = {target: [] for target in TARGETS}
     try:
         await server.wait_started()
-        base = f"http://127.0.0.1:{server.port}"
-        paths = {"bare": "/bare", **{name: f"/{name}/webhooks/jira" for name in RECEIVERS}}
+        await plain.wait_started()
+        urls = {
+            "bare": f"http://127.0.0.1:{plain.port}/bare",
+            **{name: f"http://127.0.0.1:{server.port}/{name}/webhooks/jira" for name in RECEIVERS},
+        }
         for _ in range(ROUNDS):
             for target in TARGETS:
-                result = await load(base + paths[target], secret)
+                used, client_used = cpu_used(resource.RUSAGE_SELF), cpu_used(resource.RUSAGE_CHILDREN)
+                result = await load(urls[target], secret)
+                answered = max(1, result["answered"])
+                result["server_cpu_us"] = (cpu_used(resource.RUSAGE_SELF) - used) * 1e6 / answered
+                result["client_cpu_us"] = (cpu_used(resource.RUSAGE_CHILDREN) - client_used) * 1e6 / answered
                 runs[target].append(result)
                 if target in receiving:
                     receiving[target].ok += result["statuses"].get("200", 0)
                     receiving[target].accepted += result["accepted"]
     finally:
         server.stop()
-        await serving
+        plain.stop()
+        await asyncio.gather(*serving)
         for r in receiving.values():
             await r.store.close()
     return runs, receiving
@@ -183,11 +212,15 @@ def main() -> None:
         runs, receiving = asyncio.run(measure(Path(tmp)))
         counts = {name: stored(Path(tmp) / f"{name}.db") for name in RECEIVERS}
     rate = {target: median_of(runs[target], "ok_per_second") for target in TARGETS}
+    # The server's CPU per answer: what a receiver costs, read apart from how busy the machine was.
+    cpu = {target: median_of(runs[target], "server_cpu_us") for target in TARGETS}
     figures = [
         Figure("connections", CONNECTIONS, "connections"),
         Figure("bare", rate["bare"], "req/s"),
         Figure("bare_p50", median_of(runs["bare"], "p50_ms"), "ms"),
         Figure("bare_p99", median_of(runs["bare"], "p99_ms"), "ms"),
+        Figure("bare_cpu", median_of(runs["bare"], "server_cpu_us"), "us/request"),
+        Figure("client_cpu", median_of(runs["bare"], "client_cpu_us"), "us/request"),
     ]
     problems: list[str] = []
     for name in RECEIVERS:
@@ -198,6 +231,7 @@ def main() -> None:
             Figure(f"{name}", rate[name], "accepted/s", rate["bare"], rate[name] / rate["bare"]),
             Figure(f"{name}_p50", median_of(runs[name], "p50_ms"), "ms"),
             Figure(f"{name}_p99", median_of(runs[name], "p99_ms"), "ms"),
+            Figure(f"{name}_cpu", cpu[name], "us/request", cpu["bare"], cpu[name] / cpu["bare"]),
             Figure(f"{name}_rows_stored", rows, "rows", r.ok, rows / r.ok if r.ok else None),
             Figure(f"{name}_audit_rows", audited, "rows", r.ok, audited / r.ok if r.ok else None),
             Figure(f"{name}_not_200", refused, "answers"),

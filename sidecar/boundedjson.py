@@ -44,9 +44,12 @@ def loads(data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_MAX_DEP
         text = data if isinstance(data, str) else data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise JsonLimitError(f"JSON is not UTF-8 (byte {exc.start})") from None
-    depth = nesting_depth(text)
-    if depth > max_depth:
-        raise JsonLimitError(f"JSON nests {depth} levels deep, over the limit of {max_depth}")
+    # Nesting is at most the number of opening brackets: counting them (C speed) spares the walk for
+    # ordinary bodies (a 1 KB webhook has a dozen), and only a body with more needs its depth measured.
+    if text.count("[") + text.count("{") > max_depth:
+        depth = nesting_depth(text)
+        if depth > max_depth:
+            raise JsonLimitError(f"JSON nests {depth} levels deep, over the limit of {max_depth}")
     try:
         return json.loads(text)
     except RecursionError:  # belt and braces: the depth check above should make this unreachable

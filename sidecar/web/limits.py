@@ -19,6 +19,7 @@ budget must be looked at without being spent.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import time
@@ -30,9 +31,11 @@ from sidecar.ratelimit import TokenBucket
 MAX_SOURCES = 4096
 
 
+@functools.lru_cache(maxsize=MAX_SOURCES)
 def source_key(host: str) -> str:
     """The budget a peer address is charged to: the address itself for IPv4 (an IPv4-mapped IPv6 peer
-    included), its /64 for IPv6; the text as given when it is not an address."""
+    included), its /64 for IPv6; the text as given when it is not an address. Cached (as many hosts as
+    budgets are kept): parsing an address costs more than the rest of `admit`, and desks send from few."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

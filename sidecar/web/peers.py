@@ -13,6 +13,7 @@ client) are the IPv4 address they carry: they match IPv4 CIDRs, and the scope sh
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -87,6 +88,12 @@ def resolve_client(peer: str, hops: Sequence[str], trusted: AddressSet) -> str:
     return str(unmapped(address))  # every hop is a trusted proxy: the leftmost one sent it
 
 
+@functools.lru_cache(maxsize=4096)
+def _peer_only(peer: str, trusted: AddressSet) -> str:
+    """`resolve_client` for a request naming no other hop: a function of the peer and the set alone."""
+    return resolve_client(peer, (), trusted)
+
+
 class ClientAddress:
     """ASGI middleware: `scope["client"]` becomes the resolved client, so `request.client.host` is
     what the allow-list and the per-source limits must see. The port is 0 when a proxy named the client."""
@@ -99,7 +106,9 @@ class ClientAddress:
         client = scope.get("client")
         if scope["type"] in ("http", "websocket") and client:
             host, port = client
-            resolved = resolve_client(host, forwarded_hops(scope["headers"]), self.trusted)
+            # Without trusted proxies no header is believed: the peer alone decides (parsed once per host).
+            hops = forwarded_hops(scope["headers"]) if self.trusted else []
+            resolved = resolve_client(host, hops, self.trusted) if hops else _peer_only(host, self.trusted)
             if resolved != host:
                 peer = parse_ip(host)
                 same_peer = peer is not None and resolved == str(unmapped(peer))

@@ -8,8 +8,9 @@ verbose health). With `observe.listen` empty the public listener serves everythi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import uvicorn
@@ -84,10 +85,13 @@ class ServerLimits:
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handlers: SIGTERM is the app's to handle."""
+    """uvicorn without its own signal handlers: SIGTERM is the app's to handle. (uvicorn since 0.29 takes
+    SIGINT/SIGTERM in `capture_signals` around `serve`, stops on its own and raises the signal again when
+    done; the former `install_signal_handlers` hook is no longer called.)"""
 
-    def install_signal_handlers(self) -> None:
-        return None
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class WebServer:

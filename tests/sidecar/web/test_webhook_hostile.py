@@ -122,6 +122,11 @@ async def test_intake_over_its_writer_slots_is_answered_503_without_writing(tmp_
         holder.execute("BEGIN IMMEDIATE")  # the writer thread now waits: the first delivery keeps its slot
         try:
             await async_wait_until(refused, timeout=30, what="a delivery refused while the writer is held")
+            # Held until every delivery but the one in the slot is answered: one still on its way when the
+            # lock went would find the slot free again (on a loaded machine requests arrive late).
+            await async_wait_until(
+                lambda: sum(not t.done() for t in pending) <= 1, timeout=30, what="all but one delivery answered"
+            )
         finally:
             holder.execute("ROLLBACK")
             holder.close()
