@@ -11,6 +11,7 @@ BENCHMARKS = {
     "follower_backfill": "bench.follower_backfill",
     "inbound_latency": "bench.inbound_latency",
     "outbound_drain": "bench.outbound_drain",
+    "outbound_latency": "bench.outbound_latency",
     "signer_throughput": "bench.signer_throughput",
     "store_commits": "bench.store_commits",
     "webhook_intake": "bench.webhook_intake",

@@ -4,7 +4,8 @@
 webhooks: the agent makes BENCH_INBOUND_CHANGES changes (priority flips and public replies, paced at
 BENCH_INBOUND_RATE a second) across 20 linked issues. Per change that reached the chain: the desk's
 change time (inbound_intents.desk_changed_at), the desk's answer to the sidecar's re-fetch of the issue
-(the simulator's request log) and the inclusion block's time (audit inbound_synced -> block header).
+(the simulator's request log) and the moment the inclusion block was committed (audit inbound_synced ->
+the next block's header time: CometBFT's BFT time stamps a block with its predecessor's commit votes).
 p50 and p99 are reported in seconds and in blocks (the run's measured block time); the issue's goal is
 p50 within 2 blocks of the desk's answer to the re-fetch.
 
@@ -106,7 +107,6 @@ def latency_run(tmp: Path) -> list[Figure]:
                 requests = [(r.path, r.at) for r in jira.requests if r.method == "GET"]
             finally:
                 side.stop()
-        last_height = node.height()
         landed = rows(
             side.db,
             """
@@ -116,7 +116,11 @@ def latency_run(tmp: Path) -> list[Figure]:
                 AND json_extract(a.details_json, '$.intent_id') = i.intent_id
             WHERE t.state = 'included'""",
         )
-        times = block_times(node.rpc_url, {int(h) for *_, h, _ in landed} | {first_height, last_height})
+        # A block's header time is BFT time: the median of the previous block's commit votes, so it is stamped
+        # before the block's own txs arrive. The moment block H was committed is the header time of H + 1.
+        last_height = max([int(h) for *_, h, _ in landed] + [first_height]) + 1
+        node.wait_for_height(last_height)
+        times = block_times(node.rpc_url, {int(h) + 1 for *_, h, _ in landed} | {first_height, last_height})
     finally:
         node.cleanup()
     block = (times[last_height] - times[first_height]) / max(1, last_height - first_height)
@@ -124,7 +128,7 @@ def latency_run(tmp: Path) -> list[Figure]:
     for _, _, changed_at, height, dedupe in landed:
         if changed_at is None:
             continue
-        included = times[int(height)]
+        included = times[int(height) + 1]  # block `height` committed (see above)
         from_change.append(included - float(changed_at))
         issue_path = f"/rest/api/3/issue/{str(dedupe).split(':')[2]}"
         answered = [at for path, at in requests if path == issue_path and at >= float(changed_at)]

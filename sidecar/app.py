@@ -15,8 +15,8 @@ import signal
 import sqlite3
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ from sidecar.sync.outbound import DeskWorker, Dispatcher, WorkerSettings
 from sidecar.sync.registration import register_refs_as
 from sidecar.sync.sweep import Sweeper
 from sidecar.urls import public_url
+from sidecar.wakeups import Wake, ringing
 from sidecar.web.health import CachedFigures
 from sidecar.web.server import ServerLimits, WebServer, build_observe_app, build_web_app
 from sidecar.web.webhooks import WebhookReceiver
@@ -238,7 +239,8 @@ class App:
         )
 
         def caught_up() -> bool:
-            """The follower has read the chain to its head: no payload naming an object is still unread."""
+            """The follower has read the chain to its head: no payload naming an object is still unread, and
+            the mirror inbound sync decides against holds the chain's latest changes."""
             cursor = follower.cursor
             return (
                 follower.state is FollowerState.FOLLOWING
@@ -247,6 +249,8 @@ class App:
                 and cursor.height + 2 >= heads.height
             )
 
+        if inbound is not None:
+            inbound.chain_ready = caught_up
         collector = (
             ArtifactCollector(store, artifacts, auditor, settings.audit.retention_days, caught_up=caught_up)
             if artifacts is not None
@@ -276,21 +280,30 @@ class App:
                 if observe is not None:
                     start(observe.serve(), "web-observe")
                 if settings.enabled:
-                    start(run_loop("chain-follower", follower.step, loop_stop, metrics), "chain-follower")
+                    w = _wakes(workers, signer, inbound)
+                    follow = ringing(follower.step, lambda: follower.cursor, [w.dispatcher])
+                    start(run_loop("chain-follower", follow, loop_stop, metrics), "chain-follower")
                     start(head_watch.run(loop_stop), "chain-heads")
-                    start(run_loop("dispatcher", dispatcher.step, loop_stop, metrics), "dispatcher")
+                    dispatch = ringing(dispatcher.step, lambda: dispatcher.dispatched, list(w.workers.values()))
+                    start(run_loop("dispatcher", dispatch, loop_stop, metrics, wake=w.dispatcher), "dispatcher")
                     if signer is not None:
-                        start(run_loop("chain-signer", signer.step, loop_stop, metrics), "chain-signer")
+                        sign = ringing(signer.step, lambda: _settled(signer), [w.inbound])
+                        start(run_loop("chain-signer", sign, loop_stop, metrics, wake=w.signer), "chain-signer")
                         if signer.watcher is not None:
                             start(signer.watcher.subscription.run(loop_stop), "chain-tx-watch")
                     if inbound is not None and sweeper is not None:
-                        start(run_loop("inbound", inbound.step, loop_stop, metrics), "inbound")
+                        engine = ringing(inbound.step, lambda: inbound.worked, [w.signer])
+                        start(run_loop("inbound", engine, loop_stop, metrics, wake=w.inbound), "inbound")
+                        if receiver is not None:  # a new hint wakes the engine (it waits for the follower)
+                            receiver.on_accepted = w.inbound.ring
                         start(run_loop("inbound-sweep", sweeper.step, loop_stop, metrics), "inbound-sweep")
                     if collector is not None:
                         start(run_loop("artifact-gc", collector.step, loop_stop, metrics), "artifact-gc")
                     for worker in workers:
                         name = f"desk-{worker.desk.name}"
-                        start(run_loop(name, worker.step, loop_stop, metrics), name)
+                        desk_step = ringing(worker.step, _jobs_run(worker), [w.signer])
+                        desk_wake = w.workers[worker.desk.name]
+                        start(run_loop(name, desk_step, loop_stop, metrics, wake=desk_wake), name)
                         start(run_loop(f"{name}-health", worker.check, loop_stop, metrics), f"{name}-health")
                 start(run_loop("health", refresh_health, loop_stop, metrics), "health")
                 start(run_loop("audit-retention", retention.step, loop_stop, metrics), "audit-retention")
@@ -505,6 +518,39 @@ class App:
                 "secrets": sorted(self.config.secrets),
             },
         )
+
+
+@dataclass(frozen=True)
+class _Wakes:
+    """The doorbells of the loops work is handed to (sidecar/wakeups.py). Each cuts only its loop's idle
+    wait: a longer wait is a backoff the step asked for."""
+
+    dispatcher: Wake
+    workers: dict[str, Wake]
+    signer: Wake
+    inbound: Wake
+
+
+def _wakes(workers: Sequence[DeskWorker], signer: Signer | None, inbound: InboundEngine | None) -> _Wakes:
+    """The doorbells; who rings whom is wired in App._run_with: the follower's new blocks -> dispatcher ->
+    desk workers -> signer (ref registrations); accepted webhooks -> inbound engine (re-reads) -> signer ->
+    inbound engine (reports). The sweep does not ring: its re-reads are not urgent."""
+    return _Wakes(
+        dispatcher=Wake(up_to=Dispatcher.IDLE_WAIT),
+        workers={w.desk.name: Wake(up_to=w.idle_wait) for w in workers},
+        signer=Wake(up_to=signer.settings.idle_interval if signer is not None else 0.0),
+        inbound=Wake(up_to=inbound.idle_wait if inbound is not None else 0.0),
+    )
+
+
+def _jobs_run(worker: DeskWorker) -> Callable[[], int]:
+    return lambda: worker.jobs_run
+
+
+def _settled(signer: Signer) -> tuple[int, int]:
+    """Intents the signer saw reach a final state (any sender's): each step's counts, read from the store."""
+    counts = signer.status.counts
+    return counts.get("included", 0), counts.get("dead", 0)
 
 
 async def _flush_rejections(receiver: WebhookReceiver) -> None:

@@ -111,6 +111,18 @@ class InboundEngine:
         self._audit = audit_with(auditor.enabled, auditor.clean)
         # New desk attachments are recorded by re-reads only when an intake takes them in (sync_attachments).
         self._attachments = attachments
+        self.worked = 0  # re-reads and attachment intakes run so far (they queue intents: app.py wakes the signer)
+        # Whether the mirror is current (the follower near the chain's head; app.py sets it). A re-read decides
+        # against the mirror: one run while the follower is behind (at start, after an outage) would take a
+        # chain change it has not read yet for "the chain did not move", send the desk's value over it and lose
+        # the conflict. Until then hints are still taken and queued, and nothing is lost.
+        self.chain_ready: Callable[[], bool] = lambda: True
+        self._waiting_for_chain = False
+
+    @property
+    def idle_wait(self) -> float:
+        """Seconds between looks for hints, re-reads and reports when there were none."""
+        return self._settings.idle_wait
 
     async def step(self) -> float:
         now = self._clock()
@@ -120,6 +132,8 @@ class InboundEngine:
         if queued or ignored:
             log.info("external callback hints taken", extra={"queued": queued, "ignored": ignored})
         reported = await self._report()
+        if not self._chain_current():
+            return self._settings.idle_wait
         ran = 0
         held: set[str] = set()
         for name, desk in self.desks.items():
@@ -131,11 +145,26 @@ class InboundEngine:
                 continue
             items = await self._store.write("claim re-reads", claim_issues_txn, name, now, self._settings.concurrency)
             if items:
-                await asyncio.gather(*(self._run(desk, item) for item in items))
+                try:
+                    await asyncio.gather(*(self._run(desk, item) for item in items))
+                finally:
+                    self.worked += len(items)
                 ran += len(items)
         if self._attachments is not None:  # after the re-reads, so the rows they recorded are taken at once
-            ran += await self._attachments.step(skip=held)
+            intaken = await self._attachments.step(skip=held)
+            self.worked += intaken
+            ran += intaken
         return 0.0 if ran or queued or reported else self._settings.idle_wait
+
+    def _chain_current(self) -> bool:
+        ready = self.chain_ready()
+        if ready == self._waiting_for_chain:  # a change either way: said once
+            self._waiting_for_chain = not ready
+            if ready:
+                log.info("inbound sync resumed: the follower has caught up with the chain")
+            else:
+                log.info("inbound sync waits for the follower to catch up with the chain (hints are kept)")
+        return ready
 
     async def _run(self, desk: InboundDesk, item: QueuedIssue) -> None:
         try:

@@ -131,6 +131,7 @@ class Dispatcher:
     """
 
     CATCH_UP_CHUNK = 5_000  # inbox ids per catch-up transaction, so the writer is never held for long
+    IDLE_WAIT = 0.25  # seconds between looks at an empty inbox (app.py wakes it when the follower stored blocks)
 
     def __init__(self, store: Store, desks: Sequence[str], own_addresses: Sequence[str], batch: int = 500) -> None:
         self._store = store
@@ -138,11 +139,13 @@ class Dispatcher:
         self._own = list(own_addresses)
         self._batch = batch
         self._caught_up = not self._desks
+        self.dispatched = 0  # events (and caught-up jobs) handed to the desks so far: app.py wakes the workers
 
     async def step(self) -> float:
         now = time.time()
         if not self._caught_up:
             queued, self._caught_up = await self._store.write("catch up desks", self._catch_up_txn, now)
+            self.dispatched += sum(queued.values())
             for desk, count in queued.items():
                 log.info(
                     "queued desk jobs for events read while the desk was not served",
@@ -150,7 +153,8 @@ class Dispatcher:
                 )
             return 0.0
         taken = await self._store.write("dispatch inbox", self._dispatch_txn, now)
-        return 0.0 if taken >= self._batch else 0.25
+        self.dispatched += taken
+        return 0.0 if taken >= self._batch else self.IDLE_WAIT
 
     def _dispatch_txn(self, conn: sqlite3.Connection, now: float) -> int:
         taken = dispatch_inbox_txn(conn, self._desks, self._own, self._batch, now)
@@ -231,6 +235,12 @@ class DeskWorker:
         self._paused_until = 0.0
         self._outage_probes = 0  # failed health probes since the desk went down; 0: the desk is up
         self._probe_lock = asyncio.Lock()
+        self.jobs_run = 0  # jobs run so far (a create queues its ref's registration: app.py wakes the signer)
+
+    @property
+    def idle_wait(self) -> float:
+        """Seconds between looks for due jobs when there were none."""
+        return self._settings.idle_wait
 
     async def step(self) -> float:
         if self._pauses is not None and self._pauses.is_paused("outbound", self.desk.name):
@@ -243,7 +253,10 @@ class DeskWorker:
         jobs = await self._store.write("claim jobs", claim_due_txn, self.desk.name, now, self._settings.concurrency)
         if not jobs:
             return self._settings.idle_wait
-        await asyncio.gather(*(self._run(job) for job in jobs))
+        try:
+            await asyncio.gather(*(self._run(job) for job in jobs))
+        finally:
+            self.jobs_run += len(jobs)
         return 0.0
 
     async def check(self) -> float:

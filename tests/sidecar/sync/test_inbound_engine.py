@@ -342,3 +342,22 @@ async def test_a_change_included_before_the_mirror_holds_it_is_not_mistaken_for_
     await run(engine)
     assert [m.priority for _, m in await msgs(rig)] == ["low", "normal"]  # type: ignore[attr-defined]
     assert await rig.store.read("conflicts", list_conflicts, True, 10) == []
+
+
+async def test_re_reads_wait_while_the_mirror_is_behind_the_chain_and_keep_their_hints(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    """While the follower is behind (at start, after an outage) the mirror may lack a chain change: deciding a
+    desk change then would see "the chain did not move" and send the desk's value over it, losing the conflict.
+    The engine keeps the hint and decides once the follower has caught up."""
+    sim, rig, engine, external_id, key = await linked_issue(make_jira_sim, clock, rigs, tmp_path)
+    behind = True
+    engine.chain_ready = lambda: not behind
+    sim.agent_update(key, priority="Low")
+    await hint(rig, external_id, "w-1")
+    await run(engine)
+    assert await msgs(rig) == [], "a re-read was decided against a mirror behind the chain"
+    assert await rig.query("SELECT state FROM inbound_queue") == [("pending",)]
+    behind = False
+    await run(engine)
+    assert [m.priority for _, m in await msgs(rig)] == ["low"]  # type: ignore[attr-defined]
