@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= config.yaml
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: install run sync test lint proto devnet bench chaos cometbft seaweedfs clean docs
+.PHONY: install run sync test lint proto devnet bench chaos soak cometbft seaweedfs clean docs
 
 install: $(VENV)/.installed
 
@@ -65,11 +65,20 @@ bench: install cometbft
 
 # The chaos run (bench/chaos.py): DURATION seconds of changes on chain and at both desks under random
 # sidecar SIGKILLs, node restarts, desk outages, 429s/5xx and lossy webhooks, then the independent checker
-# (bench/chaos_check.py); non-zero exit on any difference. E.g. `make chaos DURATION=600 SEED=1`.
+# (bench/chaos_check.py); non-zero exit on any difference. E.g. `make chaos DURATION=600 SEED=1` (SETTLE=S: how
+# long the sidecar gets to settle before the check, 300 s by default).
 DURATION ?= 120
 SEED     ?= 1
 chaos: install cometbft
-	$(BIN)/python -m bench.chaos --duration $(DURATION) --seed $(SEED)
+	$(BIN)/python -m bench.chaos --duration $(DURATION) --seed $(SEED) $(if $(SETTLE),--settle $(SETTLE))
+
+# The soak (bench/soak.py): SOAK_DURATION seconds (an hour by default) of 12 tickets/s created on chain, each
+# changed three times on chain and three times at the desks (100 ms, rate-limited); queue depth, cursor lag,
+# RSS, open fds and database size sampled once a second into bench/results/soak.json and soak.png; non-zero
+# exit when one trends upward after warm-up. E.g. `make soak SOAK_DURATION=600 SEED=1`.
+SOAK_DURATION ?= 3600
+soak: install cometbft
+	$(BIN)/python -m bench.soak --duration $(SOAK_DURATION) --seed $(SEED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -2,14 +2,17 @@
 
 The devnet node, the Jira and Waldur simulators and the sidecar as a real process (the test kits'
 pieces). For `duration` seconds a seeded driver creates tickets on chain and changes them (priority,
-agent replies) while agents change them at Jira and Waldur (priority, public comments); meanwhile it
-injects, at random: SIGKILL + restart of the sidecar, a node restart (stop/start on the same home), desk
-outages (503 windows), 429 bursts, and lost, duplicated and reordered webhooks (every Jira and Waldur
-event goes through the lossy sender). Then it stops injecting, lets everything settle, and hands the plan
-to bench.chaos_check, the independent checker. Conflict rule: on_chain_wins (see chaos_check for what
-"agree" means under concurrent writes). Exit status: the checker's.
+status, agent replies) while agents change them at Jira and Waldur (priority, status, public comments);
+meanwhile it injects, at random: SIGKILL + restart of the sidecar, a node restart (stop/start on the same
+home), desk outages (503 windows), 429 bursts, and lost, duplicated and reordered (held back while later
+ones overtake) webhooks: every Jira and Waldur event goes through the lossy sender. Then it stops
+injecting, lets everything settle, and hands the plan to bench.chaos_check, the independent checker,
+while the sidecar still runs (the checker asks its control API for the conflicts). Conflict rule:
+on_chain_wins (see chaos_check for what "agree" means under concurrent writes). Exit status: the checker's.
 
-Not injected (yet): status changes on either side (only priority and replies change).
+Status changes follow allowed transitions (the chain's table; a desk's own workflow) among in_progress,
+waiting_customer, waiting_support and resolved, on every other ticket: those get no replies, since a
+reply moves the status by the chain's own rule and the last write would no longer be the driver's.
 """
 
 from __future__ import annotations
@@ -26,13 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.chaos_check import Endpoints, Report
+from virtengine.support.v1 import query_pb2
+
+from bench.chaos_check import JIRA_STATUS, Endpoints, Report
 from devnet.cometbft import DevnetNode
 from devnet.driver import ChainDriver
 from devnet.jira_sim import JiraSim
 from devnet.keys import TestAccount, genesis_app_state
-from devnet.waiting import wait_until
+from devnet.support_events import STATUS_NAMES
+from devnet.waiting import WaitTimeout, wait_until
 from devnet.waldur_sim import WaldurSim
+from sidecar.chain.transitions import ALLOWED
 from tests.sidecar.sync.inbound_kit import (
     AGENT,
     CUSTOMER,
@@ -42,13 +49,21 @@ from tests.sidecar.sync.inbound_kit import (
     LossySender,
     Sidecar,
     busy,
+    failures,
     linked_keys,
     waldur_issue_of,
 )
 
+# the lossy sender's fates, as the summary names them ("late": held back while later events overtake it)
+FATES = {"duplicated": "duplicated", "late": "reordered", "lost": "lost"}
 ACCOUNTS = ("customer", "customer2", "agent", "sidecar", "outsider")
 PRIORITIES = tuple(JIRA_PRIORITY)  # chain priorities
 RULE = "on_chain_wins"
+SUPPORT_REQUEST = "/virtengine.support.v1.Query/SupportRequest"
+# the statuses the driver moves tickets between; never closed, which would end the ticket's changes
+STATUS_POOL = ("in_progress", "waiting_customer", "waiting_support", "resolved")
+JIRA_POOL = tuple(sorted({JIRA_STATUS[s] for s in STATUS_POOL}))
+WALDUR_POOL = ("Open", "Resolved")
 
 
 @dataclass
@@ -60,6 +75,8 @@ class Plan:
     keys: dict[str, str] = field(default_factory=dict)  # ticket -> Jira key
     uuids: dict[str, str] = field(default_factory=dict)  # ticket -> Waldur uuid
     last_priority: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
+    status_tickets: set[str] = field(default_factory=set)
+    last_status: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))  # desk: its name
     replies: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     actions: Counter[str] = field(default_factory=Counter)
     injected: Counter[str] = field(default_factory=Counter)
@@ -74,6 +91,7 @@ class Plan:
             "rule": RULE,
             "tickets": self.tickets,
             "last_priority": dict(self.last_priority),
+            "last_status": dict(self.last_status),
             "replies": dict(self.replies),
         }
 
@@ -98,15 +116,22 @@ class Rig:
         self.node.cleanup()
 
     def endpoints(self) -> Endpoints:
-        return Endpoints(
-            rpc_url=self.node.rpc_url,
-            jira_url=self.jira.base_url,
-            jira_auth=(self.jira.agent.email, self.jira.agent_token),
-            waldur_url=self.waldur.api_url,
-            waldur_token=str(self.waldur.agent_token),
-            sidecar_db=str(self.sidecar.db),
-            sidecar_env=dict(self.sidecar.env),
-        )
+        return endpoints_of(self.sidecar, self.jira, self.waldur)
+
+
+def endpoints_of(sidecar: Sidecar, jira: JiraSim, waldur: WaldurSim) -> Endpoints:
+    """Where the independent checker reads: the node, each desk with its agent's read credential, and the
+    running sidecar's control API and configuration (for the operator's commands)."""
+    return Endpoints(
+        rpc_url=sidecar.node.rpc_url,
+        jira_url=jira.base_url,
+        jira_auth=(jira.agent.email, jira.agent_token),
+        waldur_url=waldur.api_url,
+        waldur_token=str(waldur.agent_token),
+        sidecar_db=str(sidecar.db),
+        sidecar_env=dict(sidecar.env),
+        control=f"127.0.0.1:{sidecar.grpc_port}",
+    )
 
 
 def _link_new(rig: Rig, plan: Plan) -> None:
@@ -126,6 +151,8 @@ def _act(rig: Rig, plan: Plan, rng: random.Random, customer: ChainDriver, agent:
     if roll < 0.1 or len(plan.tickets) < 3:
         tid = customer.create_ticket("technical", "normal", {"subject": "chaos", "description": "d"}, RECIPIENTS)
         plan.tickets.append(tid)
+        if len(plan.tickets) % 2 == 0:  # every other ticket: status changes are certain to happen
+            plan.status_tickets.add(tid)
         plan.actions["chain create"] += 1
         return
     linked = sorted(plan.keys)
@@ -133,7 +160,9 @@ def _act(rig: Rig, plan: Plan, rng: random.Random, customer: ChainDriver, agent:
         return
     tid = rng.choice(linked)
     side = rng.choice(("chain", "jira", "waldur"))
-    if rng.random() < 0.5:
+    if tid in plan.status_tickets and rng.random() < 0.7:
+        _change_status(rig, plan, rng, agent, tid, side)
+    elif rng.random() < 0.5 or tid in plan.status_tickets:
         value = rng.choice(PRIORITIES)
         if side == "chain":
             agent.update(tid, priority=value)
@@ -153,6 +182,26 @@ def _act(rig: Rig, plan: Plan, rng: random.Random, customer: ChainDriver, agent:
             rig.waldur.agent_comment(plan.uuids[tid], f"{text}: please retry", is_public=True)
         plan.replies[tid].append(text)
         plan.actions[f"{side} reply"] += 1
+
+
+def _change_status(rig: Rig, plan: Plan, rng: random.Random, agent: ChainDriver, tid: str, side: str) -> None:
+    """One status change on one side, along a transition that side allows from where it stands."""
+    if side == "chain":
+        raw = agent.abci_query(SUPPORT_REQUEST, query_pb2.QuerySupportRequestRequest(ticket_id=tid))
+        current = STATUS_NAMES[query_pb2.QuerySupportRequestResponse.FromString(raw).request.status]
+        choices = sorted(ALLOWED[current] & set(STATUS_POOL))
+        if not choices:
+            return
+        value = rng.choice(choices)
+        agent.update(tid, status=value)
+    elif side == "jira":
+        value = rng.choice([s for s in JIRA_POOL if s != rig.jira.issue(plan.keys[tid]).status])
+        rig.jira.agent_transition(plan.keys[tid], value)  # through the workflow's steps, as a person clicks
+    else:
+        value = rng.choice([s for s in WALDUR_POOL if s != rig.waldur.get_issue(plan.uuids[tid]).status])
+        rig.waldur.agent_set_status(plan.uuids[tid], value)
+    plan.last_status[tid][side] = value
+    plan.actions[f"{side} status"] += 1
 
 
 def _inject(rig: Rig, plan: Plan, rng: random.Random, node_restarts: bool) -> None:
@@ -201,13 +250,15 @@ def run(duration: float, seed: int, settle: float, home: Path, node_restarts: bo
                     agent.resync()
                     next_fault = time.monotonic() + rng.uniform(3, 10)
                 time.sleep(rng.uniform(0.05, 0.3))
-        _settle(rig, plan, settle)
-        rig.sidecar.stop()
+        unsettled = _settle(rig, settle)
         for desk, sender in zip(("jira", "waldur"), rig.lossy, strict=True):
-            plan.injected.update({f"{desk} webhook {k}": v for k, v in sender.fates.items() if k != "sent"})
+            plan.injected.update({f"{desk} webhook {FATES[k]}": v for k, v in sender.fates.items() if k in FATES})
         run_file = home / "chaos-run.json"
         run_file.write_text(json.dumps({"plan": plan.as_json(), "endpoints": rig.endpoints().__dict__}, indent=1))
-        report = _check_apart(run_file)
+        report = _check_apart(run_file)  # the sidecar runs, idle: the checker asks it for its conflicts
+        if unsettled:
+            report.differences.insert(0, unsettled)
+        rig.sidecar.stop()
         for desk, sim in (("jira", rig.jira), ("waldur", rig.waldur)):  # the simulators' own contract checks
             report.differences += [f"{desk} contract violation: {v}" for v in list(sim.contract_violations)]
             report.differences += [f"{desk} simulator error: {e}" for e in list(sim.internal_errors)]
@@ -228,9 +279,10 @@ def _check_apart(run_file: Path) -> Report:
     return Report(checked=found["checked"], differences=found["differences"])
 
 
-def _settle(rig: Rig, plan: Plan, timeout: float) -> None:
+def _settle(rig: Rig, timeout: float) -> str | None:
     """Stop injecting; wait for the late webhooks, then until the sidecar is idle after a full sweep of each
-    desk begun after the last change (the sweep finds what the lost webhooks never announced)."""
+    desk begun after the last change (the sweep finds what the lost webhooks never announced). None, or
+    what it was still doing at the deadline (the checker runs all the same, to show what differs)."""
     for desk in (rig.jira, rig.waldur):
         desk.faults.clear()
     if rig.sidecar.proc is None:
@@ -240,19 +292,27 @@ def _settle(rig: Rig, plan: Plan, timeout: float) -> None:
     since = time.time()
     height = rig.node.height()
 
-    def idle() -> bool:
-        return busy(rig.sidecar.db, height, rig.sidecar.desks, since) is None
+    doing: list[str | None] = [None]
 
-    wait_until(idle, timeout=timeout, what="the sidecar to settle", interval=0.5)
-    since, height = time.time(), rig.node.height()
-    wait_until(idle, timeout=timeout, what="a quiet sweep after it settled", interval=0.5)
+    def idle() -> bool:
+        doing[0] = busy(rig.sidecar.db, height, rig.sidecar.desks, since)
+        return doing[0] is None
+
+    for what in ("the sidecar to settle", "a quiet sweep after it settled"):
+        try:
+            wait_until(idle, timeout=timeout, what=what, interval=0.5)
+        except WaitTimeout:
+            given_up = failures(rig.sidecar.db)
+            return f"not settled after {timeout:.0f} s waiting for {what}: still {doing[0]}; given up: {given_up}"
+        since, height = time.time(), rig.node.height()
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of changes and faults")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--settle", type=float, default=180.0, help="seconds allowed to settle afterwards")
+    parser.add_argument("--settle", type=float, default=300.0, help="seconds allowed to settle afterwards (a deadline)")
     parser.add_argument("--no-node-restarts", action="store_true", help="leave the node running throughout")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:

@@ -20,6 +20,10 @@ WHAT = {
     " fetching and parsing `block_results` in the follower's JSON-RPC batches (10 heights, 4 in flight)",
     "inbound_latency": "desk change (Jira webhook) to chain inclusion on the devnet (200 ms blocks), and one inbound"
     " sweep over 10,000 linked issues vs one changed_since call",
+    "outbound_latency": "tickets created on chain one at a time: the create tx's inclusion (broadcast_tx_commit's"
+    " answer) to the Jira issue visible over the simulator's API, devnet 200 ms blocks; baseline: the block time",
+    "soak": "12 tickets/s created on chain, each changed 3x on chain and 3x at the desks (100 ms answers, 100"
+    " requests/s each), sampled once a second; post-warm-up p50/p99 of each series, verdict and samples in soak.json",
     "outbound_drain": "10,000 queued tickets into the Jira simulator (20 ms latency, 100 requests/s, burst 100)"
     " vs the rate-limit floor (the requests beyond the free burst over the rate)",
     "signer_throughput": "1,000 intents queued at once, at the default chain.max_msgs_per_tx and at 100,"

@@ -13,7 +13,9 @@ from nacl.public import PrivateKey
 import bench.attachment_path as attachment_path
 import bench.follower_backfill as follower_backfill
 import bench.inbound_latency as inbound_latency
+import bench.loadgen as loadgen
 import bench.outbound_drain as outbound_drain
+import bench.outbound_latency as outbound_latency
 import bench.signer_throughput as signer_throughput
 import bench.webhook_intake as webhook_intake
 from devnet.cometbft import DevnetNode
@@ -78,6 +80,10 @@ async def test_webhook_intake_stores_each_accepted_delivery_once_with_its_audit_
 ) -> None:
     monkeypatch.setattr(webhook_intake, "SECONDS", 0.5)
     monkeypatch.setattr(webhook_intake, "ROUNDS", 1)
+    # The load generator's templated bodies are jira_body's, byte for byte (n past the issue ids' wrap too).
+    requests = loadgen.Requests("http://127.0.0.1:1/x", "secret", "run1")
+    stamp = 1_700_000_000_123
+    assert all(requests.body(n, stamp) == loadgen.jira_body(n, "run1", stamp) for n in (1, 5001))
     runs, receiving = await webhook_intake.measure(tmp_path)
     for name in webhook_intake.RECEIVERS:
         rows, audited, chain_ok = webhook_intake.stored(tmp_path / f"{name}.db")
@@ -92,6 +98,39 @@ async def test_the_inbound_sweep_bench_queues_exactly_the_changed_one_percent(
     monkeypatch.setattr(inbound_latency, "SWEEP_ISSUES", 300)
     figures = {f.name: f for f in await inbound_latency.sweep_run(tmp_path)}
     assert figures["sweep_queued"].value == 3 and figures["sweep_requests"].value == 1
+
+
+def test_outbound_latency_times_each_ticket_from_inclusion_to_its_own_issue_at_the_desk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The full run's path at 3 tickets (one unmeasured): its own node, the sidecar process, the simulator's
+    # API polled by key and label (measure() fails on an issue carrying another ticket's label). ~15 s.
+    monkeypatch.setattr(outbound_latency, "TICKETS", 2)
+    monkeypatch.setattr(outbound_latency, "WARMUP", 1)
+    monkeypatch.setattr(outbound_latency, "GAP", 0.2)
+    figures = {f.name: f for f in outbound_latency.measure(tmp_path)}
+    assert figures["tickets"].value == 2
+    block = figures["block_time"].value
+    assert block > 0
+    for name in ("included_to_visible_p50", "included_to_visible_p99", "included_to_create_request_p50"):
+        assert figures[name].value > 0 and figures[name].baseline == block, name
+    # An issue is never visible before its create request, nor that before the tx was included.
+    assert figures["included_to_visible_p50"].value >= figures["included_to_create_request_p50"].value
+
+
+def test_inbound_latency_times_desk_changes_to_the_blocks_that_include_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The full run's path at 3 issues and 6 agent changes: its own node, the sidecar process, webhooks,
+    # re-reads, signed txs; the figures come from the sidecar's records joined to block times. ~20 s.
+    monkeypatch.setattr(inbound_latency, "ISSUES", 3)
+    monkeypatch.setattr(inbound_latency, "CHANGES", 6)
+    figures = {f.name: f for f in inbound_latency.latency_run(tmp_path)}
+    assert figures["changes_made"].value == 6
+    # Changes to one issue between two re-reads land as one intent: at least one, at most one per change.
+    assert 1 <= figures["changes_on_chain"].value <= 6
+    block = figures["block_time"].value
+    assert block > 0 and figures["change_to_chain_p50"].baseline == block
 
 
 async def test_the_attachment_bench_moves_the_same_bytes_both_ways_and_its_meter_sees_a_whole_copy(

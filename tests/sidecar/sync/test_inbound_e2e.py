@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -387,11 +391,24 @@ async def test_a_priority_changed_on_chain_and_at_the_desk_is_decided_by_the_str
     sidecar.stop()
 
 
+async def operator(sidecar: Sidecar, *args: str) -> dict[str, Any]:
+    """`servicedesk-sidecar ARGS --json` in a process of its own, as the operator types it against the
+    running sidecar's control address."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTENGINE_SERVICEDESK_")} | sidecar.env
+    command = [sys.executable, "-m", "sidecar", *args, "--json", "--control", f"127.0.0.1:{sidecar.grpc_port}"]
+    done = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, env=env, cwd=sidecar.tmp_path, timeout=60
+    )
+    assert done.returncode == 0, f"{args}: exit {done.returncode}: {done.stderr[-500:]}"
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return answer
+
+
 async def parked_until_resolved(
     sidecar: Sidecar, node: DevnetNode, jira: JiraSim, tid: str, key: str, conflict_id: int
 ) -> None:
     """A parked field is written by neither side, through more sweeps, until an operator keeps the desk's
-    value over gRPC; then the chain gets it."""
+    value with the CLI (`conflicts`, then `resolve ID --keep desk`); then the chain gets it."""
     await settle(sidecar)  # another full sweep and re-read of the issue
     assert (chain_ticket(node, tid).priority, jira.issue(key).priority) == ("high", "Low")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}") as channel:
@@ -400,10 +417,12 @@ async def parked_until_resolved(
         assert [(c.id, c.ticket_id, c.field, c.state) for c in listed.conflicts] == [
             (conflict_id, tid, "priority", "open")
         ]
-        answer = await control.ResolveConflict(
-            control_pb2.ResolveConflictRequest(id=conflict_id, winner="desk", operator="e2e-operator")
-        )
-    assert answer.conflict.state == "resolved"
+    shown = (await operator(sidecar, "conflicts"))["conflicts"]
+    assert [(int(c["id"]), c["ticket_id"], c["field"], c["state"]) for c in shown] == [
+        (conflict_id, tid, "priority", "open")
+    ]
+    answer = await operator(sidecar, "resolve", str(conflict_id), "--keep", "desk", "--operator", "e2e-operator")
+    assert answer["conflict"]["state"] == "resolved"
     await chain_shows(node, tid, lambda t: t.priority == "low", "the desk's value on chain")
     await settle(sidecar)
     assert (chain_ticket(node, tid).priority, jira.issue(key).priority) == ("low", "Low")
