@@ -94,10 +94,17 @@ class Report:
 
 
 def _jira_issues(client: httpx.Client, number: str) -> list[dict[str, Any]]:
+    """The issues carrying the ticket's label, found by search and each read back by key: Jira's search index
+    lags (its hits may show fields as they were seconds ago), an issue read by key is current."""
     jql = f'labels = "{ticket_label(number)}"'
-    answer = client.get("/rest/api/3/search/jql", params={"jql": jql, "fields": "priority,labels,status"})
+    answer = client.get("/rest/api/3/search/jql", params={"jql": jql, "fields": "labels"})
     answer.raise_for_status()
-    return list(answer.json().get("issues") or [])
+    issues: list[dict[str, Any]] = []
+    for hit in answer.json().get("issues") or []:
+        current = client.get(f"/rest/api/3/issue/{hit['key']}", params={"fields": "priority,labels,status"})
+        current.raise_for_status()
+        issues.append(current.json())
+    return issues
 
 
 def _jira_comments(client: httpx.Client, key: str) -> list[str]:

@@ -52,7 +52,15 @@ from devnet.driver import ChainDriver, ChainDriverError, TxResult
 from devnet.jira_sim import JiraSim
 from devnet.keys import TestAccount, genesis_app_state
 from devnet.waldur_sim import WaldurSim
-from tests.sidecar.sync.inbound_kit import AGENT, CUSTOMER, JIRA_PRIORITY, RECIPIENTS, WALDUR_PRIORITIES, Sidecar
+from tests.sidecar.harness import cursor_height
+from tests.sidecar.sync.inbound_kit import (
+    AGENT,
+    CUSTOMER,
+    JIRA_PRIORITY,
+    RECIPIENTS,
+    WALDUR_PRIORITIES,
+    Sidecar,
+)
 
 ACCOUNTS = ("customer", "agent", "sidecar")
 PRIORITIES = tuple(JIRA_PRIORITY)  # chain priorities
@@ -386,7 +394,7 @@ class Sampler(threading.Thread):
             "queue_inbound": inbound,
             "queue_intents": intents,
             "cursor_lag": _sum(metrics, "servicedesk_follower_lag_blocks"),
-            "cursor_lag_store": float(self.rig.node.height() - _cursor(db)),
+            "cursor_lag_store": float(self.rig.node.height() - cursor_height(db)),
             "rss_mb": _rss_kb(pid) / 1024,
             "open_fds": float(len(os.listdir(f"/proc/{pid}/fd"))),
             "db_bytes": float(size),
@@ -448,17 +456,6 @@ def judged(samples: list[dict[str, float]], name: str) -> list[tuple[float, floa
     """The (t, value) series judged for `name`: its samples, or their floor for a series in FLOORS."""
     series = [(s["t"], s[name]) for s in samples]
     return floor(series, FLOORS[name]) if name in FLOORS else series
-
-
-def _cursor(db: Path) -> int:
-    """The height the sidecar has read the chain up to, from its database (read-only): the lag gauge of
-    /metrics is set by the follower's steps, so it stands still while the follower is paused."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        row = conn.execute("SELECT height FROM cursor").fetchone()
-        return int(row[0]) if row else 0
-    finally:
-        conn.close()
 
 
 def _rss_kb(pid: int) -> float:

@@ -63,3 +63,16 @@ def devnet_node_factory(cometbft_bin: Path, tmp_path: Path, devnet_app_state: di
 def devnet_node(devnet_node_factory: NodeFactory) -> DevnetNode:
     """A fresh single-validator node (chain id virtengine-devnet-1) at height >= 1."""
     return devnet_node_factory()
+
+
+@pytest.fixture(scope="module")
+def module_fast_node(
+    cometbft_bin: Path, tmp_path_factory: pytest.TempPathFactory, devnet_accounts: dict[str, TestAccount]
+) -> Iterator[DevnetNode]:
+    """One node for a whole test module, committing a block every ~25 ms: for modules whose tests each
+    need hundreds of blocks (an outage of 500 blocks) and can share a chain."""
+    state = genesis_app_state(devnet_accounts.values(), agents=[devnet_accounts[n] for n in AGENT_NAMES])
+    made = DevnetNode(state, binary=cometbft_bin, home=tmp_path_factory.mktemp("node"), timeout_commit="20ms")
+    made.start()
+    yield made
+    made.cleanup()

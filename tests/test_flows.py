@@ -27,9 +27,7 @@ from bench.chaos import endpoints_of
 from bench.chaos_check import JIRA_STATUS, WALDUR_STATUS, Report, check
 from devnet.cometbft import DevnetNode
 from devnet.driver import ChainDriver
-from devnet.fixtures import AGENT_NAMES
 from devnet.jira_sim import JiraSim
-from devnet.keys import TestAccount, genesis_app_state
 from devnet.waiting import async_wait_until
 from devnet.waldur_sim import WaldurSim
 from tests.sidecar.sync.inbound_kit import (
@@ -58,15 +56,8 @@ SUPPORT_REQUEST = "/virtengine.support.v1.Query/SupportRequest"
 
 
 @pytest.fixture(scope="module")
-def node(
-    cometbft_bin: Path, tmp_path_factory: pytest.TempPathFactory, devnet_accounts: dict[str, TestAccount]
-) -> Iterator[DevnetNode]:
-    """One node for the module, committing a block every ~25 ms."""
-    state = genesis_app_state(devnet_accounts.values(), agents=[devnet_accounts[n] for n in AGENT_NAMES])
-    made = DevnetNode(state, binary=cometbft_bin, home=tmp_path_factory.mktemp("node"), timeout_commit="20ms")
-    made.start()
-    yield made
-    made.cleanup()
+def node(module_fast_node: DevnetNode) -> DevnetNode:
+    return module_fast_node
 
 
 Rig = tuple[Sidecar, JiraSim, WaldurSim]

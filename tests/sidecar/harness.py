@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
@@ -44,3 +45,14 @@ async def running_app(flags: Mapping[str, object], environ: Mapping[str, str] | 
     finally:
         app.stop()
         await asyncio.wait_for(task, timeout=30)
+
+
+def cursor_height(db: Path) -> int:
+    """The height a sidecar has read the chain up to, from its database read-only (it may be running; 0
+    before its first commit). /metrics' lag gauge is the follower's own view; this is what it committed."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        row = conn.execute("SELECT COALESCE(MAX(height), 0) FROM cursor").fetchone()
+        return int(row[0])
+    finally:
+        conn.close()

@@ -85,7 +85,14 @@ async def open_rig(
     key = devnet_key(name)
     watcher = TxWatcher(ws_url or websocket_url(rpc_url), key.address, metrics) if ws_url is not None else None
     signer = Signer(
-        rpc, store, key, settings(**changes), metrics, Auditor(store), watcher=watcher, crash_at=crash_at,
+        rpc,
+        store,
+        key,
+        settings(**changes),
+        metrics,
+        Auditor(store),
+        watcher=watcher,
+        crash_at=crash_at,
         health=health,
     )
     stop = asyncio.Event()
@@ -97,8 +104,12 @@ def register_msg(
     sender: str, ticket_id: str, external_id: str, system: str = "jira"
 ) -> tx_pb2.MsgRegisterExternalTicket:
     return tx_pb2.MsgRegisterExternalTicket(
-        sender=sender, resource_id=ticket_id, resource_type="support_request", external_system=system,
-        external_ticket_id=external_id, external_url=f"https://desk.example/{external_id}",
+        sender=sender,
+        resource_id=ticket_id,
+        resource_type="support_request",
+        external_system=system,
+        external_ticket_id=external_id,
+        external_url=f"https://desk.example/{external_id}",
     )
 
 
@@ -171,6 +182,11 @@ async def settle(rig: Rig, timeout: float = 60.0) -> dict[str, int]:
 def create_tickets(node: DevnetNode, count: int) -> list[str]:
     with ChainDriver(node.rpc_url, DevAccount.from_name("customer")) as driver:
         return driver.create_tickets(count, [support_public()], per_tx=100)
+
+
+async def tickets(node: DevnetNode, count: int) -> list[str]:
+    """create_tickets off the event loop (the signer under test runs on it)."""
+    return await asyncio.to_thread(create_tickets, node, count)
 
 
 def chain_refs(node: DevnetNode, ticket_id: str) -> list[Any]:

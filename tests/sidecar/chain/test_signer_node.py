@@ -16,7 +16,6 @@ from sidecar.store.audit import verify_audit
 from tests.sidecar.chain.signer_kit import (
     Rig,
     chain_refs,
-    create_tickets,
     db_rows,
     external_id,
     linked_events,
@@ -25,15 +24,12 @@ from tests.sidecar.chain.signer_kit import (
     queue_refs,
     register_msg,
     settle,
+    tickets,
 )
 
 pytestmark = pytest.mark.node
 SIDECAR = DevAccount.from_name("sidecar")
 OUTSIDER = DevAccount.from_name("outsider")
-
-
-async def tickets(node: DevnetNode, count: int) -> list[str]:
-    return await asyncio.to_thread(create_tickets, node, count)
 
 
 async def test_a_thousand_intents_land_exactly_once(devnet_node: DevnetNode, tmp_path: Path) -> None:
@@ -46,13 +42,15 @@ async def test_a_thousand_intents_land_exactly_once(devnet_node: DevnetNode, tmp
     finally:
         await rig.close()
     assert counts["included"] == 1000 and counts["dead"] == 0
-    batches = db_rows(tmp_path / "s.db", "SELECT COUNT(*), MAX(n) FROM (SELECT batch_id, COUNT(*) n FROM tx_intents "
-                      "GROUP BY batch_id)")[0]
+    batches = db_rows(
+        tmp_path / "s.db",
+        "SELECT COUNT(*), MAX(n) FROM (SELECT batch_id, COUNT(*) n FROM tx_intents GROUP BY batch_id)",
+    )[0]
     assert batches == (50, 20)  # max_msgs_per_tx = 20
     linked, failed = await asyncio.to_thread(linked_events, devnet_node)
     assert failed == []
     assert sorted(linked) == sorted(ids) and set(linked.values()) == {1}
-    for ticket_id in ids[:: 97]:
+    for ticket_id in ids[::97]:
         refs = await asyncio.to_thread(chain_refs, devnet_node, ticket_id)
         assert [(r.external_system, r.external_ticket_id) for r in refs] == [("jira", external_id(ticket_id))]
 

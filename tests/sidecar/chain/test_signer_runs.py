@@ -12,7 +12,6 @@ import pytest
 from devnet.cometbft import DevnetNode
 from devnet.driver import ChainDriver, DevAccount
 from tests.sidecar.chain.signer_kit import (
-    create_tickets,
     db_rows,
     external_id,
     linked_events,
@@ -21,15 +20,12 @@ from tests.sidecar.chain.signer_kit import (
     queue_refs,
     register_msg,
     settle,
+    tickets,
 )
 
 pytestmark = pytest.mark.node
 SIDECAR = DevAccount.from_name("sidecar")
 WALDUR_ID = "00000000-0000-4000-8000-000000000001"
-
-
-async def tickets(node: DevnetNode, count: int) -> list[str]:
-    return await asyncio.to_thread(create_tickets, node, count)
 
 
 async def test_a_tickets_later_msg_waits_for_its_earlier_tx_even_within_one_run(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,7 @@ from virtengine.servicedesk.v1 import control_pb2, control_pb2_grpc
 
 from devnet.cometbft import DevnetNode
 from devnet.driver import ChainDriver
-from devnet.fixtures import AGENT_NAMES
 from devnet.jira_sim import JiraSim
-from devnet.keys import TestAccount, genesis_app_state
 from devnet.waiting import async_wait_until
 from devnet.waldur_sim import WaldurSim
 from sidecar.app import App
@@ -59,15 +57,8 @@ WALDUR_STATUS = {"open": "Open", "in_progress": "Open", "resolved": "Resolved"}
 
 
 @pytest.fixture(scope="module")
-def node(
-    cometbft_bin: Path, tmp_path_factory: pytest.TempPathFactory, devnet_accounts: dict[str, TestAccount]
-) -> Iterator[DevnetNode]:
-    """One node for the module, committing a block every ~25 ms."""
-    state = genesis_app_state(devnet_accounts.values(), agents=[devnet_accounts[n] for n in AGENT_NAMES])
-    made = DevnetNode(state, binary=cometbft_bin, home=tmp_path_factory.mktemp("node"), timeout_commit="20ms")
-    made.start()
-    yield made
-    made.cleanup()
+def node(module_fast_node: DevnetNode) -> DevnetNode:
+    return module_fast_node
 
 
 @dataclass

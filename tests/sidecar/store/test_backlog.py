@@ -21,7 +21,7 @@ from sidecar.store.db import Store
 from sidecar.store.inbox import BlockBatch, commit_blocks_txn, init_cursor_txn, pending_count
 from sidecar.store.jobs import dispatch_inbox_txn, queue_manual_sync_txn
 from tests.sidecar.chain.test_events import all_heights, block_results
-from tests.sidecar.harness import running_app
+from tests.sidecar.harness import cursor_height, running_app
 from tests.sidecar.sync.test_outbound_e2e import assert_jira_exactly_once, desk_env, desk_flags, drive_tickets
 
 
@@ -51,15 +51,6 @@ def _jira_jobs_left(db: Path) -> int:
         conn.close()
 
 
-def _cursor(db: Path) -> int:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        row = conn.execute("SELECT height FROM cursor").fetchone()
-        return int(row[0]) if row else 0
-    finally:
-        conn.close()
-
-
 @pytest.mark.node
 async def test_jobs_of_an_unconfigured_desk_do_not_pause_the_follower(
     devnet_node: DevnetNode, jira_sim: JiraSim, tmp_path: Path
@@ -75,7 +66,8 @@ async def test_jobs_of_an_unconfigured_desk_do_not_pause_the_follower(
         head = await asyncio.to_thread(devnet_node.height)
 
         async def synced() -> bool:
-            return await asyncio.to_thread(_cursor, db) >= head and await asyncio.to_thread(_jira_jobs_left, db) == 0
+            read = await asyncio.to_thread(cursor_height, db)
+            return read >= head and await asyncio.to_thread(_jira_jobs_left, db) == 0
 
         await async_wait_until(synced, timeout=120, what="the follower to read to the head and Jira to drain")
 

@@ -27,7 +27,7 @@ from devnet.waldur_sim import WaldurSim
 from sidecar.config_schema import WaldurConfig
 from sidecar.desks.base import text_marker
 from tests.sidecar.chain.scan import support_secret
-from tests.sidecar.harness import app_flags, running_app
+from tests.sidecar.harness import app_flags, cursor_height, running_app
 from tests.sidecar.process import SidecarProcess
 
 pytestmark = pytest.mark.node
@@ -490,7 +490,7 @@ async def test_follower_pauses_while_the_queue_is_full_and_resumes_when_it_drain
 
         problem = await async_wait_until(paused, timeout=60, what="the follower to pause")
         assert "(max 30)" in problem
-        stalled = await asyncio.to_thread(_cursor, db)
+        stalled = await asyncio.to_thread(cursor_height, db)
         assert await asyncio.to_thread(_desk_backlog, db) >= 30
         # Work lands above the stalled cursor, and the chain moves on well past it: a follower that was
         # merely slow would read some of it; a paused one reads none, as long as the queue stays full.
@@ -498,7 +498,7 @@ async def test_follower_pauses_while_the_queue_is_full_and_resumes_when_it_drain
         landed = await asyncio.to_thread(devnet_node.height)
         assert landed > stalled
         await asyncio.to_thread(devnet_node.wait_for_height, landed + 10)
-        assert await asyncio.to_thread(_cursor, db) == stalled, "the cursor moved while the queue was full"
+        assert await asyncio.to_thread(cursor_height, db) == stalled, "the cursor moved while the queue was full"
         assert await asyncio.to_thread(_desk_backlog, db) >= 30
 
         async def lag_shown() -> bool:  # the lag gauge keeps up with the head while the cursor stands
@@ -529,16 +529,8 @@ def _desk_backlog(db: Path) -> int:
         conn.close()
 
 
-def _cursor(db: Path) -> int:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return int(conn.execute("SELECT height FROM cursor").fetchone()[0])
-    finally:
-        conn.close()
-
-
 async def _cursor_at_least(db: Path, height: int) -> bool:
-    return await asyncio.to_thread(_cursor, db) >= height
+    return await asyncio.to_thread(cursor_height, db) >= height
 
 
 async def test_assignee_follows_the_chain_where_the_agent_is_mapped(
