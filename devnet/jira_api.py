@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from devnet import jira_search
-from devnet.jira_files import attachment_routes
+from devnet.jira_files import attachment_routes, json_object_body
 from devnet.jira_model import (
     CATEGORIES,
     Comment,
@@ -212,18 +212,9 @@ def build_routes(sim: JiraSim) -> Starlette:
             "epochMillis": int(moment.timestamp() * 1000),
         }
 
-    async def body_of(request: Request) -> dict[str, Any]:
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            raise JiraError(400, "Unexpected character in the request body: invalid JSON.") from exc
-        if not isinstance(body, dict):
-            raise JiraError(400, "Request body must be a JSON object.")
-        return body
-
     # issues ------------------------------------------------------------------------------------
     async def create_issue(request: Request) -> Response:
-        body = await body_of(request)
+        body = await json_object_body(request)
         issue = sim.create_issue(body.get("fields") or {}, body.get("properties") or [], actor(request))
         return JSONResponse(
             {"id": issue.id, "key": issue.key, "self": f"{root()}/rest/api/3/issue/{issue.id}"}, status_code=201
@@ -241,7 +232,7 @@ def build_routes(sim: JiraSim) -> Starlette:
             return JSONResponse(out)
 
     async def edit_issue(request: Request) -> Response:
-        body = await body_of(request)
+        body = await json_object_body(request)
         issue = sim.issue(request.path_params["key"])
         fields = {k: v for k, v in (body.get("fields") or {}).items() if k != "status"}
         sim.edit_issue(issue, fields, body.get("update") or {}, actor(request))
@@ -250,7 +241,7 @@ def build_routes(sim: JiraSim) -> Starlette:
         return Response(status_code=204)
 
     async def assign(request: Request) -> Response:
-        body = await body_of(request)
+        body = await json_object_body(request)
         issue = sim.issue(request.path_params["key"])
         if "accountId" not in body:
             raise JiraError(400, "", {"accountId": "accountId is required; null unassigns the issue."})
@@ -301,7 +292,7 @@ def build_routes(sim: JiraSim) -> Starlette:
         return JSONResponse({"transitions": out})
 
     async def do_transition(request: Request) -> Response:
-        body = await body_of(request)
+        body = await json_object_body(request)
         issue = sim.issue(request.path_params["key"])
         transition = body.get("transition") or {}
         if "id" not in transition:
@@ -314,7 +305,7 @@ def build_routes(sim: JiraSim) -> Starlette:
 
     # comments ---------------------------------------------------------------------------------
     async def add_comment(request: Request) -> Response:
-        body = await body_of(request)
+        body = await json_object_body(request)
         issue = sim.issue(request.path_params["key"])
         if not isinstance(body.get("body"), dict):
             raise JiraError(400, "", {"comment": "Comment body can not be empty!"})
@@ -347,7 +338,7 @@ def build_routes(sim: JiraSim) -> Starlette:
         return JSONResponse({"comments": page, "startAt": start, "maxResults": size, "total": total})
 
     async def jsm_comment(request: Request) -> Response:
-        body = await body_of(request)
+        body = await json_object_body(request)
         issue = sim.issue(request.path_params["key"])
         if not isinstance(body.get("body"), str) or not body["body"]:
             raise JiraError(400, "The comment body is required.")
@@ -367,7 +358,7 @@ def build_routes(sim: JiraSim) -> Starlette:
         )
 
     async def create_request(request: Request) -> Response:
-        body = await body_of(request)
+        body = await json_object_body(request)
         desk, rtype = body.get("serviceDeskId"), body.get("requestTypeId")
         values = body.get("requestFieldValues") or {}
         issue = sim.create_request(desk, rtype, values, bool(body.get("isAdfRequest")), actor(request))
@@ -432,7 +423,7 @@ def build_routes(sim: JiraSim) -> Starlette:
             if "startAt" in q:
                 body["startAt"] = q["startAt"]
         else:
-            body = await body_of(request)
+            body = await json_object_body(request)
         if "startAt" in body:
             raise JiraError(400, 'Unrecognized field "startAt": use nextPageToken for paging.')
         jql = body.get("jql") or ""

@@ -238,6 +238,19 @@ class JiraAttachments:
         }
 
 
+async def json_object_body(request: Request) -> dict[str, Any]:
+    """A request's JSON object body; 400 when it is not JSON or not an object (every JSON endpoint)."""
+    from devnet.jira_sim import JiraError
+
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise JiraError(400, "Unexpected character in the request body: invalid JSON.") from exc
+    if not isinstance(body, dict):
+        raise JiraError(400, "Request body must be a JSON object.")
+    return body
+
+
 def attachment_routes(
     sim: JiraSim, guarded: Callable[[Handler], Handler], actor: Callable[[Request], bool | None]
 ) -> list[Route]:
@@ -395,12 +408,7 @@ def attachment_routes(
         issue = sim.issue(request.path_params["key"])
         if issue.request_type_id is None:
             raise JiraError(404, REQUEST_MISSING)
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            raise JiraError(400, "The request body is not valid JSON.") from exc
-        if not isinstance(body, dict):
-            raise JiraError(400, "The request body must be a JSON object.")
+        body = await json_object_body(request)
         public, temp_ids = body.get("public"), body.get("temporaryAttachmentIds")
         if not isinstance(public, bool):
             raise JiraError(400, "The 'public' field is required.")
