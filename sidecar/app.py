@@ -58,6 +58,7 @@ from sidecar.sync.content import ContentOpener
 from sidecar.sync.inbound import InboundEngine, InboundSettings
 from sidecar.sync.outbound import DeskWorker, Dispatcher, WorkerSettings
 from sidecar.sync.registration import register_refs_as
+from sidecar.sync.spool import clear_leftovers
 from sidecar.sync.sweep import Sweeper
 from sidecar.urls import public_url
 from sidecar.wakeups import Wake, ringing
@@ -166,6 +167,7 @@ class App:
         opener = ContentOpener(store, key)
         artifacts = self._artifacts(key)
         spool = self._spool_dir()
+        clear_leftovers(spool)  # before any transfer starts: what is there was left by a killed process
         signer = self._signer(rpc, store, metrics, auditor, ws_url, health) if settings.enabled else None
         own = [signer.status.address] if signer is not None else []
         register = register_refs_as(signer.status.address) if signer is not None else None

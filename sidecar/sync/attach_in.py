@@ -57,6 +57,7 @@ from sidecar.sync.replies import (
     response_msg,
     seal_payload,
 )
+from sidecar.sync.spool import INBOUND_PREFIX
 from sidecar.sync.withheld import withheld_note
 
 log = logging.getLogger(__name__)
@@ -383,7 +384,7 @@ class AttachmentIntake:
 def _spool_file(directory: Path) -> Path:
     """A fresh 0600 file in the spool directory (the sidecar's data dir), for one sealed object."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=".attach-in-", suffix=".part")
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=INBOUND_PREFIX, suffix=".part")
     os.close(fd)
     return Path(temp)
 

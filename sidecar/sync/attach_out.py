@@ -48,6 +48,7 @@ from sidecar.store.attachments import (
 from sidecar.store.audit import AuditEntry, append_audit_txn
 from sidecar.store.db import Store
 from sidecar.store.jobs import Job, finish_job_txn, inbox_payload, queue_attachment_job_txn
+from sidecar.sync.spool import OUTBOUND_PREFIX
 from sidecar.sync.withheld import withheld_note
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,6 @@ DIRECTION = "outbound"
 MAX_LISTED = 100  # files one request or response may list; more are not copied (and not queued)
 MAX_NAME_CHARS = 4096  # a listed file name longer than this is malformed
 MAX_SIZE = 2**53  # a listed size beyond this is malformed (not a number any client means)
-SPOOL_PREFIX = ".attach-out-"
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
 _TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 # Types `sniff` can name; a declared type among these must agree with the bytes (text and JSON are kin).
@@ -158,7 +158,6 @@ class AttachmentSync:
         self._auditor = auditor
         self.settings = settings
         self._clock = clock
-        self._swept = False
 
     # queueing ---------------------------------------------------------------------------------------------
     async def plan(self, job: Job) -> list[PlannedFile]:
@@ -209,7 +208,6 @@ class AttachmentSync:
         fix (the store unreachable, the desk down): the worker's normal retry path."""
         if not isinstance(desk, HasAttachments):
             raise DeskError(f"{desk.name} takes no attachments", retryable=False)
-        self._sweep_spool()
         row_id = job.payload.get("row_id")
         row = await self._store.read("attachment row", attachment_by_id, row_id) if isinstance(row_id, int) else None
         if row is None or row.direction != DIRECTION:
@@ -340,7 +338,7 @@ class AttachmentSync:
         if reason is not None:
             raise _Withhold(reason)
         self.settings.spool_dir.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(dir=self.settings.spool_dir, prefix=SPOOL_PREFIX, delete=False)  # noqa: SIM115
+        handle = tempfile.NamedTemporaryFile(dir=self.settings.spool_dir, prefix=OUTBOUND_PREFIX, delete=False)  # noqa: SIM115
         path = Path(handle.name)
         try:
             try:
@@ -354,16 +352,6 @@ class AttachmentSync:
         if _after_upload is not None:
             _after_upload()
         return uploaded
-
-    def _sweep_spool(self) -> None:
-        """Once per process: remove decrypted files a killed process left in the spool directory."""
-        if self._swept:
-            return
-        self._swept = True
-        with contextlib.suppress(FileNotFoundError):
-            for stale in self.settings.spool_dir.glob(f"{SPOOL_PREFIX}*"):
-                with contextlib.suppress(OSError):
-                    stale.unlink()
 
     async def _withhold(
         self,
