@@ -41,6 +41,7 @@ from sidecar.store.inbound import (
     take_deliveries_txn,
     unreported_intents,
 )
+from sidecar.store.jobs import queue_update_job_txn
 from sidecar.store.pauses import PauseBook
 from sidecar.store.refs import RefRow
 from sidecar.sync.attach_in import AttachmentIntake
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 # the mirror holds that change: the issue is read again after this long (not spending an attempt).
 IN_FLIGHT_RECHECK_SECONDS = 2.0
 IN_FLIGHT_WAIT_REASON = "waiting for this issue's previous change to reach the chain"
+SET_BACK_FIELDS = frozenset({"status", "priority", "assignee"})  # items a refused intent sets back at the desk
 
 
 class InboundDesk(Desk, ReadsChanges, Protocol):
@@ -366,6 +368,13 @@ class InboundEngine:
             )
             if self._auditor.enabled:
                 append_audit_txn(conn, self._auditor.clean(entry), now)
+            if not included and intent.item in SET_BACK_FIELDS and intent.desk in self._outbound:
+                # The chain refused the desk's value for good (a dead intent is the chain's own refusal,
+                # repeated; outages spend no attempt). The chain's value stands, so the desk is set back to
+                # it: its field base moved with the intent, and outbound, no longer holding the field, sees
+                # the chain differ from it. Without this the two sides disagree until someone changes it again.
+                key = f"inbound-refused:{intent.intent_id}"
+                queue_update_job_txn(conn, key, intent.desk, intent.ticket_id, "inbound_refused", now)
 
 
 def _service(desk: str) -> Service:

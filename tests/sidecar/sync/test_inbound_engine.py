@@ -25,7 +25,7 @@ from sidecar.desks.jira import JiraDesk
 from sidecar.observe.audit import Auditor
 from sidecar.observe.metrics import Metrics
 from sidecar.store.inbound import enqueue_issue_txn, list_conflicts, resolve_conflict_txn
-from sidecar.store.intents import record_included_txn, record_signed_txn
+from sidecar.store.intents import dead_letter_txn, record_included_txn, record_signed_txn
 from sidecar.store.jobs import queue_update_job_txn
 from sidecar.store.records import RequestUpdated
 from sidecar.store.webhooks import Delivery, record_delivery_txn
@@ -361,3 +361,32 @@ async def test_re_reads_wait_while_the_mirror_is_behind_the_chain_and_keep_their
     behind = False
     await run(engine)
     assert [m.priority for _, m in await msgs(rig)] == ["low"]  # type: ignore[attr-defined]
+
+
+async def test_a_change_the_chain_refuses_for_good_is_set_back_at_the_desk(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    """The agent sets Low; the chain refuses the Msg until the signer gives it up (dead: the chain's own
+    refusal, e.g. a status transition the chain no longer allows because it moved meanwhile). The chain's
+    value stands, so the desk is set back to it, once; before this the two sides disagreed until someone
+    changed the field again (the 10-minute chaos run found a ticket left so)."""
+    sim, rig, engine, external_id, key = await linked_issue(make_jira_sim, clock, rigs, tmp_path)
+    sim.agent_update(key, priority="Low")
+    await hint(rig, external_id, "refused-1")
+    await run(engine)
+    assert [m.priority for _, m in await msgs(rig)] == ["low"]  # type: ignore[attr-defined]
+    await rig.run_due()
+    assert sim.issue(key).priority == "Low", "outbound touched a field whose change was on its way"
+
+    def refuse(conn: sqlite3.Connection) -> None:
+        ids = [r[0] for r in conn.execute("SELECT id FROM tx_intents WHERE dedupe_key LIKE 'inbound:%'")]
+        dead_letter_txn(conn, ids, 5, "invalid status transition", [], now=clock())
+
+    await rig.store.write("refuse", refuse)
+    await run(engine)  # the report sees the dead intent
+    [entry] = await rig.audit("inbound_failed")
+    assert entry["details"]["item"] == "priority"
+    await rig.run_due()
+    assert sim.issue(key).priority == "High", "the desk kept a value the chain refused"
+    await run(engine)
+    assert len(await rig.query("SELECT id FROM jobs WHERE dedupe_key LIKE 'inbound-refused:%'")) == 1
