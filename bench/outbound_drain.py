@@ -1,6 +1,12 @@
-"""10,000 queued tickets drained into the Jira simulator (20 ms latency, 100 requests/s limit),
-timed beside the rate-limit floor: the requests the sidecar's protocol needs beyond the simulator's free
-burst (its token bucket starts full), divided by the limit. Goal: within 1.1x of the floor, 0 duplicates.
+"""10,000 queued tickets drained into the Jira simulator (20 ms latency; Jira's burst limit, per endpoint and
+HTTP method, at 100 requests/s with a burst of 100 each), timed beside the rate-limit floor. The endpoints'
+buckets fill in parallel, so the floor is the slowest endpoint's: the requests the sidecar's protocol needs on
+it (one label search and one create per ticket, each on its own endpoint) beyond its free burst (every bucket
+starts full), divided by its rate: (10,000 - 100) / 100 = 99 s. Goal: within 1.1x of the floor, 0 duplicates.
+The sidecar paces each endpoint at `jira.requests_per_second` = 100, the simulator's rate.
+
+The simulator runs in a process of its own, as a desk does: in the benchmark's process its request handling
+would share the worker's interpreter lock and be charged to the sidecar's time.
 
 The queue is filled directly (real SQLite store, real desk worker, real HTTP); no chain is needed.
 """
@@ -8,11 +14,16 @@ The queue is filled directly (real SQLite store, real desk worker, real HTTP); n
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import random
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Protocol
 
 from nacl.public import PrivateKey
 
@@ -78,7 +89,23 @@ def created_events(key: EnvelopeKey, count: int) -> list[BlockBatch]:
     return batches
 
 
-async def drain(tmp: Path, sim: JiraSim) -> tuple[float, int]:
+class Desk(Protocol):
+    """What the drain needs of the desk: a JiraSim, or the address of one in another process."""
+
+    base_url: str
+    email: str
+    api_token: str | None
+
+
+@dataclass
+class RemoteDesk:
+    base_url: str
+    email: str
+    api_token: str | None
+
+
+async def drain(tmp: Path, sim: Desk) -> tuple[float, int]:
+    """Drain TICKETS queued creates into `sim`: (seconds, desk requests sent, as the sidecar counted them)."""
     store = await Store.open(str(tmp / "sidecar.db"))
     key = EnvelopeKey(PrivateKey(os.urandom(32)))
     await store.write("cursor", init_cursor_txn, "bench", 0)
@@ -109,7 +136,6 @@ async def drain(tmp: Path, sim: JiraSim) -> tuple[float, int]:
         WorkerSettings(concurrency=8, keep_bases=False),  # outbound alone
         rng=random.Random(1),
     )
-    before = len(sim.requests)
     started = time.perf_counter()
     while True:
         await worker.step()
@@ -123,7 +149,14 @@ async def drain(tmp: Path, sim: JiraSim) -> tuple[float, int]:
     await desk.aclose()
     await store.close()
     assert dead == 0, f"{dead} jobs dead-lettered"
-    return elapsed, len(sim.requests) - before
+    sent = sum(
+        sample.value
+        for family in metrics.registry.collect()
+        if family.name == "servicedesk_api_requests"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels.get("service") == "jira"
+    )
+    return elapsed, int(sent)
 
 
 def floor_seconds(needed: int, rate: float, burst: int) -> float:
@@ -131,27 +164,66 @@ def floor_seconds(needed: int, rate: float, burst: int) -> float:
     return max(0, needed - burst) / rate
 
 
+def endpoint_floor(needed: dict[str, int], rate: float, burst: int) -> float:
+    """The fastest any client can send `needed` (endpoint -> requests) through one full bucket per endpoint."""
+    return max((floor_seconds(n, rate, burst) for n in needed.values()), default=0.0)
+
+
+@dataclass
+class Answered:
+    """What the simulator saw, sent back from its process once the drain is over."""
+
+    labels: list[str]
+    outcomes: Counter[str]
+    endpoints: Counter[str]
+    rate: float
+    burst: int
+
+
+def serve_sim(conn: Connection) -> None:
+    """The simulator's process: serve until the parent says the drain is over, then report what it saw."""
+    with JiraSim(latency=0.02, rate_per_second=LIMIT, burst=BURST, validate=False) as sim:
+        conn.send(RemoteDesk(sim.base_url, sim.email, sim.api_token))
+        conn.recv()
+        labels = [label for issue in sim.list_issues() for label in issue.labels if label.startswith("ve-sup-")]
+        with sim.lock:
+            outcomes = Counter(r.outcome for r in sim.requests)
+            endpoints = Counter(r.endpoint for r in sim.requests)
+        assert sim.endpoint_buckets is not None  # Jira's limit: one bucket per endpoint and method
+        conn.send(Answered(labels, outcomes, endpoints, sim.endpoint_buckets.rate, sim.endpoint_buckets.burst))
+
+
 def main() -> None:
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-outbound-") as tmp,
-        JiraSim(latency=0.02, rate_per_second=LIMIT, burst=BURST, validate=False) as sim,
-    ):
-        elapsed, requests = asyncio.run(drain(Path(tmp), sim))
-        issues = sim.list_issues()
-        labels = [label for issue in issues for label in issue.labels if label.startswith("ve-sup-")]
-        duplicates = len(labels) - len(set(labels))
-        lost = TICKETS - len(set(labels))
-        throttled = sum(1 for r in sim.requests if r.outcome.startswith("rate:"))
-        assert sim.bucket is not None
-        rate, burst = sim.bucket.rate, sim.bucket.burst
-    needed = 2 * TICKETS  # one label search and one create per ticket: the protocol's minimum
-    floor = floor_seconds(needed, rate, burst)
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    server = context.Process(target=serve_sim, args=(theirs,), daemon=True)
+    server.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-outbound-") as tmp:
+            elapsed, requests = asyncio.run(drain(Path(tmp), ours.recv()))
+        ours.send("done")
+        seen: Answered = ours.recv()
+    finally:
+        server.join(timeout=30)
+        if server.is_alive():
+            server.kill()
+    labels = seen.labels
+    duplicates = len(labels) - len(set(labels))
+    lost = TICKETS - len(set(labels))
+    throttled = sum(n for outcome, n in seen.outcomes.items() if outcome.startswith("rate:"))
+    busiest, on_busiest = seen.endpoints.most_common(1)[0]
+    rate, burst = seen.rate, seen.burst
+    # One label search and one create per ticket, on two endpoints: the protocol's minimum.
+    per_endpoint = {"label search": TICKETS, "create": TICKETS}
+    needed = sum(per_endpoint.values())
+    floor = endpoint_floor(per_endpoint, rate, burst)
     report(
         "outbound_drain",
         [
             Figure("tickets", TICKETS, "tickets"),
             Figure("drain_time", elapsed, "s", floor, elapsed / floor),
             Figure("requests_sent", requests, "requests", needed, requests / needed),
+            Figure("busiest_endpoint_requests", on_busiest, "requests", TICKETS, on_busiest / TICKETS),
             Figure("answered_429", throttled, "requests"),
             Figure("duplicates", duplicates, "issues"),
             Figure("lost", lost, "tickets"),
@@ -159,6 +231,7 @@ def main() -> None:
         ],
     )
     verdict = "met" if elapsed <= 1.1 * floor and duplicates == 0 else "MISSED"
+    print(f"  busiest endpoint: {busiest} ({on_busiest} requests)")
     print(
         f"  drain {elapsed:.1f} s vs floor {floor:.1f} s ({elapsed / floor:.3f}x, goal <= 1.1x),"
         f" {duplicates} duplicates (goal 0): {verdict}"

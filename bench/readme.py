@@ -22,10 +22,12 @@ WHAT = {
     " sweep over 10,000 linked issues vs one changed_since call",
     "outbound_latency": "tickets created on chain one at a time: the create tx's inclusion (broadcast_tx_commit's"
     " answer) to the Jira issue visible over the simulator's API, devnet 200 ms blocks; baseline: the block time",
-    "soak": "12 tickets/s created on chain, each changed 3x on chain and 3x at the desks (100 ms answers, 100"
-    " requests/s each), sampled once a second; post-warm-up p50/p99 of each series, verdict and samples in soak.json",
-    "outbound_drain": "10,000 queued tickets into the Jira simulator (20 ms latency, 100 requests/s, burst 100)"
-    " vs the rate-limit floor (the requests beyond the free burst over the rate)",
+    "soak": "12 tickets/s created on chain, each changed 3x on chain and 3x at the desks (100 ms answers; Jira 100"
+    " requests/s per endpoint, Waldur unthrottled as its server is), sampled once a second; post-warm-up p50/p99 of"
+    " each series, verdict and samples in soak.json",
+    "outbound_drain": "10,000 queued tickets into the Jira simulator (20 ms latency; Jira's burst limit per endpoint"
+    " and method, 100 requests/s and burst 100 each; simulator in its own process) vs the rate-limit floor (the"
+    " slowest endpoint's requests beyond its free burst over its rate)",
     "signer_throughput": "1,000 intents queued at once, at the default chain.max_msgs_per_tx and at 100,"
     " vs one tx per Msg sent back to back",
     "store_commits": "one-row commits through Store.write (synchronous FULL and NORMAL) vs a bare sqlite3 connection",

@@ -1,7 +1,9 @@
 """The soak: `python -m bench.soak --duration S --seed N [--warmup S] [--rate 12] [--spread 60] [--out DIR]`.
 
-The devnet node, the Jira and Waldur simulators (100 ms per answer, each a 100 requests/s token bucket with a
-burst of 100: the desk of bench/outbound_drain) and the sidecar as a real process (`python -m sidecar run`).
+The devnet node, the Jira and Waldur simulators (100 ms per answer, each with its real rate limits: Jira's burst
+limit per endpoint and HTTP method, 100 requests/s with a burst of 100 each, the desk of bench/outbound_drain;
+Waldur throttles no support endpoint, see devnet/waldur_rules.py) and the sidecar as a real process
+(`python -m sidecar run`).
 For `duration` seconds a driver creates `rate` tickets/s on chain (12/s: 100x the operations guide's
 10,000/day) and changes each ticket six times within `spread` seconds of its creation: three priority
 changes on chain by the agent and three by agents at the desks (Jira, Waldur, Jira, or the other way round).
@@ -13,15 +15,20 @@ descriptors from /proc, and the size of its database (the file and its -wal). Af
 bench.soak_trend (open fds on their 10 s floor); any upward trend fails the run (exit 1), naming the series
 and by how much. To tell a slow sidecar from a starved one, the samples also hold the
 sidecar's CPU use and run-queue wait, the machine's load, the desks' answer time and the sidecar's
-rate-limit waits; the summary gives each desk's requests per ticket (the rate-limit arithmetic).
+rate-limit waits; the summary gives each desk's requests per ticket and what bounds the desk: for Jira its
+busiest endpoint's limit, for Waldur the requests in flight (the rate-limit arithmetic).
 
 Writes DIR/soak.json ({"machine", "figures", "samples", "verdict"}) and DIR/soak.png (one panel per series,
 warm-up shaded); DIR defaults to bench/results.
 
 The sidecar is configured as an operator would for this load (and nothing else differs from its defaults
 but the devnet addresses, secrets and the test kit's retry timings and webhook limits):
-`<desk>.requests_per_second` at the desk's limit (100/s) and `<desk>.max_concurrency` 16 (100 ms x 100
-requests/s needs 10 in flight); `sync.sync_interval` and `jira.index_lag` at their defaults.
+`jira.requests_per_second` at Jira's limit (100/s, which the sidecar applies per endpoint as Jira does), and
+`<desk>.max_concurrency` 16 (100 ms x 100 requests/s needs 10 in flight). Waldur has no limit of its own, so
+its pacing is the operator's protection of their server: `waldur.requests_per_second` 160, what 16 requests
+in flight at the server's 100 ms can reach anyway. It never holds back a server that answers at its usual
+speed, and caps the load when one answers faster (a lower number would only make the sidecar slower than
+the server it protects). `sync.sync_interval` and `jira.index_lag` at their defaults.
 """
 
 from __future__ import annotations
@@ -65,8 +72,9 @@ from tests.sidecar.sync.inbound_kit import (
 ACCOUNTS = ("customer", "agent", "sidecar")
 PRIORITIES = tuple(JIRA_PRIORITY)  # chain priorities
 LATENCY = 0.1  # seconds per desk answer
-DESK_RATE, DESK_BURST = 100.0, 100  # each desk's limit (requests/s, free burst)
+DESK_RATE, DESK_BURST = 100.0, 100  # Jira's limit per endpoint and method (requests/s, free burst)
 CONCURRENCY = 16
+WALDUR_PACE = CONCURRENCY / LATENCY  # requests/s: the most 16 in flight at 100 ms can send (see the docstring)
 TICK = 0.25  # seconds between driver steps
 MAX_MSGS = 50  # Msgs in one driver tx
 # When each ticket's changes are made, as fractions of `spread` seconds after its creation: chain, desk.
@@ -75,7 +83,7 @@ DESK_AT = (0.25, 0.55, 0.85)
 SPREAD = 60.0
 SIDECAR_FLAGS = {
     "jira.requests_per_second": str(DESK_RATE),
-    "waldur.requests_per_second": str(DESK_RATE),
+    "waldur.requests_per_second": str(WALDUR_PACE),
     "jira.max_concurrency": str(CONCURRENCY),
     "waldur.max_concurrency": str(CONCURRENCY),
     "sync.sync_interval": "30s",  # the default (the kit's 2 s is for short tests)
@@ -113,16 +121,12 @@ class Rig:
         agents = [a for a in accounts if a.name in ("agent", "sidecar")]
         self.node = DevnetNode(genesis_app_state(accounts, agents=agents), home=home / "node", log_level="error")
         self.node.start()
-        desk: dict[str, Any] = {
-            "latency": LATENCY,
-            "rate_per_second": DESK_RATE,
-            "burst": DESK_BURST,
-            "validate": False,
-        }
-        self.jira = JiraSim(seed=seed, **desk).start()
+        desk: dict[str, Any] = {"latency": LATENCY, "validate": False}
+        # Jira: its burst limit, one bucket per endpoint and method; Waldur: no limit (no support view is throttled).
+        self.jira = JiraSim(seed=seed, rate_per_second=DESK_RATE, burst=DESK_BURST, **desk).start()
         self.waldur = WaldurSim(priorities=WALDUR_PRIORITIES, seed=seed + 1, **desk).start()
         self.sidecar = Sidecar(home, self.node, self.jira, self.waldur, SIDECAR_FLAGS)
-        self.requests: Counter[str] = Counter()  # "<desk> <METHOD> <path pattern> <outcome>" -> count
+        self.requests: Counter[str] = Counter()  # "<desk> <METHOD> <route template> <outcome>" -> count
         self.tallied = 0
 
     def close(self) -> None:
@@ -143,13 +147,7 @@ class Rig:
                 records, sim.requests[:] = list(sim.requests), []
                 self.tallied += len(records)
             for r in records:
-                self.requests[f"{name} {r.method} {_pattern(r.path)} {r.outcome}"] += 1
-
-
-def _pattern(path: str) -> str:
-    path = re.sub(r"[0-9a-f]{32}|[0-9a-f-]{36}", "{uuid}", path)
-    path = re.sub(r"/[A-Z][A-Z0-9]+-\d+", "/{key}", path)
-    return re.sub(r"/\d+", "/{id}", path)
+                self.requests[f"{name} {r.endpoint} {r.outcome}"] += 1  # the simulator's own endpoint name
 
 
 # the driver ----------------------------------------------------------------------------------------
@@ -627,8 +625,8 @@ def write(outcome: Outcome, args: argparse.Namespace, out: Path) -> tuple[Path, 
         "desk_requests": dict(sorted(outcome.requests.items())),
         "store_at_end": outcome.store,
         "desk_arithmetic": [
-            {"desk": d, "requests": n, "per_ticket": round(p, 2), "tickets_per_s_at_limit": round(c, 2)}
-            for d, n, p, c in desk_arithmetic(outcome)
+            {"desk": d, "requests": n, "per_ticket": round(p, 2), "tickets_per_s_at_limit": round(c, 2), "bound": b}
+            for d, n, p, c, b in desk_arithmetic(outcome)
         ],
     }
     doc = {"machine": machine(), "figures": [asdict(f) for f in rows], "samples": outcome.samples, "verdict": verdict}
@@ -638,13 +636,28 @@ def write(outcome: Outcome, args: argparse.Namespace, out: Path) -> tuple[Path, 
     return json_path, png_path
 
 
-def desk_arithmetic(outcome: Outcome) -> list[tuple[str, int, float, float]]:
-    """(desk, requests answered, requests per ticket created, tickets/s the desk's rate limit can carry)."""
+def desk_arithmetic(outcome: Outcome) -> list[tuple[str, int, float, float, str]]:
+    """(desk, requests answered, requests per ticket created, tickets/s the desk can carry, what bounds it).
+
+    Jira is bounded by its busiest endpoint (each has its own 100/s); Waldur, which has no limit, by the
+    requests in flight (`max_concurrency` at its answer time), which the sidecar's pacing matches."""
+    created = outcome.counts.created
     out = []
     for desk in ("jira", "waldur"):
-        total = sum(n for k, n in outcome.requests.items() if k.startswith(desk + " "))
-        per_ticket = total / outcome.counts.created if outcome.counts.created else 0.0
-        out.append((desk, total, per_ticket, DESK_RATE / per_ticket if per_ticket else 0.0))
+        endpoints: Counter[str] = Counter()
+        for k, n in outcome.requests.items():
+            if k.startswith(desk + " "):
+                endpoints[k[len(desk) + 1 :].rsplit(" ", 1)[0]] += n
+        total = sum(endpoints.values())
+        per_ticket = total / created if created else 0.0
+        if desk == "jira" and endpoints:
+            busiest, on_it = endpoints.most_common(1)[0]
+            carried = DESK_RATE * created / on_it
+            bound = f"{busiest}: {on_it / created if created else 0:.1f} per ticket at {DESK_RATE:g}/s"
+        else:
+            carried = WALDUR_PACE / per_ticket if per_ticket else 0.0
+            bound = f"{CONCURRENCY} in flight at {1000 * LATENCY:g} ms: {WALDUR_PACE:g}/s"
+        out.append((desk, total, per_ticket, carried, bound))
     return out
 
 
@@ -685,13 +698,13 @@ def summary(outcome: Outcome, args: argparse.Namespace, paths: tuple[Path, Path]
     lines.append(f"  open desk jobs at the end: {open_work or 'none'}")
     lines.append("  " + cpu_line(outcome))
     lines.append(f"  sidecar stop: {outcome.store.get('sidecar_stop', 'unknown')}")
-    for desk, total, per_ticket, carried in desk_arithmetic(outcome):
+    for desk, total, per_ticket, carried, bound in desk_arithmetic(outcome):
         if outcome.drained_in is None:  # work left undone: requests per ticket would understate the cost
             lines.append(f"  {desk}: {total:,} requests; the backlog did not drain, so no cost per ticket")
             continue
         lines.append(
             f"  {desk}: {total:,} requests, {per_ticket:.1f} per ticket created"
-            f" -> its {DESK_RATE:g}/s limit carries {carried:.1f} tickets/s"
+            f" -> carries {carried:.1f} tickets/s (bound: {bound})"
         )
     busiest = outcome.requests.most_common(8)
     lines.append("  desk requests (most frequent): " + "; ".join(f"{k}: {v:,}" for k, v in busiest))

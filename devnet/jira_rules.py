@@ -30,6 +30,19 @@ JSM (/rest/servicedeskapi/...) bodies are {"errorMessage": "...", "i18nErrorMess
     seconds (default DEFAULT_SEARCH_DELAY = 3 s); `reconcileIssues` sees it at once.
  9. A wrong, revoked or expired API token is refused on every endpoint, JSM included ->
     401 {"errorMessages": [UNAUTHENTICATED], "errors": {}}.
+10. The burst rate limit is per endpoint and HTTP method (with `rate_per_second=`, `burst=`: each endpoint's
+    numbers, which Atlassian does not publish; the project uses 100/s, burst 100): a request past its
+    endpoint's bucket -> 429 with `Retry-After` (whole seconds), `RateLimit-Reason: jira-burst-based` and
+    X-RateLimit-Limit/-Remaining/-Reset; other endpoints, and the same path with another method, are not
+    slowed. The endpoint is the route template ("GET /rest/api/3/issue/{key}"), not the raw path: every issue
+    shares one bucket. Source: developer.atlassian.com/cloud/jira/platform/rate-limiting/ ("Request rate
+    limits (per-second): Restricts how many requests you can make per second to each API endpoint") and
+    .../build-an-app-that-respects-rate-limits/ (jira-burst-based: "One tenant, one endpoint, one HTTP
+    method. Slow down requests to that endpoint only"); Atlassian's announcement: "enforced on a
+    per-tenant per-API basis ... token bucket algorithms". The knob lives in devnet/sim_core.py
+    (SimCore.per_endpoint_limit). API-token traffic is not under the points-based quota: not modelled.
+11. Writes to one issue are limited (with `per_issue_writes=`, `per_issue_window=`): past them -> 429 with
+    `RateLimit-Reason: jira-per-issue-on-write` (same page: "Per issue write rate limits").
 
 Match on status, the `errors` key and the field name; the full sentences are given so a test can pin them.
 Rule 7's tail after the JSM prefix is this simulator's wording (the prefix is JSM's; see the comment in

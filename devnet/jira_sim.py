@@ -591,6 +591,12 @@ class JiraSim(JiraAttachments, SimCore):
         return comment
 
     # attachments: devnet/jira_files.py (JiraAttachments); the media host is served before routing
+    def endpoint_of(self, scope: dict[str, Any]) -> str:
+        """The media host is another service than the REST API: its own endpoint (and rate-limit bucket)."""
+        if str(scope["path"]).startswith(MEDIA_PREFIX):
+            return f"{str(scope['method']).upper()} {MEDIA_PREFIX}{{file}}"
+        return super().endpoint_of(scope)
+
     async def _dispatch(self, scope: dict[str, Any], req: SimRequest) -> SimResponse:
         """The media host is not part of Jira's REST surface, so not of its route table either."""
         if req.path.startswith(MEDIA_PREFIX):

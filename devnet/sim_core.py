@@ -4,6 +4,11 @@ It sits outside the Starlette routes so that failures look like the network and 
 (dropped sockets, 429s, 503s, answers lost after the desk applied the request) and so that every
 request and response passes the contract check. Rate limits and outages read `clock`, which a test
 may replace with a ManualClock.
+
+Rate limits are the desks' own: Jira's burst limit is one token bucket per HTTP method and endpoint (the
+route template, e.g. "GET /rest/api/3/issue/{key}"), so exhausting one endpoint slows that endpoint only;
+Waldur throttles no support endpoint, so its simulator has no limit unless a test asks for one (then one
+bucket for every request). See `SimCore.per_endpoint_limit`.
 """
 
 from __future__ import annotations
@@ -18,7 +23,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 from urllib.parse import parse_qsl
 
-from devnet.sim_faults import APPLIED_KINDS, Clock, Fault, FaultPlan, PerKeyWindow, TokenBucket, retry_after_header
+from starlette.routing import Match
+
+from devnet.sim_faults import (
+    APPLIED_KINDS,
+    Clock,
+    EndpointBuckets,
+    Fault,
+    FaultPlan,
+    PerKeyWindow,
+    TokenBucket,
+    retry_after_header,
+)
 from devnet.sim_runner import SimRunner
 from devnet.sim_webhooks import WebhookSender
 
@@ -73,6 +89,7 @@ class RequestRecord:
     outcome: str  # "ok", "fault:<kind>", "auth", "rate:<reason>", "contract"
     at: float = field(default_factory=time.time)
     body: bytes = b""
+    endpoint: str = ""  # "<METHOD> <route template>", the key of Jira's burst limit (no ids in it)
 
 
 def json_response(status: int, payload: Any, extra: Headers | None = None) -> SimResponse:
@@ -87,6 +104,13 @@ class SimCore:
     write_methods = frozenset({"POST", "PUT", "PATCH", "DELETE"})
     burst_reason: str | None = "jira-burst-based"  # RateLimit-Reason values; Waldur sends none
     per_issue_reason: str | None = "jira-per-issue-on-write"
+    # Jira Cloud's burst limit is per endpoint: "Request rate limits (per-second): Restricts how many requests
+    # you can make per second to each API endpoint" (developer.atlassian.com/cloud/jira/platform/rate-limiting);
+    # a 429 with RateLimit-Reason jira-burst-based has the scope "One tenant, one endpoint, one HTTP method. Slow
+    # down requests to that endpoint only" (.../build-an-app-that-respects-rate-limits/). Atlassian publishes no
+    # numbers: `rate_per_second` and `burst` are each endpoint's (the project's 100/s, burst 100). False: one
+    # bucket for every request (what WaldurSim uses when a test asks it for a limit).
+    per_endpoint_limit: bool = True
 
     def __init__(
         self,
@@ -103,7 +127,15 @@ class SimCore:
     ) -> None:
         self.latency = latency
         self.clock = clock
-        self.bucket = TokenBucket(rate_per_second, burst, clock) if rate_per_second else None
+        self.burst = burst
+        # Exactly one of these is set when there is a rate limit (see `per_endpoint_limit`); a test may set
+        # either to None to lift the limit.
+        self.bucket: TokenBucket | None = None
+        self.endpoint_buckets: EndpointBuckets | None = None
+        if rate_per_second and self.per_endpoint_limit:
+            self.endpoint_buckets = EndpointBuckets(rate_per_second, burst, clock)
+        elif rate_per_second:
+            self.bucket = TokenBucket(rate_per_second, burst, clock)
         self.issue_writes = PerKeyWindow(per_issue_writes, per_issue_window, clock) if per_issue_writes else None
         self.faults = faults or FaultPlan(seed=seed, clock=clock)
         self.validate = validate
@@ -177,6 +209,22 @@ class SimCore:
             self._stopping.set()
 
     # inspection -------------------------------------------------------------------------------
+    def endpoint_of(self, scope: dict[str, Any]) -> str:
+        """The request's "<METHOD> <route template>", as Jira names an endpoint: ids are the template's
+        placeholders. A path no route serves is "<METHOD> (unrouted)"."""
+        method = str(scope["method"]).upper()
+        for route in getattr(self.inner, "routes", ()):
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:  # FULL, or PARTIAL: the path is served, not with this method (405)
+                return f"{method} {getattr(route, 'path', '(unrouted)')}"
+        return f"{method} (unrouted)"
+
+    def limit_bucket(self, endpoint: str) -> TokenBucket | None:
+        """The bucket a request to `endpoint` ("<METHOD> <template>") draws from, if any."""
+        if self.endpoint_buckets is not None:
+            return self.endpoint_buckets.bucket(endpoint)
+        return self.bucket
+
     def request_count(self, method: str | None = None, path_contains: str = "") -> int:
         with self.lock:
             return sum(
@@ -204,7 +252,7 @@ class SimCore:
             headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
             body=body,
         )
-        record = RequestRecord(req.method, req.path, req.query, None, "ok", body=body)
+        record = RequestRecord(req.method, req.path, req.query, None, "ok", body=body, endpoint=self.endpoint_of(scope))
         with self.lock:
             self.requests.append(record)
         if self.latency:
@@ -218,7 +266,8 @@ class SimCore:
             resp.headers = [(n, v) for n, v in resp.headers if n != EXEMPT_HEADER]
             if self.validate and not exempt:
                 self._violations(req, self.check_response(req, resp), "response")
-            if self.bucket is not None and self.bucket.near_limit():
+            bucket = self.limit_bucket(record.endpoint)
+            if bucket is not None and bucket.near_limit():
                 resp.headers.append((b"x-ratelimit-nearlimit", b"true"))
         if after is not None and resp.status >= 0:
             record.outcome = f"fault:{after.kind}"
@@ -250,18 +299,18 @@ class SimCore:
             if fault.kind == "drop":
                 return SimResponse(-1, [], b"")
             if fault.kind == "429":
-                limit = self.bucket.burst if self.bucket is not None else 100
-                return self._rate_limited(self.burst_reason, float(fault.retry_after or 1), limit)
+                return self._rate_limited(self.burst_reason, float(fault.retry_after or 1), self.burst)
             extra = [(b"retry-after", str(fault.retry_after).encode())] if fault.retry_after else []
             return self.error(int(fault.kind), "simulated server fault", extra)
         if not self.authenticate(req):
             record.outcome = "auth"
             return self.error(401, "Client must be authenticated to access this resource.")
-        if self.bucket is not None:
-            ok, wait, _ = self.bucket.take()
+        bucket = self.limit_bucket(record.endpoint)
+        if bucket is not None:
+            ok, wait, _ = bucket.take()
             if not ok:
                 record.outcome = "rate:burst"
-                return self._rate_limited(self.burst_reason, wait, self.bucket.burst)
+                return self._rate_limited(self.burst_reason, wait, bucket.burst)
         key = self.write_key(req) if req.method in self.write_methods else None
         if key is not None and self.issue_writes is not None:
             ok, wait = self.issue_writes.hit(key)

@@ -64,7 +64,7 @@ class LostAnswer(NamedTuple):
 
 
 class TokenBucket:
-    """Global requests/s limiter: `rate` tokens per second, at most `burst` stored."""
+    """A requests/s limiter: `rate` tokens per second, at most `burst` stored."""
 
     def __init__(self, rate: float, burst: int, clock: Clock = time.monotonic) -> None:
         self.rate = rate
@@ -98,6 +98,31 @@ class TokenBucket:
         with self._lock:
             self._tokens = 0.0
             self._stamp = self.clock()
+
+
+class EndpointBuckets:
+    """One TokenBucket per endpoint key, made on first use (Jira's burst limit: per endpoint and method).
+
+    The keys are route templates, so their number is bounded by the simulator's route table.
+    """
+
+    def __init__(self, rate: float, burst: int, clock: Clock = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def bucket(self, key: str) -> TokenBucket:
+        with self._lock:
+            found = self._buckets.get(key)
+            if found is None:
+                found = self._buckets[key] = TokenBucket(self.rate, self.burst, self.clock)
+            return found
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return list(self._buckets)
 
 
 class PerKeyWindow:

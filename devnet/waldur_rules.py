@@ -20,6 +20,7 @@ tests/devnet/test_waldur_rules.py that sends the refused request straight to the
 | remote-id-unique | same | another issue has this `remote_id` | 400 | {"remote_id": ["issue with this remote id already exists."]} | models.py Issue.remote_id unique=True |
 | remote-id-filter | GET /api/support-issues/?remote_id=x | (not a refusal) matches `icontains`, newest first (`-created`), paged | 200 | Link + X-Result-Count headers | filters.py IssueFilter.remote_id, models.py Issue.Meta.ordering |
 | paging | any list | `page` past the last page or not a number | 404 | {"detail": "Invalid page."} | waldur_core pagination.py LinkHeaderPagination (DRF PageNumberPagination); page_size default 10, max 300 |
+| throttle | any support endpoint | NEVER: no support view is throttled. The only throttle is DRF ScopedRateThrottle (DEFAULT_THROTTLE_CLASSES) with DEFAULT_THROTTLE_RATES {"oauth": "10/s"}, and it applies only to views that set `throttle_scope = "oauth"` (the social login views); a view without a scope is not throttled. Knob rate_per_second (None): a test's own limit, one bucket for every request, 429 with Retry-After and no RateLimit-Reason | - | - | waldur_core/server/base_settings.py REST_FRAMEWORK; waldur_auth_social/views.py throttle_scope; DRF ScopedRateThrottle.allow_request |
 | patch-role | PATCH /api/support-issues/<uuid>/ | user is neither staff nor support | 403 | {"detail": "You do not have permission to perform this action."} | views.py partial_update_permissions |
 | patch-backend | same | backend's `update_is_available` is False (atlassian, zammad, smax) | 400 | ["Updating is not available."] | views.py IssueViewSet._update_is_available_validator |
 | patch-protected | same | `type`, `priority`, `caller`, `customer`, `project`, `remote_id` are read-only on PATCH (ignored, not refused) | 200 | - | serializers.py Meta.protected_fields |
@@ -91,6 +92,7 @@ Knobs (WaldurSim(...) keyword arguments; all strict/stock by default):
   "support")  the HTTP agent (`sim.http_agent`, support user `sim.http_agent_support`); None: no second token.
 - upload_limit=None  a fronting proxy's request body limit for attachment uploads (413); None: none.
 - excluded_attachment_types=""  constance ATLASSIAN_EXCLUDED_ATTACHMENT_TYPES (see attachment-extension).
+- rate_per_second=None, burst=100  no rate limit (see throttle); a number puts every request behind one bucket.
 The token user's hyperlink for `caller` is `sim.user_url()` (`sim.url("users", sim.me.uuid)`).
 """
 

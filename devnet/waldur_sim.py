@@ -131,6 +131,9 @@ class WaldurSim(SimCore):
 
     burst_reason = None
     per_issue_reason = None
+    # Waldur throttles no support endpoint (devnet/waldur_rules.py, row `throttle`): no limit unless a test passes
+    # `rate_per_second=` (then one bucket for every request, answered 429 without a RateLimit-Reason).
+    per_endpoint_limit = False
 
     def __init__(
         self,

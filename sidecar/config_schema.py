@@ -84,7 +84,12 @@ class JiraConfig:
     assignee_map: Pairs = key(
         (), "chain agent address -> Jira accountId; an unmapped agent leaves the assignee as is (audited)", kind="map"
     )
-    requests_per_second: float = key(10.0, "client-side request rate limit; 0 = none", bounds=(0, 10_000))
+    requests_per_second: float = key(
+        10.0,
+        "requests per second the sidecar sends to each Jira endpoint (one HTTP method on one path, ids aside),"
+        " as Jira Cloud's burst limit counts them; a burst 429 holds back that endpoint only; 0 = no pacing",
+        bounds=(0, 10_000),
+    )
     max_concurrency: int = key(4, "jobs run at once against Jira", bounds=(1, 64))
 
 
@@ -145,7 +150,12 @@ class WaldurConfig:
         "chain agent address -> Waldur support user UUID; an unmapped agent leaves the assignee as is (audited)",
         kind="map",
     )
-    requests_per_second: float = key(10.0, "client-side request rate limit; 0 = none", bounds=(0, 10_000))
+    requests_per_second: float = key(
+        10.0,
+        "requests per second the sidecar sends to Waldur, all endpoints together (Waldur throttles no support"
+        " endpoint: this protects your server); 0 = none",
+        bounds=(0, 10_000),
+    )
     max_concurrency: int = key(4, "jobs run at once against Waldur", bounds=(1, 64))
 
 

@@ -51,7 +51,8 @@ class DeskError(SidecarError):
         self.retryable = retryable
         self.status = status
         self.retry_after = retry_after
-        # "desk": slow every call to this desk (burst limit, outage); "issue": space writes to this issue only.
+        # "desk": slow every call to this desk (outage, desk-wide limit); "endpoint": one endpoint's limit (Jira's
+        # burst limit; DeskHttp holds that endpoint back); "issue": space writes to this issue only.
         self.scope = scope
         # True when the desk refused a create request outright (a 4xx answer to it): nothing was made,
         # so a retry need not wait out the desk's search-index lag before creating.

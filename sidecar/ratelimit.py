@@ -20,6 +20,7 @@ class TokenBucket:
         self._tokens = self.capacity
         self._clock = clock
         self._stamp = clock()
+        self._held_until = 0.0  # `hold`: nothing is taken before this moment, whatever the rate
         self._lock = asyncio.Lock()
 
     def _refill(self) -> None:
@@ -27,8 +28,15 @@ class TokenBucket:
         self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
 
+    def hold(self, seconds: float) -> None:
+        """Take nothing for `seconds` from now (a server's Retry-After for what this bucket paces)."""
+        self._held_until = max(self._held_until, self._clock() + seconds)
+
     def try_take(self) -> float:
         """Take a token without waiting: 0.0 when taken, else the seconds until one is available."""
+        held = self._held_until - self._clock()
+        if held > 0:
+            return held
         if self.rate <= 0:
             return 0.0
         self._refill()
@@ -37,13 +45,20 @@ class TokenBucket:
             return 0.0
         return (1 - self._tokens) / self.rate
 
-    async def acquire(self) -> None:
-        if self.rate <= 0:
-            return
+    async def acquire(self) -> float:
+        """Wait for a token; returns the seconds spent waiting out a `hold` (the rest was pacing)."""
+        if self.rate <= 0 and self._held_until <= self._clock():
+            return 0.0
         async with self._lock:  # callers queue in order: no starvation under load
+            held = 0.0
+            while (wait := self._held_until - self._clock()) > 0:
+                held += wait
+                await asyncio.sleep(wait)
+            if self.rate <= 0:
+                return held
             while True:
                 self._refill()
                 if self._tokens >= 1:
                     self._tokens -= 1
-                    return
+                    return held
                 await asyncio.sleep((1 - self._tokens) / self.rate)

@@ -6,6 +6,12 @@ counted in `servicedesk_api_requests` by a transport wrapper, so calls made by a
 desk's rate limits (`servicedesk_desk_rate_limit_wait_seconds`): the sidecar's own pacing and a
 429's Retry-After. Error messages carry the desk, the operation and the desk's own error text with
 secrets removed, never request bodies.
+
+Pacing follows the desk's own limit: Jira Cloud's burst limit is per endpoint and HTTP method ("Slow
+down requests to that endpoint only", RateLimit-Reason jira-burst-based), so a Jira desk paces each
+endpoint with its own bucket at `jira.requests_per_second`, and a burst 429 holds back that endpoint
+only (DeskError scope "endpoint"). Waldur throttles no support endpoint; its one bucket is the
+operator's protection of their own server.
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ T = TypeVar("T")
 RETRYABLE = frozenset({408, 409, 425, 429})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 PER_ISSUE_REASON = "jira-per-issue-on-write"
+BURST_REASON = "jira-burst-based"  # Jira's per-endpoint burst limit: one tenant, one endpoint, one HTTP method
+# Endpoint buckets one desk keeps at most; the sidecar calls about twenty Jira endpoints. Past the cap (only a
+# template rule gone wrong could get there) every new endpoint shares one bucket: memory stays bounded.
+MAX_ENDPOINTS = 64
+OTHER_ENDPOINTS = "(other)"
 MAX_ERROR_TEXT = 300
 # Desk answers are outside input: bounded before any parser sees them. A page of 100 comments with
 # rich text is a few MB; ADF nests two JSON levels per node and agents nest lists, hence 128 levels.
@@ -39,6 +50,8 @@ MAX_ANSWER_BYTES = 16 * 1024 * 1024
 MAX_ANSWER_DEPTH = 128
 # A credential echoed without its header name (the logs' redactor needs "Authorization:" before it).
 _CREDENTIAL = re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{16,}")
+# A path segment that names a resource, not one of its instances (see endpoint_template).
+_RESOURCE = re.compile(r"[a-z][a-z_-]*\Z")
 # A token taken at once costs microseconds; from this long on, the request waited for the bucket (seconds).
 BUCKET_WAIT_FLOOR = 0.001
 
@@ -61,13 +74,58 @@ def require_tls(desk: Service, base_url: str, *, allow_insecure_http: bool) -> s
     return base_url.rstrip("/")
 
 
+def endpoint_template(method: str, path: str) -> str:
+    """The endpoint a per-endpoint limit counts: "<METHOD> <path>" with every id replaced by "{}".
+
+    Resource names in the desks' REST paths are lowercase words (issue, comment, transitions, search, jql,
+    servicedeskapi, support-issues, ...); ids and keys are not (10042, VESUPPORT-7, 5f0c...: digits or
+    capitals), and the API version after "api" is kept. Per request, so one split and a match per segment;
+    the result never reaches a metric label.
+    """
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        if part and _RESOURCE.match(part) is None and not (part.isdigit() and parts[i - 1] == "api"):
+            parts[i] = "{}"
+    return f"{method} {'/'.join(parts)}"
+
+
+class Pacing:
+    """The sidecar's own pacing of one desk: one bucket for the desk, or one per endpoint (`per_endpoint`).
+
+    `rate` is each bucket's requests per second (0: no pacing; a `hold` still applies)."""
+
+    def __init__(self, rate: float, *, per_endpoint: bool) -> None:
+        self.rate = rate
+        self.per_endpoint = per_endpoint
+        self._desk = TokenBucket(rate)
+        self._endpoints: dict[str, TokenBucket] = {}
+
+    def bucket(self, method: str, path: str) -> TokenBucket:
+        """The bucket a request draws from."""
+        if not self.per_endpoint:
+            return self._desk
+        key = endpoint_template(method, path)
+        found = self._endpoints.get(key)
+        if found is None:
+            if len(self._endpoints) >= MAX_ENDPOINTS:
+                key = OTHER_ENDPOINTS
+                found = self._endpoints.get(key)
+            if found is None:
+                found = self._endpoints[key] = TokenBucket(self.rate)
+        return found
+
+    def endpoints(self) -> list[str]:
+        """The endpoints paced so far (tests and diagnostics)."""
+        return list(self._endpoints)
+
+
 class _CountingTransport(httpx.AsyncBaseTransport):
     """Counts every request by method and status class; a request without an answer counts as `error`."""
 
     def __init__(
-        self, inner: httpx.AsyncBaseTransport, desk: Service, metrics: Metrics, bucket: TokenBucket | None = None
+        self, inner: httpx.AsyncBaseTransport, desk: Service, metrics: Metrics, pacing: Pacing | None = None
     ) -> None:
-        self._bucket = bucket
+        self._pacing = pacing
         self._inner = inner
         self._desk = desk
         self._metrics = metrics
@@ -75,10 +133,11 @@ class _CountingTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         method = request.method.upper()
         label = cast(HttpMethod, method) if method in get_args(HttpMethod) else None
-        if self._bucket is not None:
+        bucket = self._pacing.bucket(method, request.url.path) if self._pacing is not None else None
+        if bucket is not None:
             start = time.monotonic()
-            await self._bucket.acquire()
-            waited = time.monotonic() - start  # queued behind other requests, then for a token
+            held = await bucket.acquire()  # an endpoint's 429 hold: counted once, as its Retry-After
+            waited = time.monotonic() - start - held  # queued behind other requests, then for a token
             if waited >= BUCKET_WAIT_FLOOR:
                 self._metrics.count_rate_limit_wait(self._desk, "token_bucket", waited)
         try:
@@ -89,6 +148,9 @@ class _CountingTransport(httpx.AsyncBaseTransport):
             raise
         if label is not None:
             self._metrics.count_api_request(self._desk, label, response.status_code)
+        if bucket is not None and response.status_code == 429 and _reason(response.headers) == BURST_REASON:
+            # Jira's burst limit is this endpoint's: hold back its requests, not the desk's others.
+            bucket.hold(parse_retry_after(response.headers.get("retry-after")) or 1.0)
         box = _last_headers.get()
         if box is not None:
             box[:] = [response.headers]
@@ -114,8 +176,10 @@ class DeskHttp:
         allow_insecure_http: bool = False,
         max_connections: int = 20,
         requests_per_second: float = 0.0,
+        per_endpoint: bool | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """`requests_per_second` paces the desk, per endpoint when `per_endpoint` (default: Jira only)."""
         self.desk = desk
         self.base_url = require_tls(desk, base_url, allow_insecure_http=allow_insecure_http)
         self._metrics = metrics
@@ -123,6 +187,7 @@ class DeskHttp:
         if isinstance(auth, tuple):  # the encoded Basic credential is as secret as the token in it
             secrets.append(base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
         self._redact_own = Redactor(secrets)
+        self.pacing = Pacing(requests_per_second, per_endpoint=desk == "jira" if per_endpoint is None else per_endpoint)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         inner = transport or httpx.AsyncHTTPTransport(limits=limits, retries=0)
         self.client = httpx.AsyncClient(
@@ -130,7 +195,7 @@ class DeskHttp:
             auth=auth,
             headers={"Accept": "application/json", **(headers or {})},
             timeout=httpx.Timeout(timeout),
-            transport=_CountingTransport(inner, desk, metrics, TokenBucket(requests_per_second)),
+            transport=_CountingTransport(inner, desk, metrics, self.pacing),
             follow_redirects=False,
             event_hooks={"response": [_bound_answer]},
         )
@@ -196,7 +261,10 @@ class DeskHttp:
         retry_after = parse_retry_after(headers.get("retry-after")) if status in RETRY_AFTER_STATUSES else None
         if status == 429 and retry_after:  # the engines hold the request's work back at least this long
             self._metrics.count_rate_limit_wait(self.desk, "retry_after", retry_after)
-        scope = "issue" if headers.get("ratelimit-reason", "").strip() == PER_ISSUE_REASON else "desk"
+        # The desk's RateLimit-Reason says what the limit covers: one issue's writes, one endpoint (the transport
+        # already holds that endpoint's requests back), or else the whole desk.
+        reason = _reason(headers)
+        scope = "issue" if reason == PER_ISSUE_REASON else "endpoint" if reason == BURST_REASON else "desk"
         text = self.redact(error_text(content))
         message = f"{self.desk} {op}: HTTP {status}" + (f": {text}" if text else "")
         raise DeskError(message, retryable=retryable, status=status, retry_after=retry_after, scope=scope)
@@ -241,6 +309,11 @@ class DeskHttp:
             except StopAsyncIteration:
                 return
             yield chunk
+
+
+def _reason(headers: Mapping[str, str]) -> str:
+    """A 429's RateLimit-Reason (Jira), "" when absent."""
+    return headers.get("ratelimit-reason", "").strip()
 
 
 async def _bound_answer(response: httpx.Response) -> None:

@@ -269,6 +269,12 @@ class InboundEngine:
         error = str(exc)
         if exc.retryable and exc.scope == "desk" and exc.retry_after:
             self._paused_until[desk.name] = max(self._paused_until.get(desk.name, 0.0), now + exc.retry_after)
+        if exc.retryable and exc.status == 429 and exc.scope == "endpoint":
+            # One endpoint's limit (DeskHttp holds that endpoint back): this re-read waits out the Retry-After
+            # without spending an attempt; the desk's other re-reads go on.
+            wait = now + (exc.retry_after or 1.0)
+            await self._store.write("defer re-read", retry_issue_txn, item, error, wait, now, spend=False)
+            return
         if (exc.retryable and exc.status in (429, None)) or (exc.retryable and exc.scope == "desk"):
             # A rate limit or an outage is not the issue's fault: it waits without spending an attempt, and the
             # whole desk pauses, longer with each failure in a row, so a desk that is down is not hammered.

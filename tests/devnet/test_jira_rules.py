@@ -351,3 +351,29 @@ def test_agent_helpers_click_through_screens(http: httpx.Client, sim: JiraSim) -
     req = jsm_request(http, {"summary": "s", "description": "x"})
     sim.agent_update(req.json()["issueKey"], priority="High")  # a human is not held to the REST screen
     assert sim.issue(req.json()["issueKey"]).priority == "High"
+
+
+# rule 10: the burst limit is per endpoint and method ---------------------------------------------------
+def test_burst_limit_is_per_endpoint_and_method(make_jira_sim: Callable[..., JiraSim]) -> None:
+    clock = ManualClock()  # no token comes back unless the test moves this clock
+    sim = make_jira_sim(rate_per_second=1.0, burst=3, clock=clock)
+    with client(sim) as c:
+        first, second = new_issue(c), new_issue(c)
+        reads = [c.get(f"/rest/api/3/issue/{key}") for key in (first, second, first)]
+        assert [r.status_code for r in reads] == [200, 200, 200]
+        limited = c.get(f"/rest/api/3/issue/{second}")  # another issue: the same endpoint, the same bucket
+        assert limited.status_code == 429
+        assert limited.headers["ratelimit-reason"] == "jira-burst-based"
+        assert int(limited.headers["retry-after"]) >= 1 and limited.headers["x-ratelimit-remaining"] == "0"
+        assert limited.headers["x-ratelimit-limit"] == "3"
+        # The same path with another method, and another endpoint, have buckets of their own.
+        edit = c.put(f"/rest/api/3/issue/{first}", json={"fields": {"summary": "still writable"}})
+        assert edit.status_code == 204, edit.text
+        assert c.get("/rest/api/3/myself").status_code == 200
+        assert c.get(f"/rest/api/3/issue/{first}/transitions").status_code == 200
+        assert c.get(f"/rest/api/3/issue/{first}").status_code == 429  # still empty: no time has passed
+        clock.advance(1.0)
+        assert c.get(f"/rest/api/3/issue/{first}").status_code == 200  # one token back after 1 / rate
+    keys = {r.endpoint for r in sim.requests}
+    assert "GET /rest/api/3/issue/{key}" in keys and "PUT /rest/api/3/issue/{key}" in keys
+    assert not any(first in k or second in k for k in keys)  # the key names the endpoint, never an issue

@@ -381,3 +381,14 @@ def test_attachments_need_staff_or_the_issues_caller(http: httpx.Client, sim: Wa
     gone = sim.url("support-issues", UUID(int=5, version=4))
     missing = http.post("/api/support-attachments/", data={"issue": gone}, files=files)
     assert (missing.status_code, missing.json()) == (400, {"issue": ["Invalid hyperlink - Object does not exist."]})
+
+
+# throttle: no support endpoint is throttled -----------------------------------------------------------
+def test_a_burst_of_support_requests_is_not_throttled(make_waldur_sim: MakeSim) -> None:
+    sim = make_waldur_sim(validate=False)  # a stock simulator; no contract check, to keep 500 requests quick
+    with client(sim) as c:
+        uuid = create(c)["uuid"]
+        paths = ("/api/support-issues/", f"/api/support-issues/{uuid}/", "/api/support-comments/")
+        answers = [c.get(paths[i % len(paths)]).status_code for i in range(500)]
+    assert answers.count(200) == 500, sorted(set(answers))
+    assert not any(r.outcome.startswith("rate:") for r in sim.requests)

@@ -12,7 +12,7 @@ import pytest
 
 from devnet.jira_sim import JiraSim
 from devnet.sim_faults import FaultPlan
-from sidecar.desks.http import DeskHttp, error_text, parse_retry_after
+from sidecar.desks.http import MAX_ENDPOINTS, DeskHttp, Pacing, endpoint_template, error_text, parse_retry_after
 from sidecar.desks.jira import JiraDesk
 from sidecar.errors import DeskError
 from sidecar.observe.metrics import Metrics
@@ -29,14 +29,15 @@ async def desks() -> AsyncIterator[list[JiraDesk]]:
         await desk.aclose()
 
 
-def jira(sim: JiraSim, made: list[JiraDesk], *, token: str = JIRA_TOKEN, metrics: Metrics | None = None,
-         **config: Any) -> JiraDesk:
+def jira(
+    sim: JiraSim, made: list[JiraDesk], *, token: str = JIRA_TOKEN, metrics: Metrics | None = None, **config: Any
+) -> JiraDesk:
     desk = JiraDesk(jira_config(sim, **config), token, metrics=metrics or Metrics(), allow_insecure_http=True)
     made.append(desk)
     return desk
 
 
-async def test_burst_429_is_retryable_with_retry_after_for_the_whole_desk(
+async def test_burst_429_is_retryable_and_holds_back_that_endpoint_only(
     make_jira_sim: Callable[..., JiraSim], desks: list[JiraDesk]
 ) -> None:
     sim = make_jira_sim(rate_per_second=0.5, burst=1)
@@ -45,12 +46,75 @@ async def test_burst_429_is_retryable_with_retry_after_for_the_whole_desk(
     with pytest.raises(DeskError) as err:
         await desk.check()
     e = err.value
-    assert (e.status, e.retryable, e.scope) == (429, True, "desk")
+    assert (e.status, e.retryable, e.scope) == (429, True, "endpoint")  # Jira's burst limit is per endpoint
     assert e.retry_after is not None and e.retry_after >= 1
+    refused = sim.requests[-1]
+    assert refused.outcome == "rate:burst" and refused.path == "/rest/api/3/myself"
+    pacing = desk.http.pacing
+    assert pacing.bucket("GET", "/rest/api/3/myself").try_take() > 0  # held for the desk's Retry-After
+    assert pacing.bucket("GET", "/rest/api/3/issue/VESUPPORT-1").try_take() == 0.0  # another endpoint is not
+    assert pacing.bucket("PUT", "/rest/api/3/myself").try_take() == 0.0  # nor the same path with another method
 
 
-async def test_per_issue_429_is_scoped_to_the_issue(make_jira_sim: Callable[..., JiraSim],
-                                                    desks: list[JiraDesk]) -> None:
+def test_endpoint_templates_name_the_endpoint_never_an_id() -> None:
+    """The key of Jira's per-endpoint pacing: one per (method, endpoint), whatever issue or id is in the path."""
+    cases = {
+        ("GET", "/rest/api/3/issue/VESUPPORT-17"): "GET /rest/api/3/issue/{}",
+        ("GET", "/rest/api/3/issue/10042"): "GET /rest/api/3/issue/{}",
+        ("PUT", "/rest/api/3/issue/10042/properties/virtengine"): "PUT /rest/api/3/issue/{}/properties/virtengine",
+        ("POST", "/rest/api/3/issue/VESUPPORT-9/transitions"): "POST /rest/api/3/issue/{}/transitions",
+        ("POST", "/rest/servicedeskapi/request/VESUPPORT-3/comment"): "POST /rest/servicedeskapi/request/{}/comment",
+        ("GET", "/rest/servicedeskapi/servicedesk/4/requesttype/25"): (
+            "GET /rest/servicedeskapi/servicedesk/{}/requesttype/{}"
+        ),
+        ("GET", "/rest/api/3/project/VESUPPORT/statuses"): "GET /rest/api/3/project/{}/statuses",
+        ("POST", "/rest/api/3/search/jql"): "POST /rest/api/3/search/jql",
+        ("GET", "/rest/api/3/attachment/content/10007"): "GET /rest/api/3/attachment/content/{}",
+        ("GET", "/api/support-issues/5f0c2a7be1d94c0e8a3f6b1d2c4e9a70/"): "GET /api/support-issues/{}/",
+    }
+    for (method, path), template in cases.items():
+        assert endpoint_template(method, path) == template
+
+
+async def test_pacing_is_per_endpoint_for_jira_and_one_bucket_for_waldur() -> None:
+    def ok(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={})
+
+    made = [
+        DeskHttp(
+            desk,
+            "https://desk.example",
+            timeout=1,
+            metrics=Metrics(),
+            requests_per_second=5.0,
+            transport=httpx.MockTransport(ok),
+        )
+        for desk in ("jira", "waldur")
+    ]
+    try:
+        for http in made:
+            for key in ("VESUPPORT-1", "VESUPPORT-2", "10003"):
+                await http.request("read", "GET", f"/rest/api/3/issue/{key}")
+                await http.request("edit", "PUT", f"/rest/api/3/issue/{key}")
+        jira_pacing, waldur_pacing = made[0].pacing, made[1].pacing
+        assert sorted(jira_pacing.endpoints()) == ["GET /rest/api/3/issue/{}", "PUT /rest/api/3/issue/{}"]
+        assert waldur_pacing.endpoints() == []  # one bucket for the desk
+        assert waldur_pacing.bucket("GET", "/a") is waldur_pacing.bucket("PUT", "/b")
+    finally:
+        for http in made:
+            await http.aclose()
+
+
+def test_endpoint_buckets_are_bounded() -> None:
+    pacing = Pacing(10.0, per_endpoint=True)
+    for i in range(MAX_ENDPOINTS + 20):
+        pacing.bucket("GET", f"/rest/api/3/thing{'x' * i}")  # a template rule gone wrong: all distinct
+    assert len(pacing.endpoints()) == MAX_ENDPOINTS + 1  # the cap, plus the one bucket they then share
+
+
+async def test_per_issue_429_is_scoped_to_the_issue(
+    make_jira_sim: Callable[..., JiraSim], desks: list[JiraDesk]
+) -> None:
     sim = make_jira_sim(per_issue_writes=1, per_issue_window=30)
     desk = jira(sim, desks)
     ref = await desk.create(ticket())
@@ -62,8 +126,9 @@ async def test_per_issue_429_is_scoped_to_the_issue(make_jira_sim: Callable[...,
     assert e.retry_after is not None and 1 <= e.retry_after <= 30
 
 
-async def test_server_faults_timeouts_and_drops_are_retryable(make_jira_sim: Callable[..., JiraSim],
-                                                             desks: list[JiraDesk]) -> None:
+async def test_server_faults_timeouts_and_drops_are_retryable(
+    make_jira_sim: Callable[..., JiraSim], desks: list[JiraDesk]
+) -> None:
     sim = make_jira_sim(faults=FaultPlan(hang_seconds=10))
     metrics = Metrics()
     desk = jira(sim, desks, timeout=0.3, metrics=metrics)
@@ -118,8 +183,15 @@ async def test_a_desk_echoing_the_secret_gets_it_masked() -> None:
         text = f"bad token {SECRET} from {request.headers['authorization']}"
         return httpx.Response(403, json={"errorMessages": [text]})
 
-    http = DeskHttp("jira", "https://jira.example", timeout=1, metrics=Metrics(), secrets=(SECRET,),
-                    auth=("me@example.com", SECRET), transport=httpx.MockTransport(echo))
+    http = DeskHttp(
+        "jira",
+        "https://jira.example",
+        timeout=1,
+        metrics=Metrics(),
+        secrets=(SECRET,),
+        auth=("me@example.com", SECRET),
+        transport=httpx.MockTransport(echo),
+    )
     try:
         with pytest.raises(DeskError) as err:
             await http.request("check", "GET", "/rest/api/3/myself")
@@ -165,8 +237,15 @@ async def test_a_stream_without_auth_sends_no_credential_whichever_way_the_desk_
         seen.append(request.headers)
         return httpx.Response(200, content=b"file bytes")
 
-    http = DeskHttp("jira", "https://jira.example", timeout=1, metrics=Metrics(), secrets=(SECRET,),
-                    transport=httpx.MockTransport(record), **credential)
+    http = DeskHttp(
+        "jira",
+        "https://jira.example",
+        timeout=1,
+        metrics=Metrics(),
+        secrets=(SECRET,),
+        transport=httpx.MockTransport(record),
+        **credential,
+    )
     try:
         for with_auth in (True, False):
             async with http.stream("attachment", "https://media.example/f/1", with_auth=with_auth) as response:
