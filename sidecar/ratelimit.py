@@ -50,10 +50,11 @@ class TokenBucket:
         if self.rate <= 0 and self._held_until <= self._clock():
             return 0.0
         async with self._lock:  # callers queue in order: no starvation under load
-            held = 0.0
+            started, slept = self._clock(), False
             while (wait := self._held_until - self._clock()) > 0:
-                held += wait
+                slept = True
                 await asyncio.sleep(wait)
+            held = self._clock() - started if slept else 0.0  # as slept (timers overshoot), not as planned
             if self.rate <= 0:
                 return held
             while True:

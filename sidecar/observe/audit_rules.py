@@ -19,6 +19,7 @@ Cleaning a clean entry changes nothing, so a caller may clean before appending.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -46,6 +47,7 @@ _LINE_BREAKS = re.compile(r"[\r\n]+")
 ID_WORDS = frozenset({"id", "ids", "hash", "sha256", "count", "len", "bytes", "name", "names"})
 
 
+@functools.lru_cache(maxsize=1024)  # a pure function of the key; every audit row asks it of each detail key
 def is_content_key(key: str) -> bool:
     """True when a detail key names content or a credential rather than an identifier."""
     words = [w for w in re.split(r"[^a-z0-9]+", key.lower()) if w]

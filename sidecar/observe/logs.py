@@ -61,11 +61,15 @@ def redact_value(value: Any, redact: Redactor) -> Any:
     return redact(str(value))
 
 
+_ENCODE = json.JSONEncoder(default=str, separators=(",", ":")).encode  # built once, not per line
+
+
 class _Formatter(logging.Formatter):
     def __init__(self, redact: Redactor, as_json: bool) -> None:
         super().__init__()
         self._redact = redact
         self._as_json = as_json
+        self._second, self._stamp = -1, ""
 
     def format(self, record: logging.LogRecord) -> str:
         redact = self._redact
@@ -76,7 +80,7 @@ class _Formatter(logging.Formatter):
         error = redact(self.formatException(record.exc_info)) if record.exc_info else None
         if self._as_json:
             doc: dict[str, Any] = {
-                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+                "ts": f"{self._utc_second(record.created)}.{int(record.msecs):03d}Z",
                 "level": record.levelname.lower(),
                 "logger": record.name,
                 "msg": message,
@@ -84,12 +88,19 @@ class _Formatter(logging.Formatter):
             }
             if error:
                 doc["error"] = error
-            return json.dumps(doc, default=str, separators=(",", ":"))  # values are redacted already
+            return _ENCODE(doc)  # values are redacted already
         fields = " ".join(f"{k}={v}" for k, v in extras.items())
         line = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {message}"
         line += f" {fields}" if fields else ""
         line += f"\n{error}" if error else ""
         return redact(line)  # unescaped text: a secret split across two values is caught here too
+
+    def _utc_second(self, created: float) -> str:
+        """The record's whole UTC second, formatted once per second rather than per line (under the handler's lock)."""
+        second = int(created)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return self._stamp
 
 
 def setup_logging(level: str, fmt: str, secrets: Iterable[str] = (), stream: TextIO | None = None) -> Redactor:

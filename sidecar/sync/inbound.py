@@ -121,6 +121,10 @@ class InboundEngine:
         self.chain_ready: Callable[[], bool] = lambda: True
         self._waiting_for_chain = False
 
+    def desk_paused(self, desk: str, now: float | None = None) -> bool:
+        """Whether the desk's re-reads wait for a desk-wide outage or rate limit to pass (not an operator's pause)."""
+        return (self._clock() if now is None else now) < self._paused_until.get(desk, 0.0)
+
     @property
     def idle_wait(self) -> float:
         """Seconds between looks for hints, re-reads and reports when there were none."""
@@ -139,7 +143,7 @@ class InboundEngine:
         ran = 0
         held: set[str] = set()
         for name, desk in self.desks.items():
-            if now < self._paused_until.get(name, 0.0):
+            if self.desk_paused(name, now):
                 held.add(name)
                 continue
             if self._pauses is not None and self._pauses.is_paused("inbound", name):

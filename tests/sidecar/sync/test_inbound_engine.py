@@ -390,3 +390,25 @@ async def test_a_change_the_chain_refuses_for_good_is_set_back_at_the_desk(
     assert sim.issue(key).priority == "High", "the desk kept a value the chain refused"
     await run(engine)
     assert len(await rig.query("SELECT id FROM jobs WHERE dedupe_key LIKE 'inbound-refused:%'")) == 1
+
+
+async def test_one_endpoints_burst_limit_defers_that_re_read_without_pausing_the_desk(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    """Jira's burst 429 (RateLimit-Reason jira-burst-based) is one endpoint's limit: the re-read that met it
+    waits out its Retry-After without spending an attempt, and the desk is not paused for the others."""
+    sim, rig, engine, external_id, key = await linked_issue(make_jira_sim, clock, rigs, tmp_path)
+    sim.agent_update(key, priority="Low")
+    sim.faults.inject("429", method="GET", path=f"/rest/api/3/issue/{external_id}", retry_after=5)
+    await hint(rig, external_id, "burst-1")
+    await engine.step()
+    assert sim.faults.fired_on("GET", f"/rest/api/3/issue/{external_id}", "429"), "the burst limit never answered"
+    [(state, attempts, due)] = await rig.query("SELECT state, attempts, next_run_at FROM inbound_queue")
+    assert (state, attempts) == ("pending", 0), "an endpoint's rate limit spent an attempt"
+    assert due >= clock() + 5 - 0.01, "the re-read did not wait out the Retry-After"
+    assert not engine.desk_paused("jira"), "one endpoint's limit paused the whole desk"
+    clock.advance(6.0)
+    await run(engine)
+    assert [(n, m.priority) for n, m in await msgs(rig)] == [  # type: ignore[attr-defined]
+        ("MsgUpdateSupportRequest", "low")
+    ]
