@@ -8,18 +8,19 @@ reported by its source and the shape that was expected, never by its value.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NoReturn
-
-from cosmpy.crypto.address import Address
-from cosmpy.crypto.keypairs import PrivateKey
-from cosmpy.mnemonic import COSMOS_HD_PATH, derive_child_key_from_mnemonic
+from typing import TYPE_CHECKING, NoReturn
 
 from sidecar.config import Config
 from sidecar.errors import ConfigError
 from sidecar.secrets import Secret, read_private_file
 from sidecar.secrets import forbid_core_dumps as forbid_core_dumps  # re-exported: the signer's setup calls it
 
-HD_PATH = COSMOS_HD_PATH  # m/44'/118'/0'/0/0
+if TYPE_CHECKING:
+    from cosmpy.crypto.keypairs import PrivateKey
+
+# cosmpy (and the pycryptodome, ecdsa and cffi it loads: several MB of resident memory) is imported where a
+# key is parsed, so a sidecar without a signing key never loads it.
+HD_PATH = "m/44'/118'/0'/0/0"  # cosmpy's COSMOS_HD_PATH
 _MNEMONIC_LENGTHS = (12, 15, 18, 21, 24)
 
 
@@ -29,6 +30,8 @@ class SigningKey:
     __slots__ = ("_key", "address", "source")
 
     def __init__(self, key: PrivateKey, prefix: str, source: str) -> None:
+        from cosmpy.crypto.address import Address
+
         self._key = key
         self.address = str(Address(key.public_key, prefix=prefix))
         self.source = source
@@ -67,6 +70,9 @@ class KeyInfo:
 
 def parse_key(text: Secret, prefix: str, *, path: str) -> SigningKey:
     """A hex private key or a BIP-39 mnemonic -> SigningKey; errors name `path` and the source only."""
+    from cosmpy.crypto.keypairs import PrivateKey
+    from cosmpy.mnemonic import derive_child_key_from_mnemonic
+
     raw = text.reveal().strip()
     words = raw.split()
     if len(words) in _MNEMONIC_LENGTHS:

@@ -13,20 +13,20 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from cosmpy.aerial.tx import SigningCfg, Transaction, TxFee
-from cosmpy.protos.cosmos.auth.v1beta1 import auth_pb2
-from cosmpy.protos.cosmos.auth.v1beta1 import query_pb2 as auth_query
-from cosmpy.protos.cosmos.bank.v1beta1 import query_pb2 as bank_query
-from cosmpy.protos.cosmos.tx.v1beta1 import service_pb2
-from cosmpy.protos.cosmos.tx.v1beta1 import tx_pb2 as sdk_tx
 from google.protobuf.any_pb2 import Any as ProtoAny
 from google.protobuf.message import DecodeError, Message
 
 import sidecar
-from sidecar.chain.keys import SigningKey
 from sidecar.chain.rpc import CometRpc
 from sidecar.errors import ChainRpcError
+
+if TYPE_CHECKING:
+    from sidecar.chain.keys import SigningKey
+
+# cosmpy and the Cosmos SDK protobufs are imported by the functions that use them: the sync engines import
+# this module for encode_msg, and a sidecar without a signing key must not pay their memory.
 
 ACCOUNT_PATH = "/cosmos.auth.v1beta1.Query/Account"
 SIMULATE_PATH = "/cosmos.tx.v1beta1.Service/Simulate"
@@ -113,6 +113,9 @@ def build_tx(
     memo: str = MEMO,
 ) -> SignedTx:
     """Seal with cosmpy, then sign the exact deterministic body and auth-info bytes that go on the wire."""
+    from cosmpy.aerial.tx import SigningCfg, Transaction, TxFee
+    from cosmpy.protos.cosmos.tx.v1beta1 import tx_pb2 as sdk_tx
+
     tx = Transaction()
     amount = fee.fee_for(gas_limit)
     tx_fee = TxFee(amount=f"{amount}{fee.fee_denom}" if amount else None, gas_limit=gas_limit)
@@ -133,6 +136,9 @@ def build_tx(
 async def query_account(rpc: CometRpc, address: str) -> Account:
     """Account number and sequence from committed state (abci_query, protobuf in and out), with the height
     the node answered for."""
+    from cosmpy.protos.cosmos.auth.v1beta1 import auth_pb2
+    from cosmpy.protos.cosmos.auth.v1beta1 import query_pb2 as auth_query
+
     request = auth_query.QueryAccountRequest(address=address).SerializeToString()
     response = await rpc.abci_query(ACCOUNT_PATH, request)
     if int(response.get("code", 0)) != 0:
@@ -152,6 +158,8 @@ async def query_account(rpc: CometRpc, address: str) -> Account:
 
 async def simulate(rpc: CometRpc, tx_bytes: bytes) -> Simulation:
     """Simulate a signed tx; a refusal is returned (with the chain's log), an unreachable node raises."""
+    from cosmpy.protos.cosmos.tx.v1beta1 import service_pb2
+
     request = service_pb2.SimulateRequest(tx_bytes=tx_bytes).SerializeToString()
     response = await rpc.abci_query(SIMULATE_PATH, request)
     code = int(response.get("code", 0))
@@ -169,6 +177,8 @@ BALANCE_PATH = "/cosmos.bank.v1beta1.Query/Balance"
 
 async def query_balance(rpc: CometRpc, address: str, denom: str) -> str:
     """The account's balance of one denom as the chain writes coins ("1000uve"); read-only, for operators."""
+    from cosmpy.protos.cosmos.bank.v1beta1 import query_pb2 as bank_query
+
     request = bank_query.QueryBalanceRequest(address=address, denom=denom).SerializeToString()
     try:
         response = await rpc.abci_query(BALANCE_PATH, request)

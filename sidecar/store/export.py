@@ -15,13 +15,13 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 from urllib.parse import quote
 
-import sqlite_utils
-from sqlite_utils.db import Table
-
 from sidecar.errors import SidecarError, StoreError
+
+if TYPE_CHECKING:  # sqlite_utils loads numpy (~13 MB resident): imported by a `db` command, never by `run`
+    import sqlite_utils
 
 Format = Literal["json", "jsonl", "csv", "table"]
 # Event payloads and job payloads carry envelopes and response bodies; tx bytes carry sealed content;
@@ -65,7 +65,9 @@ class ReadOnlyStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot read database {path}: {exc}") from None
         conn.set_authorizer(self._authorize)
-        self.db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+        import sqlite_utils
+
+        self.db: sqlite_utils.Database = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
 
     def close(self) -> None:
         self.db.close()
@@ -107,10 +109,12 @@ class ReadOnlyStore:
         """The table's rows (content columns left out unless include_content), optionally filtered."""
         if table not in self.db.table_names():
             raise QueryRefused(f"no table {table!r} (see `db tables`)")
-        found: Table = self.db.table(table)
+        found = self.db.table(table)
         hidden = set() if self.include_content else CONTENT_COLUMNS.get(table, frozenset())
         columns = [c.name for c in found.columns if c.name not in hidden]
-        select = ", ".join(sqlite_utils.db.quote_identifier(c) for c in columns)
+        from sqlite_utils.db import quote_identifier
+
+        select = ", ".join(quote_identifier(c) for c in columns)
         rows = found.rows_where(where or None, select=select)
         first = self._run(next, rows, None)  # the statement runs (or is refused) here
         return columns, itertools.chain([] if first is None else [first], rows)
