@@ -1,7 +1,11 @@
 """Backfill of a 5,000-block range holding >= 10,000 support events: the follower (real sidecar
 process) against a bare client, in the same run on the same node, that only fetches and parses
 `block_results` in JSON-RPC batches of the follower's chunk with as many batches in flight as the follower
-keeps (FollowerSettings: 10 heights, 4 in flight): the node's own serving rate. Goal: >= 0.8x, peak RSS
+keeps (FollowerSettings: 10 heights, 4 in flight): the node's own serving rate. The sidecar runs as an
+operator's does, with its support key (the devnet `sidecar` account's box key, to which every ticket of the
+range is sealed), so it opens each payload to check it and the mirror records it as decrypted; without
+the key (BENCH_SUPPORT_KEY=0) every event instead becomes a placeholder with an audit row, a misconfigured
+sidecar's cost, not the one the goal is about. Goal: >= 0.8x, peak RSS
 (the follower process's VmHWM: the whole sidecar process, imports included, over its life up to the
 moment the cursor reaches the last height) under 100 MB. `follower_cpu` is the CPU seconds each side
 spent on the range (the sidecar process from its first committed height; the bench process for the
@@ -10,6 +14,7 @@ bare client), which the load of a shared machine moves far less than the wall cl
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import sqlite3
 import sys
@@ -28,6 +33,7 @@ from sidecar.chain.follower import FollowerSettings
 
 BLOCKS = int(os.environ.get("BENCH_BLOCKS", "5000"))
 EVENTS = int(os.environ.get("BENCH_EVENTS", "10000"))
+SUPPORT_KEY = os.environ.get("BENCH_SUPPORT_KEY", "1") != "0"
 
 
 def build_chain(node: DevnetNode) -> int:
@@ -87,7 +93,15 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_follower(rpc_url: str, last: int, workdir: Path) -> tuple[float, float, int, float]:
+def support_secret() -> str:
+    """The devnet `sidecar` account's X25519 box key, as the sidecar's support_private_key secret: the
+    tickets of the range are sealed to its public key."""
+    return base64.b64encode(bytes(DevAccount.from_name("sidecar").box_key)).decode()
+
+
+def run_follower(
+    rpc_url: str, last: int, workdir: Path, *, with_key: bool | None = None
+) -> tuple[float, float, int, float]:
     """(seconds from the first committed height to `last`, peak RSS MB, events stored, CPU seconds used)."""
     import subprocess
 
@@ -98,6 +112,9 @@ def run_follower(rpc_url: str, last: int, workdir: Path) -> tuple[float, float, 
         "VIRTENGINE_SERVICEDESK_CHAIN_START_HEIGHT": "1",
         "VIRTENGINE_SERVICEDESK_SYNC_MAX_PENDING": "10000000",
     }
+    env.pop("VIRTENGINE_SERVICEDESK_SUPPORT_PRIVATE_KEY", None)
+    if SUPPORT_KEY if with_key is None else with_key:
+        env["VIRTENGINE_SERVICEDESK_SUPPORT_PRIVATE_KEY"] = support_secret()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -136,6 +153,13 @@ def run_follower(rpc_url: str, last: int, workdir: Path) -> tuple[float, float, 
     return elapsed, rss, events, cpu
 
 
+def decrypted_tickets(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    count = conn.execute("SELECT COUNT(*) FROM tickets WHERE content_state = 'decrypted'").fetchone()[0]
+    conn.close()
+    return int(count)
+
+
 def measure(node: DevnetNode, workdir: Path) -> list[Figure]:
     """Build the range on `node`, then time the bare batched client and the follower over it."""
     last = build_chain(node)
@@ -144,6 +168,9 @@ def measure(node: DevnetNode, workdir: Path) -> list[Figure]:
     bare_cpu = time.process_time() - cpu_started
     follow_time, rss, events, cpu = run_follower(node.rpc_url, last, workdir)
     assert events == bare_events, f"follower stored {events} events, the bare scan saw {bare_events}"
+    if SUPPORT_KEY:  # the configuration measured is the one described: every payload sealed to the key opened
+        opened = decrypted_tickets(workdir / "sidecar.db")
+        assert opened >= EVENTS, f"the follower opened {opened} payloads of the {EVENTS} sealed to its key"
     return [
         *figures(last, events, bare_events, bare_time, follow_time, rss),
         # On a shared machine the wall clock wanders with the load; CPU time says what each side costs.

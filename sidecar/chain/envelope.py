@@ -12,7 +12,8 @@ import hashlib
 import json
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from nacl.exceptions import CryptoError
@@ -29,6 +30,7 @@ MAC_SIZE = 16  # Poly1305 tag
 # A ticket's plaintext is a subject, a description and attachment references (the attachments
 # themselves live in an artifact store): 1 MiB is far above any real one and bounds the parse.
 MAX_PLAINTEXT_BYTES = 1024 * 1024
+BOX_CACHE = 1024
 
 
 class EnvelopeError(Exception):
@@ -120,6 +122,9 @@ class EnvelopeKey:
     """The support desk's X25519 key pair."""
 
     private: PrivateKey
+    # Box(private, sender) is an X25519 precomputation, most of the cost of opening a payload, and one
+    # sender sends many payloads: the boxes of the last BOX_CACHE senders are kept.
+    _boxes: dict[bytes, Box] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_base64(cls, text: str) -> EnvelopeKey:
@@ -132,9 +137,19 @@ class EnvelopeKey:
     def public_bytes(self) -> bytes:
         return bytes(self.private.public_key)
 
-    @property
+    @cached_property
     def key_id(self) -> str:
         return key_id(self.public_bytes)
+
+    def box(self, sender: bytes) -> Box:
+        """The box of this key with a sender's public key (nacl's CryptoError for an unusable point)."""
+        box = self._boxes.get(sender)
+        if box is None:
+            box = Box(self.private, PublicKey(sender))
+            if len(self._boxes) >= BOX_CACHE:
+                self._boxes.pop(next(iter(self._boxes), b""), None)
+            self._boxes[sender] = box
+        return box
 
     def open(self, envelope: Any) -> dict[str, Any]:
         """Decrypt an envelope addressed to this key and return the JSON plaintext.
@@ -164,7 +179,7 @@ class EnvelopeKey:
         nonce = _sized(envelope.get("nonce"), "nonce", NONCE_SIZE)
         ciphertext = _b64(envelope.get("ciphertext"), "ciphertext")
         try:
-            box = Box(self.private, PublicKey(sender))  # a low-order point fails here, not at decrypt
+            box = self.box(sender)  # a low-order point fails here, not at decrypt
         except CryptoError:
             raise EnvelopeError("sender_pub_key is not a usable X25519 public key") from None
         try:

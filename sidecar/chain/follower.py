@@ -339,6 +339,7 @@ class ChainFollower:
     async def _fetch(self, first: int, last: int) -> list[BlockBatch]:
         delay = 0.2
         for attempt in range(1, self._settings.fetch_attempts + 1):
+            head = self._heads.height  # as known when asking (the head may move while the node answers)
             try:
                 blocks = await self._rpc.block_results_range(first, last)
                 break
@@ -346,8 +347,10 @@ class ChainFollower:
                 raise  # the node answered for other heights: refused, not retried
             except ChainRpcError as exc:
                 # The node stores a block before its results, so the newest height can be briefly
-                # missing: only below the head is "no results" final.
-                at_head = last >= self._heads.height
+                # missing: only below the head known when asking is "no results" final (the node had
+                # stored a later block, so it had stored these results). A head that moved on while the
+                # node answered proves nothing about the moment it answered.
+                at_head = last >= head
                 if (not exc.retryable and not at_head) or attempt == self._settings.fetch_attempts:
                     raise
                 await asyncio.sleep(delay)

@@ -5,8 +5,9 @@ sequence) after it; rows removed from the end no longer match the head recorded 
 Retention removes a prefix only and records the last removed row as the anchor the chain then
 starts from. Someone who can rewrite the whole file and `meta` can forge a consistent chain:
 export the log elsewhere for stronger guarantees. Details hold ids and hashes only:
-`append_audit_txn`, the one way a row is written, cleans every entry by sidecar.observe.audit_rules
-(content keys dropped, secrets masked) whichever component appends it.
+`append_audit_txn` and its batched form `append_audit_many_txn`, the only ways a row is written, clean
+every entry by sidecar.observe.audit_rules (content keys dropped, secrets masked) whichever component
+appends it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -137,23 +138,55 @@ def audit_anchor(conn: sqlite3.Connection) -> Anchor:
 def append_audit_txn(conn: sqlite3.Connection, entry: AuditEntry, ts: float) -> int:
     """Append one entry, cleaned by the audit rule with the process's redactor, chained to the last row (or
     the anchor). Runs inside the caller's write transaction."""
+    row = _row_values(entry, ts, _last_hash(conn))
+    row_id = int(conn.execute(_INSERT, row).lastrowid or 0)
+    _set_head(conn, row_id, row[-1])
+    return row_id
+
+
+def append_audit_many_txn(conn: sqlite3.Connection, entries: Sequence[AuditEntry], ts: float) -> int:
+    """Append `entries` in order: the same rows, ids and hash chain as one `append_audit_txn` each, written
+    with one executemany and one head update (a backfill audits thousands of events in one commit). Runs
+    inside the caller's write transaction; returns the last row's id (0 when there is nothing to append)."""
+    if not entries:
+        return 0
+    prev_hash, rows = _last_hash(conn), []
+    for entry in entries:
+        rows.append(_row_values(entry, ts, prev_hash))
+        prev_hash = rows[-1][-1]
+    conn.executemany(_INSERT, rows)
+    # The ids are the next ones in order (this transaction holds the write lock); read back, not assumed.
+    last = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    if last is None or last["hash"] != prev_hash:
+        raise StoreError("audit append: the last row written is not the one appended")
+    _set_head(conn, int(last["id"]), prev_hash)
+    return int(last["id"])
+
+
+_INSERT = f"INSERT INTO audit ({', '.join(_FIELDS)}, hash) VALUES ({', '.join('?' * (len(_FIELDS) + 1))})"
+
+
+def _last_hash(conn: sqlite3.Connection) -> str:
+    """The hash the next row links to: the last row's, or the anchor's when the table is empty."""
     last = conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    return str(last["hash"]) if last else audit_anchor(conn).hash
+
+
+def _row_values(entry: AuditEntry, ts: float, prev_hash: str) -> list[Any]:
+    """The stored columns of one entry (cleaned by the audit rule) linked to `prev_hash`, its hash last."""
     cleaned = clean_entry(entry, current_redactor())
     # Field by field, not dataclasses.asdict: asdict deep-copies `details` (~25x the cost), which is
     # serialised on the next line anyway. This runs in the writer thread for every row, holding the GIL.
     values = {name: getattr(cleaned, name) for name in _ENTRY_FIELDS}
     values["details_json"] = json.dumps(values.pop("details"), sort_keys=True, separators=(",", ":"))
     values["ts"] = ts
-    values["prev_hash"] = last["hash"] if last else audit_anchor(conn).hash
-    digest = row_hash(values)
-    cur = conn.execute(
-        f"INSERT INTO audit ({', '.join(_FIELDS)}, hash) VALUES ({', '.join('?' * (len(_FIELDS) + 1))})",
-        [values[name] for name in _FIELDS] + [digest],
-    )
-    row_id = int(cur.lastrowid or 0)
+    values["prev_hash"] = prev_hash
+    return [values[name] for name in _FIELDS] + [row_hash(values)]
+
+
+def _set_head(conn: sqlite3.Connection, row_id: int, digest: str) -> None:
     _set_meta(conn, _HEAD_ID, str(row_id))
     _set_meta(conn, _HEAD_HASH, digest)
-    return row_id
 
 
 def purge_audit_txn(conn: sqlite3.Connection, before_ts: float, limit: int) -> Purge:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sidecar.store.audit import AuditEntry, append_audit_txn
+from sidecar.store.audit import AuditEntry, append_audit_many_txn, append_audit_txn
 from sidecar.store.records import ContentCheck, PoisonEvent, SupportEvent
 from sidecar.store.tickets import apply_event_txn
 
@@ -126,14 +126,20 @@ def commit_blocks_txn(conn: sqlite3.Connection, chain_id: str, batches: Sequence
 def _store_events(
     conn: sqlite3.Connection, batches: Sequence[BlockBatch], now: float, *, isolated: bool
 ) -> CommitResult:
-    """Insert and fold every event; `isolated`: each in its own savepoint, a failing one kept as poison."""
+    """Insert and fold every event; `isolated`: each in its own savepoint, a failing one kept as poison.
+    Together (not isolated), the events' audit rows are collected in chain order and appended at the end
+    with one statement, inside the caller's savepoint: if that fails, the isolated pass appends them one
+    by one, each with its event."""
     inserted = duplicates = poison = 0
+    audits: list[AuditEntry] | None = None if isolated else []
     for batch in batches:
         for event in batch.events:
             if isinstance(event, SupportEvent):
                 content = batch.content.get(event.event_id)
                 folded = (
-                    insert_and_fold_txn(conn, event, content, now) if isolated else _fold(conn, event, content, now)
+                    insert_and_fold_txn(conn, event, content, now)
+                    if audits is None
+                    else _fold(conn, event, content, now, audits)
                 )
                 if isinstance(folded, PoisonEvent):
                     event = folded
@@ -141,18 +147,22 @@ def _store_events(
                     inserted += folded
                     duplicates += 1 - folded
                     continue
-            added = insert_poison_txn(conn, event, now)
+            added = insert_poison_txn(conn, event, now, audits=audits)
             poison += added
             inserted += added
             duplicates += 1 - added
+    if audits:
+        append_audit_many_txn(conn, audits, now)
     return CommitResult(inserted, duplicates, poison)
 
 
-def _fold(conn: sqlite3.Connection, event: SupportEvent, content: ContentCheck | None, now: float) -> int:
+def _fold(
+    conn: sqlite3.Connection, event: SupportEvent, content: ContentCheck | None, now: float, audits: list[AuditEntry]
+) -> int:
     """Store one event and fold it into the mirror, inside the caller's savepoint; 1 if new, 0 if there."""
     added = _insert_event(conn, event, now)
     if added:
-        apply_event_txn(conn, event, content, now)
+        apply_event_txn(conn, event, content, now, audits=audits)
     return added
 
 
@@ -212,26 +222,29 @@ def _insert_event(conn: sqlite3.Connection, event: SupportEvent, now: float) -> 
     return cur.rowcount
 
 
-def insert_poison_txn(conn: sqlite3.Connection, event: PoisonEvent, now: float) -> int:
+def insert_poison_txn(
+    conn: sqlite3.Connection, event: PoisonEvent, now: float, *, audits: list[AuditEntry] | None = None
+) -> int:
+    """Keep an unusable event as poison, audited (now, or collected in `audits`); 1 if new, 0 if there."""
     cur = conn.execute(
         "INSERT OR IGNORE INTO chain_inbox (event_id, height, position, event_type, payload_json, state, error,"
         " received_at) VALUES (?, ?, ?, 'unknown', ?, 'poison', ?, ?)",
         (event.event_id, event.height, event.position, json.dumps({"raw": event.raw}), event.reason, now),
     )
     if cur.rowcount:
-        append_audit_txn(
-            conn,
-            AuditEntry(
-                "chain_event_poison",
-                direction="outbound",
-                actor="chain",
-                status="failed",
-                error=event.reason,
-                block_height=event.height,
-                details={"event_id": event.event_id},
-            ),
-            now,
+        entry = AuditEntry(
+            "chain_event_poison",
+            direction="outbound",
+            actor="chain",
+            status="failed",
+            error=event.reason,
+            block_height=event.height,
+            details={"event_id": event.event_id},
         )
+        if audits is None:
+            append_audit_txn(conn, entry, now)
+        else:
+            audits.append(entry)
     return cur.rowcount
 
 

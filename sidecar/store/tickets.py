@@ -58,8 +58,17 @@ def field_value(ticket: Ticket, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def apply_event_txn(conn: sqlite3.Connection, event: SupportEvent, content: ContentCheck | None, now: float) -> None:
-    """Fold one newly inserted event into the mirror (never called twice for one event id)."""
+def apply_event_txn(
+    conn: sqlite3.Connection,
+    event: SupportEvent,
+    content: ContentCheck | None,
+    now: float,
+    *,
+    audits: list[AuditEntry] | None = None,
+) -> None:
+    """Fold one newly inserted event into the mirror (never called twice for one event id). Its audit rows
+    are appended now, or collected in `audits` for the caller to append in order in the same transaction
+    (the inbox's commit of many events writes them with one statement)."""
     p = event.payload
     tid = event.ticket_id
     changes: dict[str, Any] = {}
@@ -92,7 +101,7 @@ def apply_event_txn(conn: sqlite3.Connection, event: SupportEvent, content: Cont
         case RequestPurged():
             changes["purged"] = 1
         case ExternalTicketLinked():
-            _record_chain_link(conn, event, now)
+            _record_chain_link(conn, event, now, audits)
         case _:  # a bare SupportEvent: only sidecar.chain.events makes events, and it types them
             raise TypeError(f"{event.event_type} event of untyped class {type(event).__name__}")
     if p.get("payload_hash"):
@@ -100,8 +109,9 @@ def apply_event_txn(conn: sqlite3.Connection, event: SupportEvent, content: Cont
     if content is not None and isinstance(event, (RequestCreated, RequestUpdated)):
         changes.update(content_state=content.state, content_reason=content.reason)
     if content is not None and content.state == "placeholder":
-        append_audit_txn(
+        _audit(
             conn,
+            audits,
             AuditEntry(
                 "content_unavailable",
                 ticket_id=tid,
@@ -134,14 +144,36 @@ _MERGED = {
 def _upsert_ticket(conn: sqlite3.Connection, ticket_id: str, changes: dict[str, Any]) -> None:
     """One statement per event: a ticket whose creation came before the cursor start still gets a
     (partial) row; an existing row takes the event's columns. Column names come from this module only."""
-    names = ", ".join(changes)
-    marks = ", ".join("?" * (len(changes) + 1))
-    assignments = ", ".join(f"{name} = {_MERGED.get(name, f'excluded.{name}')}" for name in changes)
+    columns = tuple(changes)
+    sql = _UPSERTS.get(columns)
+    if sql is None:
+        sql = _UPSERTS[columns] = _upsert_sql(columns)
+    conn.execute(sql, [ticket_id, *changes.values()])
+
+
+# The statement of each set of columns an event type writes (a handful): built once, not per event.
+_UPSERTS: dict[tuple[str, ...], str] = {}
+
+
+def _upsert_sql(columns: tuple[str, ...]) -> str:
+    names = ", ".join(columns)
+    marks = ", ".join("?" * (len(columns) + 1))
+    assignments = ", ".join(f"{name} = {_MERGED.get(name, f'excluded.{name}')}" for name in columns)
     upsert = f"INSERT INTO tickets (ticket_id, {names}) VALUES ({marks}) ON CONFLICT (ticket_id) DO UPDATE SET"
-    conn.execute(f"{upsert} {assignments}", [ticket_id, *changes.values()])
+    return f"{upsert} {assignments}"
 
 
-def _record_chain_link(conn: sqlite3.Connection, event: ExternalTicketLinked, now: float) -> None:
+def _audit(conn: sqlite3.Connection, audits: list[AuditEntry] | None, entry: AuditEntry, now: float) -> None:
+    """Append `entry` now, or collect it for the caller's batched append."""
+    if audits is None:
+        append_audit_txn(conn, entry, now)
+    else:
+        audits.append(entry)
+
+
+def _record_chain_link(
+    conn: sqlite3.Connection, event: ExternalTicketLinked, now: float, audits: list[AuditEntry] | None
+) -> None:
     """A ref registered on chain (by us or another sidecar) anchors the desk ticket once the desk worker
     has seen the sidecar's claim on it; a ref that contradicts one already held is kept out, and audited."""
     details = {"event_id": event.event_id, "external_ticket_id": event.external_ticket_id[:80]}
@@ -150,8 +182,9 @@ def _record_chain_link(conn: sqlite3.Connection, event: ExternalTicketLinked, no
         (event.ticket_id, event.external_system),
     ).fetchone()
     if held is not None and held[0] != event.external_ticket_id:
-        append_audit_txn(
+        _audit(
             conn,
+            audits,
             AuditEntry(
                 "external_ref_refused",
                 ticket_id=event.ticket_id,
@@ -168,8 +201,9 @@ def _record_chain_link(conn: sqlite3.Connection, event: ExternalTicketLinked, no
         _upsert_ref(conn, event, now)
     except sqlite3.IntegrityError:
         # The same desk ticket is linked to two chain tickets: keep the first, say so, never stall.
-        append_audit_txn(
+        _audit(
             conn,
+            audits,
             AuditEntry(
                 "external_ref_conflict",
                 ticket_id=event.ticket_id,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.chain.events import decode_block
+from sidecar.store.audit import verify_audit
 from sidecar.store.db import Store
 from sidecar.store.inbox import BlockBatch, commit_blocks_txn, inbox_event_ids, init_cursor_txn, load_cursor
 from sidecar.store.records import ContentCheck, PoisonEvent, SupportEvent
@@ -89,8 +90,12 @@ async def test_poison_and_placeholder_are_kept_and_audited(store: Store) -> None
 
     states, audit = await store.read("rows", rows)
     assert states == ["pending", "poison"]
-    assert ("content_unavailable", "the support key is not a recipient of this payload") in audit
-    assert ("chain_event_poison", "payload_json is not an object") in audit
+    # In chain order, written by one batched append that keeps the hash chain intact.
+    assert audit == [
+        ("content_unavailable", "the support key is not a recipient of this payload"),
+        ("chain_event_poison", "payload_json is not an object"),
+    ]
+    assert (await store.read("verify", verify_audit)).ok
     ticket = await store.read("ticket", get_ticket, TICKET)
     assert ticket is not None and ticket.content_state == "placeholder"
 
