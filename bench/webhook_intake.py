@@ -12,7 +12,9 @@ body stamped now. Rounds alternate the three targets so a neighbour's load sprea
 median round is reported.
 
 Afterwards the rows each receiver stored are counted against the 200s it answered: they must be equal
-(no duplicate stored, none lost), and each database's audit chain must verify.
+(no duplicate stored, none lost), and each database's audit chain must verify. The server's CPU per answer is
+reported whole (`*_cpu`: the process, both servers and the writer threads) and split (`*_loop_cpu`: the event
+loop's thread, HTTP and the receiver; `*_writer_cpu`: the SQLite writer threads), from Linux's per-thread counters.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -117,6 +120,24 @@ def cpu_used(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def thread_cpu(native_ids: list[int]) -> float:
+    """CPU seconds used so far by this process's threads `native_ids` (0 where Linux's per-thread counters are
+    not readable)."""
+    total = 0.0
+    for tid in native_ids:
+        try:
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
+
+
+def writer_threads() -> list[int]:
+    """The stores' SQLite writer threads (Store names its writer executor's threads `sqlite-writer`)."""
+    return [t.native_id for t in threading.enumerate() if t.name.startswith("sqlite-writer") and t.native_id]
+
+
 async def load(url: str, secret: str) -> dict[str, Any]:
     """One run of bench.loadgen in its own process against `url`; its JSON summary."""
     env = {**os.environ, "BENCH_JIRA_SECRET": secret, "PYTHONPATH": str(ROOT)}
@@ -154,12 +175,16 @@ async def measure(tmp: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str,
             "bare": f"http://127.0.0.1:{plain.port}/bare",
             **{name: f"http://127.0.0.1:{server.port}/{name}/webhooks/jira" for name in RECEIVERS},
         }
+        loop_thread, writers = [threading.get_native_id()], writer_threads()
         for _ in range(ROUNDS):
             for target in TARGETS:
                 used, client_used = cpu_used(resource.RUSAGE_SELF), cpu_used(resource.RUSAGE_CHILDREN)
+                loop_used, writer_used = thread_cpu(loop_thread), thread_cpu(writers)
                 result = await load(urls[target], secret)
                 answered = max(1, result["answered"])
                 result["server_cpu_us"] = (cpu_used(resource.RUSAGE_SELF) - used) * 1e6 / answered
+                result["loop_cpu_us"] = (thread_cpu(loop_thread) - loop_used) * 1e6 / answered
+                result["writer_cpu_us"] = (thread_cpu(writers) - writer_used) * 1e6 / answered
                 result["client_cpu_us"] = (cpu_used(resource.RUSAGE_CHILDREN) - client_used) * 1e6 / answered
                 runs[target].append(result)
                 if target in receiving:
@@ -220,6 +245,7 @@ def main() -> None:
         Figure("bare_p50", median_of(runs["bare"], "p50_ms"), "ms"),
         Figure("bare_p99", median_of(runs["bare"], "p99_ms"), "ms"),
         Figure("bare_cpu", median_of(runs["bare"], "server_cpu_us"), "us/request"),
+        Figure("bare_loop_cpu", median_of(runs["bare"], "loop_cpu_us"), "us/request"),
         Figure("client_cpu", median_of(runs["bare"], "client_cpu_us"), "us/request"),
     ]
     problems: list[str] = []
@@ -232,6 +258,8 @@ def main() -> None:
             Figure(f"{name}_p50", median_of(runs[name], "p50_ms"), "ms"),
             Figure(f"{name}_p99", median_of(runs[name], "p99_ms"), "ms"),
             Figure(f"{name}_cpu", cpu[name], "us/request", cpu["bare"], cpu[name] / cpu["bare"]),
+            Figure(f"{name}_loop_cpu", median_of(runs[name], "loop_cpu_us"), "us/request"),
+            Figure(f"{name}_writer_cpu", median_of(runs[name], "writer_cpu_us"), "us/request"),
             Figure(f"{name}_rows_stored", rows, "rows", r.ok, rows / r.ok if r.ok else None),
             Figure(f"{name}_audit_rows", audited, "rows", r.ok, audited / r.ok if r.ok else None),
             Figure(f"{name}_not_200", refused, "answers"),

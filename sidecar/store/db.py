@@ -248,16 +248,12 @@ class GroupCommit(Generic[Item, Result]):
             raise WriterBusy(f"{self._desc}: {self._slots.in_use} writes of this kind already queued")
         self._slots.in_use += 1
         done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        done.add_done_callback(self._release)
         self._waiting.append((item, done))
         if self._committer is None or self._committer.done():  # done: its loop ended without finishing it
             self._committer = asyncio.ensure_future(self._commit_waiting())
-        return await asyncio.shield(done)
-
-    def _release(self, done: asyncio.Future[Result]) -> None:
-        self._slots.in_use -= 1
-        if not done.cancelled():
-            done.exception()  # retrieved here, for a caller that went away
+        # Awaited bare, not shielded: a caller that goes away cancels only its own future; its item stays
+        # queued (or in its group's transaction), and its slot is freed with its group, below.
+        return await done
 
     async def _commit_waiting(self) -> None:
         """Commit groups until none waits. Started by the first submit after an idle spell; whatever arrives
@@ -269,6 +265,7 @@ class GroupCommit(Generic[Item, Result]):
                 await self._commit(group)
         finally:
             self._committer = None
+            self._slots.in_use -= len(self._waiting)
             self._fail(self._waiting, "the committer stopped")  # only when cancelled: the loop is ending
             self._waiting = []
 
@@ -289,8 +286,10 @@ class GroupCommit(Generic[Item, Result]):
             # a write that did commit finds it there), never left waiting.
             self._fail(group, "cancelled while committing")
             raise
+        finally:
+            self._slots.in_use -= len(group)  # the group's transaction has ended (or its callers are told it did)
         for (_, done), result in zip(group, results, strict=True):
-            if not done.done():
+            if not done.done():  # done: its caller went away (cancelled)
                 done.set_result(result)
 
     def _group_txn(self, conn: sqlite3.Connection, items: Sequence[Item]) -> list[Result]:

@@ -4,20 +4,35 @@ The body check stops a signed body replayed under a new delivery id (the id head
 It runs in the writer thread inside the same transaction as the insert, so check and insert cannot
 interleave with another delivery's; `webhook_deliveries_body` (migration 4) keeps it an index lookup.
 Deliveries that arrive together share one transaction (`record_deliveries_txn`, through the store's
-GroupCommit), recorded one after another: a repeat inside a group is found like a repeat across groups,
-and the audit rows chain in arrival order.
+GroupCommit) and are recorded as a batch: one look-up of the group's ids and bodies, one insert of the
+fresh rows, one append of their audit rows. A repeat inside a group is found like a repeat across groups
+(the first in arrival order is kept), and rows and audit rows keep arrival order.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sidecar.store.audit import AuditEntry, append_audit_txn
+from sidecar.errors import StoreError
+from sidecar.store.audit import AuditEntry, append_audit_many_txn, append_audit_txn
 
 DeliveryState = Literal["accepted", "ignored"]
+
+_INSERT = (
+    "INSERT INTO webhook_deliveries (desk, delivery_id, event_type, external_id, body_sha256, state, reason,"
+    " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# A group's repeats, by body and by id, in one statement per desk whatever the group's size (json_each keeps the
+# text fixed, so the statement is prepared once; both look-ups use their index).
+_KNOWN = (
+    "SELECT 'body', body_sha256 FROM webhook_deliveries WHERE desk = ?1 AND body_sha256 IN (SELECT value FROM"
+    " json_each(?2)) UNION ALL SELECT 'id', delivery_id FROM webhook_deliveries WHERE desk = ?1 AND delivery_id IN"
+    " (SELECT value FROM json_each(?3))"
+)
 
 
 @dataclass(frozen=True)
@@ -40,20 +55,7 @@ def record_delivery_txn(conn: sqlite3.Connection, delivery: Delivery, audit: Aud
     ).fetchone()
     if seen is not None:
         return False
-    cur = conn.execute(
-        "INSERT INTO webhook_deliveries (desk, delivery_id, event_type, external_id, body_sha256, state, reason,"
-        " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (desk, delivery_id) DO NOTHING",
-        (
-            delivery.desk,
-            delivery.delivery_id,
-            delivery.event_type,
-            delivery.external_id,
-            delivery.body_sha256,
-            delivery.state,
-            delivery.reason,
-            now,
-        ),
-    )
+    cur = conn.execute(_INSERT + " ON CONFLICT (desk, delivery_id) DO NOTHING", _row(delivery, now))
     if cur.rowcount == 0:
         return False
     if audit is not None:
@@ -71,8 +73,55 @@ class Recording:
 
 
 def record_deliveries_txn(conn: sqlite3.Connection, recordings: Sequence[Recording]) -> list[bool]:
-    """`record_delivery_txn` for each recording in order, in the caller's one transaction: fresh or not, each."""
-    return [record_delivery_txn(conn, r.delivery, r.audit, r.now) for r in recordings]
+    """What `record_delivery_txn` would answer for each recording in order, in the caller's one transaction,
+    written as a batch. The audit rows of a group carry the latest receipt time in it (its members arrived
+    within one commit's time of each other)."""
+    known = _known_txn(conn, recordings)
+    fresh: list[bool] = []
+    rows: list[tuple[object, ...]] = []
+    audits: list[AuditEntry] = []
+    latest = 0.0
+    for r in recordings:
+        d = r.delivery
+        body, ident = ("body", d.desk, d.body_sha256), ("id", d.desk, d.delivery_id)
+        if body in known or ident in known:
+            fresh.append(False)
+            continue
+        known.add(body)
+        known.add(ident)
+        fresh.append(True)
+        rows.append(_row(d, r.now))
+        if r.audit is not None:
+            audits.append(r.audit)
+            latest = max(latest, r.now)
+    if rows:
+        # No conflict is possible after the look-up above (this transaction holds the write lock); were one
+        # to happen, the insert raises and the whole group rolls back, answered 503: nothing half-recorded.
+        written = conn.executemany(_INSERT, rows).rowcount
+        if written != len(rows):
+            raise StoreError(f"record webhooks: {written} rows written for {len(rows)} fresh deliveries")
+    if audits:
+        append_audit_many_txn(conn, audits, latest)
+    return fresh
+
+
+def _known_txn(conn: sqlite3.Connection, recordings: Sequence[Recording]) -> set[tuple[str, str, str]]:
+    """("body"|"id", desk, value) of the group's bodies and ids already stored."""
+    desks: dict[str, tuple[list[str], list[str]]] = {}
+    for r in recordings:
+        bodies, ids = desks.setdefault(r.delivery.desk, ([], []))
+        bodies.append(r.delivery.body_sha256)
+        ids.append(r.delivery.delivery_id)
+    known: set[tuple[str, str, str]] = set()
+    for desk, (bodies, ids) in desks.items():
+        for kind, value in conn.execute(_KNOWN, (desk, json.dumps(bodies), json.dumps(ids))):
+            known.add((kind, desk, value))
+    return known
+
+
+def _row(delivery: Delivery, now: float) -> tuple[object, ...]:
+    d = delivery
+    return (d.desk, d.delivery_id, d.event_type, d.external_id, d.body_sha256, d.state, d.reason, now)
 
 
 def purge_deliveries_txn(conn: sqlite3.Connection, before_ts: float, limit: int) -> int:

@@ -18,6 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger(__name__)
+# How early a deadline timer may fire and still count as due (the event loop runs timers up to its clock's
+# resolution early): far below any deadline here, so it never cuts a connection off noticeably early.
+_EARLY = 0.001
 TIMEOUT_BODY = json.dumps({"status": "timeout", "error": "the request was not received in time"}).encode()
 
 
@@ -93,10 +96,14 @@ async def _send_408(send: Send) -> None:
 
 class _HeaderDeadlineProtocol(H11Protocol):
     """uvicorn's h11 protocol, closing a connection whose next request's headers are not complete
-    within `header_timeout` of the connection's start or of the previous response."""
+    within `header_timeout` of the connection's start or of the previous response.
+
+    One timer per connection, moved lazily: a response only moves the due time forward, and the timer,
+    when it fires early, sleeps again until the due time (no timer scheduled and cancelled per request)."""
 
     header_timeout = 10.0
     _header_timer: asyncio.TimerHandle | None = None
+    _header_due = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -121,8 +128,9 @@ class _HeaderDeadlineProtocol(H11Protocol):
             self._arm_header_deadline()
 
     def _arm_header_deadline(self) -> None:
-        self._disarm_header_deadline()
-        self._header_timer = self.loop.call_later(self.header_timeout, self._header_deadline_passed)
+        self._header_due = self.loop.time() + self.header_timeout
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_at(self._header_due, self._header_deadline_passed)
 
     def _disarm_header_deadline(self) -> None:
         if self._header_timer is not None:
@@ -131,8 +139,11 @@ class _HeaderDeadlineProtocol(H11Protocol):
 
     def _header_deadline_passed(self) -> None:
         self._header_timer = None
+        if self._header_due - self.loop.time() > _EARLY:  # moved by a response since: wait out the rest
+            self._header_timer = self.loop.call_at(self._header_due, self._header_deadline_passed)
+            return
         # IDLE: no complete request line and headers yet. A request being read or answered is the
-        # body deadline's and the app's business, not this timer's.
+        # body deadline's and the app's business, not this timer's (its response arms the timer again).
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             log.debug("request headers not received in time; connection closed")
             self.conn.send(h11.ConnectionClosed())

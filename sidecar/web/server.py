@@ -56,10 +56,12 @@ def build_web_app(
     `?verbose=1` and has no /metrics."""
     prefix = _prefix(prefix)
     figures = figures or CachedFigures(store)
-    routes = [Route(f"{prefix}/health", health_endpoint(figures, health, metrics, verbose=observe), methods=["GET"])]
+    # The receivers first: routes are tried in order, and webhooks are what this port serves most.
+    routes = receiver.routes(prefix) if receiver is not None else []
+    health_route = health_endpoint(figures, health, metrics, verbose=observe)
+    routes.append(Route(f"{prefix}/health", health_route, methods=["GET"]))
     if observe:
         routes.append(_metrics_route(metrics))
-    routes += receiver.routes(prefix) if receiver is not None else []
     return Starlette(routes=routes)
 
 

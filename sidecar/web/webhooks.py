@@ -21,17 +21,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from sidecar.boundedjson import loads as bounded_loads
 from sidecar.config_schema import WebhookConfig
@@ -72,6 +72,17 @@ MAX_FUTURE_SKEW = 300.0
 # The most deliveries one transaction records: keeps a commit (and the follower's writes queued behind it)
 # short. Only reached when webhook.max_queued_writes is set above it.
 MAX_GROUP = 256
+# The only headers a receiver reads: picked from the request's raw list, not decoded all into a dict.
+HEADERS = frozenset(
+    {
+        b"content-length",
+        b"content-type",
+        b"x-atlassian-webhook-identifier",
+        b"x-hub-signature",
+        b"x-waldur-signature",
+        b"x-webhook-secret",
+    }
+)
 
 
 class Rejected(Exception):
@@ -210,30 +221,35 @@ class WebhookReceiver:
 
     def routes(self, prefix: str) -> list[Route]:
         return [
-            Route(f"{prefix}/jira", self._endpoint("jira"), methods=["POST"]),
-            Route(f"{prefix}/waldur", self._endpoint("waldur"), methods=["POST"]),
+            Route(f"{prefix}/jira", _Endpoint(self, "jira"), methods=["POST"]),
+            Route(f"{prefix}/waldur", _Endpoint(self, "waldur"), methods=["POST"]),
         ]
 
-    def _endpoint(self, desk: Service) -> Callable[[Request], Any]:
-        async def receive(request: Request) -> Response:
-            host = (request.client.host if request.client else "")[:64]
-            try:
-                outcome, parsed = await self._receive(request, desk, host)
-            except Rejected as exc:
-                return self._rejected(desk, host, exc)
-            self._metrics.count_webhook(desk, outcome)
-            return JSONResponse({"status": outcome, "delivery_id": parsed.delivery_id}, status_code=STATUS[outcome])
+    async def answer(self, scope: Scope, receive: Receive, send: Send, desk: Service) -> None:
+        """One delivery, from the request's ASGI scope to its answer."""
+        client = scope.get("client")
+        host = (client[0] if client else "")[:64]
+        try:
+            outcome, parsed = await self._receive(scope, receive, desk, host)
+        except Rejected as exc:
+            await self._rejected(send, desk, host, exc)
+            return
+        self._metrics.count_webhook(desk, outcome)
+        await _send_json(send, STATUS[outcome], {"status": outcome, "delivery_id": parsed.delivery_id})
+        if outcome != "duplicate":  # logged once answered: the deliveries of a group are not kept waiting by it
+            log.info(
+                "external callback recorded",
+                extra={"desk": desk, "outcome": outcome, "event": parsed.event_type, "delivery_id": parsed.delivery_id},
+            )
 
-        return receive
-
-    async def _receive(self, request: Request, desk: Service, host: str) -> tuple[WebhookOutcome, Parsed]:
+    async def _receive(self, scope: Scope, receive: Receive, desk: Service, host: str) -> tuple[WebhookOutcome, Parsed]:
         wait = self._limits.admit(host)
         if wait:
             raise Rejected("rate_limited", retry_in=wait)
         try:
             self._check_source(host)
-            body = await self._read(request)
-            headers = {k.lower(): v for k, v in request.headers.items()}
+            headers = _headers(scope)
+            body = await self._read(receive, headers)
             self._check_signature(desk, body, headers)
         except Rejected:  # not authenticated (source, size, signature): charged to the smaller budget
             self._limits.failed(host)
@@ -266,10 +282,6 @@ class WebhookReceiver:
             return "duplicate", parsed
         if self.on_accepted is not None:
             self.on_accepted()
-        log.info(
-            "external callback recorded",
-            extra={"desk": desk, "outcome": outcome, "event": parsed.event_type, "delivery_id": parsed.delivery_id},
-        )
         return outcome, parsed
 
     def _audit_entry(self, desk: Service, delivery: Delivery, outcome: WebhookOutcome) -> AuditEntry | None:
@@ -297,16 +309,16 @@ class WebhookReceiver:
         if not any(address in network for network in self._networks):
             raise Rejected("forbidden_source")
 
-    async def _read(self, request: Request) -> bytes:
+    async def _read(self, receive: Receive, headers: Mapping[str, str]) -> bytes:
         limit = self._settings.max_body_bytes
-        declared = request.headers.get("content-length")
+        declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise Rejected("too_large")
         chunks: list[bytes] = []
         size = 0
         more = True
         while more:  # the ASGI messages themselves: Request.stream's generator costs more than the loop
-            message = await request.receive()
+            message = await receive()
             if message["type"] != "http.request":  # http.disconnect: the client went away mid-body
                 raise Rejected("malformed", "body incomplete")
             chunk: bytes = message.get("body", b"")
@@ -349,12 +361,12 @@ class WebhookReceiver:
         if parsed.sent_at - now > MAX_FUTURE_SKEW:
             raise Rejected("malformed", "timestamp is in the future")
 
-    def _rejected(self, desk: Service, host: str, exc: Rejected) -> Response:
+    async def _rejected(self, send: Send, desk: Service, host: str, exc: Rejected) -> None:
         """Counted and noted in memory only: a rejection writes nothing and logs nothing by itself."""
         self._metrics.count_webhook(desk, exc.outcome)
         self.rejections.note(desk, exc.outcome, host or "unknown", exc.reason)
-        headers = {"Retry-After": retry_after(exc.retry_in)} if exc.retry_in is not None else None
-        return JSONResponse({"status": exc.outcome, "error": exc.reason}, STATUS[exc.outcome], headers=headers)
+        extra = [(b"retry-after", retry_after(exc.retry_in).encode())] if exc.retry_in is not None else []
+        await _send_json(send, STATUS[exc.outcome], {"status": exc.outcome, "error": exc.reason}, extra)
 
     @staticmethod
     def _entry(desk: Service, delivery: Delivery, outcome: WebhookOutcome) -> AuditEntry:
@@ -374,3 +386,35 @@ class WebhookReceiver:
                 "body_sha256": delivery.body_sha256,
             },
         )
+
+
+class _Endpoint:
+    """A receiver's route as a plain ASGI app: no Request object or Response class per delivery (intake is
+    the port's hot path), the same answers as Starlette's JSONResponse would give."""
+
+    def __init__(self, receiver: WebhookReceiver, desk: Service) -> None:
+        self._receiver = receiver
+        self._desk: Service = desk
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._receiver.answer(scope, receive, send, self._desk)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """The headers a receiver reads (HEADERS), by lowercase name; of a repeated one, the last."""
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        key = name.lower()
+        if key in HEADERS:
+            found[key.decode("latin-1")] = value.decode("latin-1")
+    return found
+
+
+async def _send_json(
+    send: Send, status: int, doc: Mapping[str, Any], extra: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """`doc` as JSONResponse renders it (compact, UTF-8), with `extra` headers."""
+    body = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json"), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
