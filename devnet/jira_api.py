@@ -232,13 +232,25 @@ def build_routes(sim: JiraSim) -> Starlette:
             return JSONResponse(out)
 
     async def edit_issue(request: Request) -> Response:
+        """editIssue: 204, or with `returnIssue=true` 200 and the issue "with the same format as in the Get
+        issue API" (pinned spec, devnet/contracts/jira-platform-v3.subset.json: returnIssue, and `expand`
+        "to use in the response"): every field, as a Get issue without `fields` answers, read under the
+        same hold of the lock as the edit, so the answer is the state the edit left (no agent in between)."""
         body = await json_object_body(request)
         issue = sim.issue(request.path_params["key"])
         fields = {k: v for k, v in (body.get("fields") or {}).items() if k != "status"}
-        sim.edit_issue(issue, fields, body.get("update") or {}, actor(request))
-        for prop in body.get("properties") or []:
-            issue.properties[prop["key"]] = prop.get("value")
-        return Response(status_code=204)
+        returned = request.query_params.get("returnIssue", "false").lower() == "true"
+        expand = {e.strip() for e in request.query_params.get("expand", "").split(",")}
+        with sim.lock:
+            sim.edit_issue(issue, fields, body.get("update") or {}, actor(request))
+            for prop in body.get("properties") or []:
+                issue.properties[prop["key"]] = prop.get("value")
+            if not returned:
+                return Response(status_code=204)
+            out = issue_json(issue, issue.snapshot(), None, [])
+            if "changelog" in expand:
+                out["changelog"] = changelog_json(issue)
+            return JSONResponse(out)
 
     async def assign(request: Request) -> Response:
         body = await json_object_body(request)

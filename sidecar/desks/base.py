@@ -123,6 +123,41 @@ def note(entry: DeskNote) -> None:
         notes.append(entry)
 
 
+# The issue as the running job last saw it, per (desk, issue id): its own read, or the answer of a write that
+# returns the issue (Jira's edit with returnIssue, Waldur's PATCH and set_status). None outside a job.
+_seen: ContextVar[dict[tuple[str, str], dict[str, Any]] | None] = ContextVar("desk_seen", default=None)
+
+
+@contextmanager
+def remembering_reads() -> Iterator[None]:
+    """Within one job, a read of an issue the job has already seen (and not written since without an answer
+    showing it) is answered from what it saw: the read before the writes, or the last write's answer, is the
+    state a read moments later would show, short of an agent's change in between, which inbound decides."""
+    token = _seen.set({})
+    try:
+        yield
+    finally:
+        _seen.reset(token)
+
+
+def seen_issue(desk: DeskName, issue_id: str) -> dict[str, Any] | None:
+    """The issue as this job last saw it, or None (not seen, forgotten by a write, or outside a job)."""
+    seen = _seen.get()
+    return None if seen is None else seen.get((desk, issue_id))
+
+
+def saw_issue(desk: DeskName, issue_id: str, issue: dict[str, Any] | None) -> None:
+    """Record the issue as a read or a write's answer shows it; None forgets it (a write that changed the
+    issue answered without showing it, so the next read must ask the desk)."""
+    seen = _seen.get()
+    if seen is None:
+        return
+    if issue is None:
+        seen.pop((desk, issue_id), None)
+    else:
+        seen[(desk, issue_id)] = issue
+
+
 MARKER_PREFIX = "ve-response:"  # the last line of every comment the sidecar posts: "ve-response:<id>"
 
 
@@ -299,7 +334,8 @@ class ReadsChanges(Protocol):
         ...
 
     async def comments_since(self, since: float) -> list[tuple[str, DeskCommentView]]:
-        """(issue external id, comment) for every comment created at or after `since`. Jira: [] (a comment
+        """(issue external id, comment) for every comment created at or after `since`, but the sidecar's own
+        (its account's, or carrying its marker: echoes, which a re-read would skip). Jira: [] (a comment
         bumps the issue's `updated`, so changed_since finds it); Waldur sends no comment events and a
         comment leaves the issue's `modified` as it is, so its comment listing is polled."""
         ...

@@ -34,6 +34,8 @@ from sidecar.desks.base import (
     TicketSnapshot,
     UnmappedValue,
     note,
+    saw_issue,
+    seen_issue,
 )
 from sidecar.desks.files import DeskAttachment
 from sidecar.desks.http import DeskHttp
@@ -49,6 +51,9 @@ CLOSE_MARKER = "close"
 PAGE_SIZE = 100
 _RECENT_MAX = 1024
 _ISSUE_ID = jira_read.ISSUE_ID
+# What an outbound job reads of an issue (fetch: status, priority, updated, labels; set_status: status and
+# issue type), asked for in one GET so that one read serves the whole job (see base.remembering_reads).
+JOB_FIELDS = ("status", "priority", "updated", "labels", "issuetype")
 # Jira refuses a summary with a line break ("The summary is invalid because it contains newline
 # characters."); other control characters and Unicode line/paragraph separators go with it.
 _BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -194,7 +199,7 @@ class JiraDesk:
             "update": {"labels": labels},
             "properties": [{"key": PROPERTY_KEY, "value": claim}],
         }
-        await self._edit(ref.key, body)
+        await self._edit(ref, body)
 
     async def _create_call(self, op: str, path: str, body: dict[str, Any]) -> httpx.Response:
         """The POST that creates: a 4xx answer to it means Jira made nothing (marked on the error)."""
@@ -287,7 +292,7 @@ class JiraDesk:
 
     # reading ----------------------------------------------------------------------------------
     async def fetch(self, ref: ExternalTicket) -> DeskTicketState:
-        issue = await self._get(ref.key, "status,priority,updated,labels", f"fetch {ref.key}")
+        issue = await self._job_read(ref, ("status", "priority", "updated", "labels"), f"fetch {ref.key}")
         fields = _object(issue.get("fields"))
         priority = _object(fields.get("priority")).get("name")
         labels = fields.get("labels")
@@ -347,16 +352,28 @@ class JiraDesk:
         self, ref: ExternalTicket, ticket: TicketSnapshot, only: frozenset[str] = SYNCED_FIELDS
     ) -> None:
         """The category label, and of `only`: priority, and the assignee when the chain agent is in
-        jira.assignee_map."""
+        jira.assignee_map. Where this job has already seen the issue holding the label and the priority, the
+        edit is not sent (it would change nothing)."""
         wanted = category_label(ticket.category)
-        labels = [{"add": wanted}] + [{"remove": category_label(c)} for c in CATEGORIES if category_label(c) != wanted]
+        others = [category_label(c) for c in CATEGORIES if category_label(c) != wanted]
+        labels = [{"add": wanted}] + [{"remove": label} for label in others]
         fields = {"priority": {"name": self._priority(ticket)}} if "priority" in only else {}
-        await self._edit(ref.key, {"fields": fields, "update": {"labels": labels}})
+        seen = self._seen_fields(ref, ("labels", "priority"))
+        if seen is not None:
+            held = seen.get("labels")
+            held = set(held) if isinstance(held, list) else set()
+            if fields and _object(seen.get("priority")).get("name") == fields["priority"]["name"]:
+                fields = {}
+            if wanted in held and not held & set(others):
+                labels = []
+        if fields or labels:
+            await self._edit(ref, {"fields": fields, "update": {"labels": labels} if labels else {}})
         account_id = self.mapping.desk_assignee(ticket.assigned_agent) if "assignee" in only else None
         if account_id:
             await self.http.request(
                 f"assign {ref.key}", "PUT", _issue_path(ref.key, "assignee"), json_body={"accountId": account_id}
             )
+            saw_issue("jira", ref.external_id, None)  # answered 204: the next read asks Jira
 
     async def set_status(self, ref: ExternalTicket, chain_status: str) -> None:
         """Walk transitions (at most MAX_STEPS) to the mapped status, filling required screen fields;
@@ -365,7 +382,7 @@ class JiraDesk:
         target = self.mapping.status.to_desk(chain_status).value
         if target is None:
             raise DeskError(f"jira {op}: no Jira status is mapped for chain status {chain_status!r}", retryable=False)
-        fields = _object((await self._get(ref.key, "status,issuetype", op)).get("fields"))
+        fields = _object((await self._job_read(ref, ("status", "issuetype"), op)).get("fields"))
         current = str(_object(fields.get("status")).get("name", ""))
         issue_type = str(_object(fields.get("issuetype")).get("name", ""))
         visited: set[str] = set()
@@ -386,6 +403,7 @@ class JiraDesk:
             screen = self._screen_values(hop)
             if screen:
                 body["fields"] = screen
+            saw_issue("jira", ref.external_id, None)  # a transition answers 204: the next read asks Jira
             await self.http.request(op, "POST", url, json_body=body)
             visited.add(current.lower())
             current = hop.to
@@ -438,6 +456,7 @@ class JiraDesk:
     async def add_comment(self, ref: ExternalTicket, comment: DeskComment) -> None:
         """Public comments as ADF; internal notes through JSM (`public: false`), which takes plain text."""
         op = f"comment on {ref.key}"
+        saw_issue("jira", ref.external_id, None)  # a comment moves the issue's `updated`
         if comment.internal:
             body: dict[str, Any] = {"body": jira_adf.comment_text(comment), "public": False}
             url = f"/rest/servicedeskapi/request/{quote(ref.key, safe='')}/comment"
@@ -481,9 +500,12 @@ class JiraDesk:
         return jira_files.download(self.http, attachment, max_bytes)
 
     # helpers ----------------------------------------------------------------------------------
-    async def _edit(self, key: str, body: dict[str, Any]) -> None:
+    async def _edit(self, ref: ExternalTicket, body: dict[str, Any]) -> None:
         """PUT an edit. A field Jira says is not on the edit screen (the whole edit was refused) is left
-        out, noted as `field_skipped`, and the rest of the edit sent again, so the labels are not lost."""
+        out, noted as `field_skipped`, and the rest of the edit sent again, so the labels are not lost.
+        Sent with returnIssue: Jira answers 200 with the issue as Get issue shows it right after the edit
+        (pinned spec, editIssue), which the job remembers as its read-back instead of reading again."""
+        key = ref.key
         op = f"edit {key}"
         fields, update = dict(body.get("fields") or {}), dict(body.get("update") or {})
         rest = {k: v for k, v in body.items() if k not in ("fields", "update")}
@@ -491,13 +513,18 @@ class JiraDesk:
             sent = {**rest, **({"fields": fields} if fields else {}), **({"update": update} if update else {})}
             if not sent:
                 return
+            saw_issue("jira", ref.external_id, None)  # until an answer shows the edited issue
             try:
-                await self.http.request(op, "PUT", _issue_path(key), json_body=sent)
-                return
+                response = await self.http.request(
+                    op, "PUT", _issue_path(key), json_body=sent, params={"returnIssue": "true"}
+                )
             except DeskError as exc:
                 refused = [(part, name) for part in (fields, update) for name in part if _not_on_screen(exc, name)]
                 if not refused:
                     raise
+            else:
+                self._saw(ref, op, response)
+                return
             for part, name in refused:
                 del part[name]
                 details = {"field": name, "external_key": key, "reason": "not on the issue's edit screen"}
@@ -513,6 +540,34 @@ class JiraDesk:
             )
         assert mapped.value is not None  # priority always has a default
         return mapped.value
+
+    def _seen_fields(self, ref: ExternalTicket, names: tuple[str, ...]) -> dict[str, Any] | None:
+        """The issue's fields as this job last saw them, when that view has every one of `names`."""
+        issue = seen_issue("jira", ref.external_id)
+        fields = _object(issue.get("fields")) if issue is not None else {}
+        return fields if issue is not None and all(name in fields for name in names) else None
+
+    async def _job_read(self, ref: ExternalTicket, names: tuple[str, ...], op: str) -> dict[str, Any]:
+        """The issue with at least the fields `names`: as this job last saw it, else read (JOB_FIELDS) and
+        remembered for the job's next read."""
+        if (fields := self._seen_fields(ref, names)) is not None:
+            return {"fields": fields}
+        issue = await self._get(ref.key, ",".join(JOB_FIELDS), op)
+        if issue.get("id") == ref.external_id:
+            saw_issue("jira", ref.external_id, issue)
+        return issue
+
+    def _saw(self, ref: ExternalTicket, op: str, response: httpx.Response) -> None:
+        """Remember an edit's answer when it is this issue (200 with returnIssue); otherwise (204 from a Jira
+        that ignores the parameter, an answer that is not the issue) the next read asks Jira."""
+        if response.status_code != 200 or not response.content:
+            return
+        try:
+            issue = self.http.json_object(op, response)
+        except DeskError:  # the edit landed; an answer too large or malformed only costs a read
+            return
+        if issue.get("id") == ref.external_id and isinstance(issue.get("fields"), dict):
+            saw_issue("jira", ref.external_id, issue)
 
     async def _get(self, key: str, fields: str, op: str) -> dict[str, Any]:
         params = {"fields": fields, "properties": PROPERTY_KEY}

@@ -33,8 +33,9 @@ MAX_ID = 128  # characters of an id or accountId (UserDetails.accountId: maxLeng
 MAX_MARKER = 256  # characters of a marker read back
 MAX_NAME = 255  # characters of a display name or status/priority name kept
 # Fields asked for; `created` is the change time of a field no changelog entry has touched, `attachment`
-# the issue's files (inbound attachments, #15).
-READ_FIELDS = "status,priority,assignee,updated,created,attachment"
+# the issue's files (inbound attachments, #15), `comment` its comments (a page of them; read_issue pages the
+# comment listing only when that page is not all of them).
+READ_FIELDS = "status,priority,assignee,updated,created,attachment,comment"
 # Jira timestamps: "2024-01-01T12:00:00.000+0000" (REST), or ISO-8601 with "Z" or a "+00:00" offset.
 _TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d{1,9}))?)?\s?(Z|[+-]\d\d(?::?\d\d)?)")
 
@@ -150,8 +151,9 @@ async def attachments_since(since: float) -> list[str]:
 # one issue ----------------------------------------------------------------------------------------
 async def read_issue(http: DeskHttp, ref: ExternalTicket, *, page_size: int, jsm: bool = False) -> DeskIssueView:
     """The issue's inbound fields with their last change (from the changelog), its claim, every comment
-    oldest first and its attachments (one GET of the issue, then the comment pages; at a JSM desk, `jsm`,
-    one more paged GET for the attachments customers see, when there are attachments)."""
+    oldest first and its attachments (one GET of the issue, whose `comment` field usually holds every comment,
+    else the comment pages; at a JSM desk, `jsm`, one more paged GET for the attachments customers see, when
+    there are attachments)."""
     op = f"read {ref.key}"
     params = {"fields": READ_FIELDS, "properties": PROPERTY_KEY, "expand": "changelog"}
     issue = http.json_object(op, await http.request(op, "GET", _path(ref), params=params))
@@ -179,7 +181,9 @@ async def read_issue(http: DeskHttp, ref: ExternalTicket, *, page_size: int, jsm
     properties = issue.get("properties")
     claim_value = properties.get(PROPERTY_KEY) if isinstance(properties, dict) else None
     claim = _text(claim_value.get("ticket_id"), MAX_ID) if isinstance(claim_value, dict) else None
-    comments = await read_comments(http, ref, page_size=page_size)
+    comments = _embedded_comments(op, fields.get("comment"), jsm)
+    if comments is None:
+        comments = await read_comments(http, ref, page_size=page_size)
     attachments = await _visible(http, ref, _attachments(op, fields.get("attachment")), jsm)
     return DeskIssueView(ref, parse_time(fields.get("updated")), changes, comments, claim, attachments)
 
@@ -309,6 +313,26 @@ async def read_comments(http: DeskHttp, ref: ExternalTicket, *, page_size: int) 
         if not items or not isinstance(total, int) or start >= total:
             return tuple(sorted(comments.values(), key=_comment_order))
     raise _bad(op, f"the comment listing did not end within {MAX_PAGES} pages")
+
+
+def _embedded_comments(op: str, page: Any, jsm: bool) -> tuple[DeskCommentView, ...] | None:
+    """Every comment, oldest first, from the issue's `comment` field when that page holds them all (startAt 0,
+    as many as its `total`), else None (the listing is read). At a JSM desk every comment must say whether
+    customers see it (`jsdPublic`): one that does not sends the read to the listing, never guessed public."""
+    if not isinstance(page, dict):
+        return None
+    items, total, start = page.get("comments"), page.get("total"), page.get("startAt", 0)
+    if not isinstance(items, list) or not isinstance(total, int) or start != 0 or len(items) != total:
+        return None
+    if total > MAX_COMMENTS:
+        raise _bad(op, f"more than {MAX_COMMENTS} comments")
+    if jsm and not all(isinstance(item, dict) and isinstance(item.get("jsdPublic"), bool) for item in items):
+        return None
+    views: dict[str, DeskCommentView] = {}
+    for item in items:
+        view = _comment(op, item)
+        views.setdefault(view.comment_id, view)
+    return tuple(sorted(views.values(), key=_comment_order))
 
 
 def _comment_order(view: DeskCommentView) -> tuple[float, int]:

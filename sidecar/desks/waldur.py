@@ -39,6 +39,8 @@ from sidecar.desks.base import (
     UnmappedValue,
     comment_plain_text,
     marker_line,
+    saw_issue,
+    seen_issue,
     text_marker,
 )
 from sidecar.desks.files import DeskAttachment
@@ -242,7 +244,10 @@ class WaldurDesk:
                 if found is not None:
                     return found
             raise
-        return self._ref(self.http.json_object(op, response), op)
+        answer = self.http.json_object(op, response)
+        ref = self._ref(answer, op)
+        self._saw(ref, answer)  # the create's answer is the new issue: the job's read-back (modified moves)
+        return ref
 
     async def find(self, ticket: TicketSnapshot, known_ids: tuple[str, ...] = ()) -> ExternalTicket | None:
         """The issue whose remote_id is exactly this ticket's (Waldur's list is consistent: `known_ids` is not
@@ -309,8 +314,10 @@ class WaldurDesk:
                 log.warning("waldur issue cannot be updated: assignee left as is", extra={"key": ref.key})
             else:
                 body = {"assignee": f"{self.api_url}/support-users/{user}/"}
+                saw_issue("waldur", ref.external_id, None)  # until an answer shows the updated issue
                 try:
-                    await self.http.request(f"assign {ref.key}", "PATCH", self._path(ref), json_body=body)
+                    answer = await self.http.request(f"assign {ref.key}", "PATCH", self._path(ref), json_body=body)
+                    self._saw(ref, self._answer(f"assign {ref.key}", answer))
                 except DeskError as exc:
                     if exc.status != 400 or "Updating is not available" not in str(exc):
                         raise
@@ -423,8 +430,10 @@ class WaldurDesk:
         if isinstance(offered, list) and target not in offered:
             return False
         op = f"set status of {ref.key}"
+        saw_issue("waldur", ref.external_id, None)  # until an answer shows the moved issue
         try:
-            await self.http.request(op, "POST", self._path(ref, "set_status"), json_body={"status": target})
+            answer = await self.http.request(op, "POST", self._path(ref, "set_status"), json_body={"status": target})
+            self._saw(ref, self._answer(op, answer))
         except DeskError as exc:
             if exc.status != 400:
                 raise
@@ -455,7 +464,30 @@ class WaldurDesk:
         return self.http.json_object(op, await self.http.request(op, "GET", f"/support-issues/{uuid.hex}/"))
 
     async def _issue(self, ref: ExternalTicket, op: str) -> dict[str, Any]:
-        return await self._get_issue(self._ref_uuid(ref), op)
+        """The issue as this job last saw it (its read, or the answer of its last write), else read and
+        remembered (see base.remembering_reads)."""
+        seen = seen_issue("waldur", ref.external_id)
+        if seen is not None:
+            return seen
+        issue = await self._get_issue(self._ref_uuid(ref), op)
+        self._saw(ref, issue)
+        return issue
+
+    def _answer(self, op: str, response: httpx.Response) -> dict[str, Any] | None:
+        """A write's answer as an object: PATCH and set_status answer the serialized issue (DRF
+        UpdateModelMixin.update returns serializer.data; waldur-api-client's support_issues_partial_update and
+        support_issues_set_status parse an Issue); None for anything else (the write landed: only a read is lost)."""
+        try:
+            return self.http.json_object(op, response)
+        except DeskError:
+            return None
+
+    def _saw(self, ref: ExternalTicket, issue: dict[str, Any] | None) -> None:
+        """Remember the issue for this job's next read when the answer is this issue; otherwise forget it."""
+        if issue is not None and _uuid(str(issue.get("uuid", ""))) == self._ref_uuid(ref):
+            saw_issue("waldur", ref.external_id, issue if isinstance(issue.get("status"), str) else None)
+        else:
+            saw_issue("waldur", ref.external_id, None)
 
     def _path(self, ref: ExternalTicket, action: str = "") -> str:
         return f"/support-issues/{self._ref_uuid(ref).hex}/" + (f"{action}/" if action else "")

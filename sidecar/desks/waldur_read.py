@@ -88,10 +88,9 @@ async def read_own_account(desk: WaldurDesk) -> str:
     return own
 
 
-async def _known_self(desk: WaldurDesk) -> None:
+async def _known_self(desk: WaldurDesk) -> str:
     """Inbound never reads changes while it cannot tell the sidecar's own (check() normally learnt it)."""
-    if desk.own_uuid is None:
-        await read_own_account(desk)
+    return desk.own_uuid if desk.own_uuid is not None else await read_own_account(desk)
 
 
 async def changed_since(desk: WaldurDesk, since: float) -> list[ChangedIssue]:
@@ -143,8 +142,10 @@ def comment_view(item: dict[str, Any], op: str) -> DeskCommentView:
 
 
 async def comments_since(desk: WaldurDesk, since: float) -> list[tuple[str, DeskCommentView]]:
-    """(issue uuid hex, comment) for comments created at or after `since - OVERLAP`, oldest first."""
-    await _known_self(desk)
+    """(issue uuid hex, comment) for comments created at or after `since - OVERLAP`, oldest first; the sidecar's
+    own (its account's, or carrying its marker) are left out: inbound takes them for echoes, so a re-read they
+    queued would find nothing (the sidecar's notes and mirrored replies queued one each, every sweep)."""
+    own = await _known_self(desk)
     op = "list new comments"
     floor = since - OVERLAP
     found: dict[str, tuple[str, DeskCommentView]] = {}
@@ -158,7 +159,8 @@ async def comments_since(desk: WaldurDesk, since: float) -> list[tuple[str, Desk
             issue = _optional_uuid(item, "issue", op, link=True) or _optional_uuid(item, "issue_uuid", op)
             if issue is None:
                 raise _bad(op, "issue")
-            found.setdefault(view.comment_id, (issue, view))
+            if view.marker is None and view.author_id != own:
+                found.setdefault(view.comment_id, (issue, view))
     return sorted(found.values(), key=lambda pair: pair[1].created_at or 0.0)
 
 
@@ -187,7 +189,7 @@ async def read_issue(desk: WaldurDesk, ref: ExternalTicket) -> DeskIssueView:
     changelog) and all its comments, oldest first."""
     await _known_self(desk)
     op = f"read {ref.key}"
-    issue = await desk._issue(ref, op)
+    issue = await desk._get_issue(desk._ref_uuid(ref), op)  # always asked: never a job's earlier view
     fresh = desk._ref(issue, op)
     if fresh.external_id != desk._ref_uuid(ref).hex:
         raise _bad(op, "uuid")

@@ -31,6 +31,7 @@ from sidecar.desks.base import (
     ReadsChanges,
     TicketSnapshot,
     collecting_notes,
+    remembering_reads,
 )
 from sidecar.desks.files import HasAttachments
 from sidecar.desks.mapping import DeskMapping
@@ -288,8 +289,9 @@ class DeskWorker:
         self._health.set_problem(f"{self.desk.name}_auth", problem)
 
     async def _run(self, job: Job) -> None:
-        """One job; whatever it raises stays with it (CancelledError and store failures excepted)."""
-        with collecting_notes() as notes:
+        """One job; whatever it raises stays with it (CancelledError and store failures excepted). Within it a
+        desk answers a read of an issue the job has already seen from that (see remembering_reads)."""
+        with collecting_notes() as notes, remembering_reads():
             await self._run_noting(job, notes)
 
     async def _run_noting(self, job: Job, notes: list[DeskNote]) -> None:
@@ -510,16 +512,17 @@ class DeskWorker:
                 await self._auditor.record(_outbound_entry("field_unmapped", job, "defaulted", details))
         ref = await self._ensure_ref(snapshot)
         kept = settled = frozenset[str]()
+        before: dict[str, str] | None = None  # the desk's fields as the job first read them (None: not read)
         bases = self._settings.keep_bases
         if bases and job.kind in ("update", "status"):
-            kept, settled = await self._desk_ahead(ref, snapshot)
+            kept, settled, before = await self._desk_ahead(ref, snapshot)
         leave = kept | settled
         if job.kind == "update":
             await self.desk.update_fields(ref, snapshot, only=SYNCED_FIELDS - leave)
         if job.kind in ("update", "status") and "status" not in leave:
             await self.desk.set_status(ref, snapshot.status)  # the current status: replays cannot go backwards
         if bases and job.kind in ("create", "update", "status"):
-            written.update(await self._desk_holds(ref, snapshot, kept))
+            written.update(await self._desk_holds(ref, snapshot, kept, before))
         if job.kind == "comment":
             comment = await self._opener.comment(str(job.payload.get("event_id", "")))
             if comment is None:
@@ -529,21 +532,24 @@ class DeskWorker:
         elif job.kind == "close":
             await self.desk.close(ref, "the ticket was archived on chain")
 
-    async def _desk_ahead(self, ref: ExternalTicket, snapshot: TicketSnapshot) -> tuple[frozenset[str], frozenset[str]]:
-        """(kept, settled). Kept: fields the desk changed since their base (or parked in a conflict), left as
+    async def _desk_ahead(
+        self, ref: ExternalTicket, snapshot: TicketSnapshot
+    ) -> tuple[frozenset[str], frozenset[str], dict[str, str] | None]:
+        """(kept, settled, shown). Kept: fields the desk changed since their base (or parked in a conflict), left as
         the desk has them: inbound sync decides them (and records any conflict), so outbound never overwrites
         an agent's change it has not seen; a re-read of the issue is queued for that. Also kept, without a
         re-read: fields whose change made at this desk is still on its way to the chain (the mirror is behind
         the desk there, and the chain's event will bring a job of its own). Settled: fields the desk already
-        holds at the chain's value, not written again (the write would only race the agent's next change)."""
+        holds at the chain's value, not written again (the write would only race the agent's next change).
+        Shown: the fields as this read found them (None: not read, there being no base to compare with)."""
         mapping = getattr(self.desk, "mapping", None)
         if not isinstance(mapping, DeskMapping):
-            return frozenset(), frozenset()
+            return frozenset(), frozenset(), None
         bases, held, on_the_way = await self._store.read(
             "field bases", bases_and_held, snapshot.ticket_id, self.desk.name
         )
         if not bases and not held and not on_the_way:
-            return frozenset(), frozenset()
+            return frozenset(), frozenset(), None
         values = {"status": snapshot.status, "priority": snapshot.priority}
         shown = await self._desk_shows(ref, snapshot, mapping, bases)
         suspect: set[str] = set()
@@ -562,7 +568,7 @@ class DeskWorker:
                 "desk changed since the last sync: left for inbound",
                 extra={"desk": self.desk.name, "ticket_id": snapshot.ticket_id, "fields": sorted(changed)},
             )
-        return frozenset(kept), frozenset(settled)
+        return frozenset(kept), frozenset(settled), shown
 
     async def _own_writes(self, ref: ExternalTicket, fields: set[str]) -> set[str]:
         """Of fields that look changed at the desk, those whose last change the sidecar made itself (a hop of
@@ -595,15 +601,24 @@ class DeskWorker:
         return shown
 
     async def _desk_holds(
-        self, ref: ExternalTicket, snapshot: TicketSnapshot, kept: frozenset[str]
+        self,
+        ref: ExternalTicket,
+        snapshot: TicketSnapshot,
+        kept: frozenset[str],
+        before: Mapping[str, str] | None = None,
     ) -> dict[str, str | None]:
         """What the desk holds after the job, in chain vocabulary: the bases of the fields it synced. Read
         back, not assumed: a desk that cannot take a value (Waldur's fixed priority, a status its backend
-        will not set) must not have it recorded as agreed, or inbound would send the old value back. Only a
+        will not set) must not have it recorded as agreed, or inbound would send the old value back. The
+        read-back is the desk's answer to the job's last write where that answer shows the issue, or the job's
+        own read when it wrote nothing since (remembering_reads), else a fresh read: each is what the desk
+        held after the job's writes, and an agent's change after it reaches inbound by its re-read. Only a
         field the desk now holds at the chain's value becomes a base: one that shows something else was
         changed by an agent between this job's read and its read-back (or refused), so its old base stays and
         inbound re-reads the issue and decides; recording the agent's value as agreed would make the agent's
-        next change look like a conflict, or their change itself like the desk lagging behind the chain."""
+        next change look like a conflict, or their change itself like the desk lagging behind the chain. A field
+        the read-back shows as the job's first read did (`before`) was not moved during the job: the desk refused
+        the value (Waldur's fixed priority) or kept it, and a re-read would find only what that read found."""
         mapping = getattr(self.desk, "mapping", None)
         if not isinstance(mapping, DeskMapping):
             return {}
@@ -612,7 +627,10 @@ class DeskWorker:
         holds: dict[str, str | None] = {
             name: value for name, value in shown.items() if name not in kept and value == chain[name]
         }
-        if any(name not in kept and value != chain[name] for name, value in shown.items()):
+        if any(
+            name not in kept and value != chain[name] and (before is None or before.get(name) != value)
+            for name, value in shown.items()
+        ):
             await self._store.write(
                 "queue re-read", enqueue_issue_txn, self.desk.name, ref.external_id, "outbound", self._clock()
             )

@@ -78,6 +78,24 @@ def test_create_get_and_edit(http: httpx.Client, jira_sim: JiraSim) -> None:
     assert [i.key for i in jira_sim.list_issues()] == [key]
 
 
+def test_edit_with_return_issue_answers_the_issue_as_get_shows_it(http: httpx.Client, jira_sim: JiraSim) -> None:
+    """editIssue's returnIssue (pinned spec): 200 with the issue in Get issue's format, every field as the edit
+    left it, and `expand` applied; without it 204 and no body. Checked against the contract (validate=True)."""
+    key = new_issue(http)
+    edit = {"fields": {"priority": {"name": "Low"}}, "update": {"labels": [{"add": "extra"}]}}
+    answer = http.put(f"/rest/api/3/issue/{key}", params={"returnIssue": "true", "expand": "changelog"}, json=edit)
+    assert answer.status_code == 200, answer.text
+    issue = answer.json()
+    assert issue == http.get(f"/rest/api/3/issue/{key}", params={"expand": "changelog"}).json()
+    assert issue["fields"]["priority"]["name"] == "Low"
+    assert issue["fields"]["labels"] == ["ve-sup-000001", "extra"]
+    assert issue["fields"]["status"]["name"] == "Open"  # fields the edit left alone come back too
+    assert issue["changelog"]["histories"][-1]["items"][0]["field"] in ("priority", "labels")
+    plain = http.put(f"/rest/api/3/issue/{key}", params={"returnIssue": "false"}, json=edit)
+    assert plain.status_code == 204 and plain.content == b""
+    assert jira_sim.contract_violations == []
+
+
 def test_plain_text_description_is_rejected_like_jira(make_jira_sim: Callable[..., JiraSim]) -> None:
     sim = make_jira_sim(validate=False)
     with client(sim) as c:

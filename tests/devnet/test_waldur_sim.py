@@ -73,6 +73,20 @@ def test_issue_lifecycle_and_unique_remote_id(http: httpx.Client, waldur_sim: Wa
     assert http.get("/api/support-issues/00000000000040008000000000000000/").status_code == 404
 
 
+def test_writes_answer_the_issue_as_a_read_right_after_shows_it(http: httpx.Client, waldur_sim: WaldurSim) -> None:
+    """PATCH and set_status answer the serialized issue (DRF UpdateModelMixin.update returns serializer.data;
+    waldur-api-client parses an Issue from support_issues_partial_update and support_issues_set_status), the
+    same as a GET right after: the sidecar takes those answers as its read-back. Contract-checked (validate)."""
+    uuid = create(http, waldur_sim).json()["uuid"]
+    url = f"/api/support-issues/{uuid}/"
+    patched = http.patch(url, json={"summary": "Renamed"})
+    assert patched.status_code == 200 and patched.json() == http.get(url).json()
+    moved = http.post(url + "set_status/", json={"status": "Resolved"})
+    assert moved.status_code == 200 and moved.json() == http.get(url).json()
+    assert moved.json()["status"] == "Resolved"
+    assert waldur_sim.contract_violations == []
+
+
 def test_business_rules_without_validation(make_waldur_sim: Callable[..., WaldurSim]) -> None:
     sim = make_waldur_sim(validate=False)
     with client(sim) as c:

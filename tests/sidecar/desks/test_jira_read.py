@@ -163,15 +163,41 @@ async def test_a_field_never_changed_reports_the_creation(jira_sim: JiraSim, mak
     assert desk.own_account() == jira_sim.me.account_id
 
 
-async def test_comments_are_read_across_pages(jira_sim: JiraSim, make_desk: MakeDesk) -> None:
-    desk = make_desk(jira_sim)
-    ref = await desk.create(ticket())
+def _cut_comments(keep: int, drop_public: bool = False) -> Callable[[bytes], bytes]:
+    """An issue answer whose `comment` field holds only the first `keep` comments (its `total` says all), or
+    (`drop_public`) whose comments do not say whether customers see them."""
+
+    def cut(body: bytes) -> bytes:
+        issue = json.loads(body)
+        page = issue["fields"]["comment"]
+        page["comments"] = page["comments"][:keep]
+        for item in page["comments"]:
+            if drop_public:
+                item.pop("jsdPublic", None)
+        return json.dumps(issue).encode()
+
+    return cut
+
+
+async def test_comments_come_with_the_issue_and_are_paged_when_it_does_not_hold_them_all(
+    jira_sim: JiraSim, make_desk: MakeDesk
+) -> None:
+    from tests.sidecar.sync.rig import TamperingTransport
+
+    tamper = TamperingTransport()
+    ref = await make_desk(jira_sim).create(ticket())
+    desk = make_desk(jira_sim, transport=tamper, request_type_id="25", service_desk_id="7")  # reads as JSM
     ids = [jira_sim.agent_comment(ref.key, f"reply {i}", public=i % 2 == 0) for i in range(7)]
     desk.page_size = 3
-    view = await desk.read_issue(ref)
-    assert [c.comment_id for c in view.comments] == ids
-    assert [c.public for c in view.comments] == [i % 2 == 0 for i in range(7)]
-    assert jira_sim.request_count("GET", "/comment") == 3
+    public = [i % 2 == 0 for i in range(7)]
+    view = await desk.read_issue(ref)  # the issue's `comment` field holds all seven: no listing
+    assert ([c.comment_id for c in view.comments], [c.public for c in view.comments]) == (ids, public)
+    assert jira_sim.request_count("GET", "/comment") == 0
+    for cut, pages in ((_cut_comments(3), 3), (_cut_comments(7, drop_public=True), 6)):
+        tamper.rewrite("GET", f"/rest/api/3/issue/{ref.external_id}", cut)
+        view = await desk.read_issue(ref)  # a partial page, or one not saying what is internal: the listing
+        assert ([c.comment_id for c in view.comments], [c.public for c in view.comments]) == (ids, public)
+        assert jira_sim.request_count("GET", "/comment") == pages
 
 
 # hostile answers -------------------------------------------------------------------------------------

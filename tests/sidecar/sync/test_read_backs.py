@@ -1,0 +1,164 @@
+"""An outbound job's read-back comes from the desk's answer to its write where that answer shows the issue
+(Jira's edit with returnIssue, Waldur's set_status), and from its own earlier read where it wrote nothing:
+no GET repeats what the job has just seen. The guarantee stays: a field's base is recorded only when the desk
+holds the chain's value, so an agent's change landing right after the write is decided by inbound, not taken
+as agreed. Real store, real simulators on loopback, manual clock; each test takes a second or two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from devnet.jira_sim import JiraSim
+from devnet.sim_faults import ManualClock
+from devnet.waldur_sim import WaldurSim
+from sidecar.desks.jira import JiraDesk
+from sidecar.desks.waldur import WaldurDesk
+from sidecar.observe.audit import Auditor
+from sidecar.observe.metrics import Metrics
+from sidecar.store.inbound import list_conflicts
+from sidecar.sync.inbound import InboundEngine, InboundSettings
+from tests.sidecar.desks.support import JIRA_TOKEN, WALDUR_TOKEN, jira_config, waldur_config
+from tests.sidecar.sync.inbound_kit import CHAIN_PRIORITY, WALDUR_PRIORITIES
+from tests.sidecar.sync.rig import Rig, TamperingTransport, created, status_changed, ticket_id
+from tests.sidecar.sync.test_inbound_engine import SIDECAR, chain_priority, hint, issue_key, msgs, run, support_key
+
+
+async def open_pair(
+    tmp_path: Path, rigs: list[Rig], sim: JiraSim, clock: ManualClock, transport: httpx.AsyncBaseTransport | None = None
+) -> tuple[Rig, InboundEngine]:
+    """The rig and inbound engine over one Jira desk (through `transport`), ticket 1's issue created."""
+    desk = JiraDesk(jira_config(sim), JIRA_TOKEN, metrics=Metrics(), allow_insecure_http=True, transport=transport)
+    rig = await Rig.open(tmp_path / "sidecar.db", desk, clock)
+    rigs.append(rig)
+    settings = InboundSettings(strategy="on_chain_wins", idle_wait=999.0)
+    auditor = Auditor(rig.store, clock=clock)
+    engine = InboundEngine(
+        [desk], rig.store, auditor, Metrics(), rig.retry, settings,
+        sender=SIDECAR, key=support_key(), outbound_desks=["jira"], clock=clock,
+    )  # fmt: skip
+    await rig.chain(created(1))
+    await rig.run_due()
+    return rig, engine
+
+
+async def base_of(rig: Rig, desk: str, name: str) -> str | None:
+    rows = await rig.query(
+        "SELECT base_value FROM field_state WHERE ticket_id = ? AND desk = ? AND field = ?", ticket_id(1), desk, name
+    )
+    return rows[0][0] if rows else None
+
+
+def issue_requests(sim: JiraSim | WaldurSim, since: int) -> list[str]:
+    """Method and path (query left out) of the simulator's requests on one issue after index `since`."""
+    return [f"{r.method} {r.path}" for r in sim.requests[since:] if "/issue/" in r.path or "support-issues/" in r.path]
+
+
+async def test_a_jira_edit_answer_is_the_read_back(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    sim = make_jira_sim(clock=clock)
+    rig, _ = await open_pair(tmp_path, rigs, sim, clock)
+    _, key = await issue_key(rig)
+    start = len(sim.requests)
+    await chain_priority(rig, "urgent")
+    await rig.run_due()
+    assert issue_requests(sim, start) == [f"GET /rest/api/3/issue/{key}", f"PUT /rest/api/3/issue/{key}"]
+    assert "returnIssue=true" in sim.requests[-1].query
+    assert sim.issue(key).priority == "Highest"
+    assert await base_of(rig, "jira", "priority") == "urgent"
+    start = len(sim.requests)
+    await chain_priority(rig, "urgent")  # an echo: the desk already holds it, nothing is sent
+    await rig.run_due()
+    assert issue_requests(sim, start) == [f"GET /rest/api/3/issue/{key}"]
+
+
+async def test_an_agent_change_right_after_the_edit_is_left_to_inbound(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    """The agent sets Low just after the sidecar's edit answered (the answer shows the chain's Highest): the base
+    is the chain's value, so the agent's Low is a desk change that goes to the chain, not a conflict."""
+    sim = make_jira_sim(clock=clock)
+    tamper = TamperingTransport()
+    rig, engine = await open_pair(tmp_path, rigs, sim, clock, transport=tamper)
+    external_id, key = await issue_key(rig)
+
+    def agent_after(body: bytes) -> bytes:
+        sim.agent_update(key, priority="Low")
+        return body
+
+    tamper.rewrite("PUT", f"/rest/api/3/issue/{key}", agent_after)
+    await chain_priority(rig, "urgent")
+    await rig.run_due()
+    assert tamper.tampered and sim.issue(key).priority == "Low"
+    assert await base_of(rig, "jira", "priority") == "urgent", "the agent's value became the base"
+    await hint(rig, external_id, "after-edit")
+    await run(engine)
+    assert [m.priority for _, m in await msgs(rig)] == ["low"]  # type: ignore[attr-defined]
+    assert await rig.store.read("conflicts", list_conflicts, True, 10) == []
+
+
+async def test_a_jira_that_answers_an_edit_without_the_issue_is_read_back(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    sim = make_jira_sim(clock=clock)
+    tamper = TamperingTransport()
+    rig, _ = await open_pair(tmp_path, rigs, sim, clock, transport=tamper)
+    _, key = await issue_key(rig)
+    tamper.rewrite("PUT", f"/rest/api/3/issue/{key}", lambda body: b"", status=204)
+    start = len(sim.requests)
+    await chain_priority(rig, "urgent")
+    await rig.run_due()
+    issue = f"/rest/api/3/issue/{key}"
+    assert issue_requests(sim, start) == [f"GET {issue}", f"PUT {issue}", f"GET {issue}"]
+    assert await base_of(rig, "jira", "priority") == "urgent"
+
+
+async def test_a_waldur_status_move_answer_is_the_read_back(
+    make_waldur_sim: Callable[..., WaldurSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    sim = make_waldur_sim(clock=clock)
+    desk = WaldurDesk(waldur_config(sim), WALDUR_TOKEN, metrics=Metrics(), allow_insecure_http=True)
+    rig = await Rig.open(tmp_path / "sidecar.db", desk, clock)
+    rigs.append(rig)
+    start = len(sim.requests)
+    await rig.chain(created(1))
+    await rig.run_due()
+    # the create's answer is the new issue: no read after it
+    assert [r.split(" ")[0] for r in issue_requests(sim, start)] == ["GET", "POST"]  # find by remote_id, create
+    assert await base_of(rig, "waldur", "status") == "open"
+    [uuid] = [i.uuid.hex for i in sim.list_issues()]
+    start = len(sim.requests)
+    await rig.chain(status_changed(1, "open", "resolved"))
+    await rig.run_due()
+    path = f"/api/support-issues/{uuid}/"
+    assert issue_requests(sim, start) == [f"GET {path}", f"POST {path}set_status/"]
+    assert sim.issues[next(iter(sim.issues))].status == "Resolved"
+    assert await base_of(rig, "waldur", "status") == "resolved"
+
+
+async def test_a_value_waldur_refuses_queues_no_re_read(
+    make_waldur_sim: Callable[..., WaldurSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    """Waldur keeps its priority after create: the chain's new one goes into an internal note, and the read-back
+    shows the priority the job's first read showed. Nothing moved at the desk during the job, so no re-read is
+    queued (it would find the same, and its repair job would only post the same note check again); the base
+    stays the value both sides last agreed on."""
+    sim = make_waldur_sim(clock=clock, priorities=WALDUR_PRIORITIES)
+    pairs = tuple((chain, desk) for desk, chain in CHAIN_PRIORITY.items())
+    desk = WaldurDesk(waldur_config(sim, priority_map=pairs), WALDUR_TOKEN, metrics=Metrics(), allow_insecure_http=True)
+    rig = await Rig.open(tmp_path / "sidecar.db", desk, clock)
+    rigs.append(rig)
+    await rig.chain(created(1))
+    await rig.run_due()
+    assert await base_of(rig, "waldur", "priority") == "high"
+    await chain_priority(rig, "urgent")
+    await rig.run_due()
+    [issue] = sim.list_issues()
+    assert issue.priority == "High"
+    assert ["Highest" in c.description for c in sim.comments_of(issue.uuid.hex)] == [True], "no note, or two"
+    assert await rig.query("SELECT reason FROM inbound_queue") == []
+    assert await base_of(rig, "waldur", "priority") == "high"
