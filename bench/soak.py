@@ -354,6 +354,7 @@ class Sampler(threading.Thread):
         self.rig, self.driver, self.started = rig, driver, started
         self.samples: list[dict[str, float]] = []
         self.errors: Counter[str] = Counter()
+        self.probes: Counter[str] = Counter()  # the sampler's own desk requests, left out of the sidecar's
         self.halt = threading.Event()
         self.client = httpx.Client(timeout=5)
         self.last_cpu: tuple[float, float, float, float] | None = None  # (when, sidecar s, machine busy, total)
@@ -429,6 +430,7 @@ class Sampler(threading.Thread):
         else:
             url, auth = f"{self.rig.waldur.api_url}/users/me/", None
             headers = {"Authorization": f"Token {self.rig.waldur.token}"}
+        self.probes[desk] += 1
         began = time.perf_counter()
         self.client.get(url, headers=headers, auth=auth)
         return round(1000 * (time.perf_counter() - began), 1)
@@ -473,6 +475,7 @@ class Outcome:
     sampler_errors: Counter[str]
     drained_in: float | None  # seconds after driving stopped until the backlog was empty (None: not within drain)
     store: dict[str, Any]  # the sidecar's work by kind and state at the end (store_snapshot)
+    probes: Counter[str] = field(default_factory=Counter)  # requests the sampler made of each desk
 
 
 def run(
@@ -508,7 +511,9 @@ def run(
             store["sidecar_stop"] = f"not clean: {str(exc).splitlines()[0]}"
         window = [s for s in sampler.samples if s["t"] <= duration]
         trends = [judge(name, judged(window, name), warmup, tol) for name, tol in TOLERANCES.items()]
-        return Outcome(sampler.samples, trends, driver.counts, rig.requests, sampler.errors, drained_in, store)
+        return Outcome(
+            sampler.samples, trends, driver.counts, rig.requests, sampler.errors, drained_in, store, sampler.probes
+        )
     finally:
         if sampler is not None:
             sampler.halt.set()
@@ -648,7 +653,7 @@ def desk_arithmetic(outcome: Outcome) -> list[tuple[str, int, float, float, str]
         for k, n in outcome.requests.items():
             if k.startswith(desk + " "):
                 endpoints[k[len(desk) + 1 :].rsplit(" ", 1)[0]] += n
-        total = sum(endpoints.values())
+        total = sum(endpoints.values()) - outcome.probes[desk]  # the sidecar's requests, not the sampler's
         per_ticket = total / created if created else 0.0
         if desk == "jira" and endpoints:
             busiest, on_it = endpoints.most_common(1)[0]
