@@ -38,9 +38,10 @@ sync: install
 	$(BIN)/servicedesk-sidecar sync '$(TICKET)' --direction=$(DIRECTION) $(if $(DESK),--desk '$(DESK)') --config $(CONFIG)
 
 # Two workers, each module on one of them (a module shares its devnet node); TEST_WORKERS=0 runs in-process.
+# Modules are handed out in collection order, longest first (tests/conftest.py), not by their number of tests.
 TEST_WORKERS ?= 2
 test: install cometbft seaweedfs
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: install
 	$(BIN)/ruff check sidecar devnet tests bench
