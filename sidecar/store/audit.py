@@ -144,14 +144,14 @@ def append_audit_txn(conn: sqlite3.Connection, entry: AuditEntry, ts: float) -> 
     return row_id
 
 
-def append_audit_many_txn(conn: sqlite3.Connection, entries: Sequence[AuditEntry], ts: float) -> int:
-    """Append `entries` in order: the same rows, ids and hash chain as one `append_audit_txn` each, written
-    with one executemany and one head update (a backfill audits thousands of events in one commit). Runs
-    inside the caller's write transaction; returns the last row's id (0 when there is nothing to append)."""
+def append_audit_many_txn(conn: sqlite3.Connection, entries: Sequence[tuple[AuditEntry, float]]) -> int:
+    """Append (entry, time) pairs in order: the same rows, ids and hash chain as one `append_audit_txn` each,
+    written with one executemany and one head update (a backfill audits thousands of events in one commit).
+    Runs inside the caller's write transaction; returns the last row's id (0 when there is nothing to append)."""
     if not entries:
         return 0
     prev_hash, rows = _last_hash(conn), []
-    for entry in entries:
+    for entry, ts in entries:
         rows.append(_row_values(entry, ts, prev_hash))
         prev_hash = rows[-1][-1]
     conn.executemany(_INSERT, rows)

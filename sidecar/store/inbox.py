@@ -152,7 +152,7 @@ def _store_events(
             inserted += added
             duplicates += 1 - added
     if audits:
-        append_audit_many_txn(conn, audits, now)
+        append_audit_many_txn(conn, [(entry, now) for entry in audits])
     return CommitResult(inserted, duplicates, poison)
 
 

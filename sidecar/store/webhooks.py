@@ -74,13 +74,11 @@ class Recording:
 
 def record_deliveries_txn(conn: sqlite3.Connection, recordings: Sequence[Recording]) -> list[bool]:
     """What `record_delivery_txn` would answer for each recording in order, in the caller's one transaction,
-    written as a batch. The audit rows of a group carry the latest receipt time in it (its members arrived
-    within one commit's time of each other)."""
+    written as a batch (each audit row with its own delivery's receipt time, as one by one)."""
     known = _known_txn(conn, recordings)
     fresh: list[bool] = []
     rows: list[tuple[object, ...]] = []
-    audits: list[AuditEntry] = []
-    latest = 0.0
+    audits: list[tuple[AuditEntry, float]] = []
     for r in recordings:
         d = r.delivery
         body, ident = ("body", d.desk, d.body_sha256), ("id", d.desk, d.delivery_id)
@@ -92,8 +90,7 @@ def record_deliveries_txn(conn: sqlite3.Connection, recordings: Sequence[Recordi
         fresh.append(True)
         rows.append(_row(d, r.now))
         if r.audit is not None:
-            audits.append(r.audit)
-            latest = max(latest, r.now)
+            audits.append((r.audit, r.now))
     if rows:
         # No conflict is possible after the look-up above (this transaction holds the write lock); were one
         # to happen, the insert raises and the whole group rolls back, answered 503: nothing half-recorded.
@@ -101,7 +98,7 @@ def record_deliveries_txn(conn: sqlite3.Connection, recordings: Sequence[Recordi
         if written != len(rows):
             raise StoreError(f"record webhooks: {written} rows written for {len(rows)} fresh deliveries")
     if audits:
-        append_audit_many_txn(conn, audits, latest)
+        append_audit_many_txn(conn, audits)
     return fresh
 
 

@@ -40,7 +40,7 @@ async def written(path: Path, batched: bool) -> tuple[list[AuditRow], bool, list
 
         def append(conn: sqlite3.Connection) -> int:
             if batched:
-                return append_audit_many_txn(conn, ENTRIES, 20.0)
+                return append_audit_many_txn(conn, [(entry, 20.0) for entry in ENTRIES])
             return [append_audit_txn(conn, entry, 20.0) for entry in ENTRIES][-1]
 
         last_id = await store.write("many", append)
@@ -64,10 +64,10 @@ async def test_a_batched_append_writes_the_chain_of_single_appends_and_verifies(
 async def test_a_batched_append_links_to_the_purge_anchor_and_nothing_appends_nothing(tmp_path: Path) -> None:
     store = await Store.open(str(tmp_path / "db"))
     try:
-        await store.write("a", append_audit_many_txn, ENTRIES[:2], 5.0)
+        await store.write("a", append_audit_many_txn, [(entry, 5.0) for entry in ENTRIES[:2]])
         await store.write("purge", purge_audit_txn, 100.0, 10)  # the table is empty: the anchor is row 2
-        assert await store.write("none", append_audit_many_txn, [], 6.0) == 0
-        assert await store.write("b", append_audit_many_txn, ENTRIES[2:], 200.0) == 4
+        assert await store.write("none", append_audit_many_txn, []) == 0
+        assert await store.write("b", append_audit_many_txn, [(entry, 200.0) for entry in ENTRIES[2:]]) == 4
         rows, ok, _ = await store.read("chain", chain)
     finally:
         await store.close()

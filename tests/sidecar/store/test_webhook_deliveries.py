@@ -37,6 +37,7 @@ GROUP = [
 
 
 def stored(db: Path) -> tuple[list[tuple[Any, ...]], list[str], bool]:
+    """(delivery rows, audit rows as details and time, whether the audit chain verifies)."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
     try:
@@ -46,7 +47,7 @@ def stored(db: Path) -> tuple[list[tuple[Any, ...]], list[str], bool]:
                 "SELECT desk, delivery_id, body_sha256, received_at FROM webhook_deliveries ORDER BY id"
             )
         ]
-        audited = [r[0] for r in conn.execute("SELECT details_json FROM audit ORDER BY id")]
+        audited = [f"{r[0]} at {r[1]}" for r in conn.execute("SELECT details_json, ts FROM audit ORDER BY id")]
         return rows, audited, verify_audit(conn).ok
     finally:
         conn.close()
