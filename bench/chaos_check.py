@@ -93,11 +93,19 @@ class Report:
         self.checked[what] = self.checked.get(what, 0) + n
 
 
-def _jira_issues(client: httpx.Client, number: str) -> list[dict[str, Any]]:
-    """The issues carrying the ticket's label, found by search and each read back by key: Jira's search index
-    lags (its hits may show fields as they were seconds ago), an issue read by key is current."""
+def _jira_issues(client: httpx.Client, number: str, known: list[str]) -> list[dict[str, Any]]:
+    """The issues carrying the ticket's label, found by search and each read back by key. Jira's search index
+    lags (a just-created issue may be missing for seconds, and hits may show older fields), so the issues the
+    chain's refs name (`known`, keys or ids) go in as `reconcileIssues`, Jira's read-after-write switch: a
+    check right after the sync sees them; a duplicate nobody registered shows once the index catches up."""
+    ids: list[str] = []
+    for ref in known:
+        found = client.get(f"/rest/api/3/issue/{ref}", params={"fields": "labels"})
+        if found.status_code == 200:
+            ids.append(str(found.json()["id"]))
     jql = f'labels = "{ticket_label(number)}"'
-    answer = client.get("/rest/api/3/search/jql", params={"jql": jql, "fields": "labels"})
+    params = {"jql": jql, "fields": "labels"} | ({"reconcileIssues": ",".join(ids)} if ids else {})
+    answer = client.get("/rest/api/3/search/jql", params=params)
     answer.raise_for_status()
     issues: list[dict[str, Any]] = []
     for hit in answer.json().get("issues") or []:
@@ -281,7 +289,7 @@ def _check_ticket(
     by_desk: dict[str, list[str]] = {}
     for ref in refs:
         by_desk.setdefault(ref.external_system, []).append(ref.external_ticket_id)
-    issues = _jira_issues(jira, ticket.ticket_number)
+    issues = _jira_issues(jira, ticket.ticket_number, by_desk.get("jira", []))
     wissues = _waldur_all(waldur, f"{ends.waldur_url}/support-issues/", {"remote_id": f"virtengine:{tid}"})
     wissues = [w for w in wissues if w.get("remote_id") == f"virtengine:{tid}"]
     report.count("desk issue lookups", 2)
