@@ -24,6 +24,8 @@ JOB_KINDS = {
     "support_request_archived": "close",
     "support_request_purged": "close",
 }
+# A job copying one file to a desk (sidecar/sync/attach_out.py); it never touches the ticket's fields.
+ATTACHMENT_KIND = "attachment"
 # Inbox payloads came from the chain; intake bounds them, and so does every read that parses them again.
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 
@@ -177,6 +179,53 @@ def claim_due_txn(
     return jobs
 
 
+def inbox_horizon(conn: sqlite3.Connection) -> int:
+    """The newest inbox id: every event up to it is folded into the mirror (insert and fold share a
+    transaction), so a ticket snapshot read after this holds each of their changes."""
+    row = conn.execute("SELECT MAX(id) FROM chain_inbox").fetchone()
+    return int(row[0] or 0)
+
+
+# What a finished job of each kind leaves nothing for: an update sends every synced field and the status from
+# the ticket's current snapshot, a status job the status. Jobs of other kinds (a comment, an attachment) may sit
+# between it and the job it covers; a create or a close may not (the order of those against a field write matters).
+COVERS = {"update": ("update", "status"), "status": ("status",)}
+PASSED_OVER = ("update", "status", "comment", ATTACHMENT_KIND)
+
+
+def finish_covered_txn(conn: sqlite3.Connection, job: Job, horizon: int, now: float) -> list[tuple[int, str]]:
+    """Finish the ticket's pending jobs at this desk that `job`, just done from a snapshot read after inbox id
+    `horizon`, already carried out: later update/status jobs (COVERS) of events up to the horizon, with no create
+    or close queued between. Under a backlog a ticket changed five times gets its latest state sent once, not five
+    steps replayed. Returns (id, kind) of each job finished."""
+    kinds = COVERS.get(job.kind)
+    if not kinds or horizon <= 0:
+        return []
+    rows = conn.execute(
+        "SELECT c.id, c.kind FROM jobs c WHERE c.desk = :desk AND c.ticket_id = :ticket AND c.id > :id"
+        " AND c.state = 'pending' AND c.kind IN (SELECT value FROM json_each(:kinds))"
+        " AND c.inbox_id IS NOT NULL AND c.inbox_id <= :horizon"
+        " AND NOT EXISTS (SELECT 1 FROM jobs b WHERE b.desk = c.desk AND b.ticket_id = c.ticket_id"
+        "   AND b.id > :id AND b.id < c.id AND b.state IN ('pending', 'running')"
+        "   AND b.kind NOT IN (SELECT value FROM json_each(:passed)))"
+        " ORDER BY c.id",
+        {
+            "desk": job.desk,
+            "ticket": job.ticket_id,
+            "id": job.id,
+            "kinds": json.dumps(kinds),
+            "horizon": horizon,
+            "passed": json.dumps(PASSED_OVER),
+        },
+    ).fetchall()
+    covered = [(int(r["id"]), str(r["kind"])) for r in rows]
+    conn.executemany(
+        "UPDATE jobs SET state = 'done', finished_at = ?, updated_at = ?, last_error = NULL WHERE id = ?",
+        [(now, now, job_id) for job_id, _ in covered],
+    )
+    return covered
+
+
 def finish_job_txn(conn: sqlite3.Connection, job_id: int, now: float, state: str = "done") -> None:
     conn.execute(
         "UPDATE jobs SET state = ?, finished_at = ?, updated_at = ?, last_error = NULL WHERE id = ?",
@@ -277,8 +326,8 @@ def job_by_id(conn: sqlite3.Connection, job_id: int) -> Job | None:
 
 
 # --- attachment jobs (#15, sidecar/sync/attach_out.py) ----------------------------------------------------
-# One job per file listed by a request or response, queued when its create/comment job finished at the desk.
-ATTACHMENT_KIND = "attachment"
+# One job per file listed by a request or response, queued when its create/comment job finished at the desk
+# (ATTACHMENT_KIND, above).
 
 
 def queue_attachment_job_txn(

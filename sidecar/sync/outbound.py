@@ -50,7 +50,9 @@ from sidecar.store.jobs import (
     dead_job_txn,
     defer_job_txn,
     dispatch_inbox_txn,
+    finish_covered_txn,
     finish_job_txn,
+    inbox_horizon,
     inbox_payload,
     queue_event_jobs_txn,
     retry_job_txn,
@@ -251,14 +253,19 @@ class DeskWorker:
             return self._paused_until - now
         if self._outage_probes and not await self._probe(now):
             return max(0.0, self._paused_until - now)
-        jobs = await self._store.write("claim jobs", claim_due_txn, self.desk.name, now, self._settings.concurrency)
+        jobs, horizon = await self._store.write("claim jobs", self._claim_txn, now)
         if not jobs:
             return self._settings.idle_wait
         try:
-            await asyncio.gather(*(self._run(job) for job in jobs))
+            await asyncio.gather(*(self._run(job, horizon) for job in jobs))
         finally:
             self.jobs_run += len(jobs)
         return 0.0
+
+    def _claim_txn(self, conn: sqlite3.Connection, now: float) -> tuple[list[Job], int]:
+        """Due jobs, and the inbox horizon they are claimed at: each job's snapshot, read later, holds every
+        event up to it (what lets a finished update cover later ones, finish_covered_txn)."""
+        return claim_due_txn(conn, self.desk.name, now, self._settings.concurrency), inbox_horizon(conn)
 
     async def check(self) -> float:
         """A cheap authenticated call, so health says whether the desk answers even when idle."""
@@ -288,13 +295,13 @@ class DeskWorker:
             )
         self._health.set_problem(f"{self.desk.name}_auth", problem)
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: Job, horizon: int = 0) -> None:
         """One job; whatever it raises stays with it (CancelledError and store failures excepted). Within it a
         desk answers a read of an issue the job has already seen from that (see remembering_reads)."""
         with collecting_notes() as notes, remembering_reads():
-            await self._run_noting(job, notes)
+            await self._run_noting(job, notes, horizon)
 
-    async def _run_noting(self, job: Job, notes: list[DeskNote]) -> None:
+    async def _run_noting(self, job: Job, notes: list[DeskNote], horizon: int) -> None:
         if job.kind == ATTACHMENT_KIND:
             await self._run_attachment(job)
             return
@@ -331,8 +338,13 @@ class DeskWorker:
             await self._dead(job, job_failure_reason(exc))
             return
         planned = await self._plan_attachments(job)
-        await self._store.write("finish job", self._finish_txn, job, self._clock(), notes, None, written, planned)
+        covered = await self._store.write(
+            "finish job", self._finish_txn, job, self._clock(), notes, None, written, planned, horizon
+        )
         self._announce(job, "done", job.kind)
+        for covered_id, kind in covered:
+            self._announce(job, "done", f"{kind}, covered by job {job.id}", covered_id)
+            self._metrics.count_sync("outbound", "success")
         self._metrics.count_sync("outbound", "success")
         await self._observe_latency(job)
         self._set_state(None)
@@ -361,11 +373,15 @@ class DeskWorker:
         outcome: DeskOutcome | None,
         written: Mapping[str, str | None] | None = None,
         planned: Sequence[PlannedFile] = (),
-    ) -> None:
+        horizon: int = 0,
+    ) -> list[tuple[int, str]]:
         """The job is done and audited in one transaction: a sync that happened is never unrecorded. The
         fields it wrote become their base (what chain and desk now agree on) for conflict detection. The
-        files its event lists are queued in the same transaction (one attachment job each)."""
+        files its event lists are queued in the same transaction (one attachment job each). A job done in
+        full (no `outcome`) also finishes the later jobs it covered (finish_covered_txn), each audited;
+        returns those (id, kind)."""
         finish_job_txn(conn, job.id, now)
+        covered = finish_covered_txn(conn, job, horizon, now) if outcome is None else []
         if planned and self._attachments is not None:
             self._attachments.queue_txn(conn, job, planned, now)
         for name, value in (written or {}).items():
@@ -388,6 +404,10 @@ class DeskWorker:
         else:
             entry = _outbound_entry("ticket_synced", job, "ok", ids)
         self._audit_txn(conn, entry, now)
+        for covered_id, kind in covered:
+            details = {"job_id": covered_id, "kind": kind, "covered_by": job.id}
+            self._audit_txn(conn, _outbound_entry("ticket_synced", job, "ok", details), now)
+        return covered
 
     async def _plan_attachments(self, job: Job) -> list[PlannedFile]:
         """The files a finished create/comment job's event lists, to queue with its finish; [] when
@@ -494,11 +514,13 @@ class DeskWorker:
             "desk job dead-lettered", extra={"job_id": job.id, "desk": job.desk, "kind": job.kind, "error": error}
         )
 
-    def _announce(self, job: Job, action: str, detail: str) -> None:
-        """Tell watchers (WatchEvents) what became of the job: ids and kinds, never the desk's error text."""
+    def _announce(self, job: Job, action: str, detail: str, job_id: int | None = None) -> None:
+        """Tell watchers (WatchEvents) what became of the job (or of `job_id`, a job of the same ticket and desk
+        it covered): ids and kinds, never the desk's error text."""
         if self._activity is not None:
+            shown = job.id if job_id is None else job_id
             self._activity.publish(
-                "job", action, ticket_id=job.ticket_id, desk=job.desk, direction="outbound", id=job.id, detail=detail
+                "job", action, ticket_id=job.ticket_id, desk=job.desk, direction="outbound", id=shown, detail=detail
             )
 
     async def _handle(self, job: Job, written: dict[str, str | None]) -> None:
