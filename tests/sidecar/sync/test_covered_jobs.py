@@ -87,7 +87,8 @@ async def test_a_create_or_close_between_and_events_past_the_horizon_are_not_cov
     reply = ResponseAdded("reply-1", "support_response_added", 0, 0, 11, ticket_id(1), AGENT, 0, {}, "r1", AGENT, True)
     await rig.chain(reply)
     await rig.chain(priority_changed("urgent", 12))
-    await rig.chain(RequestArchived("archived-1", "support_request_archived", 0, 0, 13, ticket_id(1), AGENT, 0, {}, AGENT))
+    archived = RequestArchived("archived-1", "support_request_archived", 0, 0, 13, ticket_id(1), AGENT, 0, {}, AGENT)
+    await rig.chain(archived)
     await rig.chain(priority_changed("medium", 14))
     update, comment, covered, close, after_close = await pending(rig)
     assert [j.kind for j in (update, comment, covered, close, after_close)] == [
