@@ -352,6 +352,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX inbound_intents_ticket ON inbound_intents (ticket_id, desk);
         """,
     ),
+    Migration(
+        9,
+        "desk reads",
+        """
+        -- The desk's own change time of each issue as inbound's last completed re-read found it: a sweep hit
+        -- showing no later change has nothing new to read (sidecar/sync/sweep.py).
+        CREATE TABLE desk_reads (
+            desk TEXT NOT NULL,
+            external_id TEXT NOT NULL,
+            desk_updated_at REAL NOT NULL,
+            read_at REAL NOT NULL,
+            PRIMARY KEY (desk, external_id)
+        );
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -29,6 +29,7 @@ from sidecar.observe.audit import Auditor
 from sidecar.observe.metrics import ConflictRule, Metrics, Service, SyncField
 from sidecar.store.audit import AuditEntry, append_audit_txn
 from sidecar.store.db import Store
+from sidecar.store.desk_reads import record_desk_read_txn
 from sidecar.store.inbound import (
     LandedIntent,
     QueuedIssue,
@@ -245,6 +246,7 @@ class InboundEngine:
             retry_issue_txn(conn, item, IN_FLIGHT_WAIT_REASON, now + IN_FLIGHT_RECHECK_SECONDS, now, spend=False)
         else:
             finish_issue_txn(conn, item, now)
+            record_desk_read_txn(conn, item.desk, item.external_id, view.updated_at, now)
         return applied
 
     def _refuse_txn(self, conn: sqlite3.Connection, item: QueuedIssue, ref: RefRow, reason: str, now: float) -> None:

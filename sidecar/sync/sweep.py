@@ -8,7 +8,10 @@ nothing. A hit is an issue the desk says changed, or one with a new comment or a
 taken before any listing, and is stored only when every listing was read: what a listing could not show
 yet is after it. The query reaches back OVERLAP seconds before the mark (desk clocks, index lag, minute
 precision of JQL); a re-read of an unchanged issue decides nothing new, so the overlap costs requests,
-never duplicates. A store with refs but no mark starts from its oldest ref: nothing linked is skipped.
+never duplicates. Still, it would list an issue changed once in several sweeps: a changed-issue hit whose
+desk change time is not after the one inbound's last completed re-read found is not queued again
+(sidecar/store/desk_reads.py; comment and attachment hits carry no issue time and are always queued).
+A store with refs but no mark starts from its oldest ref: nothing linked is skipped.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Callable, Sequence
 from sidecar.desks.base import ReadsChanges
 from sidecar.errors import DeskError
 from sidecar.store.db import Store
+from sidecar.store.desk_reads import already_read
 from sidecar.store.inbound import (
     earliest_ref_time,
     enqueue_issue_txn,
@@ -86,9 +90,9 @@ class Sweeper:
             mark = oldest if oldest is not None else started
         since = mark - reach_back(desk)
         # A listing that fails raises before the write: the mark stays and the next sweep asks again.
-        hits = [issue.external_id for issue in await desk.changed_since(since)]
-        hits += [issue for issue, _ in await desk.comments_since(since)]
-        hits += await desk.attachments_since(since)
+        hits: list[tuple[str, float | None]] = [(i.external_id, i.updated_at) for i in await desk.changed_since(since)]
+        hits += [(issue, None) for issue, _ in await desk.comments_since(since)]
+        hits += [(issue, None) for issue in await desk.attachments_since(since)]
         queued = await self._store.write("queue sweep hits", self._queue_txn, desk.name, hits, started)
         if queued:
             log.info(
@@ -97,8 +101,17 @@ class Sweeper:
         return queued
 
     @staticmethod
-    def _queue_txn(conn: sqlite3.Connection, desk: str, hits: list[str], started: float) -> int:
-        ids = {normal_external_id(desk, external_id) for external_id in hits}
+    def _queue_txn(conn: sqlite3.Connection, desk: str, hits: list[tuple[str, float | None]], started: float) -> int:
+        ids = {normal_external_id(desk, external_id) for external_id, _ in hits}
+        latest: dict[str, float] = {}  # a changed-issue hit's newest desk time
+        untimed: set[str] = set()  # a comment or attachment hit: always re-read
+        for external_id, at in hits:
+            normal = normal_external_id(desk, external_id)
+            if at is None:
+                untimed.add(normal)
+            else:
+                latest[normal] = max(at, latest.get(normal, at))
+        ids -= already_read(conn, desk, latest.items()) - untimed
         queued = 0
         for external_id in sorted(ids):
             if linked_ref(conn, desk, external_id) is not None:
