@@ -198,6 +198,10 @@ async def test_reconcile_after_500_blocks_down_finds_exactly_what_changed_and_th
         assert len(found) == 5
         assert queue_sizes(db) == before, "a dry run queued something"
 
+        rereads = [("jira", jira.issue(keys[jira_moved]).id), ("waldur", uuids[waldur_moved])]
+        # a re-read the first run's last sweep queued (of the sidecar's own write) still waits, inbound being
+        # paused: the repair is that same row, not a new one
+        waiting = [r for r in rereads if r in rows(db, "SELECT desk, external_id FROM inbound_queue")]
         found, checked, queued = await all_pages(control, limit=100)
         assert shown(found) == {
             ("field", moved_status, "jira", "status", "resolved", "resolved", "open", "outbound_job"),
@@ -206,12 +210,9 @@ async def test_reconcile_after_500_blocks_down_finds_exactly_what_changed_and_th
             ("field", jira_moved, "jira", "priority", "normal", "normal", "urgent", "reread"),
             ("field", waldur_moved, "waldur", "status", "open", "open", "resolved", "reread"),
         }, found
-        assert (checked, queued) == (5, 5)
+        assert (checked, queued) == (5, 5 - len(waiting)), waiting
         assert count(db, "SELECT COUNT(*) FROM jobs WHERE dedupe_key LIKE 'reconcile:update:%'") == 3
-        assert rows(db, "SELECT desk, external_id FROM inbound_queue WHERE state = 'pending' ORDER BY desk") == [
-            ("jira", jira.issue(keys[jira_moved]).id),
-            ("waldur", uuids[waldur_moved]),
-        ]
+        assert rows(db, "SELECT desk, external_id FROM inbound_queue WHERE state = 'pending' ORDER BY desk") == rereads
         again, _, queued = await all_pages(control)
         assert queued == 0 and shown(again) == shown(found), "a second run queued the same repairs again"
         audit = rows(db, "SELECT status, details_json FROM audit WHERE event_type = 'reconciled' ORDER BY id")
