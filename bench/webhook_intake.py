@@ -165,6 +165,7 @@ async def measure(tmp: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str,
     grouped = receiving["grouped"]
     app = build_web_app("/grouped/webhooks", grouped.store, HealthState(), metrics, grouped.receiver)
     app.router.routes += receiving["single"].receiver.routes("/single/webhooks")
+    app.direct.update(receiving["single"].receiver.endpoints("/single/webhooks"))  # taken as the grouped one is
     server, plain = WebServer(app, "127.0.0.1:0"), BareServer()
     serving = [asyncio.create_task(server.serve()), asyncio.create_task(plain.serve())]
     runs: dict[str, list[dict[str, Any]]] = {target: [] for target in TARGETS}

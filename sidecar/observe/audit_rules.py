@@ -1,7 +1,7 @@
 """What an audit row may hold, so ticket content and secrets never are stored: the one cleaning rule.
 
-`clean_entry` is applied by `append_audit_txn` to every row, whichever component appends it (the
-Auditor, webhook intake, the ticket and inbox stores, the signer), so no path can skip it.
+`clean_entry` (as `clean_fields`) is applied by `append_audit_txn` to every row, whichever component
+appends it (the Auditor, webhook intake, the ticket and inbox stores, the signer), so no path can skip it.
 
   * detail values are ids, hashes, counts, flags or short labels: None, bool, int, float, or a
     string of at most 200 characters without line breaks, or a list of up to 50 of those;
@@ -45,6 +45,7 @@ CONTENT_WORDS = frozenset(
 _KEY_NAMES = re.compile(r"(private|signing|api|secret)[^a-z0-9]*key")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
 ID_WORDS = frozenset({"id", "ids", "hash", "sha256", "count", "len", "bytes", "name", "names"})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # an entry class's field names, read once (`fields` is slow)
 
 
 @functools.lru_cache(maxsize=1024)  # a pure function of the key; every audit row asks it of each detail key
@@ -93,14 +94,27 @@ def _redact_value(value: Any, redact: Redactor) -> Any:
 
 def clean_entry(entry: AuditEntry, redact: Redactor) -> AuditEntry:
     """The entry as it will be stored."""
+    return type(entry)(**clean_fields(entry, redact))
+
+
+def clean_fields(entry: AuditEntry, redact: Redactor) -> dict[str, Any]:
+    """`clean_entry`'s fields by name, without building the entry: the chain's row is made from them (every
+    webhook delivery's row is cleaned in the writer thread, holding the GIL)."""
     details, dropped = clean_details(entry.details, redact)
     if dropped:
         log.warning("audit details dropped", extra={"event_type": entry.event_type, "keys": dropped})
         details["dropped"] = dropped
-    columns: dict[str, Any] = {
-        f.name: redact(value)[:MAX_VALUE_CHARS]
-        for f in dataclasses.fields(entry)
-        if isinstance(value := getattr(entry, f.name), str) and f.name != "error"
-    }
-    error = redact(entry.error)[:MAX_ERROR_CHARS] if entry.error is not None else None
-    return dataclasses.replace(entry, **columns, error=error, details=details)
+    names = _FIELD_NAMES.get(type(entry))
+    if names is None:
+        names = _FIELD_NAMES[type(entry)] = tuple(f.name for f in dataclasses.fields(entry))
+    cleaned: dict[str, Any] = {}
+    for name in names:
+        value = getattr(entry, name)
+        if name == "details":
+            value = details
+        elif name == "error":
+            value = redact(value)[:MAX_ERROR_CHARS] if value is not None else None
+        elif isinstance(value, str):
+            value = redact(value)[:MAX_VALUE_CHARS]
+        cleaned[name] = value
+    return cleaned

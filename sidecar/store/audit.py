@@ -16,12 +16,12 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sidecar.errors import StoreError
-from sidecar.observe.audit_rules import clean_entry
+from sidecar.observe.audit_rules import clean_fields
 from sidecar.observe.logs import current_redactor
 
 GENESIS_HASH = "0" * 64
@@ -55,9 +55,6 @@ class AuditEntry:
     block_height: int | None = None
     tx_hash: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
-
-
-_ENTRY_FIELDS = tuple(f.name for f in fields(AuditEntry))
 
 
 @dataclass(frozen=True)
@@ -174,10 +171,9 @@ def _last_hash(conn: sqlite3.Connection) -> str:
 
 def _row_values(entry: AuditEntry, ts: float, prev_hash: str) -> list[Any]:
     """The stored columns of one entry (cleaned by the audit rule) linked to `prev_hash`, its hash last."""
-    cleaned = clean_entry(entry, current_redactor())
-    # Field by field, not dataclasses.asdict: asdict deep-copies `details` (~25x the cost), which is
-    # serialised on the next line anyway. This runs in the writer thread for every row, holding the GIL.
-    values = {name: getattr(cleaned, name) for name in _ENTRY_FIELDS}
+    # The cleaned fields as a dict, not an entry read back field by field (nor dataclasses.asdict, which
+    # deep-copies `details`): this runs in the writer thread for every row, holding the GIL.
+    values = clean_fields(entry, current_redactor())
     values["details_json"] = json.dumps(values.pop("details"), sort_keys=True, separators=(",", ":"))
     values["ts"] = ts
     values["prev_hash"] = prev_hash

@@ -18,13 +18,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sidecar.listen import parse_listen
 from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics
 from sidecar.store.db import Store
-from sidecar.web.deadlines import BodyDeadline, header_deadline_protocol
+from sidecar.web.coalesce import CoalescingWrites
+from sidecar.web.deadlines import header_deadline_protocol
 from sidecar.web.health import CachedFigures, health_endpoint
 from sidecar.web.peers import ClientAddress
 from sidecar.web.webhooks import WebhookReceiver
@@ -50,7 +51,7 @@ def build_web_app(
     *,
     figures: CachedFigures | None = None,
     observe: bool = True,
-) -> Starlette:
+) -> WebApp:
     """The public app: the desks' receivers (when webhook.enabled) and health. With `observe` (no
     separate observe listener) it also serves /metrics and verbose health; without, it ignores
     `?verbose=1` and has no /metrics."""
@@ -62,7 +63,31 @@ def build_web_app(
     routes.append(Route(f"{prefix}/health", health_route, methods=["GET"]))
     if observe:
         routes.append(_metrics_route(metrics))
-    return Starlette(routes=routes)
+    app = WebApp(routes=routes)
+    if receiver is not None:
+        app.direct.update(receiver.endpoints(prefix))
+    return app
+
+
+class WebApp(Starlette):
+    """Starlette, with the receivers' deliveries taken straight to their endpoint: a POST to one of the
+    exact paths in `direct` skips Starlette's two middlewares, its router and the route's method check (six
+    coroutine layers and a regex per delivery, on the port's hot path). Each of those paths is also one of
+    the app's routes, so anything else there (another method, a trailing slash) is answered by Starlette
+    as before. An error escaping a receiver reaches uvicorn, which logs it and answers 500, as Starlette's
+    error middleware would have."""
+
+    def __init__(self, *, routes: Sequence[Route]) -> None:
+        super().__init__(routes=list(routes))
+        self.direct: dict[str, ASGIApp] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            endpoint = self.direct.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def build_observe_app(
@@ -123,10 +148,11 @@ class WebServer:
             raise
         self._sock.setblocking(False)
         self.host, self.port = host, self._sock.getsockname()[1]
-        guarded = ClientAddress(BodyDeadline(app, limits.read_timeout), trusted_proxies)
+        guarded = ClientAddress(app, trusted_proxies)
         config = uvicorn.Config(
             guarded,
-            http=header_deadline_protocol(limits.read_timeout),
+            # The header deadline, and a response's head and body sent in one write (sidecar/web/coalesce.py).
+            http=type("ServerProtocol", (header_deadline_protocol(limits.read_timeout), CoalescingWrites), {}),
             log_config=None,
             access_log=False,
             lifespan="off",

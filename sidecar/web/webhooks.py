@@ -42,6 +42,7 @@ from sidecar.store.audit import AuditEntry
 from sidecar.store.db import GroupCommit, GroupFailed, Store, WriterBusy, WriteSlots
 from sidecar.store.webhooks import Delivery, Recording, record_deliveries_txn, record_delivery_txn
 from sidecar.timestamps import iso_seconds
+from sidecar.web.deadlines import body_late
 from sidecar.web.limits import SourceLimits, retry_after
 from sidecar.web.rejections import RejectionSummary
 
@@ -83,6 +84,11 @@ HEADERS = frozenset(
         b"x-webhook-secret",
     }
 )
+
+
+class BodyLate(Exception):
+    """The request's body deadline passed: the server answered 408 itself, so nothing is counted here (as
+    before the body deadline moved into the protocol)."""
 
 
 class Rejected(Exception):
@@ -217,13 +223,16 @@ class WebhookReceiver:
         if group_commit:
             self.intake = GroupCommit(store, "record webhooks", record_deliveries_txn, self._slots, MAX_GROUP)
         self.rejections = RejectionSummary(store, auditor, clock=clock)
+        # Each (desk, outcome)'s counter, looked up once: `labels()` takes a lock and builds a key per call.
+        self._counters: dict[tuple[Service, WebhookOutcome], Any] = {}
         self.on_accepted: Callable[[], None] | None = None  # told of each new hint (app.py: wakes inbound sync)
 
     def routes(self, prefix: str) -> list[Route]:
-        return [
-            Route(f"{prefix}/jira", _Endpoint(self, "jira"), methods=["POST"]),
-            Route(f"{prefix}/waldur", _Endpoint(self, "waldur"), methods=["POST"]),
-        ]
+        return [Route(path, endpoint, methods=["POST"]) for path, endpoint in self.endpoints(prefix).items()]
+
+    def endpoints(self, prefix: str) -> dict[str, _Endpoint]:
+        """The receivers' paths and their plain ASGI endpoints (POST only: see `routes`)."""
+        return {f"{prefix}/jira": _Endpoint(self, "jira"), f"{prefix}/waldur": _Endpoint(self, "waldur")}
 
     async def answer(self, scope: Scope, receive: Receive, send: Send, desk: Service) -> None:
         """One delivery, from the request's ASGI scope to its answer."""
@@ -234,7 +243,9 @@ class WebhookReceiver:
         except Rejected as exc:
             await self._rejected(send, desk, host, exc)
             return
-        self._metrics.count_webhook(desk, outcome)
+        except BodyLate:
+            return
+        self._count(desk, outcome)
         await _send_json(send, STATUS[outcome], {"status": outcome, "delivery_id": parsed.delivery_id})
         if outcome != "duplicate":  # logged once answered: the deliveries of a group are not kept waiting by it
             log.info(
@@ -249,7 +260,7 @@ class WebhookReceiver:
         try:
             self._check_source(host)
             headers = _headers(scope)
-            body = await self._read(receive, headers)
+            body = await self._read(scope, receive, headers)
             self._check_signature(desk, body, headers)
         except Rejected:  # not authenticated (source, size, signature): charged to the smaller budget
             self._limits.failed(host)
@@ -299,6 +310,14 @@ class WebhookReceiver:
             return await self.intake.submit(Recording(delivery, audit, now))
         return await self._store.write_within(self._slots, "record webhook", record_delivery_txn, delivery, audit, now)
 
+    def _count(self, desk: Service, outcome: WebhookOutcome) -> None:
+        """`Metrics.count_webhook`, with the labelled counter kept."""
+        counter = self._counters.get((desk, outcome))
+        if counter is None:
+            counter = self._metrics.webhook_deliveries.labels(desk=desk, outcome=outcome)
+            self._counters[(desk, outcome)] = counter
+        counter.inc()
+
     def _check_source(self, host: str) -> None:
         if not self._networks:
             return
@@ -309,7 +328,7 @@ class WebhookReceiver:
         if not any(address in network for network in self._networks):
             raise Rejected("forbidden_source")
 
-    async def _read(self, receive: Receive, headers: Mapping[str, str]) -> bytes:
+    async def _read(self, scope: Scope, receive: Receive, headers: Mapping[str, str]) -> bytes:
         limit = self._settings.max_body_bytes
         declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
@@ -319,8 +338,8 @@ class WebhookReceiver:
         more = True
         while more:  # the ASGI messages themselves: Request.stream's generator costs more than the loop
             message = await receive()
-            if message["type"] != "http.request":  # http.disconnect: the client went away mid-body
-                raise Rejected("malformed", "body incomplete")
+            if message["type"] != "http.request":  # http.disconnect: the client went away mid-body, or was too slow
+                raise BodyLate if body_late(scope) else Rejected("malformed", "body incomplete")
             chunk: bytes = message.get("body", b"")
             more = bool(message.get("more_body", False))
             size += len(chunk)
@@ -363,7 +382,7 @@ class WebhookReceiver:
 
     async def _rejected(self, send: Send, desk: Service, host: str, exc: Rejected) -> None:
         """Counted and noted in memory only: a rejection writes nothing and logs nothing by itself."""
-        self._metrics.count_webhook(desk, exc.outcome)
+        self._count(desk, exc.outcome)
         self.rejections.note(desk, exc.outcome, host or "unknown", exc.reason)
         extra = [(b"retry-after", retry_after(exc.retry_in).encode())] if exc.retry_in is not None else []
         await _send_json(send, STATUS[exc.outcome], {"status": exc.outcome, "error": exc.reason}, extra)

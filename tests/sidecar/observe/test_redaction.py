@@ -295,4 +295,4 @@ def test_append_audit_txn_is_the_only_writer_of_audit_rows() -> None:
     assert writers[0][0] == "sidecar/store/audit.py"
     source = (SIDECAR / "store" / "audit.py").read_text()
     body = source[source.index("def append_audit_txn"):source.index("def purge_audit_txn")]
-    assert "clean_entry(entry, current_redactor())" in body and "INSERT INTO audit" in body
+    assert "clean_fields(entry, current_redactor())" in body and "INSERT INTO audit" in body
