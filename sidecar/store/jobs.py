@@ -167,7 +167,9 @@ def claim_due_txn(
 ) -> list[Job]:
     """Mark up to `limit` due jobs of one desk running: the first pending job of each ticket only."""
     rows = conn.execute(
-        "SELECT j.* FROM jobs j WHERE j.desk = ? AND j.state = 'pending' AND j.next_run_at <= ?"
+        # `+` keeps next_run_at off the index choice: jobs_claim (desk, state, id) walks the queue in id order and
+        # stops at `limit`, where jobs_due would read and sort every due job (35 ms per claim at 10,000 pending).
+        "SELECT j.* FROM jobs j WHERE j.desk = ? AND j.state = 'pending' AND +j.next_run_at <= ?"
         " AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.desk = j.desk AND k.ticket_id = j.ticket_id"
         "   AND k.id < j.id AND k.state IN ('pending', 'running'))"
         " ORDER BY j.id LIMIT ?",

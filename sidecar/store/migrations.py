@@ -367,6 +367,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        10,
+        "jobs by desk and state",
+        """
+        -- A worker claims its desk's oldest due jobs: in id order from this index it stops after its batch,
+        -- where jobs_due (state, next_run_at) reads and sorts every pending job (sidecar/store/jobs.py).
+        CREATE INDEX jobs_claim ON jobs (desk, state, id);
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

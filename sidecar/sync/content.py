@@ -6,21 +6,30 @@ values over newer ones. Plaintext lives only in the returned objects, never in t
 
 from __future__ import annotations
 
+import hashlib
+import json
+import sqlite3
+from collections import OrderedDict
 from typing import Any
 
 from sidecar.chain.envelope import EnvelopeError, EnvelopeKey
 from sidecar.desks.base import DeskComment, TicketSnapshot
 from sidecar.store.db import Store
 from sidecar.store.jobs import created_payload, inbox_payload
-from sidecar.store.tickets import get_ticket
+from sidecar.store.tickets import Ticket, get_ticket
 
 PLACEHOLDER_SUBJECT = "(encrypted content not available to the desk)"
+# Opened creation payloads kept in memory: every job of a ticket, at each desk, builds its snapshot from the
+# same creation envelope (a create, then each update), so the recently busy tickets' plaintext is kept
+# rather than decrypted again per job. Memory only, like every snapshot; bounded, oldest use dropped first.
+OPENED_CACHE = 256
 
 
 class ContentOpener:
     def __init__(self, store: Store, key: EnvelopeKey | None) -> None:
         self._store = store
         self._key = key
+        self._opened: OrderedDict[tuple[str, bytes], dict[str, Any]] = OrderedDict()
 
     def _open(self, event_payload: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
         envelope = ((event_payload or {}).get("payload") or {}).get("envelope")
@@ -33,12 +42,33 @@ class ContentOpener:
         except EnvelopeError as exc:
             return None, str(exc)
 
+    def _open_created(self, ticket_id: str, created: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
+        """`_open` of a ticket's creation event, through the cache of opened ones (keyed by the ticket and
+        the envelope's exact content: a different envelope is never answered from the cache)."""
+        envelope = ((created or {}).get("payload") or {}).get("envelope")
+        if not envelope or self._key is None:
+            return self._open(created)
+        try:
+            digest = hashlib.sha256(json.dumps(envelope, sort_keys=True).encode()).digest()
+        except (TypeError, ValueError):  # not JSON-shaped: opening refuses it, as it should
+            return self._open(created)
+        slot = (ticket_id, digest)
+        plain = self._opened.get(slot)
+        if plain is not None:
+            self._opened.move_to_end(slot)
+            return plain, None
+        plain, reason = self._open(created)
+        if plain is not None:
+            self._opened[slot] = plain
+            if len(self._opened) > OPENED_CACHE:
+                self._opened.popitem(last=False)
+        return plain, reason
+
     async def snapshot(self, ticket_id: str) -> TicketSnapshot | None:
-        ticket = await self._store.read("ticket", get_ticket, ticket_id)
+        ticket, created = await self._store.read("ticket", _ticket_and_created, ticket_id)
         if ticket is None:
             return None
-        created = await self._store.read("created event", created_payload, ticket_id)
-        plain, reason = self._open(created)
+        plain, reason = self._open_created(ticket_id, created)
         related = (created or {}).get("related_entity")
         return TicketSnapshot(
             ticket_id=ticket.ticket_id,
@@ -72,3 +102,9 @@ class ContentOpener:
             # customer cannot hide a reply from the desk's customer view.
             internal=is_agent and bool(plain and plain.get("internal") is True),
         )
+
+
+def _ticket_and_created(conn: sqlite3.Connection, ticket_id: str) -> tuple[Ticket | None, dict[str, Any] | None]:
+    """The mirror's row and the creation event, read together: one store hop per snapshot, not two."""
+    ticket = get_ticket(conn, ticket_id)
+    return ticket, created_payload(conn, ticket_id) if ticket is not None else None

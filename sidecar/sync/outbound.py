@@ -59,6 +59,7 @@ from sidecar.store.jobs import (
 )
 from sidecar.store.pauses import PauseBook
 from sidecar.store.refs import (
+    CreateMark,
     RefRow,
     clear_create_mark_txn,
     drop_ref_txn,
@@ -664,22 +665,21 @@ class DeskWorker:
     async def _ensure_ref(self, snapshot: TicketSnapshot) -> ExternalTicket:
         """The desk ticket for this chain ticket: stored ref, else a chain ref whose ticket carries our claim,
         else adopted by lookup, else created (at most once per index-lag bound, by the create mark)."""
-        row = await self._store.read("ref", get_ref, snapshot.ticket_id, self.desk.name)
+        # One store hop for both: only this job writes this ticket's ref and mark at this desk while it runs.
+        row, mark = await self._store.read("ref and create mark", _ref_and_mark, snapshot.ticket_id, self.desk.name)
         finisher = self.desk if isinstance(self.desk, FinishesCreates) and self.desk.finishes_creates else None
         if row is not None and row.verified:
             ref = ExternalTicket(
                 self.desk.name, row.external_id, row.external_key or row.external_id, row.external_url or ""
             )
-            if finisher is not None:
-                pending = await self._store.read("create mark", get_create_mark, snapshot.ticket_id, self.desk.name)
-                if pending is not None:  # an earlier attempt recorded the create, then its follow-up failed
-                    await self._retry_follow_up(finisher, snapshot, ref)
+            if finisher is not None and mark is not None:
+                # an earlier attempt recorded the create, then its follow-up failed
+                await self._retry_follow_up(finisher, snapshot, ref)
             return ref
         if row is not None:
             adopted = await self._adopt_chain_ref(snapshot, row)
             if adopted is not None:
                 return adopted
-        mark = await self._store.read("create mark", get_create_mark, snapshot.ticket_id, self.desk.name)
         found = await self.desk.find(snapshot)
         if found is not None:
             await self._store.write(
@@ -805,6 +805,11 @@ class DeskWorker:
     def _audit_txn(self, conn: sqlite3.Connection, entry: AuditEntry, now: float) -> None:
         if self._auditor.enabled:
             append_audit_txn(conn, self._auditor.clean(entry), now)
+
+
+def _ref_and_mark(conn: sqlite3.Connection, ticket_id: str, desk: str) -> tuple[RefRow | None, CreateMark | None]:
+    """The ticket's ref at the desk and its create mark, read together (one executor hop per job, not two)."""
+    return get_ref(conn, ticket_id, desk), get_create_mark(conn, ticket_id, desk)
 
 
 def _note_entries(job: Job, notes: list[DeskNote]) -> list[AuditEntry]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -12,7 +13,16 @@ import pytest
 
 from devnet.jira_sim import JiraSim
 from devnet.sim_faults import FaultPlan
-from sidecar.desks.http import MAX_ENDPOINTS, DeskHttp, Pacing, endpoint_template, error_text, parse_retry_after
+from devnet.waiting import async_wait_until
+from sidecar.desks.http import (
+    MAX_ENDPOINTS,
+    DeskHttp,
+    Pacing,
+    _Backend,
+    endpoint_template,
+    error_text,
+    parse_retry_after,
+)
 from sidecar.desks.jira import JiraDesk
 from sidecar.errors import DeskError
 from sidecar.observe.metrics import Metrics
@@ -254,3 +264,40 @@ async def test_a_stream_without_auth_sends_no_credential_whichever_way_the_desk_
         await http.aclose()
     assert "authorization" in seen[0]
     assert "authorization" not in seen[1]
+
+
+async def test_a_connection_the_desk_closed_is_not_reused_and_no_cookie_is_kept() -> None:
+    """The pool's cheap "is_readable" (http._Stream) must still see a keep-alive connection the desk closed, or
+    the next request would go out on it and fail; and a desk's Set-Cookie is never sent back. A few ms, loopback."""
+    cookies: list[str | None] = []
+    served = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+        cookies.append(next((line for line in head.split("\r\n") if line.startswith("cookie:")), None))
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+            b"Set-Cookie: session=abc123; Path=/\r\n\r\n{}"
+        )
+        await writer.drain()
+        served += 1
+        writer.close()  # the desk drops the keep-alive connection once it has answered
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    http = DeskHttp("jira", f"http://127.0.0.1:{port}", timeout=5, metrics=Metrics(), allow_insecure_http=True)
+    try:
+        pool = http.client._transport._inner._pool  # type: ignore[attr-defined]
+        assert isinstance(pool._network_backend, _Backend)  # the httpx in use still lets the swap in
+        await http.request("first", "GET", "/rest/api/3/myself")
+        await async_wait_until(
+            lambda: served == 1 and all(c.has_expired() for c in pool.connections), timeout=5, what="the close seen"
+        )
+        await http.request("second", "GET", "/rest/api/3/myself")
+    finally:
+        await http.aclose()
+        server.close()
+        await server.wait_closed()
+    assert served == 2
+    assert cookies == [None, None]
