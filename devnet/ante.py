@@ -18,6 +18,7 @@ from cosmpy.protos.cosmos.bank.v1beta1 import tx_pb2 as bank_tx
 from cosmpy.protos.cosmos.crypto.secp256k1 import keys_pb2
 from cosmpy.protos.cosmos.tx.signing.v1beta1.signing_pb2 import SignMode
 from cosmpy.protos.cosmos.tx.v1beta1 import tx_pb2 as sdk_tx
+from ecdsa.ellipticcurve import PointJacobi
 from ecdsa.util import sigdecode_string
 from google.protobuf.message import DecodeError, Message
 from virtengine.support.v1 import tx_pb2
@@ -212,8 +213,14 @@ def _verified(pub: bytes, digest: bytes, signature: bytes) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def _verifying_key(pub: bytes) -> ecdsa.VerifyingKey:
-    """Decoded once per public key (point decompression is costly): a devnet has a handful of signers."""
-    return ecdsa.VerifyingKey.from_string(pub, curve=ecdsa.SECP256k1, hashfunc=hashlib.sha256)
+    """Decoded once per public key (point decompression is costly): a devnet has a handful of signers.
+    Its point gets a table of precomputed multiples, as VerifyingKey.precompute() builds (that method
+    needs the point's order, which from_string leaves unset): each CheckTx of a new tx then verifies in
+    about half the time, with the same arithmetic and the same verdicts."""
+    key = ecdsa.VerifyingKey.from_string(pub, curve=ecdsa.SECP256k1, hashfunc=hashlib.sha256)
+    point = key.pubkey.point
+    key.pubkey.point = PointJacobi(ecdsa.SECP256k1.curve, point.x(), point.y(), 1, _CURVE_ORDER, generator=True)
+    return key
 
 
 def _deduct_fee(state: dict[str, Any], tx: DecodedTx, params: dict[str, Any], mode: Mode) -> list[Event]:

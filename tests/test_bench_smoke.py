@@ -79,6 +79,7 @@ def test_signer_throughput_includes_every_intent_at_the_default_batch_size(
     assert figures["txs_used"].value >= 1 and figures["blocks_until_all_included"].value >= 1
     assert figures["sequence_errors_unresolved"].value == 0
     assert figures["sequence_errors_unresolved_100_per_tx"].value == 0
+    assert 0 < figures["seconds_until_all_in_mempool"].value <= figures["seconds_until_all_included"].value
 
 
 async def test_webhook_intake_stores_each_accepted_delivery_once_with_its_audit_row(

@@ -2,11 +2,12 @@
 
 Each `step()` (run by loops.run_loop) confirms txs in flight, re-broadcasts stale ones, then signs
 and broadcasts new batches: a run of up to `sign_ahead` txs at consecutive sequences is signed and
-stored in one write, then broadcast back to back, so a deep queue reaches the mempool within a block
-instead of one tx per round of writes. Exactly-once rests on three rules: signed bytes and hash are stored
-before a broadcast; after a restart the stored bytes are re-broadcast, never re-signed; intents go
-back to the queue only when their tx provably did not land (refused by CheckTx, failed in its block,
-or past its timeout_height with no block holding its hash). Inclusion is learnt from a websocket
+stored in one write, then sent in JSON-RPC batch requests back to back, so a deep queue reaches the
+mempool within a block instead of one tx per round trip.
+Exactly-once rests on three rules: signed bytes and hash are stored before a broadcast; after a
+restart the stored bytes are re-broadcast, never re-signed; intents go back to the queue only when
+their tx provably did not land (refused by CheckTx, failed in its block, or past its timeout_height
+with no block holding its hash). Inclusion is learnt from a websocket
 subscription to the account's txs, started before the first broadcast, with `/tx` by hash as the
 fallback; txs are settled in sequence order (txs of one account land in that order).
 
@@ -60,6 +61,8 @@ log = logging.getLogger(__name__)
 CrashPoint = Literal["after_sign", "after_broadcast"]
 SUBSCRIBE_WAIT = 5.0  # seconds the first broadcast waits for the tx subscription
 GAS_MEMORY = 30.0  # seconds a simulation's gas is reused for batches of the same Msgs
+BROADCAST_BATCH = 10  # txs per broadcast request: CometBFT's default rpc.max_request_batch_size
+BROADCAST_BYTES = 512 * 1024  # tx bytes per broadcast request: base64 of it stays under rpc.max_body_bytes (1 MB)
 
 
 @dataclass(frozen=True)
@@ -309,6 +312,23 @@ class Signer:
         self._backoff = 0.0
         return ChainAnswer(int(result.get("code", 0)), str(result.get("codespace", "")), str(result.get("log", "")))
 
+    async def _broadcast_many(self, flights: list[InFlight]) -> list[ChainAnswer | ChainRpcError | None]:
+        """The flights in one batch request, answered one by one as `_broadcast` answers a single one (an RPC
+        error of one call comes back as it is, for the caller to raise once the answers before it are recorded)."""
+        epoch = self.watcher.epoch() if self.watcher is not None else None
+        for flight in flights:
+            flight.watch_epoch = epoch
+        out: list[ChainAnswer | ChainRpcError | None] = []
+        for result in await self._rpc.broadcast_txs_sync([f.tx_bytes for f in flights]):
+            if isinstance(result, ChainRpcError):
+                out.append(_error_answer(result))
+                continue
+            self._backoff = 0.0
+            out.append(
+                ChainAnswer(int(result.get("code", 0)), str(result.get("codespace", "")), str(result.get("log", "")))
+            )
+        return out
+
     def _full_mempool(self) -> float:
         self.status.mempool_full += 1
         self._backoff = min(10.0, max(0.25, self._backoff * 2))
@@ -453,10 +473,10 @@ class Signer:
             timeout_height=head + self.settings.timeout_height_delta,
         )
 
-    async def _sign_run(self, batches: list[list[Intent]], head: int) -> list[tuple[list[Intent], SignedTx]]:
-        """Sign the batches at consecutive sequences; stop after a batch the simulation cut (the Msgs it left
-        out must keep their place before later ones) or when signing pauses."""
-        run: list[tuple[list[Intent], SignedTx]] = []
+    async def _size_run(self, batches: list[list[Intent]], head: int) -> list[tuple[list[Intent], int]]:
+        """Each batch with its gas; stop after a batch the simulation cut (the Msgs it left out must keep their
+        place before later ones) or when signing pauses."""
+        run: list[tuple[list[Intent], int]] = []
         if len(batches) > 1:
             # A simulation's gas serves every later batch of the same Msgs no larger than it (the gas memory):
             # simulating the largest first spares one simulation per slightly larger batch of the run.
@@ -467,43 +487,107 @@ class Signer:
             sized = await self._gas(planned, head)
             if sized is None:
                 break
-            batch, gas = sized
-            run.append((batch, self._build(batch, head, gas, self._next_sequence + len(run))))
-            if len(batch) < len(planned):
+            run.append(sized)
+            if len(sized[0]) < len(planned):
                 break
         return run
 
     async def _sign_and_send(self, batches: list[list[Intent]], head: int, *, retried: bool) -> float:
         """Sign a run of txs, store them all in one write (bytes before any broadcast), then broadcast them in
-        sequence order without waiting for a block: the node's CheckTx takes consecutive sequences of one
-        account, each on the check state the previous one left."""
-        run = await self._sign_run(batches, head)
-        if not run:
+        sequence order, in JSON-RPC batch requests, without waiting for a block: the node's CheckTx takes
+        consecutive sequences of one account, each on the check state the previous one left. One compact burst
+        after the write: sending a first part while the rest is signed measured no faster, and a part that
+        meets a block being built waits for it."""
+        sized = await self._size_run(batches, head)
+        if not sized:
             return 0.0
+        run: list[tuple[list[Intent], SignedTx]] = []
+        for batch, gas in sized:
+            run.append((batch, self._build(batch, head, gas, self._next_sequence + len(run))))
         rows = [(tuple(i.id for i in b), t.tx_hash, t.tx_bytes, t.sequence, t.timeout_height) for b, t in run]
         batch_ids = await self._store.write("record signed txs", record_signed_run_txn, rows)
-        flights = [
-            InFlight(batch_id, t.tx_hash, t.tx_bytes, t.sequence, t.timeout_height, ids, False)
-            for batch_id, (ids, *_), (_, t) in zip(batch_ids, rows, run, strict=True)
+        signed = [
+            (batch, InFlight(batch_id, t.tx_hash, t.tx_bytes, t.sequence, t.timeout_height, ids, False))
+            for batch_id, (ids, *_), (batch, t) in zip(batch_ids, rows, run, strict=True)
         ]
+        flights = [f for _, f in signed]
         self._flight.extend(flights)
         self._next_sequence = flights[-1].sequence + 1
         self._crash_point("after_sign")
         sent: list[InFlight] = []
-        for index, flight in enumerate(flights):
-            answer = await self._broadcast(flight)
-            if answer is None:
-                await self._record_broadcast(sent)
-                return self._full_mempool()  # it and the rest stay in flight as 'signed': re-broadcast in order
-            flight.sent_at = head
-            if answer.code not in (0, ALREADY_IN_MEMPOOL):
-                await self._record_broadcast(sent)
-                return await self._refused(run[index][0], flight, flights[index + 1 :], answer, head, retried=retried)
-            self._resume()
+        for chunk in _broadcast_chunks(flights):
+            answers = await self._broadcast_many(chunk)
+            for offset, (flight, answer) in enumerate(zip(chunk, answers, strict=True)):
+                if isinstance(answer, ChainAnswer) and _accepted(answer):
+                    flight.sent_at = head
+                    self._resume()
+                    sent.append(flight)
+                    continue
+                later = self._accepted_past(chunk[offset + 1 :], answers[offset + 1 :])
+                await self._record_broadcast(sent + later)
+                return await self._not_accepted(flight, answer, later, signed, head, retried=retried)
             self._crash_point("after_broadcast")
-            sent.append(flight)
         await self._record_broadcast(sent)
         return 0.0
+
+    async def _not_accepted(
+        self,
+        flight: InFlight,
+        answer: ChainAnswer | ChainRpcError | None,
+        later: list[InFlight],
+        signed: list[tuple[list[Intent], InFlight]],
+        head: int,
+        *,
+        retried: bool,
+    ) -> float:
+        """A tx of the run did not enter the mempool. An RPC error or a full mempool leaves it and every later tx
+        in flight as 'signed' (re-broadcast in order); a refusal releases the later ones never accepted."""
+        if isinstance(answer, ChainRpcError):
+            raise answer
+        if answer is None:
+            return self._full_mempool()
+        flight.sent_at = head
+        index = next(n for n, (_, f) in enumerate(signed) if f is flight)
+        unsent = [f for _, f in signed[index + 1 :] if all(f is not a for a in later)]
+        if later:
+            return await self._overtaken(signed[index][0], flight, unsent, later, answer)
+        return await self._refused(signed[index][0], flight, unsent, answer, head, retried=retried)
+
+    async def _overtaken(
+        self, batch: list[Intent], flight: InFlight, unsent: list[InFlight], later: list[InFlight], answer: ChainAnswer
+    ) -> float:
+        """The node took later txs of the request after refusing this one: on a node that checks sequences, only
+        because the account's sequence was ahead of ours (another sender used it) and they carry the sequences it
+        expects. They stay in flight and signing goes on after them; this tx and the others not taken go back to
+        the queue, spending no attempt."""
+        for dropped in (flight, *unsent):
+            self._flight.remove(dropped)
+        if unsent:
+            reason = f"not in the mempool: the tx at sequence {flight.sequence} before it was refused"
+            await self._store.write("release unsent txs", release_unsent_txn, [f.batch_id for f in unsent], reason)
+        self._next_sequence = max(f.sequence for f in self._flight) + 1
+        if answer.code != SEQUENCE_MISMATCH:  # not expected: read the chain's sequence once all in flight settle
+            self._should_resync = True
+            await self._settler.refused(flight, answer, len(batch))
+            return 0.0
+        self.status.sequence_mismatches += 1
+        await self._store.write(
+            "requeue refused tx", requeue_batch_txn, flight.batch_id, "failed", answer.code, answer.log
+        )
+        seqs = expected_sequence(answer.log)
+        if seqs is not None and any(f.sequence == seqs[0] for f in later):
+            log.info("account sequence drifted", extra={"expected": seqs[0], "got": seqs[1], "retry": False})
+            self.status.sequence_mismatches_resolved += 1
+        else:
+            self._should_resync = True
+        return 0.0
+
+    def _accepted_past(
+        self, chunk: list[InFlight], answers: list[ChainAnswer | ChainRpcError | None]
+    ) -> list[InFlight]:
+        """Txs of a batch request accepted after an earlier one of it was not: they are in the mempool (sent at
+        their sequence, they can still land) and stay in flight; the node's CheckTx normally refuses them all."""
+        return [f for f, a in zip(chunk, answers, strict=True) if isinstance(a, ChainAnswer) and _accepted(a)]
 
     async def _record_broadcast(self, sent: list[InFlight]) -> None:
         if sent:
@@ -522,12 +606,13 @@ class Signer:
         retried: bool,
     ) -> float:
         """CheckTx refused it: these bytes are not in any mempool and never will be. Drop them, and the run's later
-        txs, never broadcast, whose sequences now lie past a gap: their intents are queued again."""
+        txs not in the mempool (never broadcast, or refused after it), whose sequences now lie past a gap: their
+        intents are queued again."""
         for dropped in (flight, *unsent):
             self._flight.remove(dropped)
         self._next_sequence = flight.sequence
         if unsent:
-            reason = f"not broadcast: the tx at sequence {flight.sequence} before it was refused"
+            reason = f"not in the mempool: the tx at sequence {flight.sequence} before it was refused"
             await self._store.write("release unsent txs", release_unsent_txn, [f.batch_id for f in unsent], reason)
         if answer.code == SEQUENCE_MISMATCH:
             return await self._sequence_mismatch(batch, flight, answer, head, retried=retried)
@@ -589,6 +674,32 @@ class Signer:
                 "signer-txs",
                 f"{len(unproven)} tx(s) past timeout height neither landed nor proven lost" if unproven else None,
             )
+
+
+def _error_answer(error: ChainRpcError) -> ChainAnswer | ChainRpcError | None:
+    """One call's RPC error as `_broadcast` reads it: "already in cache" is pending (accepted), a full mempool
+    None, anything else the error itself."""
+    text = str(error)
+    if "already exists in cache" in text:
+        return ChainAnswer(0)
+    return None if "mempool is full" in text else error
+
+
+def _accepted(answer: ChainAnswer) -> bool:
+    return answer.code in (0, ALREADY_IN_MEMPOOL)
+
+
+def _broadcast_chunks(flights: list[InFlight]) -> list[list[InFlight]]:
+    """The flights in batch requests of at most BROADCAST_BATCH txs and BROADCAST_BYTES bytes, in order."""
+    chunks: list[list[InFlight]] = []
+    size = 0
+    for flight in flights:
+        if not chunks or len(chunks[-1]) >= BROADCAST_BATCH or size + len(flight.tx_bytes) > BROADCAST_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(flight)
+        size += len(flight.tx_bytes)
+    return chunks
 
 
 def signer_from_config(

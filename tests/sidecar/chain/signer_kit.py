@@ -8,6 +8,7 @@ import hashlib
 import json
 import sqlite3
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
@@ -160,8 +161,11 @@ def db_rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-async def settle(rig: Rig, timeout: float = 60.0) -> dict[str, int]:
-    """Step the signer until no intent is queued or in flight; return the counts by state."""
+async def settle(
+    rig: Rig, timeout: float = 60.0, on_step: Callable[[dict[str, int]], None] | None = None
+) -> dict[str, int]:
+    """Step the signer until no intent is queued or in flight; return the counts by state. `on_step` sees the
+    counts after each step (the benchmark notes when every tx was in the mempool)."""
 
     failure: list[BaseException] = []
 
@@ -171,6 +175,8 @@ async def settle(rig: Rig, timeout: float = 60.0) -> dict[str, int]:
         except Exception as exc:  # stop at once and show it, rather than time out
             failure.append(exc)
             return True
+        if on_step is not None:
+            on_step(rig.signer.status.counts)
         return not any(rig.signer.status.counts.get(s) for s in UNSETTLED)
 
     await async_wait_until(settled, timeout=timeout, what="every intent included or dead", interval=0.0)

@@ -160,12 +160,16 @@ async def test_a_fee_below_the_nodes_minimum_pauses_signing_and_kills_nothing(
     ids = await tickets(devnet_node, 3)
     db = tmp_path / "s.db"
     cheap = replace(FEE, gas_price=Decimal("0.001"))  # the devnet's minimum is 0.025uve per gas
-    rig = await open_rig(db, devnet_node.rpc_url, fee=cheap, pause_probe_interval=0.2)
+    # One Msg a tx: a run of three in one batch request, the first refused for its fee and the two after it for
+    # their sequences (the check state never took the first): all three are released, none is left in flight.
+    rig = await open_rig(db, devnet_node.rpc_url, fee=cheap, pause_probe_interval=0.2, max_msgs_per_tx=1)
     try:
         await queue_refs(rig.store, ids, SIDECAR.address)
         await async_wait_until(_stepped(rig, lambda: rig.signer.status.paused is not None), timeout=30,
                                what="signing to pause", interval=0.0)
         assert "code 13" in (rig.signer.status.paused or "") and "insufficient fee" in (rig.signer.status.paused or "")
+        released = "SELECT COUNT(*) FROM tx_batches WHERE state = 'failed' AND log LIKE 'not in the mempool%'"
+        assert db_rows(db, released) == [(2,)] and rig.signer.status.in_flight == 0
         for _ in range(5):
             await rig.signer.step()
         assert rig.signer.status.counts["queued"] == 3 and rig.signer.status.counts["dead"] == 0
