@@ -215,7 +215,7 @@ class Outbound:
             Metrics(),
             HealthState(),
             config.settings.retry,
-            WorkerSettings(concurrency=1, keep_bases=False),
+            WorkerSettings(concurrency=1, keep_bases=False, step_span=0.0),  # the attachment job waits for run()
             attachments=sync,
         )
         await self._until("kind != 'attachment'")

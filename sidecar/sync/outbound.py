@@ -102,6 +102,9 @@ class WorkerSettings:
     # Keep the field bases inbound sync decides by (a desk read before and after field writes). Off when
     # inbound sync does not run: outbound alone needs no bases, and those reads would only cost requests.
     keep_bases: bool = True
+    # Seconds one step keeps filling the slots its finished jobs free before it lets its last jobs finish and
+    # returns (0: one batch per step, claimed together).
+    step_span: float = 2.0
 
 
 class _WaitForIndex(Exception):
@@ -247,6 +250,9 @@ class DeskWorker:
         return self._settings.idle_wait
 
     async def step(self) -> float:
+        """Run due jobs, up to `concurrency` at a time: a slot a finished job frees is filled at once (no job
+        waits for the slowest of a batch), for up to `step_span` seconds; then the step lets its last jobs finish
+        and returns, so the loop's wake-ups (the signer's, for new refs) and a shutdown come at least that often."""
         if self._pauses is not None and self._pauses.is_paused("outbound", self.desk.name):
             return self._settings.idle_wait
         now = self._clock()
@@ -254,19 +260,37 @@ class DeskWorker:
             return self._paused_until - now
         if self._outage_probes and not await self._probe(now):
             return max(0.0, self._paused_until - now)
-        jobs, horizon = await self._store.write("claim jobs", self._claim_txn, now)
+        jobs, horizon = await self._store.write("claim jobs", self._claim_txn, now, self._settings.concurrency)
         if not jobs:
             return self._settings.idle_wait
+        until = time.monotonic() + self._settings.step_span
+        running = {asyncio.create_task(self._run(job, horizon)) for job in jobs}
         try:
-            await asyncio.gather(*(self._run(job, horizon) for job in jobs))
+            while running:
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                self.jobs_run += len(done)
+                for task in done:
+                    task.result()  # a store failure stops the step (the rest are cancelled below), as before
+                free = self._settings.concurrency - len(running)
+                if free > 0 and time.monotonic() < until and self._may_claim(self._clock()):
+                    more, horizon = await self._store.write("claim jobs", self._claim_txn, self._clock(), free)
+                    running |= {asyncio.create_task(self._run(job, horizon)) for job in more}
         finally:
-            self.jobs_run += len(jobs)
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
         return 0.0
 
-    def _claim_txn(self, conn: sqlite3.Connection, now: float) -> tuple[list[Job], int]:
+    def _may_claim(self, now: float) -> bool:
+        """No operator pause, no desk pause (Retry-After, an outage) begun by a job of this step."""
+        paused = self._pauses is not None and self._pauses.is_paused("outbound", self.desk.name)
+        return not paused and now >= self._paused_until and not self._outage_probes
+
+    def _claim_txn(self, conn: sqlite3.Connection, now: float, limit: int) -> tuple[list[Job], int]:
         """Due jobs, and the inbox horizon they are claimed at: each job's snapshot, read later, holds every
         event up to it (what lets a finished update cover later ones, finish_covered_txn)."""
-        return claim_due_txn(conn, self.desk.name, now, self._settings.concurrency), inbox_horizon(conn)
+        return claim_due_txn(conn, self.desk.name, now, limit), inbox_horizon(conn)
 
     async def check(self) -> float:
         """A cheap authenticated call, so health says whether the desk answers even when idle."""

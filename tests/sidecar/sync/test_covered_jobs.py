@@ -1,18 +1,23 @@
 """A finished update job covers the ticket's later update and status jobs whose events its snapshot already
 held: under a backlog the desk gets the ticket's latest state once, not every step replayed, and each covered
 job is still finished and audited. A create or close queued between stops it; so does an event the snapshot
-could not hold (past the inbox horizon the job was claimed at). Real store, Jira simulator on loopback, manual
+could not hold (past the inbox horizon the job was claimed at). And a worker fills a slot as soon as its job
+finishes, so one slow desk call holds back no other job. Real store, Jira simulator on loopback, manual
 clock; each test takes about a second.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 from devnet.jira_sim import JiraSim
 from devnet.sim_faults import ManualClock
-from sidecar.desks.jira import JiraDesk
+from devnet.waiting import async_wait_until
+from sidecar.desks.jira import JiraDesk, ticket_label
 from sidecar.observe.metrics import Metrics
 from sidecar.store.jobs import Job, finish_covered_txn
 from sidecar.store.records import RequestArchived, RequestUpdated, ResponseAdded
@@ -105,3 +110,47 @@ async def test_a_create_or_close_between_and_events_past_the_horizon_are_not_cov
     assert await rig.store.write("cover", finish(int(horizon))) == [(covered.id, "update")]
     states = {j.id: j.state for j in await rig.jobs()}
     assert [states[j.id] for j in (comment, covered, close, after_close)] == ["pending", "done", "pending", "pending"]
+
+
+class HoldingTransport(httpx.AsyncBaseTransport):
+    """Real HTTP to the simulator, except that the create of the issue carrying `label` waits for `release`."""
+
+    def __init__(self, label: str) -> None:
+        self._inner = httpx.AsyncHTTPTransport(retries=0)
+        self._marker = label.encode()
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path == "/rest/api/3/issue" and self._marker in request.content:
+            self.held.set()
+            await self.release.wait()
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def test_a_slow_job_does_not_hold_back_the_jobs_claimed_with_it(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    """Four slots, seven tickets, the first ticket's create held at the desk: the other six are created while it
+    waits (a freed slot is filled at once), where a batch that waited for its slowest job would stop at three."""
+    sim = make_jira_sim(clock=clock, search_delay=0)
+    hold = HoldingTransport(ticket_label(created(1).ticket_number))
+    desk = JiraDesk(jira_config(sim), JIRA_TOKEN, metrics=Metrics(), allow_insecure_http=True, transport=hold)
+    rig = await Rig.open(tmp_path / "sidecar.db", desk, clock)
+    rigs.append(rig)
+    await rig.chain(*(created(n) for n in range(1, 8)))
+    assert rig.worker is not None
+    step = asyncio.create_task(rig.worker.step())
+    try:
+        await asyncio.wait_for(hold.held.wait(), 20)
+        await async_wait_until(lambda: len(sim.issues) == 6, timeout=20, what="six issues besides the held one")
+        assert not step.done(), "the step returned before its held job finished"
+    finally:
+        hold.release.set()
+        await asyncio.wait_for(step, 20)
+    await rig.run_due()
+    assert {j.state for j in await rig.jobs()} == {"done"}
+    assert len(sim.issues) == 7
