@@ -48,45 +48,46 @@ BURST = 100
 SUBMITTER = "virtengine1benchcustomer000000000000000000000"
 
 
+def sealed_created(
+    key: EnvelopeKey, n: int, subject: str = "", description: str = "queued for the drain benchmark"
+) -> RequestCreated:
+    """Ticket `n`'s creation event, its content sealed to `key` as the chain carries it."""
+    tid = f"{SUBMITTER}/support/{n}"
+    envelope = key.seal({"subject": subject or f"Bench ticket {n}", "description": description}, [key.public_bytes])
+    payload = {
+        "event_type": "support_request_created",
+        "event_id": f"{tid}/1",
+        "ticket_id": tid,
+        "ticket_number": f"SUP-{n:06d}",
+        "submitter": SUBMITTER,
+        "category": "technical",
+        "priority": "normal",
+        "status": "open",
+        "payload": {"envelope": envelope},
+        "recipients": [key.key_id],
+        "timestamp": 1764150000 + n,
+    }
+    return RequestCreated(
+        f"{tid}/1",
+        "support_request_created",
+        n,
+        0,
+        n,
+        tid,
+        SUBMITTER,
+        payload["timestamp"],
+        payload,
+        ticket_number=f"SUP-{n:06d}",
+        submitter=SUBMITTER,
+        category="technical",
+        priority="normal",
+        status="open",
+        recipients=(key.key_id,),
+    )
+
+
 def created_events(key: EnvelopeKey, count: int) -> list[BlockBatch]:
-    batches = []
-    for n in range(1, count + 1):
-        tid = f"{SUBMITTER}/support/{n}"
-        envelope = key.seal(
-            {"subject": f"Bench ticket {n}", "description": "queued for the drain benchmark"}, [key.public_bytes]
-        )
-        payload = {
-            "event_type": "support_request_created",
-            "event_id": f"{tid}/1",
-            "ticket_id": tid,
-            "ticket_number": f"SUP-{n:06d}",
-            "submitter": SUBMITTER,
-            "category": "technical",
-            "priority": "normal",
-            "status": "open",
-            "payload": {"envelope": envelope},
-            "recipients": [key.key_id],
-            "timestamp": 1764150000 + n,
-        }
-        event = RequestCreated(
-            f"{tid}/1",
-            "support_request_created",
-            n,
-            0,
-            n,
-            tid,
-            SUBMITTER,
-            payload["timestamp"],
-            payload,
-            ticket_number=f"SUP-{n:06d}",
-            submitter=SUBMITTER,
-            category="technical",
-            priority="normal",
-            status="open",
-            recipients=(key.key_id,),
-        )
-        batches.append(BlockBatch(n, [event], {}))
-    return batches
+    return [BlockBatch(n, [sealed_created(key, n)], {}) for n in range(1, count + 1)]
 
 
 class Desk(Protocol):

@@ -12,39 +12,11 @@ import pytest
 from nacl.public import PrivateKey
 
 import sidecar.sync.content as content
+from bench.outbound_drain import sealed_created as created
 from sidecar.chain.envelope import EnvelopeKey
 from sidecar.store.db import Store
 from sidecar.store.inbox import BlockBatch, commit_blocks_txn, init_cursor_txn
-from sidecar.store.records import RequestCreated
 from sidecar.sync.content import ContentOpener
-
-SUBMITTER = "virtengine1cachecustomer00000000000000000000"
-
-
-def created(key: EnvelopeKey, n: int, subject: str) -> RequestCreated:
-    tid = f"{SUBMITTER}/support/{n}"
-    payload = {
-        "event_type": "support_request_created",
-        "ticket_id": tid,
-        "payload": {"envelope": key.seal({"subject": subject, "description": "d"}, [key.public_bytes])},
-    }
-    return RequestCreated(
-        f"{tid}/1",
-        "support_request_created",
-        n,
-        0,
-        n,
-        tid,
-        SUBMITTER,
-        1764150000 + n,
-        payload,
-        ticket_number=f"SUP-{n:06d}",
-        submitter=SUBMITTER,
-        category="technical",
-        priority="normal",
-        status="open",
-        recipients=(key.key_id,),
-    )
 
 
 @pytest.fixture
