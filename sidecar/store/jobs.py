@@ -228,6 +228,19 @@ def finish_covered_txn(conn: sqlite3.Connection, job: Job, horizon: int, now: fl
     return covered
 
 
+def desk_written_since(conn: sqlite3.Connection, ticket_id: str, desk: str, since: float) -> bool:
+    """Whether an outbound job that writes the ticket's fields at this desk ran at any moment after `since`:
+    running now, or finished, retried or deferred after it. A read of the issue in that window may show one
+    of the job's own intermediate writes (a hop of a transition path), which no desk marks as the sidecar's
+    (Waldur records no actor) and which must not be taken for an agent's change."""
+    row = conn.execute(
+        "SELECT 1 FROM jobs WHERE ticket_id = ? AND desk = ? AND kind NOT IN ('comment', ?)"
+        " AND (state = 'running' OR (updated_at > ? AND (state != 'pending' OR updated_at > created_at))) LIMIT 1",
+        (ticket_id, desk, ATTACHMENT_KIND, since),
+    ).fetchone()
+    return row is not None
+
+
 def finish_job_txn(conn: sqlite3.Connection, job_id: int, now: float, state: str = "done") -> None:
     conn.execute(
         "UPDATE jobs SET state = ?, finished_at = ?, updated_at = ?, last_error = NULL WHERE id = ?",

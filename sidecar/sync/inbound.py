@@ -42,7 +42,7 @@ from sidecar.store.inbound import (
     take_deliveries_txn,
     unreported_intents,
 )
-from sidecar.store.jobs import queue_update_job_txn
+from sidecar.store.jobs import desk_written_since, queue_update_job_txn
 from sidecar.store.pauses import PauseBook
 from sidecar.store.refs import RefRow
 from sidecar.sync.attach_in import AttachmentIntake
@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 # the mirror holds that change: the issue is read again after this long (not spending an attempt).
 IN_FLIGHT_RECHECK_SECONDS = 2.0
 IN_FLIGHT_WAIT_REASON = "waiting for this issue's previous change to reach the chain"
+# A re-read that overlapped an outbound job's writes to the issue is read again this much later.
+OUTBOUND_WRITE_RECHECK_SECONDS = 1.0
+OUTBOUND_WRITE_REASON = "the sidecar was writing this issue while it was read"
 SET_BACK_FIELDS = frozenset({"status", "priority", "assignee"})  # items a refused intent sets back at the desk
 
 
@@ -188,6 +191,7 @@ class InboundEngine:
         if ref is None:  # unlinked since it was queued (a removed or refused ref): nothing to sync
             await self._store.write("finish re-read", finish_issue_txn, item, self._clock())
             return
+        read_at = self._clock()
         view = await desk.read_issue(
             ExternalTicket(desk.name, ref.external_id, ref.external_key or ref.external_id, ref.external_url or "")
         )
@@ -210,7 +214,9 @@ class InboundEngine:
             attachments=self._attachments is not None and desk.name in self._attachments.desks,
         )
         self._outages.pop(desk.name, None)  # the desk answered
-        applied = await self._store.write("apply desk issue", self._apply_txn, ctx, item, ref, view, self._clock())
+        applied = await self._store.write(
+            "apply desk issue", self._apply_txn, ctx, item, ref, view, read_at, self._clock()
+        )
         self._count(desk.name, applied)
         if self._activity is not None:
             for field, rule in applied.conflicts:
@@ -239,8 +245,19 @@ class InboundEngine:
 
     @staticmethod
     def _apply_txn(
-        conn: sqlite3.Connection, ctx: Context, item: QueuedIssue, ref: RefRow, view: DeskIssueView, now: float
+        conn: sqlite3.Connection,
+        ctx: Context,
+        item: QueuedIssue,
+        ref: RefRow,
+        view: DeskIssueView,
+        read_at: float,
+        now: float,
     ) -> Applied:
+        if desk_written_since(conn, ref.ticket_id, item.desk, read_at):
+            # An outbound job wrote this issue while it was read: the view may hold one of its hops. Read again
+            # once it is done (its read-back records what the desk then holds).
+            retry_issue_txn(conn, item, OUTBOUND_WRITE_REASON, now + OUTBOUND_WRITE_RECHECK_SECONDS, now, spend=False)
+            return Applied(ignored=OUTBOUND_WRITE_REASON, deferred=True)
         applied = apply_issue_txn(conn, ctx, ref, view, now)
         if applied.deferred:
             retry_issue_txn(conn, item, IN_FLIGHT_WAIT_REASON, now + IN_FLIGHT_RECHECK_SECONDS, now, spend=False)

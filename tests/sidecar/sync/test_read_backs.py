@@ -162,3 +162,35 @@ async def test_a_value_waldur_refuses_queues_no_re_read(
     assert ["Highest" in c.description for c in sim.comments_of(issue.uuid.hex)] == [True], "no note, or two"
     assert await rig.query("SELECT reason FROM inbound_queue") == []
     assert await base_of(rig, "waldur", "priority") == "high"
+
+
+async def test_a_re_read_that_overlaps_an_outbound_job_at_the_issue_is_read_again_once_it_is_done(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    """A desk read while the sidecar writes the issue may show one of its own hops (a Waldur status path has no
+    actor to tell it by): the re-read is not decided then, but again after the job, with nothing lost."""
+    sim = make_jira_sim(clock=clock)
+    rig, engine = await open_pair(tmp_path, rigs, sim, clock)
+    external_id, key = await issue_key(rig)
+    sim.agent_update(key, priority="Low")
+    await hint(rig, external_id, "during-a-job")
+    now = clock()
+    await rig.store.write("a job writing the issue", lambda conn: conn.execute(
+        "INSERT INTO jobs (dedupe_key, kind, desk, ticket_id, payload_json, state, next_run_at, created_at, updated_at)"
+        " VALUES ('writing', 'update', 'jira', ?, '{}', 'running', ?, ?, ?)",
+        (ticket_id(1), now, now, now),
+    ))  # fmt: skip
+    await run(engine)
+    assert await msgs(rig) == [], "a read made while the sidecar wrote the issue was decided"
+    assert await rig.query("SELECT state, last_error FROM inbound_queue") == [
+        ("pending", "the sidecar was writing this issue while it was read")
+    ]
+    clock.advance(0.5)
+    done = clock()
+    await rig.store.write("the job done", lambda conn: conn.execute(
+        "UPDATE jobs SET state = 'done', finished_at = ?, updated_at = ? WHERE dedupe_key = 'writing'", (done, done)
+    ))  # fmt: skip
+    clock.advance(1.0)  # the recheck is due; the job finished before this read began
+    await run(engine)
+    assert [m.priority for _, m in await msgs(rig)] == ["low"]  # type: ignore[attr-defined]
+    assert await rig.query("SELECT COUNT(*) FROM inbound_queue") == [(0,)]
