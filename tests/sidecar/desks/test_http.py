@@ -18,12 +18,12 @@ from sidecar.desks.http import (
     MAX_ENDPOINTS,
     DeskHttp,
     Pacing,
-    _Backend,
     endpoint_template,
     error_text,
     parse_retry_after,
 )
 from sidecar.desks.jira import JiraDesk
+from sidecar.desks.transport import _Backend
 from sidecar.errors import DeskError
 from sidecar.observe.metrics import Metrics
 from tests.sidecar.desks.support import JIRA_TOKEN, api_requests, jira_config, ticket
@@ -267,7 +267,7 @@ async def test_a_stream_without_auth_sends_no_credential_whichever_way_the_desk_
 
 
 async def test_a_connection_the_desk_closed_is_not_reused_and_no_cookie_is_kept() -> None:
-    """The pool's cheap "is_readable" (http._Stream) must still see a keep-alive connection the desk closed, or
+    """The pool's cheap "is_readable" (transport._Stream) must still see a keep-alive connection the desk closed, or
     the next request would go out on it and fail; and a desk's Set-Cookie is never sent back. A few ms, loopback."""
     cookies: list[str | None] = []
     served = 0
