@@ -26,6 +26,9 @@ JOB_KINDS = {
 }
 # A job copying one file to a desk (sidecar/sync/attach_out.py); it never touches the ticket's fields.
 ATTACHMENT_KIND = "attachment"
+# The kinds of job that write none of the ticket's fields at the desk (everything else may: create, update,
+# status, close).
+FIELDLESS_KINDS = ("comment", ATTACHMENT_KIND)
 # Inbox payloads came from the chain; intake bounds them, and so does every read that parses them again.
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 
@@ -192,7 +195,7 @@ def inbox_horizon(conn: sqlite3.Connection) -> int:
 # the ticket's current snapshot, a status job the status. Jobs of other kinds (a comment, an attachment) may sit
 # between it and the job it covers; a create or a close may not (the order of those against a field write matters).
 COVERS = {"update": ("update", "status"), "status": ("status",)}
-PASSED_OVER = ("update", "status", "comment", ATTACHMENT_KIND)
+PASSED_OVER = ("update", "status", *FIELDLESS_KINDS)
 
 
 def finish_covered_txn(conn: sqlite3.Connection, job: Job, horizon: int, now: float) -> list[tuple[int, str]]:
@@ -234,9 +237,9 @@ def desk_written_since(conn: sqlite3.Connection, ticket_id: str, desk: str, sinc
     of the job's own intermediate writes (a hop of a transition path), which no desk marks as the sidecar's
     (Waldur records no actor) and which must not be taken for an agent's change."""
     row = conn.execute(
-        "SELECT 1 FROM jobs WHERE ticket_id = ? AND desk = ? AND kind NOT IN ('comment', ?)"
+        "SELECT 1 FROM jobs WHERE ticket_id = ? AND desk = ? AND kind NOT IN (SELECT value FROM json_each(?))"
         " AND (state = 'running' OR (updated_at > ? AND (state != 'pending' OR updated_at > created_at))) LIMIT 1",
-        (ticket_id, desk, ATTACHMENT_KIND, since),
+        (ticket_id, desk, json.dumps(FIELDLESS_KINDS), since),
     ).fetchone()
     return row is not None
 

@@ -102,7 +102,6 @@ class Sweeper:
 
     @staticmethod
     def _queue_txn(conn: sqlite3.Connection, desk: str, hits: list[tuple[str, float | None]], started: float) -> int:
-        ids = {normal_external_id(desk, external_id) for external_id, _ in hits}
         latest: dict[str, float] = {}  # a changed-issue hit's newest desk time
         untimed: set[str] = set()  # a comment or attachment hit: always re-read
         for external_id, at in hits:
@@ -111,7 +110,7 @@ class Sweeper:
                 untimed.add(normal)
             else:
                 latest[normal] = max(at, latest.get(normal, at))
-        ids -= already_read(conn, desk, latest.items()) - untimed
+        ids = (latest.keys() - already_read(conn, desk, latest.items())) | untimed
         queued = 0
         for external_id in sorted(ids):
             if linked_ref(conn, desk, external_id) is not None:
