@@ -26,7 +26,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from sidecar.chain.keys import SigningKey, forbid_core_dumps, load_signing_key
 from sidecar.chain.node_guard import NodeGuard, NodeRefused
@@ -303,12 +303,14 @@ class Signer:
         try:
             result = await self._rpc.broadcast_tx_sync(flight.tx_bytes)
         except ChainRpcError as exc:
-            text = str(exc)
-            if "already exists in cache" in text:
-                return ChainAnswer(0)
-            if "mempool is full" in text:
-                return None
-            raise
+            answer = _error_answer(exc)
+            if isinstance(answer, ChainRpcError):
+                raise
+            return answer
+        return self._answered(result)
+
+    def _answered(self, result: dict[str, Any]) -> ChainAnswer:
+        """A broadcast_tx_sync result: the node answered, so any backoff ends."""
         self._backoff = 0.0
         return ChainAnswer(int(result.get("code", 0)), str(result.get("codespace", "")), str(result.get("log", "")))
 
@@ -320,13 +322,7 @@ class Signer:
             flight.watch_epoch = epoch
         out: list[ChainAnswer | ChainRpcError | None] = []
         for result in await self._rpc.broadcast_txs_sync([f.tx_bytes for f in flights]):
-            if isinstance(result, ChainRpcError):
-                out.append(_error_answer(result))
-                continue
-            self._backoff = 0.0
-            out.append(
-                ChainAnswer(int(result.get("code", 0)), str(result.get("codespace", "")), str(result.get("log", "")))
-            )
+            out.append(_error_answer(result) if isinstance(result, ChainRpcError) else self._answered(result))
         return out
 
     def _full_mempool(self) -> float:
@@ -677,8 +673,8 @@ class Signer:
 
 
 def _error_answer(error: ChainRpcError) -> ChainAnswer | ChainRpcError | None:
-    """One call's RPC error as `_broadcast` reads it: "already in cache" is pending (accepted), a full mempool
-    None, anything else the error itself."""
+    """A broadcast's RPC error read as an answer: "already in cache" is pending (accepted), a full mempool
+    None, anything else the error itself (to raise)."""
     text = str(error)
     if "already exists in cache" in text:
         return ChainAnswer(0)
