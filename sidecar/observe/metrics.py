@@ -110,6 +110,9 @@ class Metrics:
         self.webhook_deliveries = Counter(
             "servicedesk_webhook_deliveries", "Webhook deliveries by desk and outcome", ["desk", "outcome"], registry=r
         )
+        # Each (desk, outcome)'s child, looked up once: `labels()` takes a lock and builds a key per call, and
+        # every webhook delivery counts one (the intake's hot path).
+        self._webhook_children: dict[tuple[Service, WebhookOutcome], Counter] = {}
         self.desk_auth_failed = Gauge(
             "servicedesk_desk_auth_failed",
             "1 while the desk refuses the sidecar's credentials (HTTP 401), else 0",
@@ -237,7 +240,10 @@ class Metrics:
         self.signer_node_refused.set(1 if node_refused else 0)
 
     def count_webhook(self, desk: Service, outcome: WebhookOutcome) -> None:
-        self.webhook_deliveries.labels(desk=desk, outcome=outcome).inc()
+        child = self._webhook_children.get((desk, outcome))
+        if child is None:
+            child = self._webhook_children[(desk, outcome)] = self.webhook_deliveries.labels(desk=desk, outcome=outcome)
+        child.inc()
 
     def set_desk_auth_failed(self, desk: Service, failed: bool) -> None:
         """Raised while the desk answers 401 (an expired or revoked token), cleared once it answers again."""

@@ -223,8 +223,6 @@ class WebhookReceiver:
         if group_commit:
             self.intake = GroupCommit(store, "record webhooks", record_deliveries_txn, self._slots, MAX_GROUP)
         self.rejections = RejectionSummary(store, auditor, clock=clock)
-        # Each (desk, outcome)'s counter, looked up once: `labels()` takes a lock and builds a key per call.
-        self._counters: dict[tuple[Service, WebhookOutcome], Any] = {}
         self.on_accepted: Callable[[], None] | None = None  # told of each new hint (app.py: wakes inbound sync)
 
     def routes(self, prefix: str) -> list[Route]:
@@ -245,7 +243,7 @@ class WebhookReceiver:
             return
         except BodyLate:
             return
-        self._count(desk, outcome)
+        self._metrics.count_webhook(desk, outcome)
         await _send_json(send, STATUS[outcome], {"status": outcome, "delivery_id": parsed.delivery_id})
         if outcome != "duplicate":  # logged once answered: the deliveries of a group are not kept waiting by it
             log.info(
@@ -309,14 +307,6 @@ class WebhookReceiver:
         if self.intake is not None:
             return await self.intake.submit(Recording(delivery, audit, now))
         return await self._store.write_within(self._slots, "record webhook", record_delivery_txn, delivery, audit, now)
-
-    def _count(self, desk: Service, outcome: WebhookOutcome) -> None:
-        """`Metrics.count_webhook`, with the labelled counter kept."""
-        counter = self._counters.get((desk, outcome))
-        if counter is None:
-            counter = self._metrics.webhook_deliveries.labels(desk=desk, outcome=outcome)
-            self._counters[(desk, outcome)] = counter
-        counter.inc()
 
     def _check_source(self, host: str) -> None:
         if not self._networks:
@@ -382,7 +372,7 @@ class WebhookReceiver:
 
     async def _rejected(self, send: Send, desk: Service, host: str, exc: Rejected) -> None:
         """Counted and noted in memory only: a rejection writes nothing and logs nothing by itself."""
-        self._count(desk, exc.outcome)
+        self._metrics.count_webhook(desk, exc.outcome)
         self.rejections.note(desk, exc.outcome, host or "unknown", exc.reason)
         extra = [(b"retry-after", retry_after(exc.retry_in).encode())] if exc.retry_in is not None else []
         await _send_json(send, STATUS[exc.outcome], {"status": exc.outcome, "error": exc.reason}, extra)
