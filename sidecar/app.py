@@ -155,13 +155,15 @@ class App:
 
         rpc = CometRpc(settings.chain.rpc_url, settings.chain.request_timeout)
         ws_url = settings.chain.ws_url or websocket_url(settings.chain.rpc_url)
-        receiver = self._receiver(store, auditor, metrics) if settings.webhook.enabled and settings.enabled else None
+        either_way = settings.sync.enable_outbound or settings.sync.enable_inbound
+        clients = self._desks(metrics) if settings.enabled and either_way else []
+        receiver = (
+            self._receiver(store, auditor, metrics, clients) if settings.webhook.enabled and settings.enabled else None
+        )
         figures = CachedFigures(store, pauses=pauses)
         web, observe = self._web_servers(store, health, metrics, receiver, figures)
         self.web_port = web.port
         self.observe_port = observe.port if observe is not None else None
-        either_way = settings.sync.enable_outbound or settings.sync.enable_inbound
-        clients = self._desks(metrics) if settings.enabled and either_way else []
         desks = clients if settings.sync.enable_outbound else []
         key = support_key(self.config)
         opener = ContentOpener(store, key)
@@ -294,8 +296,8 @@ class App:
                         if signer.watcher is not None:
                             start(signer.watcher.subscription.run(loop_stop), "chain-tx-watch")
                     if inbound is not None and sweeper is not None:
-                        engine = ringing(inbound.step, lambda: inbound.worked, [w.signer])
-                        start(run_loop("inbound", engine, loop_stop, metrics, wake=w.inbound), "inbound")
+                        inbound.on_worked = w.signer.ring  # each re-read's intents, not at the step's end
+                        start(run_loop("inbound", inbound.step, loop_stop, metrics, wake=w.inbound), "inbound")
                         if receiver is not None:  # a new hint wakes the engine (it waits for the follower)
                             receiver.on_accepted = w.inbound.ring
                         start(run_loop("inbound-sweep", sweeper.step, loop_stop, metrics), "inbound-sweep")
@@ -392,12 +394,19 @@ class App:
                 key, f"cannot listen on {listen}: {exc.strerror or exc}", source=self.config.sources[key]
             ) from None
 
-    def _receiver(self, store: Store, auditor: Auditor, metrics: Metrics) -> WebhookReceiver:
+    def _receiver(self, store: Store, auditor: Auditor, metrics: Metrics, clients: Sequence[Desk]) -> WebhookReceiver:
         secrets: dict[Service, str | None] = {}
         for desk in ("jira", "waldur"):
             secret = self.config.secret(f"{desk}_webhook_secret")
             secrets[desk] = secret.reveal() if secret is not None else None
-        own: dict[Service, str] = {"jira": self.config.settings.jira.account_id}
+        readers = {d.name: d for d in clients if isinstance(d, ReadsChanges)}
+        configured = self.config.settings.jira.account_id or None
+
+        def own(desk: Service) -> str | None:
+            """The sidecar's account at the desk as that desk's client knows it (Waldur's: GET /users/me/)."""
+            reader = readers.get(desk)
+            return reader.own_account() if reader is not None else configured if desk == "jira" else None
+
         return WebhookReceiver(self.config.settings.webhook, secrets, store, auditor, metrics, own)
 
     def _signer(
@@ -456,7 +465,10 @@ class App:
             auditor,
             metrics,
             settings.retry,
-            InboundSettings(strategy=settings.sync.conflict_resolution, concurrency=4),
+            InboundSettings(
+                strategy=settings.sync.conflict_resolution,
+                desk_concurrency={desk.name: self._concurrency(desk.name) for desk in readers},
+            ),
             sender=signer.status.address,
             key=key,
             outbound_desks=outbound,

@@ -10,12 +10,12 @@ and the log line `external callback synced`.
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import logging
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast, get_args
 
@@ -49,6 +49,8 @@ from sidecar.sync.attach_in import AttachmentIntake
 from sidecar.sync.failures import is_store_failure, job_failure_reason
 from sidecar.sync.inbound_apply import Applied, Context, apply_issue_txn, audit_with
 from sidecar.sync.outbound import backoff
+from sidecar.sync.window import Work, run_window
+from sidecar.together import together
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +73,13 @@ class InboundDesk(Desk, ReadsChanges, Protocol):
 @dataclass(frozen=True)
 class InboundSettings:
     strategy: ConflictStrategy = "on_chain_wins"
-    concurrency: int = 4
+    concurrency: int = 4  # re-reads at once per desk, for a desk `desk_concurrency` does not name
+    desk_concurrency: Mapping[str, int] = dataclasses.field(default_factory=dict)  # the desk's max_concurrency
     idle_wait: float = 0.5
     batch: int = 200
+    # Seconds one step keeps refilling the slots finished re-reads free (taking new webhook hints as it does)
+    # before it lets the last ones finish, reports landed intents and looks at the chain's progress again.
+    step_span: float = 1.0
 
 
 class InboundEngine:
@@ -117,7 +123,8 @@ class InboundEngine:
         self._audit = audit_with(auditor.enabled, auditor.clean)
         # New desk attachments are recorded by re-reads only when an intake takes them in (sync_attachments).
         self._attachments = attachments
-        self.worked = 0  # re-reads and attachment intakes run so far (they queue intents: app.py wakes the signer)
+        self.worked = 0  # re-reads and attachment intakes run so far (they queue intents)
+        self.on_worked: Callable[[], None] = lambda: None  # app.py: wakes the signer for those intents
         # Whether the mirror is current (the follower near the chain's head; app.py sets it). A re-read decides
         # against the mirror: one run while the follower is behind (at start, after an outage) would take a
         # chain change it has not read yet for "the chain did not move", send the desk's value over it and lose
@@ -136,35 +143,69 @@ class InboundEngine:
 
     async def step(self) -> float:
         now = self._clock()
-        queued, ignored = await self._store.write(
-            "take webhook hints", take_deliveries_txn, list(self.desks), now, self._settings.batch
-        )
-        if queued or ignored:
-            log.info("external callback hints taken", extra={"queued": queued, "ignored": ignored})
+        queued = self._noted(await self._store.write("take webhook hints", self._take_hints_txn, now))
         reported = await self._report()
         if not self._chain_current():
             return self._settings.idle_wait
-        ran = 0
-        held: set[str] = set()
-        for name, desk in self.desks.items():
-            if self.desk_paused(name, now):
-                held.add(name)
-                continue
-            if self._pauses is not None and self._pauses.is_paused("inbound", name):
-                held.add(name)
-                continue
-            items = await self._store.write("claim re-reads", claim_issues_txn, name, now, self._settings.concurrency)
-            if items:
-                try:
-                    await asyncio.gather(*(self._run(desk, item) for item in items))
-                finally:
-                    self.worked += len(items)
-                ran += len(items)
+        held = {name for name in self.desks if self._held(name, now)}
+        # The desks' windows side by side: one slow desk delays no other.
+        ran = sum(await together(*(self._window(n, d) for n, d in self.desks.items() if n not in held)))
         if self._attachments is not None:  # after the re-reads, so the rows they recorded are taken at once
             intaken = await self._attachments.step(skip=held)
-            self.worked += intaken
+            self._worked(intaken)
             ran += intaken
         return 0.0 if ran or queued or reported else self._settings.idle_wait
+
+    def _held(self, desk: str, now: float) -> bool:
+        """Whether the desk's re-reads wait: a desk-wide outage or rate limit, or an operator's pause."""
+        paused = self._pauses is not None and self._pauses.is_paused("inbound", desk)
+        return paused or self.desk_paused(desk, now)
+
+    async def _window(self, name: str, desk: InboundDesk) -> int:
+        """The desk's due re-reads, its max_concurrency at a time, a freed slot refilled at once (with the
+        webhook hints come meanwhile) for up to step_span seconds. Returns how many ran."""
+        slots = self._settings.desk_concurrency.get(name, self._settings.concurrency)
+        items = await self._store.write("claim re-reads", claim_issues_txn, name, self._clock(), slots)
+        if not items:
+            return 0
+        ran = 0
+
+        def finished(n: int) -> None:
+            nonlocal ran
+            ran += n
+            self._worked(n)
+
+        async def refill(free: int) -> list[Work]:
+            now = self._clock()
+            if self._held(name, now):
+                return []
+            taken, more = await self._store.write("claim re-reads", self._refill_txn, name, now, free)
+            self._noted(taken)
+            return [self._run(desk, item) for item in more]
+
+        await run_window([self._run(desk, item) for item in items], refill, slots, self._settings.step_span, finished)
+        return ran
+
+    def _take_hints_txn(self, conn: sqlite3.Connection, now: float) -> tuple[int, int]:
+        return take_deliveries_txn(conn, list(self.desks), now, self._settings.batch)
+
+    def _refill_txn(
+        self, conn: sqlite3.Connection, desk: str, now: float, limit: int
+    ) -> tuple[tuple[int, int], list[QueuedIssue]]:
+        return self._take_hints_txn(conn, now), claim_issues_txn(conn, desk, now, limit)
+
+    @staticmethod
+    def _noted(taken: tuple[int, int]) -> int:
+        queued, ignored = taken
+        if queued or ignored:
+            log.info("external callback hints taken", extra={"queued": queued, "ignored": ignored})
+        return queued
+
+    def _worked(self, n: int) -> None:
+        """Count finished work and wake the signer at once: its intents need not wait for the step's end."""
+        if n:
+            self.worked += n
+            self.on_worked()
 
     def _chain_current(self) -> bool:
         ready = self.chain_ready()

@@ -74,6 +74,7 @@ from sidecar.sync.attach_out import AttachmentSync, PlannedFile
 from sidecar.sync.content import ContentOpener
 from sidecar.sync.failures import is_store_failure, job_failure_reason
 from sidecar.sync.fields import chain_value
+from sidecar.sync.window import Work, run_window
 
 log = logging.getLogger(__name__)
 # Test seam: a hook run between the desk's answer to a create and the local record, the worst moment
@@ -263,24 +264,24 @@ class DeskWorker:
         jobs, horizon = await self._store.write("claim jobs", self._claim_txn, now, self._settings.concurrency)
         if not jobs:
             return self._settings.idle_wait
-        until = time.monotonic() + self._settings.step_span
-        running = {asyncio.create_task(self._run(job, horizon)) for job in jobs}
-        try:
-            while running:
-                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                self.jobs_run += len(done)
-                for task in done:
-                    task.result()  # a store failure stops the step (the rest are cancelled below), as before
-                free = self._settings.concurrency - len(running)
-                if free > 0 and time.monotonic() < until and self._may_claim(self._clock()):
-                    more, horizon = await self._store.write("claim jobs", self._claim_txn, self._clock(), free)
-                    running |= {asyncio.create_task(self._run(job, horizon)) for job in more}
-        finally:
-            for task in running:
-                task.cancel()
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
+
+        async def refill(free: int) -> list[Work]:
+            if not self._may_claim(self._clock()):
+                return []
+            more, at = await self._store.write("claim jobs", self._claim_txn, self._clock(), free)
+            return [self._run(job, at) for job in more]
+
+        await run_window(
+            [self._run(job, horizon) for job in jobs],
+            refill,
+            self._settings.concurrency,
+            self._settings.step_span,
+            self._count_run,
+        )
         return 0.0
+
+    def _count_run(self, n: int) -> None:
+        self.jobs_run += n
 
     def _may_claim(self, now: float) -> bool:
         """No operator pause, no desk pause (Retry-After, an outage) begun by a job of this step."""

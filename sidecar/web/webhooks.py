@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -155,12 +156,24 @@ def parse_waldur(body: bytes, headers: Mapping[str, str], body_sha256: str | Non
         raise Rejected("malformed", "event type missing")
     context = _mapping(doc.get("context"))
     issue = context.get("issue_uuid")
+    # The acting user: logging/middleware.py puts the authenticated request user's fields (user_uuid, ...)
+    # into every event's context; an event no request caused (a backend pull) has none.
+    user = context.get("user_uuid")
+    actor = _uuid_hex(user) if isinstance(user, str) else None
     return Parsed(
         delivery_id=body_sha256 or hashlib.sha256(body).hexdigest(),  # no delivery id from Waldur: same body, retry
         event_type=event[:100],
         external_id=str(issue)[:100] if issue else None,
         sent_at=iso_seconds(doc.get("created")),
+        actor=actor,
     )
+
+
+def _uuid_hex(value: str) -> str | None:
+    try:
+        return uuid.UUID(value[:64]).hex
+    except ValueError:
+        return None
 
 
 def _mapping(value: object) -> dict[str, Any]:
@@ -190,10 +203,10 @@ def _epoch_ms(value: object) -> float | None:
 
 
 class WebhookReceiver:
-    """`secrets` maps a desk to its webhook secret (None: not configured); `own_accounts` maps a desk to
-    the sidecar's own account there, whose changes come back as echoes. `rejections` is the summary the
-    app flushes on a loop and at shutdown. `group_commit=False` gives each delivery its own transaction (the
-    former path, kept as the benchmark's baseline)."""
+    """`secrets` maps a desk to its webhook secret (None: not configured); `own_account` names the sidecar's
+    own account at a desk (None: not known, or not yet), whose changes come back as echoes. `rejections` is
+    the summary the app flushes on a loop and at shutdown. `group_commit=False` gives each delivery its own
+    transaction (the former path, kept as the benchmark's baseline)."""
 
     def __init__(
         self,
@@ -202,13 +215,13 @@ class WebhookReceiver:
         store: Store,
         auditor: Auditor,
         metrics: Metrics,
-        own_accounts: Mapping[Service, str] | None = None,
+        own_account: Callable[[Service], str | None] = lambda desk: None,
         clock: Callable[[], float] = time.time,
         *,
         group_commit: bool = True,
     ) -> None:
         self._settings = settings
-        self._own = {desk: account for desk, account in (own_accounts or {}).items() if account}
+        self._own = own_account  # asked per delivery: Waldur's is learnt from the desk once the sidecar runs
         self._secrets = dict(secrets)
         self._store = store
         self._auditor = auditor
@@ -271,7 +284,7 @@ class WebhookReceiver:
         reason: str | None = None
         if parsed.sent_at is not None and now - parsed.sent_at > self._settings.max_age:
             outcome, reason = "stale", f"older than webhook.max_age ({int(now - parsed.sent_at)}s)"
-        elif parsed.actor is not None and parsed.actor == self._own.get(desk):
+        elif parsed.actor is not None and parsed.actor == self._own(desk):
             outcome, reason = "echo", "the sidecar's own change"
         delivery = Delivery(
             desk,

@@ -203,6 +203,28 @@ def _edit(path: list[Any], value: Any, *, drop: bool = False) -> Callable[[bytes
     return change
 
 
+async def test_read_issue_asks_for_the_issue_its_comments_and_its_files_at_once(
+    sim: WaldurSim, make_desk: MakeDesk
+) -> None:
+    """Three answers in one round trip's time: all three requests reach Waldur before the first is answered."""
+    desk = make_desk(sim, requests_per_second=1000.0)
+    await desk.check()
+    uuid = issue_in(sim, 1)
+    sim.latency = 0.3
+    with sim.lock:
+        sim.requests.clear()
+    view = await desk.read_issue(ref(uuid))
+    assert view.ref.external_id == uuid
+    with sim.lock:
+        asked = sorted((r.at, r.path) for r in sim.requests)
+    assert [path for _, path in sorted(asked, key=lambda a: a[1])] == [
+        "/api/support-attachments/",
+        "/api/support-comments/",
+        f"/api/support-issues/{uuid}/",
+    ]
+    assert asked[-1][0] - asked[0][0] < sim.latency, "a request waited for another's answer"
+
+
 @pytest.mark.parametrize(
     ("call", "path", "rule"),
     [

@@ -276,6 +276,11 @@ async def test_a_waldur_agent_s_work_lands_on_chain_once_and_reaches_jira_but_no
     assert not any(internal in t for t in jira_comments), "an internal Waldur comment reached Jira"
     assert (jira.issue(key).priority, jira.issue(key).assignee) == ("High", jira.agent.account_id)
     assert hints_used(sidecar.db, "waldur") > 0, "no Waldur web hook was used"
+    # The event of the sidecar's own create names its user (the request user Waldur logs): an echo, not re-read.
+    created = (
+        "SELECT state, reason FROM webhook_deliveries WHERE desk = 'waldur' AND external_id = ? AND event_type = ?"
+    )
+    assert rows(sidecar.db, created, uuid, "issue_creation_succeeded") == [("ignored", "the sidecar's own change")]
     assert len(audit_details(sidecar.db, "inbound_synced", tid)) == 5, "each Msg that landed is audited once"
     assert_content_kept_out(sidecar, public, internal)
     sidecar.stop()

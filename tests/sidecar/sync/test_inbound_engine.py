@@ -412,3 +412,47 @@ async def test_one_endpoints_burst_limit_defers_that_re_read_without_pausing_the
     assert [(n, m.priority) for n, m in await msgs(rig)] == [  # type: ignore[attr-defined]
         ("MsgUpdateSupportRequest", "low")
     ]
+
+
+async def test_re_reads_keep_the_desks_max_concurrency_in_flight_refilling_freed_slots(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    """Twelve hinted issues, six slots, 0.3 s per desk answer: one step runs them all (a slot a finished re-read
+    frees is claimed again at once, not after the slowest of a batch), never more than six reads at a time."""
+    latency, slots, issues = 0.3, 6, 12
+    sim = make_jira_sim(clock=clock)
+    config = jira_config(sim, requests_per_second=1000.0)  # the pace is not what is measured here
+    desk = JiraDesk(config, JIRA_TOKEN, metrics=Metrics(), allow_insecure_http=True)
+    rig = await Rig.open(tmp_path / "sidecar.db", desk, clock)
+    rigs.append(rig)
+    engine = InboundEngine(
+        [desk],
+        rig.store,
+        Auditor(rig.store, clock=clock),
+        Metrics(),
+        rig.retry,
+        InboundSettings(desk_concurrency={"jira": slots}, idle_wait=999.0, step_span=30.0),
+        sender=SIDECAR,
+        key=support_key(),
+        outbound_desks=["jira"],
+        clock=clock,
+    )
+    await rig.chain(*(created(n) for n in range(1, issues + 1)))
+    await rig.run_due()
+    refs = await rig.query("SELECT external_id FROM external_refs")
+    assert len(refs) == issues
+    for (external_id,) in refs:
+        await hint(rig, str(external_id), f"w-{external_id}")
+    sim.latency = latency
+    with sim.lock:
+        sim.requests.clear()
+    rung: list[int] = []
+    engine.on_worked = lambda: rung.append(engine.worked)
+    await engine.step()
+    assert await rig.query("SELECT COUNT(*) FROM inbound_queue") == [(0,)], "a re-read waited for another step"
+    with sim.lock:
+        reads = sorted(r.at for r in sim.requests if r.method == "GET" and "/issue/" in r.path)
+    assert len(reads) >= issues
+    in_flight = max(sum(1 for other in reads if start <= other < start + latency) for start in reads)
+    assert in_flight == slots, f"{in_flight} reads at once"
+    assert rung and rung[-1] == issues and len(rung) > 1, "the signer is woken as re-reads finish, not once at the end"
