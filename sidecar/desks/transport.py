@@ -3,17 +3,22 @@ and a client without a cookie jar. Both cut per-request CPU that the desks' APIs
 
 from __future__ import annotations
 
+import asyncio.trsock
 import select
 import socket
 import ssl
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import httpcore
 import httpx
 
 
-def _socket_readable(sock: socket.socket) -> bool:
+class _Socket(Protocol):
+    def fileno(self) -> int: ...
+
+
+def _socket_readable(sock: _Socket) -> bool:
     """Whether a read would return at once: on an idle keep-alive connection, the server has closed it."""
     fd = sock.fileno()
     if fd < 0:
@@ -33,8 +38,8 @@ class _Stream(httpcore.AsyncNetworkStream):
 
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
-        sock = inner.get_extra_info("socket")
-        self._sock = sock if isinstance(sock, socket.socket) else None
+        sock = inner.get_extra_info("socket")  # on asyncio an asyncio.TransportSocket, not a socket.socket
+        self._sock: _Socket | None = sock if isinstance(sock, socket.socket | asyncio.trsock.TransportSocket) else None
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._inner.read(max_bytes, timeout)

@@ -301,3 +301,18 @@ async def test_a_connection_the_desk_closed_is_not_reused_and_no_cookie_is_kept(
         await server.wait_closed()
     assert served == 2
     assert cookies == [None, None]
+
+
+async def test_an_idle_pooled_connection_answers_is_readable_from_its_own_socket(jira_sim: Any) -> None:
+    """The cheap path is the one taken: the pooled stream keeps the socket asyncio hands out (a TransportSocket,
+    not a socket.socket), so the pool's check is one poll, not anyio's attribute map with a getpeername."""
+    http = DeskHttp("jira", jira_sim.base_url, timeout=5, metrics=Metrics(), allow_insecure_http=True)
+    try:
+        with pytest.raises(DeskError, match="HTTP 401"):  # no credential given: any answer keeps the connection
+            await http.request("first", "GET", "/rest/api/3/myself")
+        pool = http.client._transport._inner._pool  # type: ignore[attr-defined]
+        streams = [c._connection._network_stream for c in pool.connections]
+        assert streams and all(s._sock is not None for s in streams), "no socket kept: the costly path runs"
+        assert [s.get_extra_info("is_readable") for s in streams] == [False] * len(streams)  # idle, still open
+    finally:
+        await http.aclose()
