@@ -90,7 +90,9 @@ class JiraConfig:
         " as Jira Cloud's burst limit counts them; a burst 429 holds back that endpoint only; 0 = no pacing",
         bounds=(0, 10_000),
     )
-    max_concurrency: int = key(4, "jobs run at once against Jira", bounds=(1, 64))
+    max_concurrency: int = key(
+        4, "jobs and re-reads run at once against Jira (each way), and its connections", bounds=(1, 64)
+    )
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,9 @@ class WaldurConfig:
         " endpoint: this protects your server); 0 = none",
         bounds=(0, 10_000),
     )
-    max_concurrency: int = key(4, "jobs run at once against Waldur", bounds=(1, 64))
+    max_concurrency: int = key(
+        4, "jobs and re-reads run at once against Waldur (each way), and its connections", bounds=(1, 64)
+    )
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,7 @@ class JiraDesk:
             auth=(config.username, api_token),
             allow_insecure_http=allow_insecure_http,
             requests_per_second=config.requests_per_second,
+            max_connections=config.max_concurrency,  # outbound jobs and inbound re-reads share them
             transport=transport,
         )
         # Issues created by this process, by label: search is eventually consistent, so a retried

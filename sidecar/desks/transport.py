@@ -4,9 +4,11 @@ and a client without a cookie jar. Both cut per-request CPU that the desks' APIs
 from __future__ import annotations
 
 import asyncio.trsock
+import math
 import select
 import socket
 import ssl
+import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -28,6 +30,13 @@ def _socket_readable(sock: _Socket) -> bool:
     return bool(poller.poll(0))
 
 
+# How long a poll that found an idle connection open is taken as still true. httpcore asks every idle
+# connection each time it hands out or takes back one (under load, many times per millisecond); a server
+# closing a connection within this window is no more likely than right after any poll, and a request sent
+# on a connection the desk just closed fails as a retryable network error either way.
+POLL_REUSE_SECONDS = 0.005
+
+
 class _Stream(httpcore.AsyncNetworkStream):
     """A pooled connection that answers the pool's "is_readable" from the socket it keeps at hand.
 
@@ -40,12 +49,24 @@ class _Stream(httpcore.AsyncNetworkStream):
         self._inner = inner
         sock = inner.get_extra_info("socket")  # on asyncio an asyncio.TransportSocket, not a socket.socket
         self._sock: _Socket | None = sock if isinstance(sock, socket.socket | asyncio.trsock.TransportSocket) else None
+        self._polled_at = -math.inf  # when the last poll found the connection open (-inf: poll next time)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        self._polled_at = -math.inf  # in use: what an earlier poll found says nothing of the connection after
         return await self._inner.read(max_bytes, timeout)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._polled_at = -math.inf
         await self._inner.write(buffer, timeout)
+
+    def _readable(self, sock: _Socket) -> bool:
+        now = time.monotonic()
+        if now - self._polled_at < POLL_REUSE_SECONDS:
+            return False
+        if _socket_readable(sock):
+            return True
+        self._polled_at = now
+        return False
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -57,7 +78,7 @@ class _Stream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable" and self._sock is not None:
-            return _socket_readable(self._sock)
+            return self._readable(self._sock)
         return self._inner.get_extra_info(info)
 
 

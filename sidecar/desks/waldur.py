@@ -115,6 +115,7 @@ class WaldurDesk:
             headers={"Authorization": f"Token {token}"},
             allow_insecure_http=allow_insecure_http,
             requests_per_second=config.requests_per_second,
+            max_connections=config.max_concurrency,  # outbound jobs and inbound re-reads share them
             transport=transport,
         )
         self.api_url = self.http.base_url  # ends in /api: hyperlinks are built on it

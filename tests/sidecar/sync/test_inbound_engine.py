@@ -421,7 +421,7 @@ async def test_re_reads_keep_the_desks_max_concurrency_in_flight_refilling_freed
     frees is claimed again at once, not after the slowest of a batch), never more than six reads at a time."""
     latency, slots, issues = 0.3, 6, 12
     sim = make_jira_sim(clock=clock)
-    config = jira_config(sim, requests_per_second=1000.0)  # the pace is not what is measured here
+    config = jira_config(sim, requests_per_second=1000.0, max_concurrency=slots)  # the pace is not measured
     desk = JiraDesk(config, JIRA_TOKEN, metrics=Metrics(), allow_insecure_http=True)
     rig = await Rig.open(tmp_path / "sidecar.db", desk, clock)
     rigs.append(rig)
