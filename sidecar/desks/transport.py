@@ -30,11 +30,12 @@ def _socket_readable(sock: _Socket) -> bool:
     return bool(poller.poll(0))
 
 
-# How long a poll that found an idle connection open is taken as still true. httpcore asks every idle
-# connection each time it hands out or takes back one (under load, many times per millisecond); a server
-# closing a connection within this window is no more likely than right after any poll, and a request sent
-# on a connection the desk just closed fails as a retryable network error either way.
-POLL_REUSE_SECONDS = 0.005
+# How long a connection is taken as open after it was last used or found open by a poll. httpcore asks every
+# idle connection each time it hands out or takes back one (under load, hundreds of polls per request); a
+# server closes an idle connection when its keep-alive runs out (seconds to minutes: uvicorn 5 s, load
+# balancers 60 s), or after an answer that says "Connection: close" (h11 then retires the connection itself).
+# A server that drops one within this second anyway (a restart) costs one retryable network error.
+TRUSTED_SECONDS = 1.0
 
 
 class _Stream(httpcore.AsyncNetworkStream):
@@ -49,23 +50,24 @@ class _Stream(httpcore.AsyncNetworkStream):
         self._inner = inner
         sock = inner.get_extra_info("socket")  # on asyncio an asyncio.TransportSocket, not a socket.socket
         self._sock: _Socket | None = sock if isinstance(sock, socket.socket | asyncio.trsock.TransportSocket) else None
-        self._polled_at = -math.inf  # when the last poll found the connection open (-inf: poll next time)
+        self._open_at = -math.inf  # when the connection was last used, or found open by a poll
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        self._polled_at = -math.inf  # in use: what an earlier poll found says nothing of the connection after
-        return await self._inner.read(max_bytes, timeout)
+        data = await self._inner.read(max_bytes, timeout)
+        self._open_at = time.monotonic() if data else -math.inf  # b"": the server closed it
+        return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._polled_at = -math.inf
         await self._inner.write(buffer, timeout)
+        self._open_at = time.monotonic()
 
     def _readable(self, sock: _Socket) -> bool:
         now = time.monotonic()
-        if now - self._polled_at < POLL_REUSE_SECONDS:
+        if now - self._open_at < TRUSTED_SECONDS:
             return False
         if _socket_readable(sock):
             return True
-        self._polled_at = now
+        self._open_at = now
         return False
 
     async def aclose(self) -> None:
