@@ -49,6 +49,16 @@ async def open_pair(
     strategy: ConflictStrategy = "on_chain_wins",
 ) -> tuple[Rig, InboundEngine]:
     desk = JiraDesk(jira_config(sim), JIRA_TOKEN, metrics=Metrics(), allow_insecure_http=True)
+    rig, engine = await engine_over(tmp_path, rigs, desk, clock, InboundSettings(strategy=strategy, idle_wait=999.0))
+    await rig.chain(created(1))
+    await rig.run_due()
+    return rig, engine
+
+
+async def engine_over(
+    tmp_path: Path, rigs: list[Rig], desk: JiraDesk, clock: ManualClock, settings: InboundSettings
+) -> tuple[Rig, InboundEngine]:
+    """A rig (store and outbound worker) over `desk`, and the inbound engine beside it."""
     rig = await Rig.open(tmp_path / "sidecar.db", desk, clock)
     rigs.append(rig)
     engine = InboundEngine(
@@ -57,14 +67,12 @@ async def open_pair(
         Auditor(rig.store, clock=clock),
         Metrics(),
         rig.retry,
-        InboundSettings(strategy=strategy, idle_wait=999.0),
+        settings,
         sender=SIDECAR,
         key=support_key(),
         outbound_desks=["jira"],
         clock=clock,
     )
-    await rig.chain(created(1))
-    await rig.run_due()
     return rig, engine
 
 
@@ -423,20 +431,8 @@ async def test_re_reads_keep_the_desks_max_concurrency_in_flight_refilling_freed
     sim = make_jira_sim(clock=clock)
     config = jira_config(sim, requests_per_second=1000.0, max_concurrency=slots)  # the pace is not measured
     desk = JiraDesk(config, JIRA_TOKEN, metrics=Metrics(), allow_insecure_http=True)
-    rig = await Rig.open(tmp_path / "sidecar.db", desk, clock)
-    rigs.append(rig)
-    engine = InboundEngine(
-        [desk],
-        rig.store,
-        Auditor(rig.store, clock=clock),
-        Metrics(),
-        rig.retry,
-        InboundSettings(desk_concurrency={"jira": slots}, idle_wait=999.0, step_span=30.0),
-        sender=SIDECAR,
-        key=support_key(),
-        outbound_desks=["jira"],
-        clock=clock,
-    )
+    settings = InboundSettings(desk_concurrency={"jira": slots}, idle_wait=999.0, step_span=30.0)
+    rig, engine = await engine_over(tmp_path, rigs, desk, clock, settings)
     await rig.chain(*(created(n) for n in range(1, issues + 1)))
     await rig.run_due()
     refs = await rig.query("SELECT external_id FROM external_refs")
