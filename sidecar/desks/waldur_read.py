@@ -197,7 +197,7 @@ async def read_issue(desk: WaldurDesk, ref: ExternalTicket) -> DeskIssueView:
         desk._get_issue(uuid, op), _comments(desk, uuid.hex, ref.key), waldur_files.list_attachments(desk, ref)
     )
     fresh = desk._ref(issue, op)
-    if fresh.external_id != desk._ref_uuid(ref).hex:
+    if fresh.external_id != uuid.hex:
         raise _bad(op, "uuid")
     stamp, status, priority = issue.get("modified"), issue.get("status"), issue.get("priority")
     if not isinstance(stamp, str) or not stamp:

@@ -177,7 +177,7 @@ class InboundEngine:
 
         async def refill(free: int) -> list[Work]:
             now = self._clock()
-            if self._held(name, now):
+            if self._held(name, now) or not self.chain_ready():  # the follower fell behind: decide later
                 return []
             taken, more = await self._store.write("claim re-reads", self._refill_txn, name, now, free)
             self._noted(taken)
