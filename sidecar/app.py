@@ -207,6 +207,7 @@ class App:
                 pauses=pauses,
                 activity=activity,
                 attachments=outbound_files,
+                own_senders=own,
             )
             for desk in desks
         ]

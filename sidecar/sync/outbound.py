@@ -42,7 +42,7 @@ from sidecar.observe.health import DeskState, HealthState
 from sidecar.observe.metrics import Metrics
 from sidecar.store.audit import AuditEntry, append_audit_txn
 from sidecar.store.db import Store
-from sidecar.store.inbound import FieldState, bases_and_held, enqueue_issue_txn, set_field_state_txn
+from sidecar.store.inbound import FieldState, bases_and_held, enqueue_issue_txn, field_states, set_field_state_txn
 from sidecar.store.jobs import (
     ATTACHMENT_KIND,
     Job,
@@ -106,6 +106,12 @@ class WorkerSettings:
     # Seconds one step keeps filling the slots its finished jobs free before it lets its last jobs finish and
     # returns (0: one batch per step, claimed together).
     step_span: float = 2.0
+
+
+class _DeskHolds(Exception):
+    """The job's event is a change the sidecar carried from this desk to the chain, and the desk is known to
+    hold the ticket's status, priority and assignee already (their bases, set when the change was read): the
+    job has nothing to write, and no desk request is made to find that out."""
 
 
 class _WaitForIndex(Exception):
@@ -190,6 +196,25 @@ class Dispatcher:
         return queued, done
 
 
+def _origin_holds(conn: sqlite3.Connection, job: Job, snapshot: TicketSnapshot, own: Sequence[str]) -> bool:
+    """Whether `job` is this desk's own change coming back from the chain with nothing left to write: its
+    event was signed by the sidecar (a desk change it carried) and every field inbound syncs has a base here
+    that the desk is known to hold and the chain now holds too. Where any differs, or was never read, the
+    job runs as any other (it reads the desk and decides)."""
+    if job.inbox_id is None:
+        return False
+    row = conn.execute("SELECT sender FROM chain_inbox WHERE id = ?", (job.inbox_id,)).fetchone()
+    if row is None or row["sender"] not in own:
+        return False
+    states = field_states(conn, job.ticket_id, job.desk)
+    chain = {"status": snapshot.status, "priority": snapshot.priority, "assignee": snapshot.assigned_agent}
+    for name, value in chain.items():
+        state = states.get(name)
+        if state is None or state.base != value or state.desk_value != value:
+            return False
+    return True
+
+
 def _last_processed(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM chain_inbox WHERE state = 'processed'").fetchone()[0])
 
@@ -224,8 +249,10 @@ class DeskWorker:
         pauses: PauseBook | None = None,
         activity: ActivityFeed | None = None,
         attachments: AttachmentSync | None = None,
+        own_senders: Sequence[str] = (),
     ) -> None:
         self.desk = desk
+        self._own_senders = tuple(own_senders)  # the sidecar's chain addresses (its inbound Msgs' sender)
         self._store = store
         self._opener = opener
         self._auditor = auditor
@@ -347,6 +374,12 @@ class DeskWorker:
         except DeskError as exc:
             await self._record_notes(job, notes)
             await self._failed(job, exc)
+            return
+        except _DeskHolds:
+            # Done without covering later jobs: they may carry what this check does not compare (a category).
+            await self._store.write("finish job", self._finish_txn, job, self._clock(), notes, None, {}, (), 0)
+            self._announce(job, "done", f"{job.kind}, the desk made this change")
+            self._metrics.count_sync("outbound", "success")
             return
         except _WaitForIndex as wait:
             now = self._clock()
@@ -558,6 +591,8 @@ class DeskWorker:
             for value in self.desk.unmapped(snapshot):
                 details = {"field": value.field, "chain_value": value.chain_value, "used": value.used}
                 await self._auditor.record(_outbound_entry("field_unmapped", job, "defaulted", details))
+        if job.kind in ("update", "status") and await self._desk_holds_already(job, snapshot):
+            raise _DeskHolds()
         ref = await self._ensure_ref(snapshot)
         kept = settled = frozenset[str]()
         before: dict[str, str] | None = None  # the desk's fields as the job first read them (None: not read)
@@ -579,6 +614,12 @@ class DeskWorker:
                 await self.desk.add_comment(ref, comment)
         elif job.kind == "close":
             await self.desk.close(ref, "the ticket was archived on chain")
+
+    async def _desk_holds_already(self, job: Job, snapshot: TicketSnapshot) -> bool:
+        """_origin_holds, where bases are kept (inbound runs) and the sidecar signs."""
+        if not self._settings.keep_bases or not self._own_senders:
+            return False
+        return await self._store.read("desk holds", _origin_holds, job, snapshot, self._own_senders)
 
     async def _desk_ahead(
         self, ref: ExternalTicket, snapshot: TicketSnapshot

@@ -99,6 +99,7 @@ class Rig:
     retry: RetryConfig = field(default_factory=lambda: RetryConfig(max_retries=5, initial_backoff=1.0))
     height: int = 99
     worker: DeskWorker | None = None
+    own_senders: tuple[str, ...] = ()  # the sidecar's chain address, where a test has its inbound Msgs land
 
     @classmethod
     async def open(cls, path: Path, desk: Desk, clock: ManualClock, **changes: Any) -> Rig:
@@ -115,6 +116,7 @@ class Rig:
             rig.retry,
             WorkerSettings(concurrency=4, idle_wait=IDLE),
             clock=clock,
+            own_senders=rig.own_senders,
         )
         return rig
 

@@ -14,6 +14,7 @@ import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from virtengine.support.v1 import tx_pb2
 
@@ -56,10 +57,10 @@ async def open_pair(
 
 
 async def engine_over(
-    tmp_path: Path, rigs: list[Rig], desk: JiraDesk, clock: ManualClock, settings: InboundSettings
+    tmp_path: Path, rigs: list[Rig], desk: JiraDesk, clock: ManualClock, settings: InboundSettings, **rigged: Any
 ) -> tuple[Rig, InboundEngine]:
-    """A rig (store and outbound worker) over `desk`, and the inbound engine beside it."""
-    rig = await Rig.open(tmp_path / "sidecar.db", desk, clock)
+    """A rig (store and outbound worker; `rigged` its fields) over `desk`, and the inbound engine beside it."""
+    rig = await Rig.open(tmp_path / "sidecar.db", desk, clock, **rigged)
     rigs.append(rig)
     engine = InboundEngine(
         [desk],
@@ -452,3 +453,55 @@ async def test_re_reads_keep_the_desks_max_concurrency_in_flight_refilling_freed
     in_flight = max(sum(1 for other in reads if start <= other < start + latency) for start in reads)
     assert in_flight == slots, f"{in_flight} reads at once"
     assert rung and rung[-1] == issues and len(rung) > 1, "the signer is woken as re-reads finish, not once at the end"
+
+
+async def test_the_desks_own_change_back_from_the_chain_costs_that_desk_no_request(
+    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+) -> None:
+    """The agent sets Low at Jira; the sidecar's Msg lands and its event comes back to every desk. Jira is
+    known to hold the ticket's fields already (the bases its re-read set): that job finishes without asking
+    Jira anything. The same values changed on chain by someone else still get a job that reads the desk."""
+    sim = make_jira_sim(clock=clock)
+    desk = JiraDesk(jira_config(sim), JIRA_TOKEN, metrics=Metrics(), allow_insecure_http=True)
+    settings = InboundSettings(idle_wait=999.0)
+    rig, engine = await engine_over(tmp_path, rigs, desk, clock, settings, own_senders=(SIDECAR,))
+    await rig.chain(created(1))
+    await rig.run_due()
+    external_id, key = await issue_key(rig)
+    sim.agent_update(key, priority="Low")
+    await hint(rig, external_id, "own-1")
+    await run(engine)
+    assert [m.priority for _, m in await msgs(rig)] == ["low"]  # type: ignore[attr-defined]
+    await land_inbound_intents(rig, rig.height + 1)
+    with sim.lock:
+        sim.requests.clear()
+    await chain_priority_by(rig, "low", SIDECAR)
+    await rig.run_due()
+    with sim.lock:
+        asked = [f"{r.method} {r.path}" for r in sim.requests]
+    assert asked == [], f"the origin desk was asked {asked}"
+    assert [(j.kind, j.state) for j in await rig.jobs()][-1] == ("update", "done")
+    synced = await rig.audit("ticket_synced")
+    assert synced[-1]["status"] == "ok"
+    # Someone else's change to the same values: the desk is read (and found holding them).
+    event = RequestUpdated(
+        event_id="updated-1-by-agent",
+        event_type="support_request_updated",
+        height=0,
+        position=0,
+        sequence=11,
+        ticket_id=ticket_id(1),
+        sender=AGENT,
+        timestamp=int(clock()),
+        payload={},
+        updated_by=AGENT,
+        priority="low",
+        status="open",
+        category="technical",
+    )
+    await rig.chain(event)
+    await rig.run_due()
+    with sim.lock:
+        asked = [f"{r.method} {r.path}" for r in sim.requests]
+    assert any(a.startswith("GET /rest/api/3/issue/") for a in asked), f"the desk was not read: {asked}"
+    assert sim.issue(key).priority == "Low"
