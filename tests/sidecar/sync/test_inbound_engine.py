@@ -179,14 +179,14 @@ async def chain_priority(rig: Rig, priority: str) -> None:
     await chain_priority_by(rig, priority, AGENT)
 
 
-async def chain_priority_by(rig: Rig, priority: str, sender: str) -> None:
+async def chain_priority_by(rig: Rig, priority: str, sender: str, sequence: int = 10) -> None:
     """A MsgUpdateSupportRequest of `sender` changing the ticket's priority, committed at the next height."""
     event = RequestUpdated(
-        event_id=f"updated-1-{priority}",
+        event_id=f"updated-1-{priority}-{sequence}",
         event_type="support_request_updated",
         height=0,
         position=0,
-        sequence=10,
+        sequence=sequence,
         ticket_id=ticket_id(1),
         sender=sender,
         timestamp=int(rig.clock()),
@@ -484,22 +484,7 @@ async def test_the_desks_own_change_back_from_the_chain_costs_that_desk_no_reque
     synced = await rig.audit("ticket_synced")
     assert synced[-1]["status"] == "ok"
     # Someone else's change to the same values: the desk is read (and found holding them).
-    event = RequestUpdated(
-        event_id="updated-1-by-agent",
-        event_type="support_request_updated",
-        height=0,
-        position=0,
-        sequence=11,
-        ticket_id=ticket_id(1),
-        sender=AGENT,
-        timestamp=int(clock()),
-        payload={},
-        updated_by=AGENT,
-        priority="low",
-        status="open",
-        category="technical",
-    )
-    await rig.chain(event)
+    await chain_priority_by(rig, "low", AGENT, sequence=11)
     await rig.run_due()
     with sim.lock:
         asked = [f"{r.method} {r.path}" for r in sim.requests]
