@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ from sidecar.observe.metrics import Metrics
 log = logging.getLogger(__name__)
 PLACEHOLDER = "(encrypted content not available to the desk)"
 PAGE_SIZE = 100
+NOTES_REMEMBERED = 10_000  # issues' newest notes kept in memory (a few MB at most; the oldest go first)
 MAX_PAGES = 1000  # a list that never ends (a hostile or broken server) stops here
 SUMMARY_MAX = 255  # waldur-mastermind support/backend SupportBackend.summary_max_length
 _UUID = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
@@ -132,6 +134,11 @@ class WaldurDesk:
         self._blind: dict[str, tuple[UnmappedValue | None, ...]] = {}
         # The token user's uuid (hex), learnt by check() or the first inbound read: what counts as an echo.
         self.own_uuid: str | None = None
+        # The newest note of each kind seen on an issue while this process runs (listed, or posted and
+        # answered): (issue uuid hex, kind) -> its marker ("" for none). Only the sidecar writes these notes,
+        # so a known issue needs no listing before the next; a post whose answer was lost is forgotten (the
+        # next note of that kind lists again and finds it), and a restart starts over.
+        self._notes: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     # values -----------------------------------------------------------------------------------
     def unmapped(self, ticket: TicketSnapshot) -> tuple[UnmappedValue, ...]:
@@ -511,13 +518,21 @@ class WaldurDesk:
     async def _note_once(self, ref: ExternalTicket, marker: str, text: str) -> None:
         """An internal note, skipped when the newest note of the same kind already says this."""
         kind = marker.split(":", 1)[0] + ":"
-        latest = None
-        async for comment in self._comments(ref):
-            found = text_marker(comment)
-            if found is not None and found.startswith(kind):
-                latest = found
+        key = (self._ref_uuid(ref).hex, kind)
+        latest = self._notes.get(key)
+        if latest is None:
+            latest = ""
+            async for comment in self._comments(ref):
+                found = text_marker(comment)
+                if found is not None and found.startswith(kind):
+                    latest = found
         if latest != marker:
+            self._notes.pop(key, None)  # until the post is answered: a lost answer leaves it unknown
             await self._post(ref, f"{text}\n\n{marker_line(marker)}", is_public=False)
+        self._notes[key] = marker
+        self._notes.move_to_end(key)
+        if len(self._notes) > NOTES_REMEMBERED:
+            self._notes.popitem(last=False)
 
     async def _post(self, ref: ExternalTicket, text: str, *, is_public: bool) -> None:
         body = {"description": text, "is_public": is_public}

@@ -291,6 +291,41 @@ async def test_a_backend_without_updates_gets_notes_once(
     assert sim.request_count("POST", "/set_status/") == 0 and sim.request_count("PATCH") == 0
 
 
+async def test_notes_are_remembered_while_running_and_a_lost_answer_is_listed_again(
+    make_waldur_sim: Callable[..., WaldurSim], make_desk: MakeDesk
+) -> None:
+    """Priority is protected after create, so each new chain priority is a note. The first note of an issue
+    lists its comments; later ones need no listing (only the sidecar writes them). A note whose answer was lost
+    is listed for again, found, and not posted twice; a restarted desk lists again."""
+    sim = make_waldur_sim(request_types=TYPES, priorities=PRIORITIES)
+    priorities = (("high", "High"), ("urgent", "Highest"), ("low", "Low"))
+    config = {"priority_map": priorities, "type_map": (("technical", "Incident"),)}
+    desk = make_desk(sim, **config)
+    ref = await desk.create(ticket())
+
+    def listings() -> int:
+        return sim.request_count("GET", "/support-comments/")
+
+    def notes() -> list[str]:
+        return [c.description for c in sim.comments_of(ref.external_id)]
+
+    await desk.update_fields(ref, ticket(priority="urgent"))
+    first = listings()
+    assert first >= 1 and len(notes()) == 1
+    await desk.update_fields(ref, ticket(priority="urgent"))  # said already: nothing
+    await desk.update_fields(ref, ticket(priority="low"))  # a new value: posted without listing
+    assert (listings(), len(notes())) == (first, 2)
+    sim.faults.inject("apply-drop", method="POST", path_contains="/comment/")  # posted, its answer lost
+    with pytest.raises(DeskError):
+        await desk.update_fields(ref, ticket(priority="urgent"))
+    assert len(notes()) == 3
+    await desk.update_fields(ref, ticket(priority="urgent"))  # the retry lists, finds it, posts nothing
+    assert (listings(), len(notes())) == (first + 1, 3)
+    restarted = make_desk(sim, **config)
+    await restarted.update_fields(ref, ticket(priority="urgent"))
+    assert (listings(), len(notes())) == (first + 2, 3)
+
+
 async def test_a_move_the_workflow_refuses_becomes_a_note(
     make_waldur_sim: Callable[..., WaldurSim], make_desk: MakeDesk
 ) -> None:
