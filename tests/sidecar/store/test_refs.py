@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.store.db import Store
-from sidecar.store.inbox import BlockBatch, commit_blocks_txn, init_cursor_txn
+from sidecar.store.inbox import BlockBatch, commit_blocks_txn
 from sidecar.store.migrations import MIGRATIONS, _statements
 from sidecar.store.records import SupportEvent
 from sidecar.store.refs import (
@@ -24,15 +24,14 @@ from sidecar.store.refs import (
     mark_create_txn,
     record_ref_txn,
 )
+from tests.sidecar.stores import store_at
 from tests.sidecar.sync.rig import CHAIN, created, linked, ticket_id
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(str(tmp_path / "db"))
-    await s.write("cursor", init_cursor_txn, CHAIN, 0)
-    yield s
-    await s.close()
+    async with store_at(tmp_path / "db", CHAIN, 0) as s:
+        yield s
 
 
 async def commit(store: Store, height: int, *events: SupportEvent) -> None:

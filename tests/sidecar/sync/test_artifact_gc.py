@@ -19,10 +19,11 @@ from sidecar.observe.audit import DAY, Auditor
 from sidecar.store.attachments import add_outbound_txn
 from sidecar.store.audit import AuditRow, iter_audit_rows
 from sidecar.store.db import Store
-from sidecar.store.inbox import BlockBatch, commit_blocks_txn, init_cursor_txn
+from sidecar.store.inbox import BlockBatch, commit_blocks_txn
 from sidecar.store.jobs import dispatch_inbox_txn, finish_job_txn, queue_update_job_txn
 from sidecar.sync.artifact_gc import DELETE_BATCH, ArtifactCollector
 from tests.sidecar.chain.test_events import all_heights, block_results
+from tests.sidecar.stores import store_at
 
 RETENTION_DAYS = 30
 R = RETENTION_DAYS * DAY
@@ -37,10 +38,8 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(str(tmp_path / "db"))
-    await s.write("cursor", init_cursor_txn, CHAIN, 99)
-    yield s
-    await s.close()
+    async with store_at(tmp_path / "db", CHAIN, 99) as s:
+        yield s
 
 
 @pytest.fixture

@@ -15,16 +15,15 @@ import sidecar.sync.content as content
 from bench.outbound_drain import sealed_created as created
 from sidecar.chain.envelope import EnvelopeKey
 from sidecar.store.db import Store
-from sidecar.store.inbox import BlockBatch, commit_blocks_txn, init_cursor_txn
+from sidecar.store.inbox import BlockBatch, commit_blocks_txn
 from sidecar.sync.content import ContentOpener
+from tests.sidecar.stores import store_at
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(str(tmp_path / "sidecar.db"))
-    await opened.write("cursor", init_cursor_txn, "test", 0)
-    yield opened
-    await opened.close()
+    async with store_at(tmp_path / "sidecar.db", "test", 0) as opened:
+        yield opened
 
 
 async def test_a_different_envelope_for_the_same_ticket_is_opened_anew(store: Store) -> None:

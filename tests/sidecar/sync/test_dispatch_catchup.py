@@ -19,12 +19,13 @@ from devnet.jira_sim import JiraSim
 from devnet.waiting import async_wait_until
 from sidecar.chain.events import decode_block
 from sidecar.store.db import Store
-from sidecar.store.inbox import BlockBatch, commit_blocks_txn, init_cursor_txn
+from sidecar.store.inbox import BlockBatch, commit_blocks_txn
 from sidecar.store.jobs import JOB_KINDS
 from sidecar.sync.outbound import Dispatcher
 from tests.sidecar.chain.test_events import all_heights, block_results
 from tests.sidecar.harness import running_app
 from tests.sidecar.store.test_jobs import own_reply_from
+from tests.sidecar.stores import store_at
 from tests.sidecar.sync.test_outbound_e2e import (
     RECIPIENTS,
     assert_jira_exactly_once,
@@ -42,10 +43,8 @@ VECTOR_KINDS = ["create", "update", "status", "comment", "status", "update", "st
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(str(tmp_path / "db"))
-    await s.write("cursor", init_cursor_txn, "c", 99)
-    yield s
-    await s.close()
+    async with store_at(tmp_path / "db", "c", 99) as s:
+        yield s
 
 
 async def commit(store: Store, first: int, last: int) -> None:
