@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from sidecar.desks.jira_workflow import DONE, MAX_STEPS, Hop, WorkflowMap, descr
 from sidecar.desks.mapping import DeskMapping, jira_mapping
 from sidecar.errors import DeskError
 from sidecar.observe.metrics import Metrics
+from sidecar.recent import Recent
 
 log = logging.getLogger(__name__)
 PROPERTY_KEY = "virtengine"
@@ -115,7 +115,7 @@ class JiraDesk:
         )
         # Issues created by this process, by label: search is eventually consistent, so a retried
         # create right after a lost answer passes these as reconcileIssues.
-        self._recent: OrderedDict[str, str] = OrderedDict()
+        self._recent: Recent[str, str] = Recent(_RECENT_MAX)
         self._me = ""  # the token's accountId, once `check` has asked
         self.page_size = PAGE_SIZE
         # How long after a create Jira's search may still miss the issue: the worker searches again
@@ -167,7 +167,7 @@ class JiraDesk:
             note(DeskNote("field_skipped", {"field": "priority", "reason": "not on the issue's create screen"}))
         answer = self.http.json_object(op, response)
         issue_id, key = self._ids(answer, "id", "key", op)
-        self._remember(label, issue_id)
+        self._recent.put(label, issue_id)
         return self._ref(issue_id, key)
 
     async def _create_request(self, ticket: TicketSnapshot, fields: dict[str, Any]) -> ExternalTicket:
@@ -185,7 +185,7 @@ class JiraDesk:
         }
         answer = self.http.json_object(op, await self._create_call(op, "/rest/servicedeskapi/request", body))
         issue_id, key = self._ids(answer, "issueId", "issueKey", op)
-        self._remember(fields["labels"][0], issue_id)
+        self._recent.put(fields["labels"][0], issue_id)
         return self._ref(issue_id, key)
 
     async def finish_create(self, ref: ExternalTicket, ticket: TicketSnapshot) -> None:
@@ -218,9 +218,9 @@ class JiraDesk:
     async def find(self, ticket: TicketSnapshot, known_ids: tuple[str, ...] = ()) -> ExternalTicket | None:
         """Label search (all pages, read-after-write for known ids), then the property must hold the ticket id."""
         label = ticket_label(ticket.ticket_number)
-        reconcile = [
-            int(i) for i in (*known_ids, *([self._recent[label]] if label in self._recent else [])) if str(i).isdigit()
-        ]
+        created = self._recent.get(label)  # an issue this process created: searched read-after-write
+        ids = (*known_ids, created) if created is not None else known_ids
+        reconcile = [int(i) for i in ids if str(i).isdigit()]
         jql = f'project = "{self.config.project_key}" AND labels = "{label}" ORDER BY key ASC'
         hits = await self._search(ticket, jql, reconcile)
         term = _summary_term(ticket.ticket_number)
@@ -583,12 +583,6 @@ class JiraDesk:
 
     def _ref(self, issue_id: str, key: str) -> ExternalTicket:
         return ExternalTicket("jira", issue_id, key, f"{self.http.base_url}/browse/{key}")
-
-    def _remember(self, label: str, issue_id: str) -> None:
-        self._recent[label] = issue_id
-        self._recent.move_to_end(label)
-        while len(self._recent) > _RECENT_MAX:
-            self._recent.popitem(last=False)
 
     def _check_adf(self, document: dict[str, Any], op: str) -> None:
         problems = jira_adf.check(document)

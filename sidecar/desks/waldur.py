@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +48,7 @@ from sidecar.desks.http import DeskHttp
 from sidecar.desks.mapping import DeskMapping, waldur_mapping
 from sidecar.errors import DeskError
 from sidecar.observe.metrics import Metrics
+from sidecar.recent import Recent
 
 log = logging.getLogger(__name__)
 PLACEHOLDER = "(encrypted content not available to the desk)"
@@ -138,7 +138,7 @@ class WaldurDesk:
         # answered): (issue uuid hex, kind) -> its marker ("" for none). Only the sidecar writes these notes,
         # so a known issue needs no listing before the next; a post whose answer was lost is forgotten (the
         # next note of that kind lists again and finds it), and a restart starts over.
-        self._notes: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._notes: Recent[tuple[str, str], str] = Recent(NOTES_REMEMBERED)
 
     # values -----------------------------------------------------------------------------------
     def unmapped(self, ticket: TicketSnapshot) -> tuple[UnmappedValue, ...]:
@@ -527,12 +527,9 @@ class WaldurDesk:
                 if found is not None and found.startswith(kind):
                     latest = found
         if latest != marker:
-            self._notes.pop(key, None)  # until the post is answered: a lost answer leaves it unknown
+            self._notes.forget(key)  # until the post is answered: a lost answer leaves it unknown
             await self._post(ref, f"{text}\n\n{marker_line(marker)}", is_public=False)
-        self._notes[key] = marker
-        self._notes.move_to_end(key)
-        if len(self._notes) > NOTES_REMEMBERED:
-            self._notes.popitem(last=False)
+        self._notes.put(key, marker)
 
     async def _post(self, ref: ExternalTicket, text: str, *, is_public: bool) -> None:
         body = {"description": text, "is_public": is_public}

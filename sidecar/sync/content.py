@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections import OrderedDict
 from typing import Any
 
 from sidecar.chain.envelope import EnvelopeError, EnvelopeKey
 from sidecar.desks.base import DeskComment, TicketSnapshot
+from sidecar.recent import Recent
 from sidecar.store.db import Store
 from sidecar.store.jobs import created_payload, inbox_payload
 from sidecar.store.tickets import Ticket, get_ticket
@@ -29,7 +29,7 @@ class ContentOpener:
     def __init__(self, store: Store, key: EnvelopeKey | None) -> None:
         self._store = store
         self._key = key
-        self._opened: OrderedDict[tuple[str, bytes], dict[str, Any]] = OrderedDict()
+        self._opened: Recent[tuple[str, bytes], dict[str, Any]] = Recent(OPENED_CACHE)
 
     def _open(self, event_payload: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
         envelope = ((event_payload or {}).get("payload") or {}).get("envelope")
@@ -55,13 +55,11 @@ class ContentOpener:
         slot = (ticket_id, digest)
         plain = self._opened.get(slot)
         if plain is not None:
-            self._opened.move_to_end(slot)
+            self._opened.put(slot, plain)  # the newest used
             return plain, None
         plain, reason = self._open(created)
         if plain is not None:
-            self._opened[slot] = plain
-            if len(self._opened) > OPENED_CACHE:
-                self._opened.popitem(last=False)
+            self._opened.put(slot, plain)
         return plain, reason
 
     async def snapshot(self, ticket_id: str) -> TicketSnapshot | None:
