@@ -64,7 +64,9 @@ class FollowerSettings:
     max_pending: int = 10_000
     desks: tuple[str, ...] = ()  # the desks whose queued jobs count towards max_pending
     window: int = 4  # batch requests in flight
-    chunk: int = 10  # heights per batch request (CometBFT's default rpc.max_request_batch_size) and transaction
+    # Heights per batch request, which also asks the node's status: 10 calls, CometBFT's default
+    # rpc.max_request_batch_size (a node set lower gets the heights split and its status asked after them).
+    chunk: int = 9
     fetch_attempts: int = 5
 
 
@@ -285,29 +287,32 @@ class ChainFollower:
 
     async def _catch_up(self) -> None:
         """Fetch chunks of heights ahead in a window, commit them in order, until the head, backpressure
-        or a failure. One chunk is one JSON-RPC batch request; every chunk already fetched in order joins
-        the next commit (one node check, one transaction), and the window is refilled before that commit
-        when what it commits is small, so the node, the event loop and the writer thread work at once."""
+        or a failure. One chunk is one JSON-RPC batch request, the node's status included; every chunk already
+        fetched in order joins the next commit (one transaction, once each chunk's status is checked), and
+        the window is refilled before that commit when what it commits is small, so the node, the event loop
+        and the writer thread work at once."""
         assert self.cursor is not None
         self._next_fetch = self.cursor.height + 1
         self._busy = True  # until a commit shows quiet blocks: a backfill may start in the busiest ones
-        inflight: dict[int, asyncio.Task[list[BlockBatch]]] = {}
+        inflight: dict[int, asyncio.Task[_Chunk]] = {}
         try:
             while self.cursor.height < self._heads.height:
                 self._fill_window(inflight)
-                batches = await inflight.pop(self.cursor.height + 1)
-                while (ready := _fetched(inflight.get(batches[-1].height + 1))) is not None:
-                    del inflight[batches[-1].height + 1]
-                    batches += ready
+                chunks = [await inflight.pop(self.cursor.height + 1)]
+                while (ready := _fetched(inflight.get(chunks[-1].batches[-1].height + 1))) is not None:
+                    del inflight[chunks[-1].batches[-1].height + 1]
+                    chunks.append(ready)
+                batches = [batch for chunk in chunks for batch in chunk.batches]
                 self._busy = sum(len(batch.events) for batch in batches) > EARLY_FETCH_EVENTS
                 if not self._busy:
                     self._fill_window(inflight)
-                # The node may have changed while we fetched: checked before the commit, beside the backlog.
-                status, paused = await asyncio.gather(self._rpc.status(), self._paused())
-                if await self._refused_node(status):
-                    self.state = FollowerState.STARTING
-                    return
-                if paused:
+                # Each chunk came with the status of the node that served it (same request): a node swapped
+                # behind the URL is refused before anything it served is committed.
+                for status in dict.fromkeys(chunk.status for chunk in chunks):
+                    if await self._refused_node(status):
+                        self.state = FollowerState.STARTING
+                        return
+                if await self._paused():
                     return  # what was fetched is fetched again when the backlog drains
                 await self._commit(batches)
         except ChainRpcError as exc:
@@ -325,7 +330,7 @@ class ChainFollower:
                 task.cancel()
             await asyncio.gather(*inflight.values(), return_exceptions=True)
 
-    def _fill_window(self, inflight: dict[int, asyncio.Task[list[BlockBatch]]]) -> None:
+    def _fill_window(self, inflight: dict[int, asyncio.Task[_Chunk]]) -> None:
         """Start fetches up to the window, in height order, up to the head known now. Through busy blocks
         (the last commit held many events) half the window is enough: decoding and storing the events is
         then the limit, not the node, and every chunk fetched ahead is held decoded in memory."""
@@ -336,12 +341,12 @@ class ChainFollower:
             inflight[first] = asyncio.create_task(self._fetch(first, last), name=f"fetch-{first}")
             self._next_fetch = last + 1
 
-    async def _fetch(self, first: int, last: int) -> list[BlockBatch]:
+    async def _fetch(self, first: int, last: int) -> _Chunk:
         delay = 0.2
         for attempt in range(1, self._settings.fetch_attempts + 1):
             head = self._heads.height  # as known when asking (the head may move while the node answers)
             try:
-                blocks = await self._rpc.block_results_range(first, last)
+                blocks, status = await self._rpc.block_results_checked(first, last)
                 break
             except NodeAnswerMismatch:
                 raise  # the node answered for other heights: refused, not retried
@@ -359,7 +364,7 @@ class ChainFollower:
         decoded = []
         while blocks:  # popped one by one: each height's parsed answer is freed as soon as it is decoded
             decoded.append(self._decode(blocks.pop()))
-        return decoded
+        return _Chunk(decoded, status)
 
     def _decode(self, results: dict[str, Any]) -> BlockBatch:
         """Events that cannot be decoded come back as poison; payloads that cannot be opened as
@@ -400,7 +405,15 @@ class ChainFollower:
                     )
 
 
-def _fetched(task: asyncio.Task[list[BlockBatch]] | None) -> list[BlockBatch] | None:
+@dataclass(frozen=True)
+class _Chunk:
+    """One batch request's heights, decoded, and the status of the node that answered it."""
+
+    batches: list[BlockBatch]
+    status: NodeStatus
+
+
+def _fetched(task: asyncio.Task[_Chunk] | None) -> _Chunk | None:
     """The chunk of a fetch that already succeeded; None while it runs or when it failed (a failure is
     raised where the chunk is awaited, in order, after the chunks before it are committed)."""
     if task is None or not task.done() or task.cancelled() or task.exception() is not None:

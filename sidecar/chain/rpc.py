@@ -85,21 +85,7 @@ class CometRpc:
         return doc.get("result")
 
     async def status(self) -> NodeStatus:
-        result = await self.call("status")
-        try:
-            sync, info = result["sync_info"], result["node_info"]
-            return NodeStatus(
-                chain_id=_text(info["network"]),
-                latest_height=int(sync["latest_block_height"]),
-                latest_block_time=_text(sync.get("latest_block_time", "")),
-                earliest_height=int(sync.get("earliest_block_height") or 1),
-                catching_up=bool(sync.get("catching_up", False)),
-                version=_text(info.get("version", "")),
-                earliest_block_hash=_text(sync.get("earliest_block_hash") or ""),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            problem = f"node RPC status answered a malformed status ({type(exc).__name__})"
-            raise ChainRpcError(problem, retryable=True) from None
+        return _status_of(await self.call("status"))
 
     async def block_results(self, height: int) -> dict[str, Any]:
         return _results_of(height, await self.call("block_results", height=height))
@@ -107,27 +93,40 @@ class CometRpc:
     async def block_results_range(self, first: int, last: int) -> list[dict[str, Any]]:
         """block_results of first..last in one JSON-RPC batch request (one round trip, one HTTP request)."""
         heights = range(first, last + 1)
-        body = [{"jsonrpc": "2.0", "id": h, "method": "block_results", "params": {"height": str(h)}} for h in heights]
-        docs = await self._post("block_results", body)
+        by_id = await self._batch_answers(_block_results_calls(heights))
+        if by_id is None:  # over the node's rpc.max_request_batch_size: split and retry
+            half = first + max(1, len(heights) // 2) - 1
+            return await self.block_results_range(first, half) + await self.block_results_range(half + 1, last)
+        return [_results_of(height, self._result("block_results", _answer(by_id, height))) for height in heights]
+
+    async def block_results_checked(self, first: int, last: int) -> tuple[list[dict[str, Any]], NodeStatus]:
+        """block_results of first..last and the node's status in one JSON-RPC batch: one HTTP request, so
+        one node answered both, and its status says which chain instance the results are from (a node
+        swapped behind the URL between two requests cannot slip results past the check). A node whose
+        batch limit is below these calls gets the results split, then its status asked after them."""
+        heights = range(first, last + 1)
+        calls = [*_block_results_calls(heights), {"jsonrpc": "2.0", "id": "status", "method": "status", "params": {}}]
+        by_id = await self._batch_answers(calls)
+        if by_id is None:
+            return await self.block_results_range(first, last), await self.status()
+        results = [_results_of(height, self._result("block_results", _answer(by_id, height))) for height in heights]
+        return results, _status_of(self._result("status", _answer(by_id, "status")))
+
+    async def _batch_answers(self, calls: list[dict[str, Any]]) -> dict[Any, Any] | None:
+        """The answers of one JSON-RPC batch by id; None when the node refused it for its size (and more
+        than one call was asked). Any other refusal of the whole batch raises."""
+        method = str(calls[0]["method"])
+        docs = await self._post(method, calls)
         if isinstance(docs, dict) and "error" in docs and "id" not in docs:
             error = docs["error"]
             detail = str(error.get("data", "")) if isinstance(error, dict) else ""
-            limit = re.search(r"exceeds maximum \((\d+)\)", detail)
-            if limit and len(heights) > 1:  # the node's rpc.max_request_batch_size: split and retry
-                half = first + max(1, min(int(limit.group(1)), len(heights) // 2)) - 1
-                return await self.block_results_range(first, half) + await self.block_results_range(half + 1, last)
-            self._result("block_results", docs)
+            if len(calls) > 1 and re.search(r"exceeds maximum \((\d+)\)", detail):
+                return None
+            self._result(method, docs)
         docs = [docs] if isinstance(docs, dict) else docs  # CometBFT answers a one-item batch with an object
         if not isinstance(docs, list):
-            raise ChainRpcError("node RPC block_results batch answered neither a list nor an object", retryable=True)
-        by_id = {doc.get("id"): doc for doc in docs if isinstance(doc, dict)}
-        results = []
-        for height in heights:
-            doc = by_id.get(height)
-            if doc is None:
-                raise ChainRpcError(f"node RPC block_results batch lacks height {height}", retryable=True)
-            results.append(_results_of(height, self._result("block_results", doc)))
-        return results
+            raise ChainRpcError(f"node RPC {method} batch answered neither a list nor an object", retryable=True)
+        return {doc.get("id"): doc for doc in docs if isinstance(doc, dict)}
 
     async def block(self, height: int) -> dict[str, Any]:
         result = await self.call("block", height=height)
@@ -169,26 +168,13 @@ class CometRpc:
             }
             for index, tx in enumerate(txs)
         ]
-        docs = await self._post("broadcast_tx_sync", body)
-        if isinstance(docs, dict) and "error" in docs and "id" not in docs:
-            error = docs["error"]
-            detail = str(error.get("data", "")) if isinstance(error, dict) else ""
-            limit = re.search(r"exceeds maximum \((\d+)\)", detail)
-            if limit and len(txs) > 1:
-                cut = max(1, min(int(limit.group(1)), len(txs) // 2))
-                return await self.broadcast_txs_sync(txs[:cut]) + await self.broadcast_txs_sync(txs[cut:])
-            self._result("broadcast_tx_sync", docs)
-        docs = [docs] if isinstance(docs, dict) else docs  # CometBFT answers a one-item batch with an object
-        if not isinstance(docs, list):
-            raise ChainRpcError(
-                "node RPC broadcast_tx_sync batch answered neither a list nor an object", retryable=True
-            )
-        by_id = {doc.get("id"): doc for doc in docs if isinstance(doc, dict)}
+        by_id = await self._batch_answers(body)
+        if by_id is None:  # over the node's rpc.max_request_batch_size: split, nothing of it having run
+            cut = max(1, len(txs) // 2)
+            return await self.broadcast_txs_sync(txs[:cut]) + await self.broadcast_txs_sync(txs[cut:])
         answers: list[dict[str, Any] | ChainRpcError] = []
         for index in range(len(txs)):
-            doc = by_id.get(index)
-            if doc is None:
-                raise ChainRpcError(f"node RPC broadcast_tx_sync batch lacks answer {index}", retryable=True)
+            doc = _answer(by_id, index)
             try:
                 result = self._result("broadcast_tx_sync", doc)
             except ChainRpcError as exc:
@@ -223,6 +209,34 @@ def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError("not a string")
     return value
+
+
+def _block_results_calls(heights: range) -> list[dict[str, Any]]:
+    return [{"jsonrpc": "2.0", "id": h, "method": "block_results", "params": {"height": str(h)}} for h in heights]
+
+
+def _answer(by_id: dict[Any, Any], call_id: int | str) -> Any:
+    doc = by_id.get(call_id)
+    if doc is None:
+        raise ChainRpcError(f"node RPC batch lacks the answer to {call_id}", retryable=True)
+    return doc
+
+
+def _status_of(result: Any) -> NodeStatus:
+    try:
+        sync, info = result["sync_info"], result["node_info"]
+        return NodeStatus(
+            chain_id=_text(info["network"]),
+            latest_height=int(sync["latest_block_height"]),
+            latest_block_time=_text(sync.get("latest_block_time", "")),
+            earliest_height=int(sync.get("earliest_block_height") or 1),
+            catching_up=bool(sync.get("catching_up", False)),
+            version=_text(info.get("version", "")),
+            earliest_block_hash=_text(sync.get("earliest_block_hash") or ""),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        problem = f"node RPC status answered a malformed status ({type(exc).__name__})"
+        raise ChainRpcError(problem, retryable=True) from None
 
 
 def _results_of(height: int, result: Any) -> dict[str, Any]:

@@ -8,16 +8,25 @@ from sidecar.boundedjson import JsonLimitError, loads, nesting_depth
 
 
 def test_deep_nesting_is_refused_not_recursed() -> None:
-    with pytest.raises(JsonLimitError, match="1200 levels"):
-        loads("[" * 1200 + "]" * 1200, max_bytes=10_000)
-    with pytest.raises(JsonLimitError, match="levels"):
-        loads('{"a":' * 100 + "1" + "}" * 100, max_bytes=10_000)
+    # Past Python's recursion limit (the parser's RecursionError), and below it (parsed, then measured).
+    for depth in (1200, 100):
+        with pytest.raises(JsonLimitError, match="over 64 levels deep"):
+            loads("[" * depth + "]" * depth, max_bytes=10_000)
+        with pytest.raises(JsonLimitError, match="over 64 levels deep"):
+            loads('{"a":' * depth + "1" + "}" * depth, max_bytes=10_000)
+
+
+def test_depth_is_measured_on_the_value_level_by_level() -> None:
+    assert [nesting_depth(v, 64) for v in (1, "x", [], {}, [1, [2]], {"a": [{"b": {}}], "c": 1})] == [0, 0, 1, 1, 2, 4]
+    deep: list[object] = []
+    for _ in range(500):
+        deep = [deep, [1]]
+    assert nesting_depth(deep, 64) == 65  # stops past the limit, whatever lies below
 
 
 def test_brackets_inside_strings_do_not_count() -> None:
-    text = '{"note": "[[[[{{{{ \\" [[[["}'
-    assert nesting_depth(text) == 1
-    assert loads(text, max_bytes=100) == {"note": '[[[[{{{{ " [[[['}
+    text = '{"note": "' + "[{" * 70 + '"}'
+    assert loads(text, max_bytes=1_000) == {"note": "[{" * 70}
 
 
 def test_depth_at_the_limit_parses() -> None:

@@ -162,7 +162,7 @@ def _with(event: dict[str, Any], **fields: Any) -> str:
 
 
 EVENT_CASES: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
-    "payload_json of 1,200 nested [": (lambda e: _set_payload(e, "[" * 1200 + "]" * 1200), "nests 1200 levels"),
+    "payload_json of 1,200 nested [": (lambda e: _set_payload(e, "[" * 1200 + "]" * 1200), "nests over 64 levels deep"),
     "payload_json a list": (lambda e: _set_payload(e, "[1]"), "payload_json is not an object"),
     "payload_json not JSON": (lambda e: _set_payload(e, "{" + SECRET_WORD), "not JSON"),
     "attributes not a list": (lambda e: e.__setitem__("attributes", {"a": 1}), "attributes are not a list"),

@@ -60,7 +60,7 @@ def raising(exc: BaseException) -> Callable[[bytes], bytes]:
 
 CASES = {
     "answer without id": (without("id"), "answer lacks a valid 'id'"),
-    "answer nested 1,200 deep": (lambda body: b"[" * 1200 + b"]" * 1200, "JSON nests 1200 levels deep"),
+    "answer nested 1,200 deep": (lambda body: b"[" * 1200 + b"]" * 1200, "JSON nests over 128 levels deep"),
     "answer over the size limit": (lambda body: b'{"id": "' + b"9" * (17 * 1024 * 1024) + b'"}', "over the limit"),
     "library raising KeyError": (raising(KeyError("fields")), "KeyError at test_job_failures.py"),
     "library raising with content": (raising(RuntimeError("Lease 42 unreachable")), "RuntimeError at"),
