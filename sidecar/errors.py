@@ -57,4 +57,7 @@ class DeskError(SidecarError):
         # True when the desk refused a create request outright (a 4xx answer to it): nothing was made,
         # so a retry need not wait out the desk's search-index lag before creating.
         self.nothing_created = False
+        # True when the desk refused a create because this chain ticket's issue exists there already (a desk
+        # with `unique_creates`): an earlier attempt landed, and the caller adopts that issue.
+        self.already_exists = False
         super().__init__(message)

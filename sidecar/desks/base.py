@@ -189,6 +189,9 @@ class Desk(Protocol):
     # Seconds after a create during which the desk's lookup may still miss the new ticket (Jira's
     # search index); 0 where the lookup is consistent. A create is re-sent only after this bound.
     index_lag: float
+    # True where the desk itself refuses a second create for the same chain ticket (Waldur: remote_id is
+    # unique), answering with DeskError.already_exists: then no lookup is needed before a create.
+    unique_creates: bool
 
     def unmapped(self, ticket: TicketSnapshot) -> tuple[UnmappedValue, ...]:
         """The ticket's values this desk can only map to a default; the caller audits them (no I/O)."""

@@ -121,6 +121,7 @@ class JiraDesk:
         # How long after a create Jira's search may still miss the issue: the worker searches again
         # and waits this long after a create it sent before it sends another.
         self.index_lag = config.index_lag
+        self.unique_creates = False  # nothing stops a second issue for the same ticket: look first
         self._own_key = re.compile(re.escape(config.project_key) + r"-[0-9]{1,18}")
         self.workflow = WorkflowMap()
         self._mapped_statuses = {status.lower() for status in self.mapping.status.desk_values()}

@@ -126,6 +126,7 @@ class WaldurDesk:
         # it has created is found by the next lookup, so a create retried after a lost answer need
         # not wait for an index (and remote_id is unique besides: a second create is refused).
         self.index_lag = 0.0
+        self.unique_creates = True  # remote_id: models.py Issue.remote_id unique=True (a 400 on a second create)
         self.catalog: Catalog | None = None
         self._clock = clock
         self._warned: tuple[str, ...] = ()
@@ -246,11 +247,8 @@ class WaldurDesk:
             response = await self.http.request(op, "POST", "/support-issues/", json_body=body)
         except DeskError as exc:
             exc.nothing_created = exc.status is not None and 400 <= exc.status < 500
-            # remote_id is unique: a 400 on it means an earlier attempt landed; adopt that issue.
-            if exc.status == 400 and "remote_id" in str(exc):
-                found = await self.find(ticket)
-                if found is not None:
-                    return found
+            # remote_id is unique: a 400 on it means an earlier attempt landed (the caller adopts that issue).
+            exc.already_exists = exc.status == 400 and "remote_id" in str(exc)
             raise
         answer = self.http.json_object(op, response)
         ref = self._ref(answer, op)

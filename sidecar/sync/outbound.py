@@ -730,7 +730,8 @@ class DeskWorker:
 
     async def _ensure_ref(self, snapshot: TicketSnapshot) -> ExternalTicket:
         """The desk ticket for this chain ticket: stored ref, else a chain ref whose ticket carries our claim,
-        else adopted by lookup, else created (at most once per index-lag bound, by the create mark)."""
+        else adopted by lookup (at a desk with unique creates, only once it refuses a second create), else created
+        (at most once per index-lag bound, by the create mark)."""
         # One store hop for both: only this job writes this ticket's ref and mark at this desk while it runs.
         row, mark = await self._store.read("ref and create mark", _ref_and_mark, snapshot.ticket_id, self.desk.name)
         finisher = self.desk if isinstance(self.desk, FinishesCreates) and self.desk.finishes_creates else None
@@ -746,12 +747,10 @@ class DeskWorker:
             adopted = await self._adopt_chain_ref(snapshot, row)
             if adopted is not None:
                 return adopted
-        found = await self.desk.find(snapshot)
-        if found is not None:
-            await self._store.write(
-                "record ref", self._record_txn, snapshot, found, "external_ticket_adopted", self._clock()
-            )
-            return found
+        if not self.desk.unique_creates:  # a desk that refuses a second create is asked only when it does
+            found = await self.desk.find(snapshot)
+            if found is not None:
+                return await self._adopt(snapshot, found)
         now = self._clock()
         if mark is not None and now < mark.sent_at + self.desk.index_lag:
             until = min(mark.sent_at + self.desk.index_lag, now + INDEX_RECHECK)
@@ -766,6 +765,8 @@ class DeskWorker:
         try:
             created = await self.desk.create(snapshot)
         except DeskError as exc:
+            if exc.already_exists and (found := await self.desk.find(snapshot)) is not None:
+                return await self._adopt(snapshot, found)  # an earlier attempt's create landed
             if exc.nothing_created:  # refused outright (e.g. 429, 400): no issue to wait for in the index
                 await self._store.write("clear create mark", clear_create_mark_txn, snapshot.ticket_id, self.desk.name)
             raise
@@ -784,6 +785,11 @@ class DeskWorker:
         if finisher is not None:
             await self._finish_create(finisher, snapshot, created)
         return created
+
+    async def _adopt(self, snapshot: TicketSnapshot, found: ExternalTicket) -> ExternalTicket:
+        """Record a desk ticket made for this chain ticket earlier (its create mark cleared with it)."""
+        await self._store.write("record ref", self._record_txn, snapshot, found, "external_ticket_adopted", self._clock())
+        return found
 
     async def _finish_create(self, desk: FinishesCreates, snapshot: TicketSnapshot, ref: ExternalTicket) -> None:
         """The create's follow-up; the mark, kept since the create, goes once it has landed."""

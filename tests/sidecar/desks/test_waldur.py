@@ -187,12 +187,14 @@ async def test_lookup_pages_through_icontains_hits_and_matches_exactly(
     assert await desk.find(ticket(ticket_id=f"{owner}3")) is None
 
 
-async def test_a_retried_create_adopts_the_issue_by_remote_id(waldur_sim: WaldurSim, make_desk: MakeDesk) -> None:
+async def test_a_second_create_is_refused_as_already_existing(waldur_sim: WaldurSim, make_desk: MakeDesk) -> None:
     desk = make_desk(waldur_sim)
-    assert await desk.find(ticket()) is None
+    assert desk.unique_creates and await desk.find(ticket()) is None
     ref = await desk.create(ticket())
     assert await make_desk(waldur_sim).find(ticket()) == ref
-    assert await desk.create(ticket()) == ref  # remote_id is unique: the 400 leads to the existing issue
+    with pytest.raises(DeskError, match="remote_id") as refused:  # remote_id is unique: the caller adopts
+        await desk.create(ticket())
+    assert (refused.value.status, refused.value.already_exists, refused.value.nothing_created) == (400, True, True)
     assert len(waldur_sim.by_remote_id("virtengine:ticket-0123-id")) == 1
 
 
