@@ -248,7 +248,7 @@ class WaldurDesk:
         except DeskError as exc:
             exc.nothing_created = exc.status is not None and 400 <= exc.status < 500
             # remote_id is unique: a 400 on it means an earlier attempt landed (the caller adopts that issue).
-            exc.already_exists = exc.status == 400 and "remote_id" in str(exc)
+            exc.already_exists = exc.status == 400 and "remote_id" in str(exc) and "already exists" in str(exc)
             raise
         answer = self.http.json_object(op, response)
         ref = self._ref(answer, op)
