@@ -97,7 +97,7 @@ class CometRpc:
         if by_id is None:  # over the node's rpc.max_request_batch_size: split and retry
             half = first + max(1, len(heights) // 2) - 1
             return await self.block_results_range(first, half) + await self.block_results_range(half + 1, last)
-        return [_results_of(height, self._result("block_results", _answer(by_id, height))) for height in heights]
+        return self._results_by_height(by_id, heights)
 
     async def block_results_checked(self, first: int, last: int) -> tuple[list[dict[str, Any]], NodeStatus]:
         """block_results of first..last and the node's status in one JSON-RPC batch: one HTTP request, so
@@ -109,8 +109,11 @@ class CometRpc:
         by_id = await self._batch_answers(calls)
         if by_id is None:
             return await self.block_results_range(first, last), await self.status()
-        results = [_results_of(height, self._result("block_results", _answer(by_id, height))) for height in heights]
-        return results, _status_of(self._result("status", _answer(by_id, "status")))
+        return self._results_by_height(by_id, heights), _status_of(self._result("status", _answer(by_id, "status")))
+
+    def _results_by_height(self, by_id: dict[Any, Any], heights: range) -> list[dict[str, Any]]:
+        """Each height's block_results from a batch's answers, checked to be for that height."""
+        return [_results_of(height, self._result("block_results", _answer(by_id, height))) for height in heights]
 
     async def _batch_answers(self, calls: list[dict[str, Any]]) -> dict[Any, Any] | None:
         """The answers of one JSON-RPC batch by id; None when the node refused it for its size (and more
@@ -120,7 +123,7 @@ class CometRpc:
         if isinstance(docs, dict) and "error" in docs and "id" not in docs:
             error = docs["error"]
             detail = str(error.get("data", "")) if isinstance(error, dict) else ""
-            if len(calls) > 1 and re.search(r"exceeds maximum \((\d+)\)", detail):
+            if len(calls) > 1 and re.search(r"exceeds maximum \(\d+\)", detail):
                 return None
             self._result(method, docs)
         docs = [docs] if isinstance(docs, dict) else docs  # CometBFT answers a one-item batch with an object

@@ -788,8 +788,9 @@ class DeskWorker:
 
     async def _adopt(self, snapshot: TicketSnapshot, found: ExternalTicket) -> ExternalTicket:
         """Record a desk ticket made for this chain ticket earlier (its create mark cleared with it)."""
-        adopted = "external_ticket_adopted"
-        await self._store.write("record ref", self._record_txn, snapshot, found, adopted, self._clock())
+        await self._store.write(
+            "record ref", self._record_txn, snapshot, found, "external_ticket_adopted", self._clock()
+        )
         return found
 
     async def _finish_create(self, desk: FinishesCreates, snapshot: TicketSnapshot, ref: ExternalTicket) -> None:
