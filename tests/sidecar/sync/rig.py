@@ -16,8 +16,10 @@ from typing import Any
 import httpx
 
 from devnet.sim_faults import ManualClock
+from devnet.waldur_sim import WaldurSim
 from sidecar.config_schema import RetryConfig
 from sidecar.desks.base import Desk
+from sidecar.desks.waldur import WaldurDesk
 from sidecar.observe.audit import Auditor
 from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics
@@ -27,6 +29,7 @@ from sidecar.store.jobs import Job, dispatch_inbox_txn, list_jobs
 from sidecar.store.records import ExternalTicketLinked, RequestCreated, StatusChanged, SupportEvent
 from sidecar.sync.content import ContentOpener
 from sidecar.sync.outbound import DeskWorker, WorkerSettings
+from tests.sidecar.desks.support import WALDUR_TOKEN, waldur_config
 
 CHAIN = "virtengine-devnet-1"
 CUSTOMER = "virtengine1customer000000000000000000000000000"
@@ -124,6 +127,7 @@ class Rig:
         await self.desk.aclose()
         await self.store.close()
 
+
     async def chain(self, *events: SupportEvent) -> None:
         """Commit the events at the next height and turn them into jobs for this desk."""
         self.height += 1
@@ -188,3 +192,11 @@ class TamperingTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+async def waldur_rig(tmp_path: Path, rigs: list[Rig], sim: WaldurSim, clock: ManualClock, **config: Any) -> Rig:
+    """A rig on the real Waldur client for `sim` (`config`: WaldurConfig changes), closed with `rigs`."""
+    desk = WaldurDesk(waldur_config(sim, **config), WALDUR_TOKEN, metrics=Metrics(), allow_insecure_http=True)
+    rig = await Rig.open(tmp_path / "sidecar.db", desk, clock)
+    rigs.append(rig)
+    return rig

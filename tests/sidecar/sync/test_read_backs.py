@@ -16,14 +16,13 @@ from devnet.jira_sim import JiraSim
 from devnet.sim_faults import ManualClock
 from devnet.waldur_sim import WaldurSim
 from sidecar.desks.jira import JiraDesk
-from sidecar.desks.waldur import WaldurDesk
 from sidecar.observe.audit import Auditor
 from sidecar.observe.metrics import Metrics
 from sidecar.store.inbound import list_conflicts
 from sidecar.sync.inbound import InboundEngine, InboundSettings
-from tests.sidecar.desks.support import JIRA_TOKEN, WALDUR_TOKEN, jira_config, waldur_config
+from tests.sidecar.desks.support import JIRA_TOKEN, jira_config
 from tests.sidecar.sync.inbound_kit import CHAIN_PRIORITY, WALDUR_PRIORITIES
-from tests.sidecar.sync.rig import Rig, TamperingTransport, created, status_changed, ticket_id
+from tests.sidecar.sync.rig import Rig, TamperingTransport, created, status_changed, ticket_id, waldur_rig
 from tests.sidecar.sync.test_inbound_engine import SIDECAR, chain_priority, hint, issue_key, msgs, run, support_key
 
 
@@ -121,9 +120,7 @@ async def test_a_waldur_status_move_answer_is_the_read_back(
     make_waldur_sim: Callable[..., WaldurSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
 ) -> None:
     sim = make_waldur_sim(clock=clock)
-    desk = WaldurDesk(waldur_config(sim), WALDUR_TOKEN, metrics=Metrics(), allow_insecure_http=True)
-    rig = await Rig.open(tmp_path / "sidecar.db", desk, clock)
-    rigs.append(rig)
+    rig = await waldur_rig(tmp_path, rigs, sim, clock)
     start = len(sim.requests)
     await rig.chain(created(1))
     await rig.run_due()
@@ -149,9 +146,7 @@ async def test_a_value_waldur_refuses_queues_no_re_read(
     stays the value both sides last agreed on."""
     sim = make_waldur_sim(clock=clock, priorities=WALDUR_PRIORITIES)
     pairs = tuple((chain, desk) for desk, chain in CHAIN_PRIORITY.items())
-    desk = WaldurDesk(waldur_config(sim, priority_map=pairs), WALDUR_TOKEN, metrics=Metrics(), allow_insecure_http=True)
-    rig = await Rig.open(tmp_path / "sidecar.db", desk, clock)
-    rigs.append(rig)
+    rig = await waldur_rig(tmp_path, rigs, sim, clock, priority_map=pairs)
     await rig.chain(created(1))
     await rig.run_due()
     assert await base_of(rig, "waldur", "priority") == "high"

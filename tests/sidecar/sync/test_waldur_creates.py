@@ -12,19 +12,10 @@ from pathlib import Path
 
 from devnet.sim_faults import ManualClock
 from devnet.waldur_sim import WaldurSim
-from sidecar.desks.waldur import WaldurDesk, remote_id
-from sidecar.observe.metrics import Metrics
-from tests.sidecar.desks.support import WALDUR_TOKEN, waldur_config
-from tests.sidecar.sync.rig import Rig, created, ticket_id
+from sidecar.desks.waldur import remote_id
+from tests.sidecar.sync.rig import Rig, created, ticket_id, waldur_rig
 
 ISSUES = "/api/support-issues/"
-
-
-async def waldur_rig(tmp_path: Path, rigs: list[Rig], sim: WaldurSim, clock: ManualClock) -> Rig:
-    desk = WaldurDesk(waldur_config(sim), WALDUR_TOKEN, metrics=Metrics(), allow_insecure_http=True)
-    rig = await Rig.open(tmp_path / "sidecar.db", desk, clock)
-    rigs.append(rig)
-    return rig
 
 
 def issue_requests(sim: WaldurSim) -> list[str]:
