@@ -8,6 +8,7 @@ import sys
 
 BENCHMARKS = {
     "attachment_path": "bench.attachment_path",
+    "desk_requests": "bench.desk_requests",
     "follower_backfill": "bench.follower_backfill",
     "inbound_latency": "bench.inbound_latency",
     "outbound_drain": "bench.outbound_drain",

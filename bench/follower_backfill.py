@@ -1,8 +1,8 @@
 """Backfill of a 5,000-block range holding >= 10,000 support events: the follower (real sidecar
 process) against a bare client, in the same run on the same node, that only fetches and parses
-`block_results` in JSON-RPC batches as large as the follower's, as many in flight: the node's own serving
-rate. (FollowerSettings: 9 heights and the node's status a batch, 4 in flight; the bare client asks 10 heights
-a batch, so it needs fewer requests for the range than the follower.) The sidecar runs as an
+`block_results` on httpx in JSON-RPC batches as large as the follower's, as many in flight (the goal's
+baseline). (FollowerSettings: 9 heights and the node's status a batch, 4 in flight; the bare client asks 10
+heights a batch, so it needs fewer requests for the range than the follower.) The sidecar runs as an
 operator's does, with its support key (the devnet `sidecar` account's box key, to which every ticket of the
 range is sealed), so it opens each payload to check it and the mirror records it as decrypted; without
 the key (BENCH_SUPPORT_KEY=0) every event instead becomes a placeholder with an audit row, a misconfigured
@@ -10,12 +10,17 @@ sidecar's cost, not the one the goal is about. Goal: >= 0.8x, peak RSS
 (the follower process's VmHWM: the whole sidecar process, imports included, over its life up to the
 moment the cursor reaches the last height) under 100 MB. `follower_cpu` is the CPU seconds each side
 spent on the range (the sidecar process from its first committed height; the bench process for the
-bare client), which the load of a shared machine moves far less than the wall clock."""
+bare client), which the load of a shared machine moves far less than the wall clock.
+
+A third client sends the same batches written by hand (no HTTP library) for the node's own serving rate
+(`node_serving_blocks_per_s`): through the empty heights the bare client is bound by httpx's CPU, not by the
+node, so this figure says how far the goal's baseline is from what the node could serve."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import sqlite3
 import sys
@@ -70,6 +75,56 @@ async def bare_batched(rpc_url: str, last: int) -> tuple[float, int]:
     async with httpx.AsyncClient(base_url=rpc_url, timeout=30) as client:
         await asyncio.gather(*(lane(client) for _ in range(window)))
     return time.perf_counter() - started, events
+
+
+async def raw_batched(rpc_url: str, last: int) -> tuple[float, int]:
+    """(seconds, support events) for the same batches and lanes as `bare_batched`, each request written and its
+    answer read by hand on one kept-alive connection per lane (Content-Length or chunked, as the node sends it),
+    parsed with json: the node's own serving rate, with no HTTP library's cost in the way."""
+    url = httpx.URL(rpc_url)
+    chunk, window = FollowerSettings().chunk + 1, FollowerSettings().window
+    starts = iter(range(1, last + 1, chunk))
+    events = 0
+
+    async def lane() -> None:
+        nonlocal events
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        try:
+            for first in starts:
+                body = json.dumps(
+                    [
+                        {"jsonrpc": "2.0", "id": h, "method": "block_results", "params": {"height": str(h)}}
+                        for h in range(first, min(last, first + chunk - 1) + 1)
+                    ]
+                ).encode()
+                head = b"POST / HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                writer.write(head % len(body) + body)
+                docs = json.loads(await _answer_body(reader))
+                found = 0
+                for doc in docs if isinstance(docs, list) else [docs]:
+                    for tx in doc["result"].get("txs_results") or []:
+                        found += sum(1 for e in tx.get("events") or [] if e["type"] == "support_event")
+                events += found
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(window)))
+    return time.perf_counter() - started, events
+
+
+async def _answer_body(reader: asyncio.StreamReader) -> bytes:
+    """One HTTP/1.1 answer's body: by its Content-Length, or its chunks."""
+    head = (await reader.readuntil(b"\r\n\r\n")).lower()
+    for line in head.split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            return await reader.readexactly(int(line[15:]))
+    parts = []
+    while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)
+    await reader.readuntil(b"\r\n")  # the empty trailer
+    return b"".join(parts)
 
 
 def cursor(db: Path) -> int:
@@ -168,6 +223,8 @@ def measure(node: DevnetNode, workdir: Path) -> list[Figure]:
     cpu_started = time.process_time()
     bare_time, bare_events = asyncio.run(bare_batched(node.rpc_url, last))
     bare_cpu = time.process_time() - cpu_started
+    raw_time, raw_events = asyncio.run(raw_batched(node.rpc_url, last))
+    assert raw_events == bare_events, f"the raw client saw {raw_events} events, the bare client {bare_events}"
     follow_time, rss, events, cpu = run_follower(node.rpc_url, last, workdir)
     assert events == bare_events, f"follower stored {events} events, the bare scan saw {bare_events}"
     if SUPPORT_KEY:  # the configuration measured is the one described: every payload sealed to the key opened
@@ -177,6 +234,9 @@ def measure(node: DevnetNode, workdir: Path) -> list[Figure]:
         *figures(last, events, bare_events, bare_time, follow_time, rss),
         # On a shared machine the wall clock wanders with the load; CPU time says what each side costs.
         Figure("follower_cpu", cpu, "s", bare_cpu, bare_cpu / cpu if cpu else None),
+        # The node's own serving rate (no HTTP library): what "the node is the limit" would mean.
+        Figure("node_serving_blocks_per_s", last / raw_time, "blocks/s", last / bare_time, bare_time / raw_time),
+        Figure("follower_vs_node_serving", last / follow_time, "blocks/s", last / raw_time, raw_time / follow_time),
     ]
 
 

@@ -16,9 +16,13 @@ BLOCK = re.compile(re.escape(START) + r"\n(.*?)" + re.escape(END), re.S)
 WHAT = {
     "attachment_path": "a 10 MiB attachment end to end (outbound and inbound, 3 recipients), each in a fresh process,"
     " vs a plain httpx multipart upload and a plain streamed download of the same bytes; peak RSS growth",
+    "desk_requests": "client CPU per desk request: the desks' client (httpx on the sidecar's pool and asyncio"
+    " streams) vs httpx's own AsyncClient, both with 32 connections, 8 and 64 tasks sending, against a plain"
+    " endpoint in another process; a hand-written HTTP/1.1 client as the floor",
     "follower_backfill": "5,000 blocks holding 10,000 support events: the real sidecar process vs a bare client"
     " fetching and parsing `block_results` in JSON-RPC batches as large as the follower's (10 calls: the follower's"
-    " are 9 heights and the node's status, the bare client's 10 heights), 4 in flight",
+    " are 9 heights and the node's status, the bare client's 10 heights), 4 in flight; the same batches written by"
+    " hand (no HTTP library) for the node's own serving rate",
     "inbound_latency": "desk change (Jira webhook) to chain inclusion on the devnet (200 ms blocks), and one inbound"
     " sweep over 10,000 linked issues vs one changed_since call",
     "outbound_latency": "tickets created on chain one at a time: the create tx's inclusion (broadcast_tx_commit's"

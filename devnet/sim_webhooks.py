@@ -57,6 +57,9 @@ class DeliveryAttempt:
     at: float = field(default_factory=time.time)
 
 
+DISPATCH_CONNECTIONS = 8
+
+
 @dataclass
 class _Options:
     duplicate: bool = False
@@ -99,7 +102,13 @@ class WebhookSender:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._released = asyncio.Event()
-        self._client = httpx.AsyncClient(timeout=self.timeout)
+        # A dispatcher's few connections, as a desk's webhook service keeps: deliveries beyond them wait for one
+        # (no pool timeout: a delivery waits, it does not fail for it). Also keeps httpcore's pool, whose upkeep
+        # grows with the square of its connections, from costing the simulator more CPU than the deliveries.
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout, pool=None),
+            limits=httpx.Limits(max_connections=DISPATCH_CONNECTIONS, max_keepalive_connections=DISPATCH_CONNECTIONS),
+        )
 
     async def close(self) -> None:
         for task in list(self._tasks):

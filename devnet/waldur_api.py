@@ -438,10 +438,10 @@ def build_routes(sim: WaldurSim) -> Starlette:
         # (likewise waldur-api-client support_comments_list): a client pages `o=-created` and stops.
         issue_hex = uuid_filter(request, "issue_uuid")
         with sim.lock:
-            # models.py Comment.Meta.ordering = ["-created"]; visibility as comment_visible says.
-            rows = sorted((c for c in sim.comments if comment_visible(c, user)), key=lambda c: c.created, reverse=True)
-            if issue_hex is not None:
-                rows = [c for c in rows if c.issue.hex == issue_hex]
+            # models.py Comment.Meta.ordering = ["-created"]; visibility as comment_visible says. One issue's
+            # comments are taken from its own list (the same rows, in the same order, as filtering them all).
+            pool = sim.comments if issue_hex is None else sim.comments_by_issue.get(issue_hex, [])
+            rows = sorted((c for c in pool if comment_visible(c, user)), key=lambda c: c.created, reverse=True)
             if "is_public" in q:
                 rows = [c for c in rows if c.is_public == (q["is_public"].lower() == "true")]
             rows = ordered(request, rows, {"created": lambda c: c.created, "modified": lambda c: c.modified})

@@ -200,6 +200,9 @@ class WaldurSim(SimCore):
         self.priority_ids = {name: new_uuid(self._rng) for name in priorities}
         self.issues: dict[UUID, WIssue] = {}
         self.comments: list[WComment] = []
+        # The comments of each issue (by its uuid's hex), in creation order: a desk's comment list asks for one
+        # issue's, and a scan of every comment would make the simulator slower the longer it runs.
+        self.comments_by_issue: dict[str, list[WComment]] = {}
         self.attachments: list[WAttachment] = []
         self.upload_limit = upload_limit
         self.excluded_attachment_types = excluded_attachment_types
@@ -496,6 +499,7 @@ class WaldurSim(SimCore):
         with self.lock:
             comment = WComment(new_uuid(self._rng), issue.uuid, text, is_public, user)
             self.comments.append(comment)
+            self.comments_by_issue.setdefault(issue.uuid.hex, []).append(comment)
         return comment
 
     def add_attachment(
@@ -588,7 +592,7 @@ class WaldurSim(SimCore):
     def comments_of(self, ident: UUID | str) -> list[WComment]:
         issue = self.get_issue(str(ident))
         with self.lock:
-            return [c for c in self.comments if c.issue == issue.uuid]
+            return list(self.comments_by_issue.get(issue.uuid.hex, []))
 
     # hooks ------------------------------------------------------------------------------------
     def event_context(

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
+import httpcore
+import httpx
 import pytest
 from nacl.public import PrivateKey
 
 import bench.attachment_path as attachment_path
+import bench.desk_requests as desk_requests
 import bench.follower_backfill as follower_backfill
 import bench.inbound_latency as inbound_latency
 import bench.loadgen as loadgen
@@ -23,6 +27,7 @@ from devnet.jira_sim import JiraSim
 from sidecar.artifacts.local import LocalStore
 from sidecar.artifacts.sealed import open_object
 from sidecar.chain.envelope import EnvelopeKey
+from sidecar.desks.transport import _Pool
 
 
 async def test_outbound_drain_sends_one_search_and_one_create_per_ticket_through_429s(
@@ -46,6 +51,25 @@ async def test_outbound_drain_sends_one_search_and_one_create_per_ticket_through
     assert violations == []
 
 
+def test_desk_requests_measures_each_client_on_its_own_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every client is answered with the endpoint's body each time (measure raises otherwise), and the desk run
+    goes through the desks' transport while the baseline keeps httpx's own pool."""
+    pools: dict[str, type] = {}
+    made = {"desk": desk_requests.desk_client, "httpx": desk_requests.httpx_client}
+    for name, make in made.items():
+
+        def watched(port: int, make: Callable[[int], httpx.AsyncClient] = make, name: str = name) -> httpx.AsyncClient:
+            client = make(port)
+            pools[name] = type(client._transport._pool)  # type: ignore[attr-defined]
+            return client
+
+        monkeypatch.setattr(desk_requests, f"{name}_client", watched)
+    found = desk_requests.measure(128, 1)
+    assert set(found) == {(c, lanes) for c in ("desk", "httpx", "raw") for lanes in desk_requests.LANES}
+    assert all(len(values) == 1 and values[0] > 0 for values in found.values())
+    assert pools == {"desk": _Pool, "httpx": httpcore.AsyncConnectionPool}
+
+
 def test_the_drain_floor_counts_the_free_burst() -> None:
     assert outbound_drain.floor_seconds(20_000, 100.0, 100) == 199.0
     assert outbound_drain.floor_seconds(50, 100.0, 100) == 0.0
@@ -67,6 +91,7 @@ def test_follower_backfill_stores_every_event_the_bare_batched_client_sees(
     assert figures["blocks"].value >= follower_backfill.BLOCKS
     assert figures["follower_peak_rss"].value > 0
     assert figures["follower_blocks_per_s"].baseline is not None and figures["follower_blocks_per_s"].ratio is not None
+    assert figures["node_serving_blocks_per_s"].value > 0  # the raw client read the same events (measure asserts)
 
 
 def test_signer_throughput_includes_every_intent_at_the_default_batch_size(

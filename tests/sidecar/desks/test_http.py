@@ -23,7 +23,7 @@ from sidecar.desks.http import (
     parse_retry_after,
 )
 from sidecar.desks.jira import JiraDesk
-from sidecar.desks.transport import _Backend
+from sidecar.desks.transport import _AsyncioStream, _Backend, _Pool
 from sidecar.errors import DeskError
 from sidecar.observe.metrics import Metrics
 from tests.sidecar.desks.support import JIRA_TOKEN, api_requests, jira_config, ticket
@@ -267,8 +267,9 @@ async def test_a_stream_without_auth_sends_no_credential_whichever_way_the_desk_
 
 
 async def test_a_connection_the_desk_closed_is_not_reused_and_no_cookie_is_kept() -> None:
-    """The pool's cheap "is_readable" (transport._Stream) must still see a keep-alive connection the desk closed, or
-    the next request would go out on it and fail; and a desk's Set-Cookie is never sent back. A few ms, loopback."""
+    """The pool's cheap "is_readable" (transport._AsyncioStream) must still see a keep-alive connection the desk
+    closed, or the next request would go out on it and fail; and a desk's Set-Cookie is never sent back. A few ms,
+    loopback."""
     cookies: list[str | None] = []
     served = 0
 
@@ -303,16 +304,16 @@ async def test_a_connection_the_desk_closed_is_not_reused_and_no_cookie_is_kept(
     assert cookies == [None, None]
 
 
-async def test_an_idle_pooled_connection_answers_is_readable_from_its_own_socket(jira_sim: Any) -> None:
-    """The cheap path is the one taken: the pooled stream keeps the socket asyncio hands out (a TransportSocket,
-    not a socket.socket), so the pool's check is one poll, not anyio's attribute map with a getpeername."""
+async def test_a_desk_client_takes_the_transport_with_the_one_pass_pool_on_asyncio_streams(jira_sim: Any) -> None:
+    """The cheap path is the one a desk takes (tests/sidecar/desks/test_transport.py tests the transport itself)."""
     http = DeskHttp("jira", jira_sim.base_url, timeout=5, metrics=Metrics(), allow_insecure_http=True)
     try:
         with pytest.raises(DeskError, match="HTTP 401"):  # no credential given: any answer keeps the connection
             await http.request("first", "GET", "/rest/api/3/myself")
         pool = http.client._transport._inner._pool  # type: ignore[attr-defined]
+        assert type(pool) is _Pool
         streams = [c._connection._network_stream for c in pool.connections]
-        assert streams and all(s._sock is not None for s in streams), "no socket kept: the costly path runs"
+        assert streams and all(isinstance(s, _AsyncioStream) for s in streams)
         assert [s.get_extra_info("is_readable") for s in streams] == [False] * len(streams)  # idle, still open
     finally:
         await http.aclose()
