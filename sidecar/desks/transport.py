@@ -1,6 +1,7 @@
-"""The desk clients' HTTP plumbing under httpx: a pool that hands out connections without rescanning itself per
-request, connections on asyncio's own transports, and a client without a cookie jar. Each cuts per-request CPU that the desks' APIs
-gain nothing from (under load, most of the sidecar's CPU went to httpcore's pool and anyio)."""
+"""The desk clients' HTTP plumbing under httpx: a pool that hands out connections without rescanning itself
+per request, connections on asyncio's own transports, and a client without a cookie jar. Each cuts
+per-request CPU that the desks' APIs gain nothing from (under load, most of the sidecar's CPU went to
+httpcore's pool and anyio)."""
 
 from __future__ import annotations
 
