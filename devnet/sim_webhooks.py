@@ -57,6 +57,7 @@ class DeliveryAttempt:
     at: float = field(default_factory=time.time)
 
 
+# Connections a simulator's webhook dispatcher keeps to the receiver: deliveries beyond them wait for one.
 DISPATCH_CONNECTIONS = 8
 
 
@@ -102,9 +103,9 @@ class WebhookSender:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._released = asyncio.Event()
-        # A dispatcher's few connections, as a desk's webhook service keeps: deliveries beyond them wait for one
-        # (no pool timeout: a delivery waits, it does not fail for it). Also keeps httpcore's pool, whose upkeep
-        # grows with the square of its connections, from costing the simulator more CPU than the deliveries.
+        # No pool timeout: a delivery waits for a connection, it does not fail for it. A few connections also keep
+        # httpcore's pool, whose upkeep grows with the square of its connections, from costing the simulator more
+        # CPU than the deliveries themselves (a soak sends dozens a second).
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.timeout, pool=None),
             limits=httpx.Limits(max_connections=DISPATCH_CONNECTIONS, max_keepalive_connections=DISPATCH_CONNECTIONS),
