@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import httpcore
@@ -204,6 +204,23 @@ class _Pool(httpcore.AsyncConnectionPool):
     (httpcore may give it to two, and the second then goes round again, or close it for a third)."""
 
     _sweep_due = 0.0  # monotonic time of the next look over the pool (set per pool once it has looked)
+    _gate: asyncio.Semaphore | None = None  # made on first use, on the loop that uses the pool
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        """Requests beyond max_connections wait at an asyncio semaphore, not in httpcore's queue (an anyio event
+        and a cancel scope per waiting request, and a look over every waiting one each time a connection comes
+        back); a request's place is given back when its answer is closed, as its connection is."""
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(self._max_connections)
+        gate = self._gate
+        await gate.acquire()
+        try:
+            response = await super().handle_async_request(request)
+        except BaseException:
+            gate.release()
+            raise
+        response.stream = _Releasing(response.stream, gate)
+        return response
 
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
         closing: list[httpcore.AsyncConnectionInterface] = []
@@ -274,6 +291,26 @@ class _Pool(httpcore.AsyncConnectionPool):
         """Nothing to close (nearly every call) costs no anyio cancel scope."""
         if closing:
             await super()._close_connections(closing)
+
+
+class _Releasing:
+    """An answer's body that gives its request's place back (once) when it is closed."""
+
+    def __init__(self, inner: Any, gate: asyncio.Semaphore) -> None:
+        self._inner = inner
+        self._gate: asyncio.Semaphore | None = gate
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for part in self._inner:
+            yield part
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            if self._gate is not None:
+                self._gate.release()
+                self._gate = None
 
 
 def pooled_transport(limits: httpx.Limits, verify: ssl.SSLContext | bool = True) -> httpx.AsyncHTTPTransport:

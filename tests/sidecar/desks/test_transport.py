@@ -128,13 +128,29 @@ async def test_concurrent_requests_beyond_max_connections_wait_for_one_and_all_s
 
     async with server(slow) as served, client(served.port, connections=3) as http:
         calls = [asyncio.ensure_future(http.get(f"/c{n}")) for n in range(10)]
-        await asyncio.sleep(0.2)  # let every request reach the pool: 3 on connections, 7 queued
-        assert served.open_now == 3
+        await async_wait_until(lambda: len(served.requests) == 3, timeout=5, what="three requests served")
+        await asyncio.sleep(0.1)  # time for a fourth to go out, were the pool to let it
+        assert served.open_now == 3 and len(served.requests) == 3
+        assert len(pool_of(http)._requests) == 3  # type: ignore[attr-defined]  # the 7 others wait at the gate
         release.set()
         answers = await asyncio.gather(*calls)
     assert sorted(a.json()["path"] for a in answers) == sorted(f"/c{n}" for n in range(10))
     assert served.most_open == 3
     assert served.connections == 3  # the queued requests took the connections given back, none was added
+
+
+async def test_a_request_s_place_is_given_back_when_its_answer_is_closed_not_before() -> None:
+    """A streamed answer keeps its connection, and so its place, until it is closed: a second request on a
+    one-connection pool waits for exactly that."""
+    async with server(ok) as served, client(served.port, connections=1) as http:
+        async with http.stream("GET", "/streamed") as first:
+            second = asyncio.ensure_future(http.get("/second"))
+            await asyncio.sleep(0.2)
+            assert not second.done() and served.requests == ["/streamed"]
+            assert len(pool_of(http)._requests) == 1  # type: ignore[attr-defined]  # the second waits at the gate
+            await first.aread()
+        assert (await asyncio.wait_for(second, 5)).json()["path"] == "/second"  # the closed answer gave its place
+    assert served.connections == 1
 
 
 async def test_idle_connections_beyond_max_keepalive_are_closed_when_the_pool_is_looked_over() -> None:
