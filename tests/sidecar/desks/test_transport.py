@@ -1,7 +1,8 @@
-"""The desks' HTTP transport (sidecar/desks/transport.py): httpx over httpcore's pool with the one-pass assignment
-(`_Pool`) and connections on asyncio's transports (`_Backend`). Every test runs a real server on a loopback socket
-(plain or TLS) and checks what a desk client relies on: keep-alive reuse, the pool's limits, TLS with certificate
-checks, timeouts, a connection cut mid-answer, and bodies larger than the buffers in both directions."""
+"""The desks' HTTP transport (sidecar/desks/transport.py): httpx over httpcore's pool without its per-request
+rescans and with its waiting requests at a semaphore (`_Pool`), and connections on asyncio's transports
+(`_Backend`). Every test runs a real server on a loopback socket (plain or TLS) and checks what a desk client
+relies on: keep-alive reuse, the pool's limits, TLS with certificate checks, timeouts, a connection cut
+mid-answer, and bodies larger than the buffers in both directions."""
 
 from __future__ import annotations
 
