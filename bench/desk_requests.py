@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.loadgen import read_answer
 from bench.results import Figure, report
 from sidecar.desks.transport import CookielessClient, pooled_transport
 
@@ -123,12 +124,8 @@ async def raw(port: int, lanes: int, requests: int) -> tuple[float, int]:
         for _ in range(count):
             reader, writer = await pool.get()
             writer.write(head + BODY)
-            answer = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line[15:]) for line in answer.split(b"\r\n") if line.lower().startswith(b"content-length:")
-            )
-            good = answer.startswith(b"HTTP/1.1 200") and await reader.readexactly(length) == BODY
-            ok += good  # added after the await: `ok += <an await>` adds to the count read before it
+            status, answer, _ = await read_answer(reader)
+            ok += status == 200 and answer == BODY
             pool.put_nowait((reader, writer))
 
     started = time.process_time()

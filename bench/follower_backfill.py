@@ -30,6 +30,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.loadgen import read_answer
 from bench.results import Figure, report
 from devnet.cometbft import DevnetNode
 from devnet.driver import ChainDriver, DevAccount
@@ -99,7 +100,8 @@ async def raw_batched(rpc_url: str, last: int) -> tuple[float, int]:
                 ).encode()
                 head = b"POST / HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
                 writer.write(head % len(body) + body)
-                docs = json.loads(await _answer_body(reader))
+                _, answer, _ = await read_answer(reader)
+                docs = json.loads(answer)
                 found = 0
                 for doc in docs if isinstance(docs, list) else [docs]:
                     for tx in doc["result"].get("txs_results") or []:
@@ -111,20 +113,6 @@ async def raw_batched(rpc_url: str, last: int) -> tuple[float, int]:
     started = time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(window)))
     return time.perf_counter() - started, events
-
-
-async def _answer_body(reader: asyncio.StreamReader) -> bytes:
-    """One HTTP/1.1 answer's body: by its Content-Length, or its chunks."""
-    head = (await reader.readuntil(b"\r\n\r\n")).lower()
-    for line in head.split(b"\r\n"):
-        if line.startswith(b"content-length:"):
-            return await reader.readexactly(int(line[15:]))
-    parts = []
-    while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
-        parts.append(await reader.readexactly(size))
-        await reader.readexactly(2)
-    await reader.readuntil(b"\r\n")  # the empty trailer
-    return b"".join(parts)
 
 
 def cursor(db: Path) -> int:

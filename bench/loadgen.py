@@ -119,11 +119,12 @@ class Tally:
 
 
 async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
-    """Status, body and whether the server will close the connection after this answer."""
+    """Status, body (by its Content-Length, or its chunks) and whether the server will close the connection
+    after this answer."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
-    length, closing = 0, False
+    length, closing, chunked = 0, False, False
     for line in lines[1:]:
         name, _, value = line.partition(":")
         name = name.strip().lower()
@@ -131,7 +132,19 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
             length = int(value)
         elif name == "connection" and value.strip().lower() == "close":
             closing = True
-    return status, await reader.readexactly(length), closing
+        elif name == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
+    return status, await (_chunks(reader) if chunked else reader.readexactly(length)), closing
+
+
+async def _chunks(reader: asyncio.StreamReader) -> bytes:
+    """A chunked body, joined (a large answer whose length the server did not know up front, as CometBFT's)."""
+    parts = []
+    while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)  # the chunk's CRLF
+    await reader.readuntil(b"\r\n")  # the empty trailer
+    return b"".join(parts)
 
 
 async def connection(requests: Requests, deadline: float, tally: Tally) -> None:

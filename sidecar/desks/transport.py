@@ -314,11 +314,12 @@ class _Releasing:
 
 
 def pooled_transport(limits: httpx.Limits, verify: ssl.SSLContext | bool = True) -> httpx.AsyncHTTPTransport:
-    """httpx's transport (no retries), its pool assigning requests in one pass (`_Pool`) and its connections
-    on asyncio's transports (`_Backend`).
+    """httpx's transport (no retries) on `_Pool` (no rescan per request, waiting requests at a semaphore) and
+    its connections on asyncio's transports (`_Backend`).
 
     Neither the pool's class nor its backend is a constructor argument of httpx's transport, so both are
-    swapped in after (the pool keeps every setting it was built with: `_Pool` adds no state); an httpx or
+    swapped in after (the pool keeps every setting it was built with: `_Pool` adds no constructor, only
+    state it makes on first use); an httpx or
     httpcore that keeps its pool elsewhere gets the transport unchanged (tests/sidecar/desks check both
     are in). `verify` as httpx's: True checks the desk's certificate against certifi's authorities (or
     SSL_CERT_FILE / SSL_CERT_DIR)."""

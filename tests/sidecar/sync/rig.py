@@ -127,7 +127,6 @@ class Rig:
         await self.desk.aclose()
         await self.store.close()
 
-
     async def chain(self, *events: SupportEvent) -> None:
         """Commit the events at the next height and turn them into jobs for this desk."""
         self.height += 1
