@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
+import gc
 import gzip
 import hashlib
 import hmac
@@ -704,7 +707,15 @@ def delivered(db: Path) -> set[tuple[str, str]]:
         conn.close()
 
 
+LIBC = ctypes.CDLL(ctypes.util.find_library("c"))
+
+
 def rss_bytes() -> int:
+    """Resident memory of live objects: garbage collected and malloc's free pages handed back first, so the
+    figure does not count what earlier tests in this worker (or the fuzz's own threads) freed but glibc kept."""
+    gc.collect()
+    if (trim := getattr(LIBC, "malloc_trim", None)) is not None:
+        trim(0)
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
