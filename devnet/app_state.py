@@ -1,5 +1,5 @@
-"""The devnet chain's state: one JSON-able dict, cloned for CheckTx/FinalizeBlock branches,
-hashed canonically for the app hash and written atomically on Commit so a restart resumes.
+"""The devnet chain's state: one JSON-able dict of tables, and its encoding (devnet/state_log.py writes
+it to disk and chains the app hash over each block's changes).
 
 Genesis `app_state` schema (the JSON object the DevnetNode caller supplies):
 
@@ -19,20 +19,14 @@ of null or absent disables that step.
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
-import json
-import os
 import pickle
-from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import bech32
 
 ADDRESS_PREFIX = "virtengine"
-STATE_FILE = "chain_meta.json"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -96,8 +90,8 @@ def _opt_int(value: Any) -> int | None:
 def encode_state(state: dict[str, Any]) -> bytes:
     """The state as bytes: a pickle without its memo, so equal trees give equal bytes whichever objects
     they happen to share. Dict order is part of it; the same txs on the same genesis insert in the same
-    order, and a restart restores that order. One encoding per block serves the hash, the state file
-    and the next branch (JSON with sorted keys cost the devnet most of its block time)."""
+    order, and a restart restores that order. It encodes snapshots and each block's change record
+    (JSON with sorted keys cost the devnet most of its block time)."""
     buffer = io.BytesIO()
     pickler = pickle.Pickler(buffer, protocol=5)
     pickler.fast = True
@@ -111,66 +105,5 @@ def decode_state(blob: bytes) -> dict[str, Any]:
 
 
 def clone(state: dict[str, Any]) -> dict[str, Any]:
-    """A deep, independent copy: the branch a tx, a simulation or CheckTx works on."""
+    """A deep, independent copy (the accounts table a tx's ante handler works on)."""
     return decode_state(encode_state(state))
-
-
-def app_hash(blob: bytes) -> bytes:
-    """sha256 over the encoded state: same txs on the same genesis give the same hash."""
-    return hashlib.sha256(blob).digest()
-
-
-@dataclass
-class Snapshot:
-    """What Commit persists: the state with its height and app hash."""
-
-    height: int
-    app_hash: bytes
-    state: dict[str, Any]
-    block_time: int = 0  # unix seconds of the last block: simulate and CheckTx contexts use it
-    blob: bytes = b""  # encode_state(state)
-
-
-class StateStore:
-    """A small meta file (height, app hash, block time) replaced atomically on every Commit, naming a
-    state file `state-<app hash>.bin` that is written only when the state changed (empty blocks
-    cost one tiny write). Each file is written to a temp name, fsynced, then renamed."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.dir = Path(state_dir)
-        self.path = self.dir / STATE_FILE
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def _state_path(self, digest: bytes) -> Path:
-        return self.dir / f"state-{digest.hex()}.bin"
-
-    def load(self) -> Snapshot | None:
-        if not self.path.exists():
-            return None
-        meta = json.loads(self.path.read_text())
-        digest = bytes.fromhex(meta["app_hash"])
-        blob = self._state_path(digest).read_bytes()
-        return Snapshot(int(meta["height"]), digest, decode_state(blob), int(meta["block_time"]), blob)
-
-    def save(self, snap: Snapshot) -> None:
-        state_path = self._state_path(snap.app_hash)
-        if not state_path.exists():
-            self._write(state_path, snap.blob or encode_state(snap.state))
-        meta = {"height": snap.height, "app_hash": snap.app_hash.hex(), "block_time": snap.block_time}
-        self._write(self.path, json.dumps(meta).encode())
-        for old in self.dir.glob("state-*.bin"):
-            if old != state_path:
-                old.unlink(missing_ok=True)
-
-    def _write(self, path: Path, body: bytes) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

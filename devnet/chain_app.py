@@ -4,8 +4,12 @@ contract, served to a real CometBFT v0.38 node over the socket transport.
     python -m devnet.chain_app --listen tcp://127.0.0.1:26658 --state-dir DIR
         [--archive-after SECONDS] [--purge-after SECONDS] [--retain-blocks N]
 
-State branches follow the SDK: FinalizeBlock works on a copy of the last committed state, Commit
-persists it atomically; CheckTx has its own copy, reset on Commit. Genesis schema: devnet.app_state.
+FinalizeBlock runs its txs in place on the committed tables, each behind an undo journal (a failed tx
+keeps only its ante's effects); Commit appends what the block touched to the state log
+(devnet/state_log.py), so a block costs what it changed, not the size of the state. A query between
+FinalizeBlock and Commit waits for the Commit, so it never sees a block's state under the previous
+height. CheckTx and Simulate share the committed tables: CheckTx changes only its own copy of the
+accounts, and Simulate undoes what its msgs did. Genesis schema: devnet.app_state.
 Retention overrides apply at InitChain only, so a restart cannot change the app hash of old blocks."""
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ from devnet import queries
 from devnet.abci_events import Event, to_abci
 from devnet.abci_socket import AbciServer
 from devnet.ante import BANK_SEND, GasMeter, Mode, TxError, decode_tx, msg_signer, run_ante
-from devnet.app_state import Snapshot, StateStore, app_hash, clone, decode_state, encode_state, genesis_state
+from devnet.app_state import clone, genesis_state
 from devnet.journal import Journal, JournaledTable, journaled
+from devnet.state_log import BlockChanges, Snapshot, StateStore, chained_hash, genesis_hash
 from devnet.support_module import BlockContext, SupportError, SupportKeeper
 
 log = logging.getLogger("devnet.chain_app")
@@ -41,15 +46,23 @@ log = logging.getLogger("devnet.chain_app")
 MSG_BASE_GAS = 10_000
 MSG_BYTE_GAS = 20
 SIMULATE_PATH = "/cosmos.tx.v1beta1.Service/Simulate"
+QUERY_WAIT = 10.0  # seconds a query waits for the Commit of a finalized block (CometBFT commits at once)
 
 
 class TxOutcome:
-    """The result of running one tx on a state branch: the ABCI result and the state after it."""
+    """The result of running one tx: the ABCI result, the state after it and the journal of its msgs."""
 
-    def __init__(self, result: abci.ExecTxResult, state: dict[str, Any], msg_responses: list[ProtoAny]) -> None:
+    def __init__(
+        self,
+        result: abci.ExecTxResult,
+        state: dict[str, Any],
+        msg_responses: list[ProtoAny],
+        journal: Journal | None = None,
+    ) -> None:
         self.result = result
         self.state = state
         self.msg_responses = msg_responses
+        self.journal = journal
 
 
 def run_tx(state: dict[str, Any], tx_bytes: bytes, ctx: BlockContext, mode: Mode) -> TxOutcome:
@@ -67,10 +80,21 @@ def run_tx(state: dict[str, Any], tx_bytes: bytes, ctx: BlockContext, mode: Mode
         return TxOutcome(_failed(exc, gas_limit, meter.consumed, []), state, [])
     if mode in ("check", "recheck"):
         return TxOutcome(abci.ExecTxResult(gas_wanted=gas_limit, gas_used=meter.consumed), after_ante, [])
-    # DeliverTx owns its block branch: its msgs run in place behind an undo journal. Simulate runs on
-    # the shared check state: it works on a copy.
-    journal = Journal() if mode == "deliver" else None
-    after_msgs = journaled(after_ante, journal) if journal is not None else clone(after_ante)
+    # The msgs run in place on the committed tables behind an undo journal: DeliverTx keeps what they did
+    # unless one fails; Simulate always undoes it.
+    journal = Journal()
+    try:
+        return _run_msgs(tx, after_ante, journal, ctx, meter, events)
+    finally:
+        if mode == "simulate":
+            journal.undo()
+
+
+def _run_msgs(
+    tx: Any, after_ante: dict[str, Any], journal: Journal, ctx: BlockContext, meter: GasMeter, events: list[Event]
+) -> TxOutcome:
+    gas_limit = tx.auth_info.fee.gas_limit
+    after_msgs = journaled(after_ante, journal)
     keeper = SupportKeeper(after_msgs, ctx)
     responses: list[ProtoAny] = []
     msg_events: list[Event] = []
@@ -78,18 +102,13 @@ def run_tx(state: dict[str, Any], tx_bytes: bytes, ctx: BlockContext, mode: Mode
         try:
             meter.consume(MSG_BASE_GAS + MSG_BYTE_GAS * len(tx.body.messages[index].value), "msg execution")
             if type_url == BANK_SEND:
-                accounts = JournaledTable(after_msgs["accounts"], journal) if journal else after_msgs["accounts"]
-                response, events_of_msg = bank_send(accounts, msg, state["params"]["fee_denom"], after_msgs)
+                accounts = JournaledTable(after_msgs["accounts"], journal, "accounts")
+                response, events_of_msg = bank_send(accounts, msg, after_ante["params"]["fee_denom"], after_msgs)
             else:
                 response, events_of_msg = keeper.execute(msg)
-        except BankError as exc:
-            wrapped = TxError(exc.code, f"failed to execute message; message index: {index}: {exc.log}")
-            return TxOutcome(_failed(wrapped, gas_limit, meter.consumed, events), _rolled_back(after_ante, journal), [])
-        except TxError as exc:
-            return TxOutcome(_failed(exc, gas_limit, meter.consumed, events), _rolled_back(after_ante, journal), [])
-        except SupportError as exc:
-            wrapped = TxError(exc.code, f"failed to execute message; message index: {index}: {exc.log}", "support")
-            return TxOutcome(_failed(wrapped, gas_limit, meter.consumed, events), _rolled_back(after_ante, journal), [])
+        except (TxError, SupportError) as exc:
+            failed = _failed(_msg_error(exc, index), gas_limit, meter.consumed, events)
+            return TxOutcome(failed, _rolled_back(after_ante, journal), [], journal)
         module = "bank" if type_url == BANK_SEND else "support"
         action = Event("message", [("action", type_url), ("sender", msg_signer(msg)), ("module", module)])
         msg_events.extend(ev.with_attr("msg_index", str(index)) for ev in [action, *events_of_msg])
@@ -99,7 +118,7 @@ def run_tx(state: dict[str, Any], tx_bytes: bytes, ctx: BlockContext, mode: Mode
     data = sdk_abci.TxMsgData(msg_responses=responses).SerializeToString()
     result = abci.ExecTxResult(code=0, data=data, gas_wanted=gas_limit, gas_used=meter.consumed,
                                events=to_abci(events + msg_events))
-    return TxOutcome(result, after_ante if journal is not None else after_msgs, responses)
+    return TxOutcome(result, after_ante, responses, journal)
 
 
 class BankError(TxError):
@@ -135,10 +154,18 @@ def bank_send(accounts: Any, msg: bank_tx.MsgSend, denom: str, state: dict[str, 
     ]
 
 
-def _rolled_back(after_ante: dict[str, Any], journal: Journal | None) -> dict[str, Any]:
+def _msg_error(exc: TxError | SupportError, index: int) -> TxError:
+    """A msg's failure as the SDK reports it: bank and support errors name the msg's index."""
+    if isinstance(exc, BankError):
+        return TxError(exc.code, f"failed to execute message; message index: {index}: {exc.log}")
+    if isinstance(exc, SupportError):
+        return TxError(exc.code, f"failed to execute message; message index: {index}: {exc.log}", "support")
+    return exc
+
+
+def _rolled_back(after_ante: dict[str, Any], journal: Journal) -> dict[str, Any]:
     """The state as the ante handler left it, before any msg ran."""
-    if journal is not None:
-        journal.undo()
+    journal.undo()
     return after_ante
 
 
@@ -154,19 +181,17 @@ class ChainApp:
                  retain_blocks: int = 0) -> None:
         self.store = StateStore(state_dir)
         self.lock = threading.RLock()
+        self.committed_cv = threading.Condition(self.lock)  # notified by Commit: queries wait out a block
         self.overrides = {"archive_after_seconds": archive_after, "purge_after_seconds": purge_after}
         self.retain_blocks = retain_blocks
         snap = self.store.load()
         self.height = snap.height if snap else 0
         self.last_hash = snap.app_hash if snap else b""
         self.block_time = snap.block_time if snap else 0
-        self.base: dict[str, Any] | None = snap.state if snap else None
-        self.base_blob = snap.blob if snap else b""  # encode_state(base): each block branches from it
-        self.committed = self.base
-        self.check: dict[str, Any] | None = decode_state(self.base_blob) if self.base_blob else None
+        self.base: dict[str, Any] | None = snap.state if snap else None  # the committed state
+        self.check: dict[str, Any] | None = self.base  # CheckTx's: the committed tables, its own accounts
         self.pending: set[bytes] = set()
-        self.check_touched = False  # a CheckTx ran since the last Commit: the check state may differ
-        self.working: Snapshot | None = None
+        self.working: Snapshot | None = None  # FinalizeBlock's result, until Commit
 
     def info(self, req: abci.RequestInfo) -> abci.ResponseInfo:
         with self.lock:
@@ -181,10 +206,8 @@ class ChainApp:
             for key, value in self.overrides.items():
                 if value is not None:
                     state["params"][key] = value
-            self.base = state
-            self.base_blob = encode_state(state)
-            self.check = decode_state(self.base_blob)
-            self.last_hash = app_hash(self.base_blob)
+            self.base = self.check = state
+            self.last_hash = genesis_hash(state)
             self.block_time = req.time.seconds
             return abci.ResponseInitChain(app_hash=self.last_hash)
 
@@ -197,7 +220,6 @@ class ChainApp:
             if not recheck and digest in self.pending:
                 return abci.ResponseCheckTx(code=19, codespace="sdk", log="tx already in mempool")
             ctx = BlockContext(self.height + 1, self.block_time)
-            self.check_touched = True
             outcome = run_tx(self.check, req.tx, ctx, "recheck" if recheck else "check")
             self.check = outcome.state
             r = outcome.result
@@ -227,21 +249,24 @@ class ChainApp:
                 raise RuntimeError("FinalizeBlock before InitChain")
             ctx = BlockContext(req.height, req.time.seconds)
             params = self.base["params"]
-            if not req.txs and params["archive_after_seconds"] is None and params["purge_after_seconds"] is None:
-                # An empty block with no retention changes nothing: skip the O(state) copy and hash.
-                self.working = Snapshot(req.height, self.last_hash, self.base, ctx.time, self.base_blob)
+            retention = params["archive_after_seconds"] is not None or params["purge_after_seconds"] is not None
+            if not req.txs and not retention:
+                self.working = Snapshot(req.height, self.last_hash, self.base, ctx.time)
                 return abci.ResponseFinalizeBlock(app_hash=self.last_hash)
-            state = decode_state(self.base_blob)
-            results = []
+            state, changes, results = self.base, BlockChanges(), []
             for tx in req.txs:
                 outcome = run_tx(state, tx, ctx, "deliver")
                 state = outcome.state
                 results.append(outcome.result)
-            end_events = [ev.with_attr("mode", "EndBlock") for ev in SupportKeeper(state, ctx).end_block()]
-            changed = bool(req.txs or end_events)
-            blob = encode_state(state) if changed else self.base_blob
-            digest = app_hash(blob) if changed else self.last_hash
-            self.working = Snapshot(req.height, digest, state, ctx.time, blob)
+                if outcome.journal is not None:
+                    changes.add(outcome.journal)
+            end_events = []
+            if retention:
+                end_events = [ev.with_attr("mode", "EndBlock") for ev in SupportKeeper(state, ctx).end_block()]
+                _touch_aged(state, end_events, changes)
+            record = changes.encode(state) if req.txs or end_events else None
+            digest = chained_hash(self.last_hash, record) if record is not None else self.last_hash
+            self.working = Snapshot(req.height, digest, state, ctx.time, record)
             return abci.ResponseFinalizeBlock(events=to_abci(end_events), tx_results=results, app_hash=digest)
 
     def commit(self, req: abci.RequestCommit) -> abci.ResponseCommit:
@@ -251,26 +276,25 @@ class ChainApp:
                 raise RuntimeError("Commit without FinalizeBlock")
             self.store.save(snap)
             self.height, self.last_hash, self.block_time = snap.height, snap.app_hash, snap.block_time
-            if snap.state is not self.base or self.check_touched:
-                self.check = decode_state(snap.blob)
-            self.check_touched = False
-            self.base = self.committed = snap.state
-            self.base_blob = snap.blob
+            self.base = self.check = snap.state
             self.pending.clear()
             self.working = None
+            self.committed_cv.notify_all()
             retain = max(0, snap.height - self.retain_blocks) if self.retain_blocks else 0
             return abci.ResponseCommit(retain_height=retain)
 
     def query(self, req: abci.RequestQuery) -> abci.ResponseQuery:
         with self.lock:
-            if self.committed is None or self.check is None:
+            # FinalizeBlock changed the tables in place: what a query reads must wait for the Commit.
+            self.committed_cv.wait_for(lambda: self.working is None, timeout=QUERY_WAIT)
+            if self.base is None or self.check is None:
                 return queries.error(18, "no committed state yet: invalid request", self.height)
             if req.height not in (0, self.height):
                 return queries.error(26, f"only the latest height {self.height} is served: invalid height",
                                      self.height)
             if req.path == SIMULATE_PATH:
                 return self._simulate(req.data)
-            return queries.run_state_query(self.committed, req.path, req.data, self.height)
+            return queries.run_state_query(self.base, req.path, req.data, self.height)
 
     def _simulate(self, data: bytes) -> abci.ResponseQuery:
         assert self.check is not None
@@ -293,6 +317,16 @@ class ChainApp:
             result=sdk_abci.Result(data=r.result.data, events=r.result.events, msg_responses=r.msg_responses),
         )
         return abci.ResponseQuery(code=0, value=answer.SerializeToString(), height=self.height)
+
+
+def _touch_aged(state: dict[str, Any], end_events: list[Event], changes: BlockChanges) -> None:
+    """The retention step scans the tickets table, outside any journal: the entries it archived or purged
+    are the tickets its events name (and the event counter it moved)."""
+    changes.touch("counters", "event_sequence")
+    for event in end_events:
+        ticket_id = json.loads(dict(event.attributes)["payload_json"])["ticket_id"]
+        for table in ("tickets", "responses", "refs"):
+            changes.touch(table, ticket_id, removed=ticket_id not in state[table])
 
 
 def _listen_address(value: str) -> tuple[str, int]:
