@@ -88,6 +88,13 @@ def history(chain: InProcessChain, accounts: dict[str, TestAccount]) -> None:
     chain.block([chain.sign(customer2, [create(customer2)])])
 
 
+def lived(tmp_path: Path, app_state: dict[str, Any], accounts: dict[str, TestAccount]) -> tuple[InProcessChain, Path]:
+    """A chain through the history, and its block log (one snapshot: the log holds every block after the first)."""
+    chain = InProcessChain(tmp_path / "app", app_state)
+    history(chain, accounts)
+    return chain, tmp_path / "app" / "blocks-1.log"
+
+
 def restarted(chain: InProcessChain, app_state: dict[str, Any]) -> InProcessChain:
     return InProcessChain(chain.state_dir, app_state, init=False)
 
@@ -149,9 +156,7 @@ def test_a_block_writes_only_what_it_touched(
 def test_a_record_cut_short_by_a_crash_is_dropped_and_the_chain_goes_on(
     tmp_path: Path, app_state: dict[str, Any], devnet_accounts: dict[str, TestAccount]
 ) -> None:
-    chain = InProcessChain(tmp_path / "app", app_state)
-    history(chain, devnet_accounts)
-    log_path = tmp_path / "app" / "blocks-1.log"
+    chain, log_path = lived(tmp_path, app_state, devnet_accounts)
     whole = log_path.stat().st_size
     with open(log_path, "ab") as fh:
         fh.write(HEADER.pack(500, 0) + b"half a block")
@@ -167,9 +172,7 @@ def test_a_record_cut_short_by_a_crash_is_dropped_and_the_chain_goes_on(
 def test_a_damaged_record_before_the_end_stops_the_load_naming_file_and_offset(
     tmp_path: Path, app_state: dict[str, Any], devnet_accounts: dict[str, TestAccount]
 ) -> None:
-    chain = InProcessChain(tmp_path / "app", app_state)
-    history(chain, devnet_accounts)
-    log_path = tmp_path / "app" / "blocks-1.log"
+    _, log_path = lived(tmp_path, app_state, devnet_accounts)
     data = bytearray(log_path.read_bytes())
     data[HEADER.size + 3] ^= 0xFF  # inside the first record's body
     log_path.write_bytes(bytes(data))
@@ -211,8 +214,7 @@ def test_a_query_between_finalize_and_commit_answers_after_the_commit(
 def test_simulate_leaves_the_committed_state_as_it_was(
     tmp_path: Path, app_state: dict[str, Any], devnet_accounts: dict[str, TestAccount]
 ) -> None:
-    chain = InProcessChain(tmp_path / "app", app_state)
-    history(chain, devnet_accounts)
+    chain, _ = lived(tmp_path, app_state, devnet_accounts)
     before = encode_state(chain.state)
     agent, customer, sidecar = (devnet_accounts[n] for n in ("agent", "customer", "sidecar"))
     ticket_id = next(iter(chain.state["refs"]))
