@@ -1,4 +1,4 @@
-"""CPU per desk request: the desks' HTTP client (httpx with sidecar/desks/transport.py's pool and asyncio
+"""CPU per desk request: the desks' HTTP client (httpx with sidecar/http_transport.py's pool and asyncio
 streams, no cookie jar) beside httpx's own AsyncClient as anyone would build it, in the same process, against
 the same plain endpoint served by another process (uvicorn, answering a small JSON body), so only the
 client's CPU is counted.
@@ -28,7 +28,7 @@ import httpx
 
 from bench.loadgen import read_answer
 from bench.results import Figure, report
-from sidecar.desks.transport import CookielessClient, pooled_transport
+from sidecar.http_transport import CookielessClient, pooled_transport
 
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "4000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))

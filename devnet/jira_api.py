@@ -597,6 +597,10 @@ def _candidates(sim: Any, query: jira_search.Query, reconcile: set[str]) -> list
             keys: set[str] = set()
             for value in clause.values:
                 keys |= sim.label_index.get(value.lower(), set())
-            found = [issue for key, issue in sim.issues.items() if key in keys]  # issue order, as the full scan
-            return found + [i for i in sim.issues.values() if i.id in reconcile and i.key not in keys]
+            # In creation order (ids are issued in it), as the full scan gives; looked up, not scanned for, so a
+            # label search costs its hits, not every issue the simulator holds.
+            found = sorted((sim.issues[key] for key in keys if key in sim.issues), key=lambda issue: int(issue.id))
+            if reconcile:
+                found += [i for i in sim.issues.values() if i.id in reconcile and i.key not in keys]
+            return found
     return list(sim.issues.values())

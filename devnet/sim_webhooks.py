@@ -99,10 +99,14 @@ class WebhookSender:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending = 0
         self._released: asyncio.Event | None = None
+        self._sending: asyncio.Semaphore | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._released = asyncio.Event()
+        # Deliveries beyond the connections wait here, not in httpcore's queue, whose every hand-over scans all
+        # the requests waiting in it (a backlog of deliveries made each one cost more, so the backlog grew).
+        self._sending = asyncio.Semaphore(DISPATCH_CONNECTIONS)
         # No pool timeout: a delivery waits for a connection, it does not fail for it. A few connections also keep
         # httpcore's pool, whose upkeep grows with the square of its connections, from costing the simulator more
         # CPU than the deliveries themselves (a soak sends dozens a second).
@@ -142,6 +146,13 @@ class WebhookSender:
         with self._lock:
             return [a for a in self.attempts if event is None or a.event == event]
 
+    def forget_attempts(self) -> int:
+        """Drop the attempts recorded so far (a long run's log would grow for as long as it runs); their count."""
+        with self._lock:
+            count = len(self.attempts)
+            self.attempts.clear()  # in place: a simulator may hold the same list (WaldurSim.hook_deliveries)
+            return count
+
     def submit(self, url: str, identifier: str, event: str, body: bytes, headers_for: HeadersFor) -> None:
         """Queue one event (thread-safe); duplicates and lateness follow the script or the dice."""
         with self._lock:
@@ -178,14 +189,15 @@ class WebhookSender:
                 await self._released.wait()  # late until the test says so
             if options.delay:
                 await asyncio.sleep(options.delay)  # a deliberately late delivery
-            assert self._client is not None
+            assert self._client is not None and self._sending is not None
             for retry in range(self.max_retries + 1):
                 headers = headers_for(retry)
                 attempt = DeliveryAttempt(identifier, retry, url, event, body, headers)
                 with self._lock:
                     self.attempts.append(attempt)
                 try:
-                    resp = await self._client.post(url, content=body, headers=headers)
+                    async with self._sending:
+                        resp = await self._client.post(url, content=body, headers=headers)
                     attempt.status = resp.status_code
                     if resp.status_code not in self.retry_statuses:
                         return

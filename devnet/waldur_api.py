@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -205,10 +205,11 @@ def build_routes(sim: WaldurSim) -> Starlette:
             "destroy_is_available": sim.attachment_destroy_is_available(a),
         }
 
-    def paged(request: Request, items: list[dict[str, Any]]) -> Response:
+    def paged(request: Request, items: Sequence[Any], render: Callable[[Any], Any]) -> Response:
         """waldur_core pagination.py LinkHeaderPagination over DRF's PageNumberPagination: page and
         page_size (default 10, at most 300; a bad page_size falls back to the default), a Link header
-        (first, prev, next, last; the page parameter is dropped for page 1) and X-Result-Count."""
+        (first, prev, next, last; the page parameter is dropped for page 1) and X-Result-Count. Only the
+        page's rows are rendered (rendering every row made a long run's listings slower with each issue)."""
         raw_size = request.query_params.get("page_size", "")
         size = int(raw_size) if raw_size.isdigit() and int(raw_size) > 0 else PAGE_SIZE
         size = min(size, MAX_PAGE_SIZE)
@@ -231,7 +232,7 @@ def build_routes(sim: WaldurSim) -> Starlette:
             ("last", last),
         ]
         header = ", ".join(f'<{link(n)}>; rel="{rel}"' for rel, n in rels if n is not None)
-        body = items[(page - 1) * size : page * size]
+        body = [render(item) for item in items[(page - 1) * size : page * size]]
         return JSONResponse(body, headers={"Link": header, "X-Result-Count": str(len(items))})
 
     def ordered(request: Request, rows: list[Any], keys: dict[str, Callable[[Any], Any]]) -> list[Any]:
@@ -310,7 +311,7 @@ def build_routes(sim: WaldurSim) -> Starlette:
                 if hexed is not None:
                     rows = [i for i in rows if getattr(i, name[:-5]) and getattr(i, name[:-5]).hex == hexed]
             rows = ordered(request, rows, issue_sort_keys())
-            return paged(request, [issue_json(i, user) for i in rows])
+            return paged(request, rows, lambda i: issue_json(i, user))
 
     def issue_sort_keys() -> dict[str, Callable[[WIssue], Any]]:
         """A key per ISSUE_ORDERING choice; `key` by the key's first number (KeyOrderingFilter, 0 without)."""
@@ -407,7 +408,7 @@ def build_routes(sim: WaldurSim) -> Starlette:
             }
             for n, (name, ident) in enumerate(sim.request_type_ids.items())
         ]
-        return paged(request, rows)
+        return paged(request, rows, dict)
 
     async def list_priorities(request: Request) -> Response:
         """views.py PriorityViewSet ordered by name; filters.py PriorityFilter name (icontains), name_exact."""
@@ -427,7 +428,7 @@ def build_routes(sim: WaldurSim) -> Starlette:
             }
             for name, ident in rows
         ]
-        return paged(request, data)
+        return paged(request, data, dict)
 
     # comments and attachments -----------------------------------------------------------------
     async def list_comments(request: Request) -> Response:
@@ -445,7 +446,7 @@ def build_routes(sim: WaldurSim) -> Starlette:
             if "is_public" in q:
                 rows = [c for c in rows if c.is_public == (q["is_public"].lower() == "true")]
             rows = ordered(request, rows, {"created": lambda c: c.created, "modified": lambda c: c.modified})
-            return paged(request, [comment_json(c) for c in rows])
+            return paged(request, rows, comment_json)
 
     async def get_comment(request: Request) -> Response:
         user = caller(request)
@@ -539,7 +540,7 @@ def build_routes(sim: WaldurSim) -> Starlette:
                 match = re.fullmatch(r"https?://[^/]+/api/support-issues/([0-9a-fA-F-]{32,36})/?", link)
                 wanted = match.group(1).replace("-", "").lower() if match else None
                 rows = [a for a in rows if a.issue.hex == wanted]
-            return paged(request, [attachment_json(a) for a in rows])
+            return paged(request, rows, attachment_json)
 
     async def get_attachment(request: Request) -> Response:
         user = caller(request)
@@ -619,7 +620,7 @@ def build_routes(sim: WaldurSim) -> Starlette:
                 rows = [u for u in rows if q["name"].lower() in u.name.lower()]
             if "is_active" in q:
                 rows = [u for u in rows if u.is_active == (q["is_active"].lower() == "true")]
-            return paged(request, [support_user_json(u) for u in rows])
+            return paged(request, rows, support_user_json)
 
     async def get_support_user(request: Request) -> Response:
         ident = parse_uuid(request.path_params["uuid"], "SupportUser")
@@ -690,7 +691,7 @@ def build_routes(sim: WaldurSim) -> Starlette:
 
     async def list_hooks(request: Request) -> Response:
         with sim.lock:
-            return paged(request, [hook_json(h) for h in sim.hooks.values()])
+            return paged(request, list(sim.hooks.values()), hook_json)
 
     from devnet.jira_model import now
 

@@ -199,6 +199,9 @@ class WaldurSim(SimCore):
         self.request_type_ids = {name: new_uuid(self._rng) for name in request_types}
         self.priority_ids = {name: new_uuid(self._rng) for name in priorities}
         self.issues: dict[UUID, WIssue] = {}
+        # Each remote_id in use (it is unique and read-only once set): the create check looks it up instead of
+        # scanning every issue, which made the soak's simulator slower with each issue it held.
+        self.remote_ids: dict[str, UUID] = {}
         self.comments: list[WComment] = []
         # The comments of each issue (by its uuid's hex), in creation order: a desk's comment list asks for one
         # issue's, and a scan of every comment would make the simulator slower the longer it runs.
@@ -404,7 +407,7 @@ class WaldurSim(SimCore):
         remote_id = data.get("remote_id")
         with self.lock:
             # models.py Issue.remote_id unique=True -> DRF UniqueValidator (a field error).
-            if remote_id and any(i.remote_id == remote_id for i in self.issues.values()):
+            if remote_id and remote_id in self.remote_ids:
                 errors["remote_id"] = ["issue with this remote id already exists."]
             customer = self._link_field(errors, "customers", data, "customer")
             project = self._link_field(errors, "projects", data, "project")
@@ -443,6 +446,8 @@ class WaldurSim(SimCore):
                 assignee=self.support_users[assignee] if assignee else None,
             )
             self.issues[issue.uuid] = issue
+            if issue.remote_id:
+                self.remote_ids[issue.remote_id] = issue.uuid
         self.emit("issue_creation_succeeded", issue, f"Issue {issue.key} has been created.", actor=user)
         return issue
 
@@ -574,6 +579,8 @@ class WaldurSim(SimCore):
         issue = self.get_issue(str(ident))
         with self.lock:
             del self.issues[issue.uuid]
+            if issue.remote_id:
+                self.remote_ids.pop(issue.remote_id, None)
         self.emit("issue_deletion_succeeded", issue, f"Issue {issue.key} has been deleted.")
 
     def agent_attach(self, ident: UUID | str, name: str, content: bytes, mime: str | None = None) -> str:
@@ -587,7 +594,8 @@ class WaldurSim(SimCore):
 
     def by_remote_id(self, remote_id: str) -> list[WIssue]:
         with self.lock:
-            return [i for i in self.issues.values() if i.remote_id == remote_id]
+            found = self.remote_ids.get(remote_id)
+            return [self.issues[found]] if found is not None else []
 
     def comments_of(self, ident: UUID | str) -> list[WComment]:
         issue = self.get_issue(str(ident))

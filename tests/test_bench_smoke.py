@@ -27,7 +27,7 @@ from devnet.jira_sim import JiraSim
 from sidecar.artifacts.local import LocalStore
 from sidecar.artifacts.sealed import open_object
 from sidecar.chain.envelope import EnvelopeKey
-from sidecar.desks.transport import _Pool
+from sidecar.http_transport import _Pool
 
 
 async def test_outbound_drain_sends_one_search_and_one_create_per_ticket_through_429s(

@@ -29,8 +29,8 @@ import httpx
 
 from sidecar import boundedjson
 from sidecar.boundedjson import JsonLimitError
-from sidecar.desks.transport import CookielessClient, pooled_transport
 from sidecar.errors import ConfigError, DeskError
+from sidecar.http_transport import CookielessClient, pooled_transport
 from sidecar.observe.logs import Redactor, current_redactor
 from sidecar.observe.metrics import HttpMethod, Metrics, Service
 from sidecar.ratelimit import TokenBucket

@@ -23,8 +23,8 @@ from sidecar.desks.http import (
     parse_retry_after,
 )
 from sidecar.desks.jira import JiraDesk
-from sidecar.desks.transport import _AsyncioStream, _Backend, _Pool
 from sidecar.errors import DeskError
+from sidecar.http_transport import _AsyncioStream, _Backend, _Pool
 from sidecar.observe.metrics import Metrics
 from tests.sidecar.desks.support import JIRA_TOKEN, api_requests, jira_config, ticket
 
@@ -305,7 +305,7 @@ async def test_a_connection_the_desk_closed_is_not_reused_and_no_cookie_is_kept(
 
 
 async def test_a_desk_client_takes_the_transport_with_the_one_pass_pool_on_asyncio_streams(jira_sim: Any) -> None:
-    """The cheap path is the one a desk takes (tests/sidecar/desks/test_transport.py tests the transport itself)."""
+    """The cheap path is the one a desk takes (tests/sidecar/test_http_transport.py tests the transport itself)."""
     http = DeskHttp("jira", jira_sim.base_url, timeout=5, metrics=Metrics(), allow_insecure_http=True)
     try:
         with pytest.raises(DeskError, match="HTTP 401"):  # no credential given: any answer keeps the connection

@@ -1,4 +1,4 @@
-"""The desks' HTTP transport (sidecar/desks/transport.py): httpx over httpcore's pool without its per-request
+"""The desks' HTTP transport (sidecar/http_transport.py): httpx over httpcore's pool without its per-request
 rescans and with its waiting requests at a semaphore (`_Pool`), and connections on asyncio's transports
 (`_Backend`). Every test runs a real server on a loopback socket (plain or TLS) and checks what a desk client
 relies on: keep-alive reuse, the pool's limits, TLS with certificate checks, timeouts, a connection cut
@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from devnet.waiting import async_wait_until
-from sidecar.desks.transport import READ_HIGH_WATER, _AsyncioStream, _Backend, _Pool, pooled_transport
+from sidecar.http_transport import READ_HIGH_WATER, _AsyncioStream, _Backend, _Pool, pooled_transport
 
 HANG_UP = b"x-test: hang-up\r\n"  # a handler's extra header: the server closes the connection soon after answering
 # What a handler gets (method, path, body) and answers (status, extra header lines, body); None: hang up unanswered.

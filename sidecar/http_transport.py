@@ -1,7 +1,10 @@
-"""The desk clients' HTTP plumbing under httpx: a pool that hands out connections without rescanning itself
-per request, connections on asyncio's own transports, and a client without a cookie jar. Each cuts
-per-request CPU that the desks' APIs gain nothing from (under load, most of the sidecar's CPU went to
-httpcore's pool and anyio)."""
+"""The HTTP plumbing under httpx for the sidecar's clients (the desks and the node's RPC): a pool that hands
+out connections without rescanning itself per request, connections on asyncio's own transports, and a
+client without a cookie jar. Each cuts per-request CPU that neither the desks' APIs nor the node gain
+anything from (under load, most of the sidecar's CPU went to httpcore's pool and anyio).
+
+A client on this transport connects directly: httpx reads HTTP(S)_PROXY and NO_PROXY only for the transports
+it builds itself, so the sidecar's clients never go through a proxy named in the environment."""
 
 from __future__ import annotations
 
@@ -320,8 +323,8 @@ def pooled_transport(limits: httpx.Limits, verify: ssl.SSLContext | bool = True)
     Neither the pool's class nor its backend is a constructor argument of httpx's transport, so both are
     swapped in after (the pool keeps every setting it was built with: `_Pool` adds no constructor, only
     state it makes on first use); an httpx or
-    httpcore that keeps its pool elsewhere gets the transport unchanged (tests/sidecar/desks check both
-    are in). `verify` as httpx's: True checks the desk's certificate against certifi's authorities (or
+    httpcore that keeps its pool elsewhere gets the transport unchanged (tests/sidecar/test_http_transport.py
+    checks both are in). `verify` as httpx's: True checks the desk's certificate against certifi's authorities (or
     SSL_CERT_FILE / SSL_CERT_DIR)."""
     transport = httpx.AsyncHTTPTransport(limits=limits, retries=0, verify=verify)
     pool = getattr(transport, "_pool", None)
@@ -333,14 +336,14 @@ def pooled_transport(limits: httpx.Limits, verify: ssl.SSLContext | bool = True)
 
 
 class _NoCookies(httpx.Cookies):
-    """The desks' APIs authenticate every request (Basic or token): no cookie is kept or sent back, and the
-    cookie jar's per-answer parsing (a few percent of a desk request's CPU) is skipped."""
+    """The desks' APIs authenticate every request (Basic or token) and the node's RPC sets none: no cookie is
+    kept or sent back, and the cookie jar's per-answer parsing (a few percent of a request's CPU) is skipped."""
 
     def extract_cookies(self, response: httpx.Response) -> None:
         return None
 
     def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
-        raise TypeError("a desk client keeps no cookies")
+        raise TypeError("the sidecar's clients keep no cookies")
 
 
 _NO_COOKIES = _NoCookies()
@@ -355,4 +358,4 @@ class CookielessClient(httpx.AsyncClient):
 
     @cookies.setter
     def cookies(self, cookies: Any) -> None:
-        raise TypeError("a desk client keeps no cookies")
+        raise TypeError("the sidecar's clients keep no cookies")
