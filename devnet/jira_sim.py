@@ -130,6 +130,7 @@ class JiraSim(JiraAttachments, SimCore):
         # label -> keys of issues any version of which carried it: a superset that search narrows down,
         # so a label lookup costs what a real Jira index costs, not a scan of every issue.
         self.label_index: dict[str, set[str]] = {}  # keys, like self.issues
+        self.keys_by_id: dict[str, str] = {}  # an issue's key by its id: a look-up by id scanned every issue
         self.creates_by_label: Counter[str] = Counter()
         self.service_desks: dict[str, str] = {}  # service desk id -> project key
         self.request_types: dict[tuple[str, str], str] = {}  # (service desk id, request type id) -> issue type
@@ -266,11 +267,9 @@ class JiraSim(JiraAttachments, SimCore):
 
     def issue(self, key_or_id: str) -> Issue:
         with self.lock:
-            if key_or_id in self.issues:
-                return self.issues[key_or_id]
-            for issue in self.issues.values():
-                if issue.id == key_or_id:
-                    return issue
+            key = key_or_id if key_or_id in self.issues else self.keys_by_id.get(key_or_id)
+            if key is not None:
+                return self.issues[key]
         raise JiraError(404, "Issue does not exist or you do not have permission to see it.")
 
     def creates_for_label(self, label: str) -> int:
@@ -375,6 +374,7 @@ class JiraSim(JiraAttachments, SimCore):
             )
             issue.properties = {p["key"]: p.get("value") for p in properties}
             self.issues[issue.key] = issue
+            self.keys_by_id[issue.id] = issue.key
             self._touch(issue)
         self._emit_issue("jira:issue_created", issue, actor, [], "issue_created")
         return issue
@@ -653,6 +653,7 @@ class JiraSim(JiraAttachments, SimCore):
         issue = self.issue(key)
         with self.lock:
             del self.issues[issue.key]
+            self.keys_by_id.pop(issue.id, None)
         self._emit_issue("jira:issue_deleted", issue, self.agent, [], "issue_deleted")
 
     # webhooks ---------------------------------------------------------------------------------
