@@ -376,6 +376,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX jobs_claim ON jobs (desk, state, id);
         """,
     ),
+    Migration(
+        11,
+        "indexes the soak found missing",
+        """
+        -- Each served a query of the sync loops by scanning a table that grows for as long as the sidecar runs
+        -- (found by an hour's soak: at 20 minutes 95,000 deliveries, 48,000 intents, 26,000 comments).
+        -- Inbound's re-read asks which of one ticket's comments it already decided (sidecar/store/inbound.py).
+        CREATE INDEX inbound_comments_ticket ON inbound_comments (desk, ticket_id);
+        -- Inbound takes the deliveries still waiting, oldest first: few, among every delivery kept.
+        CREATE INDEX webhook_deliveries_waiting ON webhook_deliveries (id) WHERE state = 'accepted';
+        -- The signer marks the intents of an included tx (sidecar/store/intents.py).
+        CREATE INDEX tx_intents_batch ON tx_intents (batch_id);
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
