@@ -146,12 +146,10 @@ class WebhookSender:
         with self._lock:
             return [a for a in self.attempts if event is None or a.event == event]
 
-    def forget_attempts(self) -> int:
-        """Drop the attempts recorded so far (a long run's log would grow for as long as it runs); their count."""
+    def forget_attempts(self) -> None:
+        """Drop the attempts recorded so far (a long run's log would grow for as long as it runs)."""
         with self._lock:
-            count = len(self.attempts)
             self.attempts.clear()  # in place: a simulator may hold the same list (WaldurSim.hook_deliveries)
-            return count
 
     def submit(self, url: str, identifier: str, event: str, body: bytes, headers_for: HeadersFor) -> None:
         """Queue one event (thread-safe); duplicates and lateness follow the script or the dice."""

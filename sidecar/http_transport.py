@@ -322,10 +322,9 @@ def pooled_transport(limits: httpx.Limits, verify: ssl.SSLContext | bool = True)
 
     Neither the pool's class nor its backend is a constructor argument of httpx's transport, so both are
     swapped in after (the pool keeps every setting it was built with: `_Pool` adds no constructor, only
-    state it makes on first use); an httpx or
-    httpcore that keeps its pool elsewhere gets the transport unchanged (tests/sidecar/test_http_transport.py
-    checks both are in). `verify` as httpx's: True checks the desk's certificate against certifi's authorities (or
-    SSL_CERT_FILE / SSL_CERT_DIR)."""
+    state it makes on first use); an httpx or httpcore that keeps its pool elsewhere gets the transport
+    unchanged (tests/sidecar/test_http_transport.py checks both are in). `verify` as httpx's: True checks the
+    server's certificate against certifi's authorities (or SSL_CERT_FILE / SSL_CERT_DIR)."""
     transport = httpx.AsyncHTTPTransport(limits=limits, retries=0, verify=verify)
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
