@@ -13,7 +13,6 @@ import base64
 import binascii
 import dataclasses
 import json
-import sys
 from typing import Any
 
 from sidecar import boundedjson
@@ -177,7 +176,7 @@ def _decode_one(event: dict[str, Any], height: int, position: int, base64_encode
 
 
 def _typed_event(attrs: dict[str, str], raw: str, event_id: str, height: int, position: int) -> SupportEvent:
-    payload = _shared_keys(boundedjson.loads(raw, max_bytes=PAYLOAD_JSON_MAX_BYTES))
+    payload = boundedjson.loads(raw, max_bytes=PAYLOAD_JSON_MAX_BYTES, intern_keys=True)
     if not isinstance(payload, dict):
         raise _Malformed("payload_json is not an object")
     event_type = attrs.get("event_type") or payload.get("event_type", "")
@@ -211,17 +210,6 @@ def _typed_event(attrs: dict[str, str], raw: str, event_id: str, height: int, po
         payload=payload,
         **typed,
     )
-
-
-def _shared_keys(value: Any) -> Any:
-    """The parsed value with its object keys interned: every event repeats the same twenty-odd keys, and
-    a backfill holds thousands of events at once (a third of their memory was copies of the keys).
-    The parse bounded the depth, so this recursion is bounded too."""
-    if isinstance(value, dict):
-        return {sys.intern(key): _shared_keys(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_shared_keys(item) for item in value]
-    return value
 
 
 def _check_payload_fields(payload: dict[str, Any]) -> None:

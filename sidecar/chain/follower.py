@@ -43,10 +43,14 @@ from sidecar.store.records import ContentCheck, SupportEvent
 
 log = logging.getLogger(__name__)
 RECHECK_REFUSED = 30.0
-# Chunks to commit holding at most this many events are "quiet": the window is refilled before their
-# commit, so the node keeps serving while we write. Busier chunks wait for their commit first and halve
-# the window, which bounds the decoded events held in memory (about 3 KB each) during a backfill.
+# Chunks holding more events than this are "busy": the window is halved until a commit holds fewer, which
+# bounds the decoded events held in memory (about 3 KB each) during a backfill; decoding and storing them is
+# then the limit, not the node.
 EARLY_FETCH_EVENTS = 100
+# A commit of heights without events only moves the cursor. While more heights are already in flight, up to
+# this many of them wait for the next commit instead: one WAL sync for hundreds of empty heights, not one per
+# batch request (a crash loses nothing: uncommitted heights are fetched again).
+HOLD_EMPTY_HEIGHTS = 500
 
 
 class FollowerState(enum.Enum):
@@ -289,31 +293,38 @@ class ChainFollower:
         """Fetch chunks of heights ahead in a window, commit them in order, until the head, backpressure
         or a failure. One chunk is one JSON-RPC batch request, the node's status included; every chunk already
         fetched in order joins the next commit (one transaction, once each chunk's status is checked), and
-        the window is refilled before that commit when what it commits is small, so the node, the event loop
-        and the writer thread work at once."""
+        the window is refilled before that commit, so the node, the event loop (decoding) and the writer
+        thread (storing) work at once."""
         assert self.cursor is not None
         self._next_fetch = self.cursor.height + 1
         self._busy = True  # until a commit shows quiet blocks: a backfill may start in the busiest ones
         inflight: dict[int, asyncio.Task[_Chunk]] = {}
+        held: list[BlockBatch] = []  # empty heights checked, waiting for the next commit
         try:
-            while self.cursor.height < self._heads.height:
+            while (next_height := (held[-1].height if held else self.cursor.height) + 1) <= self._heads.height:
                 self._fill_window(inflight)
-                chunks = [await inflight.pop(self.cursor.height + 1)]
+                chunks = [await inflight.pop(next_height)]
                 while (ready := _fetched(inflight.get(chunks[-1].batches[-1].height + 1))) is not None:
                     del inflight[chunks[-1].batches[-1].height + 1]
                     chunks.append(ready)
-                batches = [batch for chunk in chunks for batch in chunk.batches]
-                self._busy = sum(len(batch.events) for batch in batches) > EARLY_FETCH_EVENTS
-                if not self._busy:
-                    self._fill_window(inflight)
+                fetched = [batch for chunk in chunks for batch in chunk.batches]
+                events = sum(len(batch.events) for batch in fetched)
+                self._busy = events > EARLY_FETCH_EVENTS
+                self._fill_window(inflight)
                 # Each chunk came with the status of the node that served it (same request): a node swapped
                 # behind the URL is refused before anything it served is committed.
                 for status in dict.fromkeys(chunk.status for chunk in chunks):
                     if await self._refused_node(status):
                         self.state = FollowerState.STARTING
                         return
-                if await self._paused():
+                batches = held + fetched
+                if not events and inflight and len(batches) < HOLD_EMPTY_HEIGHTS:
+                    held = batches
+                    continue
+                # Only events add to the backlog: committing heights without any needs no look at its size.
+                if events and await self._paused():
                     return  # what was fetched is fetched again when the backlog drains
+                held = []
                 await self._commit(batches)
         except ChainRpcError as exc:
             height = self.cursor.height + 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from sidecar.boundedjson import JsonLimitError, loads, nesting_depth
@@ -51,3 +53,16 @@ def test_not_json_and_not_utf8_are_limit_errors() -> None:
 def test_a_number_past_pythons_digit_cap_is_a_limit_error_not_a_crash() -> None:
     with pytest.raises(JsonLimitError, match="too long"):
         loads(b'{"n": ' + b"9" * 5000 + b"}", max_bytes=1 << 20)
+
+
+def test_interned_keys_are_shared_between_documents_and_the_limits_still_hold() -> None:
+    # Built at run time, so neither document's keys can be the compiler's interned constants.
+    name = "".join(["ticket", "_id"])
+    first = loads(json.dumps({name: 1, "payload": {name: [{name: 2}]}}), max_bytes=1_000, intern_keys=True)
+    second = loads(json.dumps({name: 3}), max_bytes=1_000, intern_keys=True)
+    (key_one,), (key_two,) = first["payload"][name][0].keys(), second.keys()
+    assert key_one is key_two, "equal keys of two documents are one string"
+    plain_one, plain_two = (loads(json.dumps({name: 1}), max_bytes=100) for _ in range(2))
+    assert next(iter(plain_one)) is not next(iter(plain_two)), "without intern_keys, each document has its own"
+    with pytest.raises(JsonLimitError, match="nests over"):
+        loads("[" * 70 + "]" * 70, max_bytes=1_000, intern_keys=True)

@@ -19,6 +19,7 @@ from devnet.cometbft import DevnetNode
 from devnet.driver import ChainDriver, DevAccount
 from devnet.waiting import async_wait_until, wait_until
 from sidecar.app import App
+from sidecar.chain.follower import HOLD_EMPTY_HEIGHTS
 from tests.sidecar.chain.gate_proxy import GateProxy
 from tests.sidecar.chain.lagging_proxy import LaggingResultsProxy
 from tests.sidecar.chain.scan import scan_event_ids, support_public, support_secret
@@ -99,6 +100,27 @@ async def test_thousand_tickets_arrive_exactly_once_in_order(devnet_node: Devnet
     assert_matches_scan(db, devnet_node, ids)
     states = db_rows(db, "SELECT content_state, COUNT(*) FROM tickets GROUP BY content_state")
     assert states == [("decrypted", 1000)]
+
+
+async def test_a_backfill_commits_empty_heights_hundreds_at_a_time(devnet_node_factory: Any, tmp_path: Path) -> None:
+    """Heights without events only move the cursor: a backfill holds them for one commit of about
+    HOLD_EMPTY_HEIGHTS (one WAL sync), not one per batch request, and at the head commits at once."""
+    node = devnet_node_factory(timeout_commit="5ms")
+    head = await asyncio.to_thread(node.wait_for_height, HOLD_EMPTY_HEIGHTS * 2 + 100, timeout=180)
+    db = tmp_path / "sidecar.db"
+    seen: set[int] = set()
+    flags = app_flags(tmp_path, node.rpc_url, **{"chain.start_height": "1", "chain.chain_id": CHAIN_ID})
+    async with running_app(flags, ENV):
+        # Every cursor value committed lives for at least one commit's time (a millisecond or more): read
+        # this often, a cursor moved per batch request shows values below the hold many times over.
+        while (height := await asyncio.to_thread(db_cursor, db)) < head:
+            seen.add(height)
+            await asyncio.sleep(0.001)
+        await caught_up(db, node)  # and at the head, each new block is committed as it comes
+    early = sorted(h for h in seen if 0 < h < HOLD_EMPTY_HEIGHTS)
+    assert not early, f"the cursor was committed at {early[:5]} before holding {HOLD_EMPTY_HEIGHTS} empty heights"
+    assert max(seen) >= HOLD_EMPTY_HEIGHTS, "no commit was seen during the backfill"
+    assert inbox_ids(db) == scan_event_ids(node.rpc_url, 1, db_cursor(db))
 
 
 async def test_node_killed_and_restarted_mid_stream(devnet_node: DevnetNode, tmp_path: Path) -> None:
