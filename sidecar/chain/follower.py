@@ -327,7 +327,7 @@ class ChainFollower:
                 held = []
                 await self._commit(batches)
         except ChainRpcError as exc:
-            height = self.cursor.height + 1
+            height = (held[-1].height if held else self.cursor.height) + 1  # the height that failed
             if await self._node_changed():  # a failure that says "another node answers" says it plainly
                 self.state = FollowerState.STARTING
                 return

@@ -104,7 +104,7 @@ async def test_thousand_tickets_arrive_exactly_once_in_order(devnet_node: Devnet
 
 async def test_a_backfill_commits_empty_heights_hundreds_at_a_time(devnet_node_factory: Any, tmp_path: Path) -> None:
     """Heights without events only move the cursor: a backfill holds them for one commit of about
-    HOLD_EMPTY_HEIGHTS (one WAL sync), not one per batch request, and at the head commits at once."""
+    HOLD_EMPTY_HEIGHTS (one WAL sync), not one per batch request, and commits what it holds at the head."""
     node = devnet_node_factory(timeout_commit="5ms")
     head = await asyncio.to_thread(node.wait_for_height, HOLD_EMPTY_HEIGHTS * 2 + 100, timeout=180)
     db = tmp_path / "sidecar.db"
@@ -116,7 +116,7 @@ async def test_a_backfill_commits_empty_heights_hundreds_at_a_time(devnet_node_f
         while (height := await asyncio.to_thread(db_cursor, db)) < head:
             seen.add(height)
             await asyncio.sleep(0.001)
-        await caught_up(db, node)  # and at the head, each new block is committed as it comes
+        await caught_up(db, node)  # and the last heights, at the head, are committed too
     early = sorted(h for h in seen if 0 < h < HOLD_EMPTY_HEIGHTS)
     assert not early, f"the cursor was committed at {early[:5]} before holding {HOLD_EMPTY_HEIGHTS} empty heights"
     assert max(seen) >= HOLD_EMPTY_HEIGHTS, "no commit was seen during the backfill"
