@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -17,6 +18,9 @@ from starlette.routing import Route
 from devnet import waldur_rules as rules
 from devnet.sim_core import SimRequest
 from devnet.waldur_contract import STAFF_ONLY_ISSUE_FIELDS, multipart_fields, new_uuid, waldur_time
+
+# A comment's `modified` is its `created` (the simulator never edits one): one key, read in C.
+CREATED = attrgetter("created")
 
 if TYPE_CHECKING:
     from devnet.waldur_sim import SupportUser, User, WaldurSim, WAttachment, WComment, WIssue
@@ -267,10 +271,13 @@ def build_routes(sim: WaldurSim) -> Starlette:
         """filters.py IssueCallerOrRoleFilterBackend: staff and support see every issue, others their own."""
         return sim.is_staff_or_support(user) or i.caller is user
 
-    def comment_visible(c: WComment, user: User) -> bool:
+    def visible_comments(pool: Iterable[WComment], user: User) -> list[WComment]:
         """views.py CommentViewSet.get_queryset: anyone but staff (support too) sees public comments and
-        their own only, so a support-role sidecar never sees an agent's internal note."""
-        return sim.role_of(user) == "staff" or c.is_public or c.author is user
+        their own only, so a support-role sidecar never sees an agent's internal note. The role is asked
+        once per listing, not per comment: a long run's listing of every comment walks a hundred thousand."""
+        if sim.role_of(user) == "staff":
+            return list(pool)
+        return [c for c in pool if c.is_public or c.author is user]
 
     def visible_issue(ident: str, user: User) -> WIssue:
         issue = sim.get_issue(ident)
@@ -439,23 +446,23 @@ def build_routes(sim: WaldurSim) -> Starlette:
         # (likewise waldur-api-client support_comments_list): a client pages `o=-created` and stops.
         issue_hex = uuid_filter(request, "issue_uuid")
         with sim.lock:
-            # models.py Comment.Meta.ordering = ["-created"]; visibility as comment_visible says. One issue's
-            # comments are taken from its own list (the same rows, in the same order, as filtering them all).
+            # models.py Comment.Meta.ordering = ["-created"]. One issue's comments are taken from its own list
+            # (the same rows, in the same order, as filtering them all). Both lists are kept in creation order
+            # (add_comment appends under the lock), so newest first is the list reversed; the stable sort
+            # after it is linear on rows already in order, and puts right a wall clock that stepped back.
             pool = sim.comments if issue_hex is None else sim.comments_by_issue.get(issue_hex, [])
-            rows = sorted((c for c in pool if comment_visible(c, user)), key=lambda c: c.created, reverse=True)
+            rows = visible_comments(reversed(pool), user)
+            rows.sort(key=CREATED, reverse=True)
             if "is_public" in q:
                 rows = [c for c in rows if c.is_public == (q["is_public"].lower() == "true")]
-            rows = ordered(request, rows, {"created": lambda c: c.created, "modified": lambda c: c.modified})
+            rows = ordered(request, rows, {"created": CREATED, "modified": CREATED})  # modified is created
             return paged(request, rows, comment_json)
 
     async def get_comment(request: Request) -> Response:
         user = caller(request)
         with sim.lock:
-            found = [
-                c
-                for c in sim.comments
-                if c.uuid.hex == request.path_params["uuid"].replace("-", "") and comment_visible(c, user)
-            ]
+            wanted = request.path_params["uuid"].replace("-", "")
+            found = visible_comments([c for c in sim.comments if c.uuid.hex == wanted], user)
             if not found:
                 raise WaldurError(404, "No Comment matches the given query.")
             return JSONResponse(comment_json(found[0]))

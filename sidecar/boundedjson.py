@@ -22,8 +22,8 @@ def _interned(obj: dict[str, Any]) -> dict[str, Any]:
 
 # The parser shares equal keys only within one document; chain events repeat the same twenty-odd keys in
 # every payload, and a backfill holds thousands at once (a third of their memory was copies of the keys).
-# Interning in the parser's object hook costs less than the parse it replaces a walk after (40 ms less for
-# 10,000 payloads).
+# Interned in the parser's object hook, they need no second walk over the parsed value (10,000 payloads:
+# 78 ms, where parsing and then walking took 123 ms).
 _INTERNING = json.JSONDecoder(object_hook=_interned)
 
 

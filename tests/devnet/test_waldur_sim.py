@@ -6,6 +6,7 @@ The server rules themselves (refusals with exact texts) are held by tests/devnet
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 from uuid import UUID
@@ -112,6 +113,25 @@ def test_comments_via_the_issue_action(http: httpx.Client, waldur_sim: WaldurSim
     newest_first = http.get("/api/support-comments/", params={"issue_uuid": uuid}).json()
     assert [c["description"] for c in newest_first] == ["Looking into it.", "Any news?"]
     assert http.get(f"/api/support-comments/{listed[0]['uuid']}/").json()["description"] == "Any news?"
+
+
+def test_every_comment_is_listed_newest_first_even_after_the_clock_stepped_back(
+    http: httpx.Client, waldur_sim: WaldurSim
+) -> None:
+    """The listing without an issue takes the comments in creation order reversed; a comment whose `created`
+    is older than the one before it (the wall clock stepped back) is still placed by its time, and another
+    user's internal note is still left out for the support-role sidecar."""
+    uuid = create(http, waldur_sim).json()["uuid"]
+    for text in ("first", "second", "third"):
+        waldur_sim.agent_comment(uuid, text, is_public=True)
+    waldur_sim.agent_comment(uuid, "internal note", is_public=False)
+    waldur_sim.agent_comment(uuid, "stepped back", is_public=True)
+    first = next(c for c in waldur_sim.comments if c.description == "first")
+    waldur_sim.comments[-1].created = first.created - timedelta(seconds=1)
+    listed = http.get("/api/support-comments/").json()
+    assert [c["description"] for c in listed] == ["third", "second", "first", "stepped back"]
+    ascending = http.get("/api/support-comments/", params={"o": "created"}).json()
+    assert [c["description"] for c in ascending] == ["stepped back", "first", "second", "third"]
 
 
 def test_paging_with_link_headers(http: httpx.Client, waldur_sim: WaldurSim) -> None:
