@@ -269,6 +269,9 @@ class SimCore:
             bucket = self.limit_bucket(record.endpoint)
             if bucket is not None and bucket.near_limit():
                 resp.headers.append((b"x-ratelimit-nearlimit", b"true"))
+        elif after is not None:  # refused before the routes: the desk applied nothing, so no answer is lost
+            self.faults.put_back(after, req.method, req.path)
+            after = None
         if after is not None and resp.status >= 0:
             record.outcome = f"fault:{after.kind}"
             self.faults.record_lost_answer(after.kind, req.method, req.path, resp.status)

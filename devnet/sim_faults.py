@@ -162,6 +162,7 @@ class Fault:
     path_contains: str | None = None
     retry_after: int | None = None
     path: str | None = None
+    queued: bool = False  # scripted by inject(), not drawn at random or an outage's
 
     def matches(self, method: str, path: str) -> bool:
         if self.method and self.method.upper() != method.upper():
@@ -217,7 +218,7 @@ class FaultPlan:
         """Queue `count` faults of `kind` for the next matching requests."""
         _check_kind(kind)
         with self._lock:
-            self._queue.extend(Fault(kind, method, path_contains, retry_after, path) for _ in range(count))
+            self._queue.extend(Fault(kind, method, path_contains, retry_after, path, queued=True) for _ in range(count))
 
     def outage(self, kind: str, seconds: float, *, retry_after: int | None = None) -> None:
         """Fail every request with `kind` for the next `seconds`."""
@@ -254,6 +255,16 @@ class FaultPlan:
             if fault is not None:
                 self.fired.append(Fired(fault.kind, method, path))
             return fault
+
+    def put_back(self, fault: Fault, method: str, path: str) -> None:
+        """An applied fault (`apply-drop`, `apply-delay`) met a request the desk refused before handling it
+        (authentication, its rate limiter, validation): nothing was applied, so nothing was lost. It is
+        withdrawn from `fired`, and a scripted one goes back to the front of the queue for the next matching
+        request (a test that scripts lost creates gets them even when its first creates meet a 429)."""
+        with self._lock:
+            self.fired.remove(Fired(fault.kind, method, path))
+            if fault.queued:
+                self._queue.insert(0, fault)
 
     def record_lost_answer(self, kind: str, method: str, path: str, status: int) -> None:
         """The simulator withheld the answer `status` of a request it had applied."""

@@ -162,3 +162,25 @@ def test_an_exact_path_fault_skips_other_requests_under_that_path(jira_sim: Jira
         with pytest.raises(httpx.TransportError):
             new_issue(c)
     assert jira_sim.faults.fired == [Fired("apply-drop", "POST", CREATE)]
+
+
+def test_an_apply_fault_meeting_the_rate_limiter_waits_for_a_request_the_desk_applies(
+    make_jira_sim: Callable[..., JiraSim],
+) -> None:
+    """A 429 from the limiter applies nothing, so no answer is lost there: the scripted fault goes back to the
+    queue and is spent on the next create the desk applies (a test scripting lost creates always gets them)."""
+    clock = ManualClock()
+    sim = make_jira_sim(faults=FaultPlan(clock=clock), rate_per_second=1.0, burst=1, clock=clock)
+    with client(sim) as c:
+        assert new_issue(c, labels=["ve-sup-000004"])  # the create endpoint's one token of burst
+        sim.faults.inject("apply-drop", method="POST", path=CREATE)
+        limited = c.post(CREATE, json={"fields": {"project": {"key": "VESUPPORT"}, "issuetype": {"name": "Task"},
+                                                  "summary": "limited", "labels": ["ve-sup-000003"]}})
+        assert limited.status_code == 429
+        assert sim.faults.fired == [] and sim.faults.lost_answers == []
+        clock.advance(2.0)
+        with pytest.raises(httpx.TransportError):
+            new_issue(c, labels=["ve-sup-000003"])
+    assert sim.creates_for_label("ve-sup-000003") == 1
+    assert sim.faults.fired == [Fired("apply-drop", "POST", CREATE)]
+    assert sim.faults.lost_on("POST", CREATE) == [LostAnswer("apply-drop", "POST", CREATE, 201)]
