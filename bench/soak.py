@@ -2,8 +2,8 @@
 
 The devnet node, the Jira and Waldur simulators (100 ms per answer, each with its real rate limits: Jira's burst
 limit per endpoint and HTTP method, 100 requests/s with a burst of 100 each, the desk of bench/outbound_drain;
-Waldur throttles no support endpoint, see devnet/waldur_rules.py) and the sidecar as a real process
-(`python -m sidecar run`).
+Waldur throttles no support endpoint, see devnet/waldur_rules.py), each simulator in a process of its own
+(bench.sim_process), and the sidecar as a real process (`python -m sidecar run`).
 For `duration` seconds a driver creates `rate` tickets/s on chain (12/s: 100x the operations guide's
 10,000/day) and changes each ticket six times within `spread` seconds of its creation: three priority
 changes on chain by the agent and three by agents at the desks (Jira, Waldur, Jira, or the other way round).
@@ -55,12 +55,11 @@ import httpx
 from virtengine.support.v1 import tx_pb2
 
 from bench.results import RESULTS, Figure, machine
+from bench.sim_process import RemoteSim
 from bench.soak_trend import Tolerance, Trend, floor, judge
 from devnet.cometbft import DevnetNode
 from devnet.driver import ChainDriver, ChainDriverError, TxResult
-from devnet.jira_sim import JiraSim
 from devnet.keys import TestAccount, genesis_app_state
-from devnet.waldur_sim import WaldurSim
 from tests.sidecar.harness import cursor_height
 from tests.sidecar.sync.inbound_kit import (
     AGENT,
@@ -124,10 +123,12 @@ class Rig:
         self.node = DevnetNode(genesis_app_state(accounts, agents=agents), home=home / "node", log_level="error")
         self.node.start()
         desk: dict[str, Any] = {"latency": LATENCY, "validate": False}
+        # Each simulator in its own process: in the driver's, they shared its interpreter lock with the driver
+        # and the sampler (an hour-long run's driver process reached 73% of a core, two thirds of it the desks).
         # Jira: its burst limit, one bucket per endpoint and method; Waldur: no limit (no support view is throttled).
-        self.jira = JiraSim(seed=seed, rate_per_second=DESK_RATE, burst=DESK_BURST, **desk).start()
-        self.waldur = WaldurSim(priorities=WALDUR_PRIORITIES, seed=seed + 1, **desk).start()
-        self.sidecar = Sidecar(home, self.node, self.jira, self.waldur, SIDECAR_FLAGS)
+        self.jira = RemoteSim("jira", seed=seed, rate_per_second=DESK_RATE, burst=DESK_BURST, **desk)
+        self.waldur = RemoteSim("waldur", priorities=WALDUR_PRIORITIES, seed=seed + 1, **desk)
+        self.sidecar = Sidecar(home, self.node, self.jira, self.waldur, SIDECAR_FLAGS)  # type: ignore[arg-type]
         self.requests: Counter[str] = Counter()  # "<desk> <METHOD> <route template> <outcome>" -> count
         self.tallied = 0
 
@@ -139,19 +140,15 @@ class Rig:
 
     def request_total(self) -> int:
         """Desk requests answered so far (the tallied ones and those still in the simulators' logs)."""
-        with self.jira.lock, self.waldur.lock:
-            return self.tallied + len(self.jira.requests) + len(self.waldur.requests)
+        return self.tallied + self.jira.answered() + self.waldur.answered()
 
     def tally_requests(self) -> None:
-        """Move the simulators' request logs into counts by kind, and drop their webhook attempt logs (both would
-        grow for an hour)."""
-        for name, sim in (("jira", self.jira), ("waldur", self.waldur)):
-            with sim.lock:
-                records, sim.requests[:] = list(sim.requests), []
-                self.tallied += len(records)
-            for r in records:
-                self.requests[f"{name} {r.endpoint} {r.outcome}"] += 1  # the simulator's own endpoint name
-            sim.webhooks.forget_attempts()  # the soak reads none of them: an hour of bodies is memory for nothing
+        """Move the simulators' request logs into counts by kind (the simulator's own endpoint names); they
+        drop their webhook attempt logs too (both would grow for an hour)."""
+        for sim in (self.jira, self.waldur):
+            kinds, answered = sim.tally()
+            self.requests.update({f"{sim.desk} {kind}": n for kind, n in kinds.items()})
+            self.tallied += answered
 
 
 # the driver ----------------------------------------------------------------------------------------
@@ -441,10 +438,9 @@ class Sampler(threading.Thread):
 
     def _cpu(self, pid: int) -> tuple[float, float]:
         """The sidecar's CPU use (% of one core) and the machine's (% of all cores) since the last sample."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        mine = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        mine = cpu_seconds(pid)
         self.cpu_seconds = mine
+        ticks = os.sysconf("SC_CLK_TCK")
         jiffies = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
         idle, total = (jiffies[3] + jiffies[4]) / ticks, sum(jiffies) / ticks
         now = time.monotonic()
@@ -462,11 +458,28 @@ def judged(samples: list[dict[str, float]], name: str) -> list[tuple[float, floa
     return floor(series, FLOORS[name]) if name in FLOORS else series
 
 
-def _rss_kb(pid: int) -> float:
+def _rss_kb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory (kB) now, or at its peak with `field` "VmHWM"."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return float(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (user + system, all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rig_usage(rig: Rig) -> dict[str, dict[str, float]]:
+    """CPU seconds and peak RSS of the rig's own processes (this one: the driver and the sampler; each
+    simulator's), to tell a sidecar starved by its rig from a slow one."""
+    pids = {"driver": os.getpid(), "jira_sim": rig.jira.pid, "waldur_sim": rig.waldur.pid}
+    return {
+        name: {"cpu_seconds": round(cpu_seconds(pid), 1), "peak_rss_mb": round(_rss_kb(pid, "VmHWM") / 1024, 1)}
+        for name, pid in pids.items()
+    }
 
 
 # the run -------------------------------------------------------------------------------------------
@@ -508,6 +521,7 @@ def run(
         rig.tally_requests()
         store = store_snapshot(rig.sidecar.db)
         store["sidecar_cpu_seconds"] = round(sampler.cpu_seconds, 1)
+        store["rig"] = rig_usage(rig)
         try:  # SIGTERM: the sidecar must exit 0 within 15 s (a starved machine can make it slower)
             rig.sidecar.stop()
             store["sidecar_stop"] = "exited 0 on SIGTERM"
@@ -679,10 +693,14 @@ def cpu_line(outcome: Outcome) -> str:
     wait = statistics.median(s["sidecar_runqueue_wait_percent"] for s in samples) if samples else 0.0
     load = statistics.median(s["machine_load1"] for s in samples) if samples else 0.0
     per_job = f", {1000 * cpu / done:.0f} ms per desk job done ({done:,})" if done else ""
+    rig = outcome.store.get("rig", {})
+    others = ", ".join(
+        f"{name} {use['cpu_seconds']:,.0f} s (peak {use['peak_rss_mb']:,.0f} MB)" for name, use in rig.items()
+    )
     return (
         f"sidecar CPU {cpu:,.0f} s over {wall:,.0f} s ({100 * cpu / wall if wall else 0:.0f}% of a core){per_job};"
         f" its loop runnable but waiting for a CPU {wait:.0f}% of the time (median); machine load1 median {load:.1f}"
-        f" on {os.cpu_count()} cores"
+        f" on {os.cpu_count()} cores" + (f"; the rig's processes: {others}" if others else "")
     )
 
 

@@ -19,6 +19,7 @@ import os
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -206,6 +207,13 @@ class WaldurSim(SimCore):
         # The comments of each issue (by its uuid's hex), in creation order: a desk's comment list asks for one
         # issue's, and a scan of every comment would make the simulator slower the longer it runs.
         self.comments_by_issue: dict[str, list[WComment]] = {}
+        # What a listing of every comment needs to cost its page, not every comment: whether `comments` is still
+        # in `created` order (a wall clock that steps back breaks it), and how many comments each user may see
+        # (public ones, and each author's own internal notes).
+        self.comments_in_order = True
+        self.wall_clock: Callable[[], datetime] = now  # when a comment is made (a test may step it back)
+        self.public_comments = 0
+        self.internal_comments: Counter[UUID] = Counter()  # by author uuid
         self.attachments: list[WAttachment] = []
         self.upload_limit = upload_limit
         self.excluded_attachment_types = excluded_attachment_types
@@ -502,7 +510,13 @@ class WaldurSim(SimCore):
         """views.py IssueViewSet.comment saves the comment only: the issue is not saved, so its `modified`
         stays (backend/basic.py create_comment does nothing; no handler touches the issue)."""
         with self.lock:
-            comment = WComment(new_uuid(self._rng), issue.uuid, text, is_public, user)
+            comment = WComment(new_uuid(self._rng), issue.uuid, text, is_public, user, self.wall_clock())
+            if self.comments and comment.created < self.comments[-1].created:
+                self.comments_in_order = False
+            if is_public:
+                self.public_comments += 1
+            else:
+                self.internal_comments[user.uuid] += 1
             self.comments.append(comment)
             self.comments_by_issue.setdefault(issue.uuid.hex, []).append(comment)
         return comment

@@ -118,20 +118,64 @@ def test_comments_via_the_issue_action(http: httpx.Client, waldur_sim: WaldurSim
 def test_every_comment_is_listed_newest_first_even_after_the_clock_stepped_back(
     http: httpx.Client, waldur_sim: WaldurSim
 ) -> None:
-    """The listing without an issue takes the comments in creation order reversed; a comment whose `created`
-    is older than the one before it (the wall clock stepped back) is still placed by its time, and another
-    user's internal note is still left out for the support-role sidecar."""
+    """The listing without an issue takes the comments in creation order reversed, walking only as far as the
+    page; a comment whose `created` is older than the one before it (the wall clock stepped back) is still
+    placed by its time, and another user's internal note is still left out for the support-role sidecar."""
     uuid = create(http, waldur_sim).json()["uuid"]
     for text in ("first", "second", "third"):
         waldur_sim.agent_comment(uuid, text, is_public=True)
     waldur_sim.agent_comment(uuid, "internal note", is_public=False)
-    waldur_sim.agent_comment(uuid, "stepped back", is_public=True)
+    listed = http.get("/api/support-comments/", params={"page_size": 2})
+    assert [c["description"] for c in listed.json()] == ["third", "second"]
+    assert listed.headers["x-result-count"] == "3" and "next" in listed.links
     first = next(c for c in waldur_sim.comments if c.description == "first")
-    waldur_sim.comments[-1].created = first.created - timedelta(seconds=1)
-    listed = http.get("/api/support-comments/").json()
-    assert [c["description"] for c in listed] == ["third", "second", "first", "stepped back"]
+    waldur_sim.wall_clock = lambda: first.created - timedelta(seconds=1)
+    waldur_sim.agent_comment(uuid, "stepped back", is_public=True)
+    listed = http.get("/api/support-comments/")
+    assert [c["description"] for c in listed.json()] == ["third", "second", "first", "stepped back"]
+    assert listed.headers["x-result-count"] == "4"
     ascending = http.get("/api/support-comments/", params={"o": "created"}).json()
     assert [c["description"] for c in ascending] == ["stepped back", "first", "second", "third"]
+
+
+@pytest.mark.parametrize("agent_role", ["support", "staff"])
+def test_every_page_of_every_comment_matches_the_whole_listing_filtered(agent_role: str) -> None:
+    """The listing of every comment pages without reading them all (running counts, a walk newest first
+    stopping at the page); each page and the count must be what filtering the whole list gives: for a
+    support-role caller the public comments and its own internal notes, for staff everything; the orderings
+    and filters that take the whole list agree with it."""
+    with WaldurSim(agent_role=agent_role) as sim, client(sim) as http:
+        tokens = {"sidecar": TOKEN, "http agent": {"Authorization": f"Token {sim.agent_token}"}}
+        issues = [create(http, sim, remote_id=f"virtengine:{i}").json()["uuid"] for i in range(3)]
+        made = []  # (description, is_public, author) in creation order
+        for n in range(23):
+            issue, public, author = issues[n % 3], n % 3 != 1, ("sidecar", "http agent", "agent", "agent")[n % 4]
+            if author == "agent":
+                sim.agent_comment(issue, f"c{n}", is_public=public)
+            else:
+                body = {"description": f"c{n}", "is_public": public}
+                assert http.post(f"/api/support-issues/{issue}/comment/", json=body, headers=tokens[author]).is_success
+            made.append((f"c{n}", public, author))
+        assert any(not public and author == "agent" for _, public, author in made)  # a note only staff may see
+        for caller, staff in (("sidecar", False), ("http agent", agent_role == "staff")):
+            token = tokens[caller]
+            expected = [d for d, public, author in reversed(made) if staff or public or author == caller]
+            pages: list[str] = []
+            url: str | None = "/api/support-comments/?page_size=4"
+            while url:
+                answer = http.get(url, headers=token)
+                assert answer.status_code == 200 and answer.headers["x-result-count"] == str(len(expected))
+                pages += [c["description"] for c in answer.json()]
+                url = answer.links.get("next", {}).get("url")
+            assert pages == expected, caller
+            for params in ({"o": "-created"}, {"o": "-modified", "page": "2", "page_size": "5"}):
+                answer = http.get("/api/support-comments/", params=params, headers=token)
+                size, page = int(params.get("page_size", 10)), int(params.get("page", 1))
+                assert [c["description"] for c in answer.json()] == expected[(page - 1) * size : page * size]
+            oldest = http.get("/api/support-comments/", params={"o": "created", "page_size": 100}, headers=token)
+            assert [c["description"] for c in oldest.json()] == expected[::-1]
+            public = http.get("/api/support-comments/", params={"is_public": "true", "page_size": 100}, headers=token)
+            assert [c["description"] for c in public.json()] == [d for d, p, _ in reversed(made) if p]
 
 
 def test_paging_with_link_headers(http: httpx.Client, waldur_sim: WaldurSim) -> None:
