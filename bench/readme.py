@@ -28,8 +28,9 @@ WHAT = {
     "outbound_latency": "tickets created on chain one at a time: the create tx's inclusion (broadcast_tx_commit's"
     " answer) to the Jira issue visible over the simulator's API, devnet 200 ms blocks; baseline: the block time",
     "soak": "12 tickets/s created on chain, each changed 3x on chain and 3x at the desks (100 ms answers; Jira 100"
-    " requests/s per endpoint, Waldur unthrottled as its server is; the sidecar at max_concurrency 32, Waldur paced"
-    " at 160/s), sampled once a second; post-warm-up p50/p99 of each series, verdict and samples in soak.json",
+    " requests/s per endpoint, Waldur unthrottled as its server is, each simulator in its own process; the sidecar"
+    " at max_concurrency 32, Waldur paced at 240/s), sampled once a second; post-warm-up p50/p99 of each series,"
+    " verdict and samples in soak.json",
     "outbound_drain": "10,000 queued tickets into the Jira simulator (20 ms latency; Jira's burst limit per endpoint"
     " and method, 100 requests/s and burst 100 each; simulator in its own process) vs the rate-limit floor (the"
     " slowest endpoint's requests beyond its free burst over its rate)",

@@ -30,8 +30,8 @@ changes coming back from the chain), some 80 a second at 12 tickets/s; the same 
 re-reads and the desk's connections. Waldur has no limit of its own, so its pacing is the operator's
 protection of their server: `waldur.requests_per_second` 240, above what this load asks of it (12.5
 requests per ticket, 150/s) by a margin for its bursts, and a cap should the server answer faster. At 160/s
-(the first hour-long run) the pace itself was the bottleneck: 94% used, on average 16 of the 32 jobs waited on
-it, and the queue grew as a queue served at 94% of its capacity does. `sync.sync_interval` and `jira.index_lag` at their defaults.
+(the first hour-long run) the load used 94% of the pace and on average 16 of the 32 jobs waited on it.
+`sync.sync_interval` and `jira.index_lag` at their defaults.
 """
 
 from __future__ import annotations

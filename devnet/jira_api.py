@@ -449,8 +449,8 @@ def build_routes(sim: JiraSim) -> Starlette:
         limit = 5000 if not wanted else 100
         size = max(1, min(int(body.get("maxResults", 50)), limit))
         reconcile = {str(i) for i in body.get("reconcileIssues") or []}
-        stamp, moment = sim.search_lag.now(), datetime.now().astimezone()
-        with sim.lock:
+        with sim.lock:  # the search's moment under the lock: a write's pruning of versions (add_version) is too
+            stamp, moment = sim.search_lag.now(), datetime.now().astimezone()
             views = []
             for issue in _candidates(sim, query, reconcile):
                 snap = issue.snapshot() if issue.id in reconcile else issue.indexed(stamp)

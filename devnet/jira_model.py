@@ -307,8 +307,18 @@ class Issue:
 
     def indexed(self, at: float) -> dict[str, Any] | None:
         """The newest version visible to search at monotonic time `at`, if any."""
-        visible = [snap for when, snap in self.versions if when <= at]
-        return visible[-1] if visible else None
+        for when, snap in reversed(self.versions):
+            if when <= at:
+                return snap
+        return None
+
+    def add_version(self, visible_at: float, snap: dict[str, Any], now: float) -> None:
+        """A new version for search, dropping those no search can find again: every version written before
+        the newest one visible at `now` (searches run at the clock's now, which only moves forward). A long
+        run's issues kept every version they ever had (an hour's soak: gigabytes of snapshots)."""
+        self.versions.append((visible_at, snap))
+        newest_visible = max((i for i, (when, _) in enumerate(self.versions) if when <= now), default=0)
+        del self.versions[:newest_visible]
 
 
 def _service_desk_statuses() -> list[Status]:

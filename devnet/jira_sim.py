@@ -292,7 +292,7 @@ class JiraSim(JiraAttachments, SimCore):
         by a later edit (a JSM request may get its labels only after it exists)."""
         issue.updated = now()
         snap = issue.snapshot()
-        issue.versions.append((self.search_lag.visible_at(), snap))
+        issue.add_version(self.search_lag.visible_at(), snap, self.search_lag.now())
         for label in snap["labels"]:
             self.label_index.setdefault(str(label).lower(), set()).add(issue.key)
         new = [label for label in issue.labels if label not in issue.counted_labels]

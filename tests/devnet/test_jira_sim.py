@@ -217,6 +217,28 @@ def test_search_is_eventually_consistent(make_jira_sim: Callable[..., JiraSim]) 
         assert search(c, 'labels = "moved"').json()["issues"] == [{"id": issue_id}, {"id": sim.issue(other).id}]
 
 
+def test_search_keeps_only_the_versions_it_can_still_find(make_jira_sim: Callable[..., JiraSim]) -> None:
+    """An issue edited all day must not hold every version it ever had: once a version is visible to search,
+    the ones written before it are dropped, and what search finds is unchanged by the dropping."""
+    clock = ManualClock()
+    sim = make_jira_sim(search_delay=5.0, clock=clock)
+    with client(sim) as c:
+        key = new_issue(c, labels=["v0"])
+        issue_id = sim.issue(key).id
+        for n in range(1, 4):  # written within the lag: each still waits to be indexed, none can go
+            c.put(f"/rest/api/3/issue/{key}", json={"fields": {"labels": [f"v{n}"]}})
+        assert len(sim.issue(key).versions) == 4
+        clock.advance(5.0)  # all four visible: search finds the newest
+        assert search(c, 'labels = "v3"').json()["issues"] == [{"id": issue_id}]
+        c.put(f"/rest/api/3/issue/{key}", json={"fields": {"labels": ["v4"]}})
+        assert len(sim.issue(key).versions) == 2  # v3 (what search finds now) and v4 (not yet indexed)
+        assert search(c, 'labels = "v3"').json()["issues"] == [{"id": issue_id}]
+        assert search(c, 'labels = "v2"').json()["issues"] == []
+        clock.advance(5.0)
+        assert search(c, 'labels = "v4"').json()["issues"] == [{"id": issue_id}]
+        assert search(c, 'labels = "v3"').json()["issues"] == []
+
+
 def test_old_search_is_gone_and_start_at_is_rejected(http: httpx.Client, jira_sim: JiraSim) -> None:
     assert http.get("/rest/api/3/search", params={"jql": "project = VESUPPORT"}).status_code == 410
     resp = search(http, "project = VESUPPORT", startAt=0)
