@@ -31,6 +31,7 @@ from pathlib import Path
 import httpx
 
 from bench.loadgen import read_answer
+from bench.proc import cpu_seconds, memory_kb
 from bench.results import Figure, report
 from devnet.cometbft import DevnetNode
 from devnet.driver import ChainDriver, DevAccount
@@ -125,17 +126,11 @@ def cursor(db: Path) -> int:
         return 0
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used (/proc/<pid>/stat fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    try:
+        return memory_kb(pid, "VmHWM") / 1024
+    except RuntimeError:
+        return float("nan")
 
 
 def support_secret() -> str:

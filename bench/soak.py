@@ -55,6 +55,7 @@ from typing import Any
 import httpx
 from virtengine.support.v1 import tx_pb2
 
+from bench.proc import cpu_seconds, memory_kb
 from bench.results import RESULTS, Figure, machine
 from bench.sim_process import RemoteSim
 from bench.soak_trend import Tolerance, Trend, floor, judge
@@ -396,7 +397,7 @@ class Sampler(threading.Thread):
             "queue_intents": intents,
             "cursor_lag": _sum(metrics, "servicedesk_follower_lag_blocks"),
             "cursor_lag_store": float(self.rig.node.height() - cursor_height(db)),
-            "rss_mb": _rss_kb(pid) / 1024,
+            "rss_mb": memory_kb(pid, "VmRSS") / 1024,
             "open_fds": float(len(os.listdir(f"/proc/{pid}/fd"))),
             "db_bytes": float(size),
             "db_bytes_per_ticket": size / created if created else 0.0,
@@ -459,26 +460,12 @@ def judged(samples: list[dict[str, float]], name: str) -> list[tuple[float, floa
     return floor(series, FLOORS[name]) if name in FLOORS else series
 
 
-def _rss_kb(pid: int, field: str = "VmRSS") -> float:
-    """A process's resident memory (kB) now, or at its peak with `field` "VmHWM"."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return float(line.split()[1])
-    raise RuntimeError(f"no {field}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """A process's CPU time so far (user + system, all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def rig_usage(rig: Rig) -> dict[str, dict[str, float]]:
     """CPU seconds and peak RSS of the rig's own processes (this one: the driver and the sampler; each
     simulator's), to tell a sidecar starved by its rig from a slow one."""
     pids = {"driver": os.getpid(), "jira_sim": rig.jira.pid, "waldur_sim": rig.waldur.pid}
     return {
-        name: {"cpu_seconds": round(cpu_seconds(pid), 1), "peak_rss_mb": round(_rss_kb(pid, "VmHWM") / 1024, 1)}
+        name: {"cpu_seconds": round(cpu_seconds(pid), 1), "peak_rss_mb": round(memory_kb(pid, "VmHWM") / 1024, 1)}
         for name, pid in pids.items()
     }
 

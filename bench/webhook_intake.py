@@ -43,6 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bench.proc import stat_cpu_seconds
 from bench.results import Figure, report
 from sidecar.config_schema import WebhookConfig
 from sidecar.observe.audit import Auditor
@@ -126,10 +127,9 @@ def thread_cpu(native_ids: list[int]) -> float:
     total = 0.0
     for tid in native_ids:
         try:
-            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rpartition(")")[2].split()
+            total += stat_cpu_seconds(Path(f"/proc/self/task/{tid}/stat"))
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
     return total
 
 
