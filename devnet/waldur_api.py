@@ -37,11 +37,8 @@ class NewestComments(Sequence["WComment"]):
 
     def __init__(self, sim: WaldurSim, user: User) -> None:
         self.pool = sim.comments
-        self.keep: Callable[[WComment], bool] | None = None
-        self.count = len(self.pool)
-        if sim.role_of(user) != "staff":  # views.py CommentViewSet.get_queryset (see visible_comments)
-            self.keep = lambda c: c.is_public or c.author is user
-            self.count = sim.public_comments + sim.internal_comments[user.uuid]
+        self.keep = sim.comment_filter(user)
+        self.count = sim.visible_comment_count(user)
 
     def __len__(self) -> int:
         return self.count
@@ -313,12 +310,10 @@ def build_routes(sim: WaldurSim) -> Starlette:
         return sim.is_staff_or_support(user) or i.caller is user
 
     def visible_comments(pool: Iterable[WComment], user: User) -> list[WComment]:
-        """views.py CommentViewSet.get_queryset: anyone but staff (support too) sees public comments and
-        their own only, so a support-role sidecar never sees an agent's internal note. The role is asked
-        once per listing, not per comment: a long run's listing of every comment walks a hundred thousand."""
-        if sim.role_of(user) == "staff":
-            return list(pool)
-        return [c for c in pool if c.is_public or c.author is user]
+        """The comments of `pool` that `user` sees (WaldurSim.comment_filter): the role is asked once per
+        listing, not per comment, as a long run's listing of every comment walks a hundred thousand."""
+        keep = sim.comment_filter(user)
+        return list(pool) if keep is None else list(filter(keep, pool))
 
     def visible_issue(ident: str, user: User) -> WIssue:
         issue = sim.get_issue(ident)

@@ -273,6 +273,19 @@ class WaldurSim(SimCore):
             return self.role
         return self.agent_role if user is self.http_agent else "user"
 
+    def comment_filter(self, user: User) -> Callable[[WComment], bool] | None:
+        """views.py CommentViewSet.get_queryset: anyone but staff (support too) sees public comments and their
+        own only, so a support-role sidecar never sees an agent's internal note. None: `user` sees every one."""
+        if self.role_of(user) == "staff":
+            return None
+        return lambda c: c.is_public or c.author is user
+
+    def visible_comment_count(self, user: User) -> int:
+        """How many comments `user` sees (comment_filter), from the running tallies, not by counting them."""
+        if self.role_of(user) == "staff":
+            return len(self.comments)
+        return self.public_comments + self.internal_comments[user.uuid]
+
     def is_staff_or_support(self, user: User | None) -> bool:
         return self.role_of(user) in ("staff", "support")
 
