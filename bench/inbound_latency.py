@@ -161,7 +161,7 @@ def backdate(jira: JiraSim, hours: float) -> None:
     with jira.lock:
         for issue in jira.issues.values():
             issue.created = issue.updated = old
-            issue.versions = [(0.0, issue.snapshot())]
+            jira.reindex_as_is(issue)
 
 
 def add_refs(conn: sqlite3.Connection, refs: list[tuple[str, str]], at: float) -> None:

@@ -134,6 +134,10 @@ class Rig:
         self.requests: Counter[str] = Counter()  # "<desk> <METHOD> <route template> <outcome>" -> count
         self.tallied = 0
 
+    def pids(self) -> dict[str, int]:
+        """The rig's own processes (this one: the driver and the sampler; the node's two; each simulator's)."""
+        return {"driver": os.getpid(), **self.node.pids, "jira_sim": self.jira.pid, "waldur_sim": self.waldur.pid}
+
     def close(self) -> None:
         self.sidecar.kill()
         for sim in (self.jira, self.waldur):
@@ -363,6 +367,7 @@ class Sampler(threading.Thread):
         self.last_cpu: tuple[float, float, float, float] | None = None  # (when, sidecar s, machine busy, total)
         self.last_wait: tuple[float, float] | None = None  # (when, the sidecar's loop thread's run-queue wait s)
         self.cpu_seconds = 0.0  # the sidecar's CPU time at the last sample
+        self.rig_pids = rig.pids()
 
     def run(self) -> None:
         tick = time.monotonic()
@@ -406,6 +411,12 @@ class Sampler(threading.Thread):
             "machine_cpu_percent": busy,
             "desk_requests": float(self.rig.request_total()),
             "sidecar_runqueue_wait_percent": self._waited(pid),
+            **{
+                f"{d}_jobs_running": _sum(metrics, "servicedesk_jobs", f'desk="{d}"', 'state="running"')
+                for d in ("jira", "waldur")
+            },
+            # each rig process's CPU time so far: which of them grows when the machine's load does
+            **{f"rig_{name}_cpu_s": cpu_seconds(p) for name, p in self.rig_pids.items()},
             "machine_load1": float(Path("/proc/loadavg").read_text().split()[0]),
             **{f"{d}_answer_ms": self._probe(d) for d in ("jira", "waldur")},
             **{
@@ -461,9 +472,8 @@ def judged(samples: list[dict[str, float]], name: str) -> list[tuple[float, floa
 
 
 def rig_usage(rig: Rig) -> dict[str, dict[str, float]]:
-    """CPU seconds and peak RSS of the rig's own processes (this one: the driver and the sampler; each
-    simulator's), to tell a sidecar starved by its rig from a slow one."""
-    pids = {"driver": os.getpid(), "jira_sim": rig.jira.pid, "waldur_sim": rig.waldur.pid}
+    """CPU seconds and peak RSS of the rig's own processes, to tell a sidecar starved by its rig from a slow one."""
+    pids = rig.pids()
     return {
         name: {"cpu_seconds": round(cpu_seconds(pid), 1), "peak_rss_mb": round(memory_kb(pid, "VmHWM") / 1024, 1)}
         for name, pid in pids.items()
@@ -692,6 +702,25 @@ def cpu_line(outcome: Outcome) -> str:
     )
 
 
+def rig_growth(samples: list[dict[str, float]], warmup: float, duration: float, span: float = 300.0) -> str:
+    """Each rig process's CPU share (% of a core) in the first `span` seconds after warm-up and in the last
+    `span` of the driving: a simulator whose cost grows with its history starves the sidecar beside it."""
+    names = [k for k in (samples[0] if samples else {}) if k.startswith("rig_") and k.endswith("_cpu_s")]
+
+    def share(name: str, start: float, end: float) -> float | None:
+        inside = [s for s in samples if start <= s["t"] <= end]
+        if len(inside) < 2 or inside[-1]["t"] <= inside[0]["t"]:
+            return None
+        return 100 * (inside[-1][name] - inside[0][name]) / (inside[-1]["t"] - inside[0]["t"])
+
+    parts = []
+    for name in names:
+        first, last = share(name, warmup, warmup + span), share(name, duration - span, duration)
+        if first is not None and last is not None:
+            parts.append(f"{name[4:-6]} {first:.0f}% -> {last:.0f}%")
+    return f"the rig's CPU share, first vs last {span:g} s judged: " + ", ".join(parts) if parts else ""
+
+
 def summary(outcome: Outcome, args: argparse.Namespace, paths: tuple[Path, Path]) -> str:
     c = outcome.counts
     lines = [
@@ -712,6 +741,8 @@ def summary(outcome: Outcome, args: argparse.Namespace, paths: tuple[Path, Path]
     }
     lines.append(f"  open desk jobs at the end: {open_work or 'none'}")
     lines.append("  " + cpu_line(outcome))
+    if growth := rig_growth(outcome.samples, args.warmup, args.duration):
+        lines.append("  " + growth)
     lines.append(f"  sidecar stop: {outcome.store.get('sidecar_stop', 'unknown')}")
     for desk, total, per_ticket, carried, bound in desk_arithmetic(outcome):
         if outcome.drained_in is None:  # work left undone: requests per ticket would understate the cost

@@ -451,8 +451,12 @@ def build_routes(sim: JiraSim) -> Starlette:
         reconcile = {str(i) for i in body.get("reconcileIssues") or []}
         with sim.lock:  # the search's moment under the lock: a write's pruning of versions (add_version) is too
             stamp, moment = sim.search_lag.now(), datetime.now().astimezone()
+            try:
+                candidates = search_candidates(sim, query, reconcile, moment)
+            except jira_search.JqlError as exc:
+                raise JiraError(400, str(exc)) from exc
             views = []
-            for issue in _candidates(sim, query, reconcile):
+            for issue in candidates:
                 snap = issue.snapshot() if issue.id in reconcile else issue.indexed(stamp)
                 if snap is not None:
                     views.append((snap, issue))
@@ -590,17 +594,22 @@ def build_routes(sim: JiraSim) -> Starlette:
     return Starlette(routes=routes)
 
 
-def _candidates(sim: Any, query: jira_search.Query, reconcile: set[str]) -> list[Any]:
-    """Issues a query can match: through the label index when it asks for a label, else all of them."""
+def search_candidates(sim: Any, query: jira_search.Query, reconcile: set[str], moment: datetime) -> list[Any]:
+    """Issues a query can match: those the label index and the `updated` index find for its clauses (both
+    when it has both), else every issue; and the issues to reconcile. A search costs its hits, as in a real
+    Jira's index, not every issue the simulator holds."""
+    found: set[str] | None = None
     for clause in query.clauses:
+        keys: set[str] | None = None
         if clause.field == "labels" and clause.op in ("=", "in"):
-            keys: set[str] = set()
-            for value in clause.values:
-                keys |= sim.label_index.get(value.lower(), set())
-            # In creation order (ids are issued in it), as the full scan gives; looked up, not scanned for, so a
-            # label search costs its hits, not every issue the simulator holds.
-            found = sorted((sim.issues[key] for key in keys if key in sim.issues), key=lambda issue: int(issue.id))
-            if reconcile:
-                found += [i for i in sim.issues.values() if i.id in reconcile and i.key not in keys]
-            return found
-    return list(sim.issues.values())
+            keys = set().union(*(sim.label_index.get(value.lower(), set()) for value in clause.values))
+        elif (bound := jira_search.indexed_since(clause, moment)) is not None:
+            keys = sim.updated_index.since(bound)
+        if keys is not None:
+            found = keys if found is None else found & keys
+    if found is None:
+        return list(sim.issues.values())
+    # In creation order (ids are issued in it), as the full scan gives.
+    issues = sorted((sim.issues[key] for key in found if key in sim.issues), key=lambda issue: int(issue.id))
+    extra = (sim.keys_by_id.get(i) for i in reconcile)
+    return issues + [sim.issues[key] for key in extra if key is not None and key not in found and key in sim.issues]

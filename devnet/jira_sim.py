@@ -41,7 +41,7 @@ from devnet.jira_rules import (
     REQUEST_TYPE_FIELDS,
     not_on_screen,
 )
-from devnet.jira_search import SearchLag
+from devnet.jira_search import SearchLag, UpdatedIndex
 from devnet.sim_core import SimCore, SimRequest, SimResponse, json_response
 from devnet.sim_runner import SimRunner
 from devnet.sim_webhooks import WebhookSender
@@ -131,6 +131,7 @@ class JiraSim(JiraAttachments, SimCore):
         # so a label lookup costs what a real Jira index costs, not a scan of every issue.
         self.label_index: dict[str, set[str]] = {}  # keys, like self.issues
         self.keys_by_id: dict[str, str] = {}  # an issue's key by its id: a look-up by id scanned every issue
+        self.updated_index = UpdatedIndex()  # keys by `updated`: a sweep's search costs what changed lately
         self.creates_by_label: Counter[str] = Counter()
         self.service_desks: dict[str, str] = {}  # service desk id -> project key
         self.request_types: dict[tuple[str, str], str] = {}  # (service desk id, request type id) -> issue type
@@ -287,12 +288,19 @@ class JiraSim(JiraAttachments, SimCore):
             self._ids[kind] += 1
             return str(self._ids[kind])
 
+    def reindex_as_is(self, issue: Issue) -> None:
+        """Search sees the issue as it is now, at once and as if it always had: for a test or a benchmark that
+        sets an issue's times back (call under `lock`)."""
+        issue.versions = [(float("-inf"), issue.snapshot())]
+        self.updated_index.reset(issue.key, issue.updated)
+
     def _touch(self, issue: Issue) -> None:
         """Record a new version; an issue counts once towards each label it carries, at create or
         by a later edit (a JSM request may get its labels only after it exists)."""
         issue.updated = now()
         snap = issue.snapshot()
         issue.add_version(self.search_lag.visible_at(), snap, self.search_lag.now())
+        self.updated_index.note(issue.key, issue.updated)
         for label in snap["labels"]:
             self.label_index.setdefault(str(label).lower(), set()).add(issue.key)
         new = [label for label in issue.labels if label not in issue.counted_labels]

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.soak import rig_growth
 from bench.soak_trend import Tolerance, floor, judge, slope, third_shift
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,3 +131,18 @@ def test_short_soak_passes_and_writes_its_files(tmp_path: Path) -> None:
     assert figures["chain_updates"] > 0 and figures["desk_updates"] > 0
     assert (tmp_path / "soak.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "verdict: pass" in done.stdout
+    # each rig process's CPU time in every sample, and the summary's first-versus-last shares of it
+    rig = {"driver", "chain_app", "cometbft", "jira_sim", "waldur_sim"}
+    assert all(s[f"rig_{name}_cpu_s"] >= 0 for s in samples for name in rig)
+    assert all(samples[-1][f"rig_{n}_cpu_s"] > samples[0][f"rig_{n}_cpu_s"] for n in ("cometbft", "jira_sim"))
+    assert "the rig's CPU share, first vs last 300 s judged: driver " in done.stdout
+
+
+def test_the_rig_growth_line_gives_each_process_share_of_a_core_at_the_start_and_the_end() -> None:
+    """A simulator whose CPU use doubles over the run reads so: its share over the first and last spans."""
+    samples = [
+        {"t": float(t), "rig_jira_sim_cpu_s": 0.1 * t + 0.001 * t * t, "rig_cometbft_cpu_s": 0.1 * t}
+        for t in range(0, 1001)
+    ]
+    line = rig_growth(samples, warmup=100, duration=1000, span=100)
+    assert line == "the rig's CPU share, first vs last 100 s judged: jira_sim 40% -> 200%, cometbft 10% -> 10%"

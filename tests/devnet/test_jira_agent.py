@@ -3,6 +3,7 @@ change, the changelog, comment paging, and JQL on `updated` (with the search ind
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,8 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
+from devnet import jira_search
+from devnet.jira_api import search_candidates
 from devnet.jira_model import text_to_adf
-from devnet.jira_search import BAD_DATE
+from devnet.jira_search import BAD_DATE, UpdatedIndex
 from devnet.jira_sim import JiraSim
 from devnet.sim_faults import ManualClock
 from devnet.webhook_receiver import WebhookReceiver
@@ -195,7 +198,7 @@ def test_jql_on_updated(make_jira_sim: Callable[..., JiraSim]) -> None:
             for key, hours in ((old, 100), (mid, 3)):
                 issue = sim.issue(key)
                 issue.updated = base - timedelta(hours=hours)
-                issue.versions = [(float("-inf"), issue.snapshot())]
+                sim.reindex_as_is(issue)
         project = 'project = "VESUPPORT"'
         assert keys(me, sim, f'{project} AND updated >= "-15m" ORDER BY updated ASC') == [new]
         assert keys(me, sim, f'{project} AND updated >= "-4h" ORDER BY updated ASC') == [mid, new]
@@ -209,6 +212,63 @@ def test_jql_on_updated(make_jira_sim: Callable[..., JiraSim]) -> None:
         assert keys(me, sim, f'updated <= "{at.replace("-", "/")}" ORDER BY updated') == [old, mid]
         day = (base + timedelta(days=1)).strftime("%Y-%m-%d")
         assert keys(me, sim, f'updated < "{day}" ORDER BY updated ASC') == [old, mid, new]
+
+
+def test_a_search_on_updated_reads_the_issues_changed_since_and_finds_what_a_scan_finds(
+    make_jira_sim: Callable[..., JiraSim],
+) -> None:
+    """The `updated` index (what keeps the sidecar's sweep from scanning every issue) hands the search only the
+    issues changed since the bound, and every query answers what the whole scan would."""
+    sim = make_jira_sim(search_delay=0)
+    with client(sim) as me, client(sim, AGENT) as agent:
+        made = [new_issue(me, f"n{i}") for i in range(12)]
+        base = datetime.now(UTC).replace(second=0, microsecond=0)
+        with sim.lock:
+            for n, key in enumerate(made[:9]):
+                issue = sim.issue(key)
+                issue.updated = base - timedelta(hours=1 + n)
+                sim.reindex_as_is(issue)
+        agent.post(f"/rest/api/3/issue/{made[0]}/comment", json={"body": text_to_adf("back again")})
+        recent = {made[0], *made[9:]}
+        moment = datetime.now().astimezone()
+        candidates = search_candidates(sim, jira_search.parse('updated >= "-15m"'), set(), moment)
+        assert {i.key for i in candidates} == recent  # its hits, not the twelve
+        assert [i.key for i in search_candidates(sim, jira_search.parse('updated <= "-2h"'), set(), moment)] == made
+        for jql in (
+            'updated >= "-15m"',
+            'updated > "-5h" ORDER BY updated DESC',
+            'labels = "ve-sup-000001" AND updated >= "-3h"',
+            'updated >= "-6h" AND updated < "-2h"',
+            'project = "VESUPPORT" AND updated <= "-4h"',
+        ):
+            with sim.lock:
+                scan = [
+                    s
+                    for s in (i.snapshot() for i in sim.issues.values())
+                    if jira_search.matches(jira_search.parse(jql), s, datetime.now().astimezone())
+                ]
+            expected = [s["key"] for s in jira_search.sort(jira_search.parse(jql), scan)]
+            assert keys(me, sim, jql) == expected, jql
+
+
+def test_the_updated_index_answers_as_the_entries_it_was_given() -> None:
+    """Against a plain dict: raised by `note`, set by `reset`, out-of-order inserts and the compaction of
+    replaced entries (past 1,024 of them) change no answer."""
+    rng = random.Random(7)
+    index, model = UpdatedIndex(), {}
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    for step in range(6000):
+        key, when = f"K-{rng.randrange(300)}", base + timedelta(minutes=rng.randrange(0, 600))
+        if rng.random() < 0.2:
+            index.reset(key, when)
+            model[key] = when
+        else:
+            index.note(key, when)
+            model[key] = max(model.get(key, when), when)
+        if step % 97 == 0:
+            bound = base + timedelta(minutes=rng.randrange(0, 600))
+            assert index.since(bound) == {k for k, v in model.items() if v >= bound}, step
+    assert index.held <= 2 * len(model) + 1024  # replaced entries were dropped
 
 
 @pytest.mark.parametrize("value", ["yesterday", "2024-01-01T12:00:00.000+0000", "-15x", "2024-13-45", "15m ago"])
@@ -236,7 +296,7 @@ def test_search_sees_an_old_updated_until_the_index_catches_up(make_jira_sim: Ca
         issue = sim.issue(key)
         with sim.lock:
             issue.updated -= timedelta(hours=1)
-            issue.versions = [(float("-inf"), issue.snapshot())]
+            sim.reindex_as_is(issue)
         recent = 'project = "VESUPPORT" AND updated >= "-10m"'
         assert keys(me, sim, recent) == []
         agent.post(f"/rest/api/3/issue/{key}/comment", json={"body": text_to_adf("ping")})

@@ -66,7 +66,7 @@ def age(sim: JiraSim, key: str, hours: float) -> None:
     with sim.lock:
         issue.updated -= timedelta(hours=hours)
         issue.created -= timedelta(hours=hours)
-        issue.versions = [(float("-inf"), issue.snapshot())]
+        sim.reindex_as_is(issue)
 
 
 def test_parse_time_forms() -> None:
