@@ -14,8 +14,10 @@ descriptors from /proc, and the size of its database (the file and its -wal). Af
 `spread`: until then the number of tickets being changed still grows) each series is judged by
 bench.soak_trend (open fds on their 10 s floor); any upward trend fails the run (exit 1), naming the series
 and by how much. To tell a slow sidecar from a starved one, the samples also hold the
-sidecar's CPU use and run-queue wait, the machine's load, the desks' answer time and the sidecar's
-rate-limit waits; the summary gives each desk's requests per ticket and what bounds the desk: for Jira its
+sidecar's CPU use and run-queue wait, the machine's load, the desks' answer time, the sidecar's
+rate-limit waits and running jobs per desk, and each rig process's CPU time (the summary compares each one's
+share of a core at the start and at the end: a simulator whose cost grows with its history starves the
+sidecar, as the Jira simulator's sweep searches once did); the summary gives each desk's requests per ticket and what bounds the desk: for Jira its
 busiest endpoint's limit, for Waldur the sidecar's pacing of it (the rate-limit arithmetic).
 
 Writes DIR/soak.json ({"machine", "figures", "samples", "verdict"}) and DIR/soak.png (one panel per series,
