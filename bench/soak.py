@@ -18,8 +18,8 @@ sidecar's CPU use and run-queue wait, the machine's load, the desks' answer time
 rate-limit waits and running jobs per desk, and each rig process's CPU time (the summary compares each one's
 share of a core at the start and at the end: a simulator whose cost grows with its history starves the
 sidecar, as the Jira simulator's sweep searches once did); the summary gives each desk's requests per
-ticket and what bounds the desk: for Jira its
-busiest endpoint's limit, for Waldur the sidecar's pacing of it (the rate-limit arithmetic).
+ticket and what bounds the desk: for Jira its busiest endpoint's limit, for Waldur the sidecar's pacing of
+it (the rate-limit arithmetic).
 
 Writes DIR/soak.json ({"machine", "figures", "samples", "verdict"}) and DIR/soak.png (one panel per series,
 warm-up shaded); DIR defaults to bench/results.

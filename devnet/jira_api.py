@@ -609,7 +609,6 @@ def search_candidates(sim: Any, query: jira_search.Query, reconcile: set[str], m
             found = keys if found is None else found & keys
     if found is None:
         return list(sim.issues.values())
-    # In creation order (ids are issued in it), as the full scan gives.
-    issues = sorted((sim.issues[key] for key in found if key in sim.issues), key=lambda issue: int(issue.id))
-    extra = (sim.keys_by_id.get(i) for i in reconcile)
-    return issues + [sim.issues[key] for key in extra if key is not None and key not in found and key in sim.issues]
+    # In no particular order: the search sorts its hits (jira_search.sort, by id first).
+    keys = found | {key for key in map(sim.keys_by_id.get, reconcile) if key is not None}
+    return [sim.issues[key] for key in keys if key in sim.issues]
