@@ -44,6 +44,10 @@ INSTALL_HINT = (
 TEST_ACCESS_KEY = "sidecar-test-access"
 TEST_SECRET_KEY = "sidecar-test-secret-0123456789abcdef"
 PROBE_BUCKET = "devnet-ready"  # start() writes one object here to know writes go through
+# What weed logs once its S3 listener holds the port (weed/command/s3.go), and what it logs, without exiting,
+# when another process holds it. Until the first line, an answer on the port may come from someone else.
+S3_LISTENING = "Start Seaweed S3 API Server"
+BIND_REFUSED = "address already in use"
 
 
 class SeaweedFSMissing(GoToolMissing):
@@ -211,12 +215,16 @@ class SeaweedS3:
         def retreat() -> None:
             self.stop()
             self._pick_ports()
+            # Nothing was stored yet, and a master on new ports that finds the old one's state freezes volume
+            # growth ("volume growth is frozen after master state loss"): the next try starts from empty.
+            shutil.rmtree(self.home / "data", ignore_errors=True)
 
         return start_on_free_ports(lambda: self._start(timeout), retreat, started_once=self._started_once)
 
     def _start(self, timeout: float) -> SeaweedS3:
         if self.running():
             return self
+        since = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         # Every bucket is a collection, which grows 7 volumes on its first write by default; one will do.
         env = {**os.environ, "WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"}
@@ -224,14 +232,19 @@ class SeaweedS3:
                            cwd=str(self.home), env=env)  # fmt: skip
 
         def ready() -> bool:
-            return bool(not self.running() or (self._answers("s3", "/healthz") and self._volume_joined()))
+            logged = self._log_since(since)
+            if not self.running() or BIND_REFUSED in logged.lower():
+                return True
+            return S3_LISTENING in logged and self._answers("s3", "/healthz") and self._volume_joined()
 
         wait_until(ready, timeout=timeout, what=f"SeaweedFS S3 at {self.endpoint} and a volume server", interval=0.1)
-        if not self.running():
+        refused = BIND_REFUSED in self._log_since(since).lower()
+        if refused or not self.running():
+            # weed logs a port it cannot bind and keeps running without that server, while the port's holder
+            # (another weed, with the same test keys) would answer in its place: stopped here, not used.
             tail = self.log_tail()
             self.stop()
-            error = PortTaken if "address already in use" in tail.lower() else RuntimeError
-            raise error(f"weed server exited during start-up; log tail:\n{tail}")
+            raise (PortTaken if refused else RuntimeError)(f"weed server could not start; log tail:\n{tail}")
         # Object writes take a filer lock, served only once the filer has joined the master's lock ring
         # (seconds after S3 answers); until then a PUT blocks. One real write says the path is open.
         self.request("PUT", f"/{PROBE_BUCKET}", ok=(200, 409))
@@ -325,6 +338,15 @@ class SeaweedS3:
         if not self.running():
             for service in ("master", "volume", "filer", "s3"):
                 Path(f"/tmp/seaweedfs-{service}-grpc-{self.ports[f'{service}.grpc']}.sock").unlink(missing_ok=True)
+
+    def _log_since(self, offset: int) -> str:
+        """What weed has logged since byte `offset` (this start's lines, not an earlier run's)."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(offset)
+                return log.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
 
     def log_tail(self, lines: int = 30) -> str:
         path = self.log_path
