@@ -10,6 +10,7 @@ so one hostile item becomes one recorded outcome.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any
 
@@ -20,15 +21,31 @@ def _interned(obj: dict[str, Any]) -> dict[str, Any]:
     return {sys.intern(key): value for key, value in obj.items()}
 
 
+class JsonLimitError(ValueError):
+    """The input is not JSON we accept: too large, too deep, or not JSON at all."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise JsonLimitError(f"not JSON: {name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise JsonLimitError("not JSON this parser accepts: a number out of a double's range")
+    return value
+
+
+# Python's parser takes NaN and Infinity, which JSON has not, and turns 1e400 into inf, which it writes back
+# as Infinity: SQLite's JSON functions then call the stored text malformed, and no desk takes it. Refused.
+_PLAIN = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite)
+
+
 # The parser shares equal keys only within one document; chain events repeat the same twenty-odd keys in
 # every payload, and a backfill holds thousands at once (a third of their memory was copies of the keys).
 # Interned in the parser's object hook, they need no second walk over the parsed value (10,000 payloads:
 # 78 ms, where parsing and then walking took 123 ms).
-_INTERNING = json.JSONDecoder(object_hook=_interned)
-
-
-class JsonLimitError(ValueError):
-    """The input is not JSON we accept: too large, too deep, or not JSON at all."""
+_INTERNING = json.JSONDecoder(object_hook=_interned, parse_constant=_refuse_constant, parse_float=_finite)
 
 
 def nesting_depth(value: Any, limit: int) -> int:
@@ -58,7 +75,9 @@ def loads(data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_MAX_DEP
     except UnicodeDecodeError as exc:
         raise JsonLimitError(f"JSON is not UTF-8 (byte {exc.start})") from None
     try:
-        value = _INTERNING.decode(text) if intern_keys else json.loads(text)
+        value = (_INTERNING if intern_keys else _PLAIN).decode(text)
+    except JsonLimitError:
+        raise
     except RecursionError:  # the C parser counts its nesting against Python's recursion limit
         raise JsonLimitError(f"JSON nests over {max_depth} levels deep, the limit") from None
     except json.JSONDecodeError as exc:

@@ -66,3 +66,17 @@ def test_interned_keys_are_shared_between_documents_and_the_limits_still_hold() 
     assert next(iter(plain_one)) is not next(iter(plain_two)), "without intern_keys, each document has its own"
     with pytest.raises(JsonLimitError, match="nests over"):
         loads("[" * 70 + "]" * 70, max_bytes=1_000, intern_keys=True)
+
+
+@pytest.mark.parametrize("text", ['{"a": NaN}', '[Infinity]', '{"a": [-Infinity]}', '{"a": 1e400}', "-1e999"])
+def test_numbers_json_has_not_are_refused(text: str) -> None:
+    """Python's parser takes them (and makes 1e400 inf, written back as Infinity); SQLite's JSON functions and
+    every desk call such text malformed, so it must never get as far as being stored or sent."""
+    for intern_keys in (False, True):
+        with pytest.raises(JsonLimitError, match="not JSON") as caught:
+            loads(text, max_bytes=1_000, intern_keys=intern_keys)
+        assert "1e" not in str(caught.value)
+
+
+def test_ordinary_floats_still_parse() -> None:
+    assert loads('{"a": 1.5, "b": -2e10, "c": 1e-400}', max_bytes=1_000) == {"a": 1.5, "b": -2e10, "c": 0.0}
