@@ -60,7 +60,10 @@ def _b64(value: Any, name: str) -> bytes:
 
 
 def _sized(value: Any, name: str, size: int) -> bytes:
-    raw = _b64(value, name)
+    return _of_size(_b64(value, name), name, size)
+
+
+def _of_size(raw: bytes, name: str, size: int) -> bytes:
     if len(raw) != size:
         raise EnvelopeError(f"envelope field {name} is {len(raw)} bytes, not {size}")
     return raw
@@ -85,6 +88,16 @@ def signing_payload(envelope: dict[str, Any]) -> bytes:
     || ciphertext || nonce || recipient key ids)."""
     if not isinstance(envelope, dict):
         raise EnvelopeError("envelope is not a JSON object")
+    return _signing_payload(
+        envelope,
+        _b64(envelope.get("ciphertext"), "ciphertext"),
+        _b64(envelope.get("nonce"), "nonce"),
+        _strings(envelope.get("recipient_key_ids"), "recipient_key_ids"),
+    )
+
+
+def _signing_payload(envelope: dict[str, Any], ciphertext: bytes, nonce: bytes, key_ids: list[str]) -> bytes:
+    """`signing_payload` from the fields already decoded (opening decodes them once for both uses)."""
     algorithm = envelope.get("algorithm_id", "")
     if not isinstance(algorithm, str):
         raise EnvelopeError("envelope field algorithm_id is not a string")
@@ -92,9 +105,9 @@ def signing_payload(envelope: dict[str, Any]) -> bytes:
     h.update(struct.pack(">I", _uint32(envelope.get("version", 0), "version")))
     h.update(algorithm.encode())
     h.update(struct.pack(">I", _uint32(envelope.get("algorithm_version", 0), "algorithm_version")))
-    h.update(_b64(envelope.get("ciphertext"), "ciphertext"))
-    h.update(_b64(envelope.get("nonce"), "nonce"))
-    for rid in _strings(envelope.get("recipient_key_ids"), "recipient_key_ids"):
+    h.update(ciphertext)
+    h.update(nonce)
+    for rid in key_ids:
         h.update(rid.encode())
     return h.digest()
 
@@ -113,8 +126,11 @@ def sender_signature(envelope: dict[str, Any]) -> str:
     if not isinstance(envelope, dict) or envelope.get("sender_pub_key") is None:
         raise EnvelopeError("envelope has no sender_pub_key")
     sender = _sized(envelope["sender_pub_key"], "sender_pub_key", KEY_SIZE)
-    tag = hashlib.sha256(signing_payload(envelope) + sender).digest()
-    return base64.b64encode(tag).decode()
+    return _signature(signing_payload(envelope), sender)
+
+
+def _signature(payload: bytes, sender: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(payload + sender).digest()).decode()
 
 
 @dataclass(frozen=True)
@@ -172,12 +188,16 @@ class EnvelopeKey:
         ids = _strings(envelope.get("recipient_key_ids"), "recipient_key_ids")
         if not any(same_key_id(r, self.key_id) for r in ids):
             raise EnvelopeError("the support key is not a recipient of this payload")
+        # Each field is decoded once, for both the signature check and the opening.
         signature = envelope.get("sender_signature")
-        if signature and signature != sender_signature(envelope):
-            raise EnvelopeError("sender_signature does not match the envelope")
+        if signature and envelope.get("sender_pub_key") is None:
+            raise EnvelopeError("envelope has no sender_pub_key")
         sender = _sized(envelope.get("sender_pub_key"), "sender_pub_key", KEY_SIZE)
-        nonce = _sized(envelope.get("nonce"), "nonce", NONCE_SIZE)
         ciphertext = _b64(envelope.get("ciphertext"), "ciphertext")
+        nonce = _b64(envelope.get("nonce"), "nonce")
+        if signature and signature != _signature(_signing_payload(envelope, ciphertext, nonce, ids), sender):
+            raise EnvelopeError("sender_signature does not match the envelope")
+        nonce = _of_size(nonce, "nonce", NONCE_SIZE)
         try:
             box = self.box(sender)  # a low-order point fails here, not at decrypt
         except CryptoError:

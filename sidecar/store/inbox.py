@@ -198,9 +198,14 @@ def insert_and_fold_txn(
 
 def _raw_payload(event: SupportEvent) -> str:
     try:
-        return json.dumps(event.payload, separators=(",", ":"))[:POISON_RAW_CHARS]
+        return _payload_text(event)[:POISON_RAW_CHARS]
     except (TypeError, ValueError, RecursionError):
         return ""
+
+
+def _payload_text(event: SupportEvent) -> str:
+    """The chain's payload_json text, or the payload encoded where an event was made without it."""
+    return event.payload_json or json.dumps(event.payload, separators=(",", ":"))
 
 
 def _insert_event(conn: sqlite3.Connection, event: SupportEvent, now: float) -> int:
@@ -215,7 +220,7 @@ def _insert_event(conn: sqlite3.Connection, event: SupportEvent, now: float) -> 
             event.ticket_id,
             event.sequence,
             event.sender,
-            json.dumps(event.payload, separators=(",", ":")),
+            _payload_text(event),
             now,
         ),
     )

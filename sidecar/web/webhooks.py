@@ -191,8 +191,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 
 def _epoch_ms(value: object) -> float | None:
-    """Jira's millisecond timestamp as seconds; NaN and the infinities (which Python's JSON reads) are no time:
-    NaN would pass every age check and an infinity overflows the arithmetic."""
+    """Jira's millisecond timestamp as seconds; NaN and the infinities are no time (the bounded parser refuses
+    them; this does not rely on it): NaN would pass every age check and an infinity overflows the arithmetic."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:

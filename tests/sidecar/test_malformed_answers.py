@@ -13,7 +13,7 @@ from sidecar.chain.txwatch import TxWatcher, parse_tx_result
 from sidecar.desks.jira import JiraDesk
 from sidecar.desks.jira_workflow import Hop, WorkflowMap
 from sidecar.observe.metrics import Metrics
-from sidecar.web.webhooks import parse_jira
+from sidecar.web.webhooks import Rejected, parse_jira
 from tests.sidecar.desks.support import JIRA_TOKEN, jira_config
 
 
@@ -42,10 +42,16 @@ def test_the_tx_watcher_ignores_events_it_cannot_read() -> None:
     assert watcher.has("AB")
 
 
-@pytest.mark.parametrize("stamp", ["1" + "0" * 400, "NaN", "-Infinity"])
-def test_a_jira_timestamp_that_is_no_time_is_none(stamp: str) -> None:
-    body = ('{"webhookEvent":"jira:issue_updated","timestamp":' + stamp + ',"issue":{"id":"1"}}').encode()
+def test_a_jira_timestamp_that_is_no_time_is_none() -> None:
+    body = ('{"webhookEvent":"jira:issue_updated","timestamp":1' + "0" * 400 + ',"issue":{"id":"1"}}').encode()
     assert parse_jira(body, {}).sent_at is None
+
+
+@pytest.mark.parametrize("stamp", ["NaN", "-Infinity", "1e999"])
+def test_a_jira_body_with_a_number_json_has_not_is_refused_as_not_json(stamp: str) -> None:
+    body = ('{"webhookEvent":"jira:issue_updated","timestamp":' + stamp + ',"issue":{"id":"1"}}').encode()
+    with pytest.raises(Rejected, match="body is not JSON"):
+        parse_jira(body, {})
 
 
 def test_a_learnt_path_never_passes_through_a_done_status() -> None:

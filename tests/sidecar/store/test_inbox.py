@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sqlite3
 from pathlib import Path
 
@@ -63,6 +65,26 @@ async def test_commits_refuse_gaps_and_replays(store: Store) -> None:
         await store.write("replay", commit_blocks_txn, "virtengine-devnet-1", batches(100, 100))
     with pytest.raises(RuntimeError, match="another chain"):
         await store.write("chain", commit_blocks_txn, "other-chain", batches(101, 101))
+
+
+async def test_the_inbox_keeps_the_chains_payload_text_as_it_is(store: Store) -> None:
+    """What the chain said, byte for byte (spacing, key order, escapes), not the parsed value encoded again."""
+    results = block_results(100)
+    event = results["txs_results"][0]["events"][0]
+    (payload,) = [a for a in event["attributes"] if a["key"] == "payload_json"]
+    parsed = json.loads(payload["value"])
+    payload["value"] = json.dumps(dict(reversed(parsed.items())), indent=1, ensure_ascii=True) + "\n"
+    (decoded,) = decode_block(results)
+    assert isinstance(decoded, SupportEvent) and decoded.payload == parsed
+    await store.write("commit", commit_blocks_txn, "virtengine-devnet-1", [BlockBatch(100, [decoded], {})])
+    stored = await store.read("row", lambda c: c.execute("SELECT payload_json FROM chain_inbox").fetchone()[0])
+    assert stored == payload["value"]
+    made = dataclasses.replace(decoded, event_id="made-here", payload_json="")  # an event made without the text
+    await store.write("commit", commit_blocks_txn, "virtengine-devnet-1", [BlockBatch(101, [made], {})])
+    encoded = await store.read(
+        "row", lambda c: c.execute("SELECT payload_json FROM chain_inbox WHERE event_id = 'made-here'").fetchone()[0]
+    )
+    assert json.loads(encoded) == parsed
 
 
 async def test_duplicate_event_ids_are_stored_once(store: Store) -> None:
