@@ -14,7 +14,10 @@ bare client), which the load of a shared machine moves far less than the wall cl
 
 A third client sends the same batches written by hand (no HTTP library) for the node's own serving rate
 (`node_serving_blocks_per_s`): through the empty heights the bare client is bound by httpx's CPU, not by the
-node, so this figure says how far the goal's baseline is from what the node could serve."""
+node, so this figure says how far the goal's baseline is from what the node could serve. The follower's own
+node client is not httpx but sidecar/chain/node_http.py (a fifth of httpx's CPU per request): the goal's
+baseline stays the httpx client it was set against, and `follower_vs_node_serving` compares the follower
+with the hand-written one."""
 
 from __future__ import annotations
 

@@ -284,7 +284,9 @@ class ChainConfig:
     no_block_alarm: float = key(
         60.0, "alarm and reconnect when no block arrives for this long", kind="duration", bounds=(1, 86400)
     )
-    request_timeout: float = key(10.0, "timeout of one RPC request", kind="duration", bounds=(0.1, 600))
+    request_timeout: float = key(
+        10.0, "a node RPC request fails after this long without progress", kind="duration", bounds=(0.1, 600)
+    )
     max_lag_blocks: int = key(
         20, "the cursor may trail the node's head by this many blocks and still count as healthy", bounds=(1, 10**9)
     )

@@ -1,7 +1,7 @@
-"""The HTTP plumbing under httpx for the sidecar's clients (the desks and the node's RPC): a pool that hands
-out connections without rescanning itself per request, connections on asyncio's own transports, and a
-client without a cookie jar. Each cuts per-request CPU that neither the desks' APIs nor the node gain
-anything from (under load, most of the sidecar's CPU went to httpcore's pool and anyio).
+"""The HTTP plumbing under httpx for the sidecar's desk clients: a pool that hands out connections without
+rescanning itself per request, connections on asyncio's own transports, and a client without a cookie jar.
+Each cuts per-request CPU that the desks' APIs gain nothing from (under load, most of the sidecar's CPU went
+to httpcore's pool and anyio). The node's RPC has a leaner client of its own (sidecar/chain/node_http.py).
 
 A client on this transport connects directly: httpx reads HTTP(S)_PROXY and NO_PROXY only for the transports
 it builds itself, so the sidecar's clients never go through a proxy named in the environment."""
@@ -335,8 +335,8 @@ def pooled_transport(limits: httpx.Limits, verify: ssl.SSLContext | bool = True)
 
 
 class _NoCookies(httpx.Cookies):
-    """The desks' APIs authenticate every request (Basic or token) and the node's RPC sets none: no cookie is
-    kept or sent back, and the cookie jar's per-answer parsing (a few percent of a request's CPU) is skipped."""
+    """The desks' APIs authenticate every request (Basic or token): no cookie is kept or sent back, and the
+    cookie jar's per-answer parsing (a few percent of a request's CPU) is skipped."""
 
     def extract_cookies(self, response: httpx.Response) -> None:
         return None

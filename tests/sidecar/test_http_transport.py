@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import hashlib
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,21 +252,6 @@ async def test_bodies_larger_than_the_buffers_arrive_whole_both_ways() -> None:
         assert got.hexdigest() == hashlib.sha256(blob).hexdigest()
         assert (await http.get("/after")).status_code == 200  # the connection went back to the pool usable
     assert served.connections == 1
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "desk.pem", folder / "desk.key"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=desk.test",
-            "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
-    return cert, key
 
 
 async def test_tls_checks_the_desks_certificate(certificate: tuple[Path, Path]) -> None:

@@ -14,7 +14,6 @@ from devnet.waiting import async_wait_until
 from sidecar.chain.rpc import CometRpc
 from sidecar.chain.txbuild import Account, build_tx, encode_msg, query_account
 from sidecar.errors import ChainRpcError
-from sidecar.http_transport import _AsyncioStream, _Pool
 from tests.sidecar.chain.node_proxy import NodeProxy
 from tests.sidecar.chain.signer_kit import FEE, devnet_key, external_id, register_msg, tickets
 
@@ -79,19 +78,3 @@ async def test_block_results_come_with_the_status_of_the_node_that_served_them(d
             assert sorted(m for batch in proxy.batches[1:-1] for m in batch) == ["block_results"] * 10
         finally:
             await rpc.aclose()
-
-
-async def test_the_node_client_runs_on_the_pooled_transport_with_connections_kept(devnet_node: DevnetNode) -> None:
-    """The node's calls take the desks' cheap path (sidecar/http_transport.py): its pool, its asyncio streams,
-    one kept-alive connection for calls made one after another."""
-    rpc = CometRpc(devnet_node.rpc_url, 10.0)
-    try:
-        for _ in range(3):
-            assert (await rpc.status()).latest_height > 0
-        pool = rpc._client._transport._pool  # type: ignore[attr-defined]
-        assert type(pool) is _Pool
-        streams = [c._connection._network_stream for c in pool.connections]
-        assert len(streams) == 1 and isinstance(streams[0], _AsyncioStream)
-        assert rpc._client.cookies is not None and not list(rpc._client.cookies.jar)
-    finally:
-        await rpc.aclose()
