@@ -172,7 +172,7 @@ class NodeHttp:
             return status, await self._chunked(reader), keep
         length = headers.get("content-length")
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):  # Latin-1 has digits int() takes but HTTP does not
                 raise NodeHttpError("the answer's Content-Length is not a number")
             size = int(length)
             self._check_size(size)
@@ -191,7 +191,7 @@ class NodeHttp:
         lines = head.decode("latin-1").split("\r\n")
         version, _, rest = lines[0].partition(" ")
         code = rest[:3]
-        if not version.startswith("HTTP/1.") or not code.isdigit():
+        if not version.startswith("HTTP/1.") or not (code.isascii() and code.isdigit()):
             raise NodeHttpError("the answer is not HTTP/1.x")
         headers: dict[str, str] = {}
         for line in lines[1:]:

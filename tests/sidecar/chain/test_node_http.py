@@ -142,8 +142,10 @@ async def test_a_connection_the_node_closed_while_idle_is_not_used_again(server:
     ("answer", "reason"),
     [
         (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "not HTTP/1.x"),
+        (b"HTTP/1.1 \xb2\xb2\xb2 OK\r\n\r\n", "not HTTP/1.x"),
         (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "malformed header line"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n", "Content-Length is not a number"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n", "Content-Length is not a number"),  # a superscript 2
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n", "over 1000000 bytes"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "malformed chunk size"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n", "without its line end"),
