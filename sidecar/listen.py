@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from sidecar.digits import is_decimal
+
 LOOPBACK_FOR = {"0.0.0.0": "127.0.0.1", "::": "127.0.0.1"}  # a dual-stack bind answers on both
 UNIX_SCHEME = "unix://"
 MAX_UNIX_PATH = 107  # sockaddr_un.sun_path holds 108 bytes, the last one a NUL
@@ -18,7 +20,7 @@ MAX_UNIX_PATH = 107  # sockaddr_un.sun_path holds 108 bytes, the last one a NUL
 def parse_listen(raw: str) -> tuple[str, int]:
     """'host:port', ':port' (all interfaces) or '[::1]:port'."""
     host, sep, port = raw.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not is_decimal(port) or not 0 <= int(port) <= 65535:
         raise ValueError("host:port with a port 0..65535, e.g. :8480 or 127.0.0.1:8480")
     host = host.strip("[]")
     return (host or "0.0.0.0", int(port))

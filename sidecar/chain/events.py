@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sidecar import boundedjson
+from sidecar.digits import is_decimal
 from sidecar.store.inbox import POISON_RAW_CHARS
 from sidecar.store.records import (
     ExternalTicketLinked,
@@ -61,7 +62,7 @@ _COMMON = frozenset(f.name for f in dataclasses.fields(SupportEvent))
 def parse_ticket_id(ticket_id: str) -> tuple[str, int]:
     """`<submitter>/support/<n>` strictly: three parts, the middle one `support`, n >= 1."""
     parts = ticket_id.split("/")
-    if len(parts) != 3 or parts[1] != "support" or not parts[0] or not parts[2].isdigit() or int(parts[2]) < 1:
+    if len(parts) != 3 or parts[1] != "support" or not parts[0] or not is_decimal(parts[2]) or int(parts[2]) < 1:
         raise ValueError(f"malformed ticket id {ticket_id!r}")
     return parts[0], int(parts[2])
 
@@ -92,7 +93,7 @@ def _int(value: Any, name: str) -> int:
     """A non-negative int64 from a JSON number or a decimal string (CometBFT writes int64 as strings)."""
     if isinstance(value, bool):
         raise _Malformed(f"{name} is not an integer")
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+    if isinstance(value, str) and is_decimal(value) and len(value) <= 19:
         value = int(value)
     if not isinstance(value, int) or not 0 <= value <= _INT64_MAX:
         raise _Malformed(f"{name} is not an integer in range")

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from sidecar.chain.subscription import Subscription
+from sidecar.digits import is_decimal
 from sidecar.observe.metrics import Metrics
 
 QUERY = "tm.event='NewBlockHeader'"
@@ -51,7 +52,7 @@ def head_subscription(url: str, heads: HeadTracker, metrics: Metrics, no_block_a
         header = value.get("header") if isinstance(value, dict) else None
         height = str(header.get("height")) if isinstance(header, dict) else ""
         # A hint only: a height that is not a decimal int64 is ignored, the /status poll still runs.
-        if height.isascii() and height.isdigit() and len(height) <= 18:
+        if is_decimal(height) and len(height) <= 18:
             heads.observe(int(height))
 
     return Subscription(url, QUERY, on_header, metrics, name="block header", silence_limit=no_block_alarm)

@@ -17,6 +17,8 @@ import contextlib
 import ssl
 from urllib.parse import unquote, urlsplit
 
+from sidecar.digits import is_decimal
+
 # Bytes a connection buffers before asyncio stops reading its socket: a block_results batch is about a
 # megabyte through the busiest blocks, so a smaller buffer would pause and resume the socket per 64 KiB.
 STREAM_LIMIT = 1024 * 1024
@@ -172,7 +174,7 @@ class NodeHttp:
             return status, await self._chunked(reader), keep
         length = headers.get("content-length")
         if length is not None:
-            if not (length.isascii() and length.isdigit()):  # Latin-1 has digits int() takes but HTTP does not
+            if not is_decimal(length):
                 raise NodeHttpError("the answer's Content-Length is not a number")
             size = int(length)
             self._check_size(size)
@@ -191,7 +193,7 @@ class NodeHttp:
         lines = head.decode("latin-1").split("\r\n")
         version, _, rest = lines[0].partition(" ")
         code = rest[:3]
-        if not version.startswith("HTTP/1.") or not (code.isascii() and code.isdigit()):
+        if not version.startswith("HTTP/1.") or not is_decimal(code):
             raise NodeHttpError("the answer is not HTTP/1.x")
         headers: dict[str, str] = {}
         for line in lines[1:]:

@@ -14,6 +14,7 @@ from typing import Literal, NoReturn, TypeVar
 import grpc
 
 from sidecar.chain.events import parse_ticket_id
+from sidecar.digits import is_decimal
 
 Listing = Literal["jobs", "intents", "conflicts"]
 DESKS = ("jira", "waldur")
@@ -67,7 +68,7 @@ def _before_id(listing: Listing, token: str) -> int:
     except ValueError as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors
         raise bad from exc
     parts = raw.split(":")
-    if len(parts) != 3 or parts[0] != _VERSION or parts[1] != listing or not parts[2].isdigit():
+    if len(parts) != 3 or parts[0] != _VERSION or parts[1] != listing or not is_decimal(parts[2]):
         raise bad
     last_id = int(parts[2])
     if last_id < 1:

@@ -29,6 +29,7 @@ import httpx
 
 from sidecar import boundedjson
 from sidecar.boundedjson import JsonLimitError
+from sidecar.digits import is_decimal
 from sidecar.errors import ConfigError, DeskError
 from sidecar.http_transport import CookielessClient, pooled_transport
 from sidecar.observe.logs import Redactor, current_redactor
@@ -85,7 +86,7 @@ def endpoint_template(method: str, path: str) -> str:
     """
     parts = path.split("/")
     for i, part in enumerate(parts):
-        if part and _RESOURCE.match(part) is None and not (part.isdigit() and parts[i - 1] == "api"):
+        if part and _RESOURCE.match(part) is None and not (is_decimal(part) and parts[i - 1] == "api"):
             parts[i] = "{}"
     return f"{method} {'/'.join(parts)}"
 
@@ -323,7 +324,7 @@ async def _bound_answer(response: httpx.Response) -> None:
     if "json" not in response.headers.get("content-type", ""):
         return
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+    if is_decimal(declared) and int(declared) > MAX_ANSWER_BYTES:
         raise JsonLimitError(f"JSON of {declared} bytes is over the limit of {MAX_ANSWER_BYTES}")
     content = await response.aread()
     if len(content) > MAX_ANSWER_BYTES:

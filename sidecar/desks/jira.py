@@ -40,6 +40,7 @@ from sidecar.desks.files import DeskAttachment
 from sidecar.desks.http import DeskHttp
 from sidecar.desks.jira_workflow import DONE, MAX_STEPS, Hop, WorkflowMap, describe, parse_hops
 from sidecar.desks.mapping import DeskMapping, jira_mapping
+from sidecar.digits import is_decimal
 from sidecar.errors import DeskError
 from sidecar.observe.metrics import Metrics
 from sidecar.recent import Recent
@@ -221,7 +222,7 @@ class JiraDesk:
         label = ticket_label(ticket.ticket_number)
         created = self._recent.get(label)  # an issue this process created: searched read-after-write
         ids = (*known_ids, created) if created is not None else known_ids
-        reconcile = [int(i) for i in ids if str(i).isdigit()]
+        reconcile = [int(i) for i in ids if is_decimal(str(i))]
         jql = f'project = "{self.config.project_key}" AND labels = "{label}" ORDER BY key ASC'
         hits = await self._search(ticket, jql, reconcile)
         term = _summary_term(ticket.ticket_number)

@@ -17,6 +17,7 @@ from sidecar.config_schema import ServiceDeskConfig
 from sidecar.desks.check import Check, guarded, items, listing, unmatched
 from sidecar.desks.jira import JiraDesk
 from sidecar.desks.jira_workflow import MAX_STEPS, Hop, parse_hops
+from sidecar.digits import is_decimal
 from sidecar.errors import DeskError
 
 JIRA_EVENTS = (
@@ -246,7 +247,7 @@ class JiraCheck:
         page = self.desk.http.json_object(
             op, await self.desk.http.request(op, "POST", "/rest/api/3/search/jql", json_body=body)
         )
-        issues = [i for i in items(page.get("issues")) if isinstance(i, dict) and str(i.get("id", "")).isdigit()]
+        issues = [i for i in items(page.get("issues")) if isinstance(i, dict) and is_decimal(str(i.get("id", "")))]
         if not issues:
             return None
         path = f"/rest/api/3/issue/{issues[0]['id']}/transitions"

@@ -20,6 +20,7 @@ from sidecar.desks import jira_adf
 from sidecar.desks.base import INBOUND_FIELDS, ChangedIssue, DeskCommentView, DeskIssueView, ExternalTicket, FieldChange
 from sidecar.desks.files import DeskAttachment
 from sidecar.desks.http import DeskHttp
+from sidecar.digits import is_decimal
 from sidecar.errors import DeskError
 
 log = logging.getLogger(__name__)
@@ -278,7 +279,7 @@ def _latest_changes(op: str, histories: list[Any]) -> dict[str, tuple[str, float
         created = parse_time(history.get("created"))
         author = history.get("author")
         actor = _text(author.get("accountId"), MAX_ID) if isinstance(author, dict) else None
-        rank = (created if created is not None else -math.inf, int(history_id) if history_id.isdigit() else -1)
+        rank = (created if created is not None else -math.inf, int(history_id) if is_decimal(history_id) else -1)
         for item in history["items"]:
             if not isinstance(item, dict):
                 raise _bad(op, "a changelog item that is not an object")

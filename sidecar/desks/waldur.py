@@ -46,6 +46,7 @@ from sidecar.desks.base import (
 from sidecar.desks.files import DeskAttachment
 from sidecar.desks.http import DeskHttp
 from sidecar.desks.mapping import DeskMapping, waldur_mapping
+from sidecar.digits import is_decimal
 from sidecar.errors import DeskError
 from sidecar.observe.metrics import Metrics
 from sidecar.recent import Recent
@@ -460,7 +461,7 @@ class WaldurDesk:
                 if isinstance(item, dict):
                     yield item
             total = response.headers.get("x-result-count", "")
-            more = page * self.page_size < int(total) if total.isdigit() else len(items) >= self.page_size
+            more = page * self.page_size < int(total) if is_decimal(total) else len(items) >= self.page_size
             if not items or not more:
                 return
             page += 1

@@ -30,6 +30,7 @@ import httpx
 
 from sidecar.desks.base import ExternalTicket
 from sidecar.desks.files import TOO_LARGE, AttachmentRefused, DeskAttachment
+from sidecar.digits import is_decimal
 from sidecar.errors import DeskError
 from sidecar.timestamps import iso_seconds
 
@@ -104,7 +105,7 @@ async def download(desk: WaldurDesk, att: DeskAttachment, max_bytes: int) -> Asy
             body = await _head(desk, op, response)
             desk.http.raise_for_status(op, response.status_code, response.headers, body)
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
+        if is_decimal(declared) and int(declared) > max_bytes:
             raise AttachmentRefused(f"waldur {op}: declares {declared} bytes, over {max_bytes}", reason=TOO_LARGE)
         seen = 0
         async for chunk in desk.http.body_chunks(op, response):

@@ -36,6 +36,7 @@ from starlette.types import Receive, Scope, Send
 
 from sidecar.boundedjson import loads as bounded_loads
 from sidecar.config_schema import WebhookConfig
+from sidecar.digits import is_decimal
 from sidecar.observe.audit import Auditor
 from sidecar.observe.logs import current_redactor
 from sidecar.observe.metrics import Metrics, Service, WebhookOutcome
@@ -334,7 +335,7 @@ class WebhookReceiver:
     async def _read(self, scope: Scope, receive: Receive, headers: Mapping[str, str]) -> bytes:
         limit = self._settings.max_body_bytes
         declared = headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
+        if declared and is_decimal(declared) and int(declared) > limit:
             raise Rejected("too_large")
         chunks: list[bytes] = []
         size = 0

@@ -159,7 +159,8 @@ def test_malformed_events_become_poison(mutate: Any, reason: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["a/support", "a/support/0", "a/support/x", "a/tickets/1", "/support/1", "a/support/1/2"]
+    "bad",
+    ["a/support", "a/support/0", "a/support/x", "a/tickets/1", "/support/1", "a/support/1/2", "a/support/\u0661\u0662"],
 )
 def test_ticket_ids_parse_strictly(bad: str) -> None:
     with pytest.raises(ValueError):
