@@ -10,8 +10,10 @@ changes on chain by the agent and three by agents at the desks (Jira, Waldur, Ji
 A sampler reads, once a second: the queue depth (outbound jobs and inbox, inbound re-reads, unconfirmed chain
 txs) and cursor lag from the sidecar's /metrics, the cursor lag again as the node's head minus the sidecar's
 stored cursor (the gauge stands still while the follower is paused by backpressure), its RSS and open file
-descriptors from /proc, and the size of its database (the file and its -wal). After warm-up (at least
-`spread`: until then the number of tickets being changed still grows) each series is judged by
+descriptors from /proc, and the size of its database (the file and its -wal). After warm-up (by default a
+fifth of the run, at most 300 s, and at least `spread` + 30 s: until the spread the number of tickets being
+changed still grows, and the desks' connection pools fill a little after; see `default_warmup`; a run that
+leaves under 30 s to judge is refused) each series is judged by
 bench.soak_trend (open fds on their 10 s floor); any upward trend fails the run (exit 1), naming the series
 and by how much. To tell a slow sidecar from a starved one, the samples also hold the
 sidecar's CPU use and run-queue wait, the machine's load, the desks' answer time, the sidecar's
@@ -764,11 +766,30 @@ def summary(outcome: Outcome, args: argparse.Namespace, paths: tuple[Path, Path]
     return "\n".join(lines)
 
 
+# The least a run must leave to judge after its warm-up (the suite's short soak judges 30 s at a low rate): a
+# trend fitted over fewer samples is a guess.
+MIN_JUDGED = 30.0
+# What the ramp takes beyond the spread: open fds rise while the desks' connection pools fill, which ended 55 s
+# and 66 s into runs at 12 tickets/s with the default 60 s spread (a 120 s run judged from 24 s failed on it).
+RAMP_MARGIN = 30.0
+
+
+def default_warmup(duration: float, spread: float) -> float:
+    """The seconds not judged when --warmup is not given: a fifth of the run, at most 300 s, but never before the
+    ramp is over (the spread, until which the tickets being changed still grow, plus RAMP_MARGIN)."""
+    return max(spread + RAMP_MARGIN, min(300.0, duration / 5))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=3600.0, help="seconds of load")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--warmup", type=float, default=None, help="seconds not judged (default: 1/5, at most 300)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="seconds not judged (default: 1/5 of the run, at most 300 s, and never under the spread plus 30 s)",
+    )
     parser.add_argument("--rate", type=float, default=12.0, help="tickets created per second")
     parser.add_argument(
         "--spread", type=float, default=SPREAD, help="seconds over which each ticket's six changes are made"
@@ -777,7 +798,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where soak.json and soak.png go")
     args = parser.parse_args(argv)
     if args.warmup is None:
-        args.warmup = min(300.0, args.duration / 5)
+        args.warmup = default_warmup(args.duration, args.spread)
+    if args.duration - args.warmup < MIN_JUDGED:
+        parser.error(
+            f"--duration {args.duration:g} leaves {max(0.0, args.duration - args.warmup):g} s after a warm-up of"
+            f" {args.warmup:g} s; at least {MIN_JUDGED:g} s must be judged (a longer --duration or a shorter --warmup)"
+        )
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         outcome = run(args.duration, args.warmup, args.rate, args.seed, args.drain, Path(tmp), args.spread)
     paths = write(outcome, args, args.out)

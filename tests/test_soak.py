@@ -17,7 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.soak import rig_growth
+import pytest
+
+from bench.soak import MIN_JUDGED, RAMP_MARGIN, default_warmup, rig_growth
+from bench.soak import main as soak_main
 from bench.soak_trend import Tolerance, floor, judge, slope, third_shift
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,3 +149,22 @@ def test_the_rig_growth_line_gives_each_process_share_of_a_core_at_the_start_and
     ]
     line = rig_growth(samples, warmup=100, duration=1000, span=100)
     assert line == "the rig's CPU share, first vs last 100 s judged: jira_sim 40% -> 200%, cometbft 10% -> 10%"
+
+
+def test_the_default_warmup_outlasts_the_ramp() -> None:
+    """A fifth of the run, at most 300 s, but never before the spread plus the pools' margin is over: a 120 s run
+    at the default spread was judged from 24 s, while its open fds were still rising (it failed on them)."""
+    assert default_warmup(3600, spread=60) == 300
+    assert default_warmup(1000, spread=60) == 200
+    assert default_warmup(120, spread=60) == 60 + RAMP_MARGIN
+    assert default_warmup(120, spread=10) == 10 + RAMP_MARGIN
+
+
+def test_a_run_too_short_to_judge_is_refused_before_it_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit 2 with the reason, before any node or simulator starts (the parser refuses it)."""
+    with pytest.raises(SystemExit) as stopped:
+        soak_main(["--duration", "100", "--spread", "60", "--out", "/nonexistent/soak"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "--duration 100 leaves 10 s after a warm-up of 90 s" in err
+    assert f"at least {MIN_JUDGED:g} s must be judged" in err
