@@ -107,10 +107,15 @@ class Purge:
     anchor: Anchor
 
 
+# Compact JSON with sorted keys, the text a row's details are stored as and its hash is taken over: what
+# json.dumps(..., separators=(",", ":"), sort_keys=True) writes, from one encoder built once (json.dumps builds one
+# per call when given options, and every webhook delivery's row takes two).
+_canonical = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
 def row_hash(values: Mapping[str, Any]) -> str:
     """sha256 over the canonical JSON of the row's fields (prev_hash included)."""
-    canonical = json.dumps([values[name] for name in _FIELDS], separators=(",", ":"), sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_canonical([values[name] for name in _FIELDS]).encode()).hexdigest()
 
 
 def _meta(conn: sqlite3.Connection, key: str) -> str | None:
@@ -174,7 +179,7 @@ def _row_values(entry: AuditEntry, ts: float, prev_hash: str) -> list[Any]:
     # The cleaned fields as a dict, not an entry read back field by field (nor dataclasses.asdict, which
     # deep-copies `details`): this runs in the writer thread for every row, holding the GIL.
     values = clean_fields(entry, current_redactor())
-    values["details_json"] = json.dumps(values.pop("details"), sort_keys=True, separators=(",", ":"))
+    values["details_json"] = _canonical(values.pop("details"))
     values["ts"] = ts
     values["prev_hash"] = prev_hash
     return [values[name] for name in _FIELDS] + [row_hash(values)]

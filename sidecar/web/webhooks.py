@@ -433,11 +433,15 @@ def _headers(scope: Scope) -> dict[str, str]:
     return found
 
 
+# JSONResponse's rendering, from an encoder built once: json.dumps builds one per call when given options.
+_render = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
 async def _send_json(
     send: Send, status: int, doc: Mapping[str, Any], extra: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
     """`doc` as JSONResponse renders it (compact, UTF-8), with `extra` headers."""
-    body = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    body = _render(doc).encode()
     headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json"), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import itertools
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -63,6 +66,32 @@ def test_intact_chain_verifies_and_links_from_genesis(db: str) -> None:
     assert len(rows) == 6 and rows[0].prev_hash == GENESIS_HASH
     assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(rows))
     assert all(r.computed_hash() == r.hash for r in rows)
+
+
+def test_each_hash_is_the_sha256_of_the_documented_canonical_json(tmp_path: Path) -> None:
+    """Recomputed here from the stored columns with json.dumps itself: a row's details are stored, and its hash
+    taken, as compact JSON with sorted keys, so rows written by any version keep verifying. Non-ASCII text, a float
+    time, nested lists and None are in the row."""
+    path = str(tmp_path / "sidecar.db")
+
+    async def write() -> None:
+        store = await Store.open(path)
+        details = {"z_count": 2, "a_ids": ["é", "b"], "m_flag": True, "n": None, "ratio": 0.1}
+        entry = AuditEntry("external_ref_conflict", ticket_id="t-ü", desk="waldur", status="ok", details=details)
+        await store.write("audit", append_audit_txn, entry, 1733034000.123456)
+        await store.close()
+
+    asyncio.run(write())
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    row = dict(conn.execute("SELECT * FROM audit").fetchone())
+    conn.close()
+    assert row["details_json"] == json.dumps(json.loads(row["details_json"]), separators=(",", ":"), sort_keys=True)
+    assert row["details_json"].startswith('{"a_ids":["\\u00e9","b"],"m_flag":true')
+    names = ("ts", "event_type", "ticket_id", "desk", "direction", "actor", "status", "error", "block_height")
+    fields = [row[n] for n in (*names, "tx_hash", "details_json", "prev_hash")]
+    canonical = json.dumps(fields, separators=(",", ":"), sort_keys=True)
+    assert row["hash"] == hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def test_a_changed_field_is_reported_at_its_row(db: str) -> None:
