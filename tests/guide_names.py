@@ -114,6 +114,15 @@ ALERTS = {
     ),
 }
 
+# What the guide's log analysis greps for -> what it finds: every failed sync in either direction, and the
+# webhook deliveries with each stage of inbound sync. (Its third grep, "audit", is `audit export`: the
+# audit history is a hash-chained table, not log lines.)
+LOG_GREPS = {
+    "sync failed": "every failed sync",
+    "external callback": "webhook deliveries and the stages of inbound sync",
+}
+AUDIT_GREP = "audit"
+
 CONFLICT_STRATEGIES = ("on_chain_wins", "external_wins", "newest_wins", "manual")
 
 # Limits of the capacity table: configuration key -> its default.

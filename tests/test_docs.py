@@ -7,6 +7,7 @@ operations guide the project started from, the table must cover every name that 
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 from pathlib import Path
 from typing import get_args
@@ -221,6 +222,7 @@ def test_the_table_covers_the_seed_guides_names() -> None:
     assert _found(r"expr: (.+)", seed) <= {expr for expr, *_ in names.ALERTS.values()}
     assert _found(r"alert: (\w+)", seed) <= set(names.ALERTS)
     assert _found(r"^\| `(\w+)` \|", seed, re.M) == set(names.CONFLICT_STRATEGIES)
+    assert _found(r'^grep "([^"]+)" ', seed, re.M) == {*names.LOG_GREPS, names.AUDIT_GREP}
 
 
 SKIP_DIRS = {".git", ".venv", ".devnet", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", "node_modules"}
@@ -447,3 +449,89 @@ def test_readme_benchmark_figures_are_the_latest_results() -> None:
     block = BLOCK.search((ROOT / "README.md").read_text())
     assert block is not None, "README has no bench-figures block"
     assert block.group(1) == render(), "README's benchmark figures are stale: run `python -m bench.readme`"
+
+
+# Log lines: the messages the manual names are the ones the code logs
+
+
+LOG_LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
+
+
+def logged_messages() -> set[str]:
+    """The literal first argument of every `log.<level>(...)` call in sidecar/."""
+    found: set[str] = set()
+    for path in (ROOT / "sidecar").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id in {"log", "logger"}
+            ):
+                continue
+            # log.info(msg, ...) and the like; log.log(level, msg, ...)
+            position = 0 if node.func.attr in LOG_LEVELS else 1 if node.func.attr == "log" else None
+            if position is None or len(node.args) <= position:
+                continue
+            message = node.args[position]
+            if isinstance(message, ast.Constant) and isinstance(message.value, str):
+                found.add(message.value)
+    return found
+
+
+def is_logged(line: str, logged: set[str]) -> bool:
+    """`line` is a message logged (its %-placeholders filled), or a prefix of one when it ends in "..."."""
+    prefix = line.endswith("...")
+    stem = line[:-3].rstrip() if prefix else line
+    for message in logged:
+        pattern = re.escape(message).replace("%s", ".+").replace("%d", "[0-9]+")
+        if re.fullmatch(pattern, stem) or (prefix and message.startswith(stem)):
+            return True
+    return False
+
+
+def _ticked(text: str) -> list[str]:
+    return [" ".join(name.split()) for name in re.findall(r"`([^`]+)`", text)]
+
+
+def listed_sync_failures() -> set[str]:
+    """The log lines of the manual's list under "logs a line with `sync failed` in it"."""
+    section = GUIDE.split("logs a line with `sync failed` in it", 1)[1].split("\n\n", 2)[1]
+    return {_ticked(line)[0] for line in section.splitlines() if line.startswith("- ")}
+
+
+def documented_log_lines() -> set[str]:
+    """Every log message the manual names: in jq filters, after "log" or "log line", in the inbound log table,
+    in the list of sync failures and in the attachments' "Log lines:" paragraph. A name ending in "..." is
+    a prefix."""
+    lines = set(re.findall(r'\.msg == "([^"]+)"', GUIDE))
+    lines |= {f"{prefix} ..." for prefix in re.findall(r'startswith\("([^"]+)"\)', GUIDE)}
+    for match in re.finditer(r"\blog(?: line)? ((?:`[^`]+`(?: / | or )?)+)", GUIDE):
+        lines.update(_ticked(match.group(1)))
+    table = GUIDE.split("| log line | when |", 1)[1].split("\n\n", 1)[0]
+    for row in table.splitlines()[2:]:
+        lines.update(_ticked(row.split(" | ", 1)[0]))
+    lines.update(listed_sync_failures())
+    attachments = GUIDE.split("\nLog lines: ", 1)[1].split("There is no attachment metric", 1)[0]
+    lines.update(_ticked(attachments))
+    return lines
+
+
+def test_every_log_line_the_manual_names_is_logged() -> None:
+    logged = logged_messages()
+    documented = documented_log_lines()
+    assert {"webhook rejections", "external callback recorded", "attachment sync failed"} <= documented  # each source
+    assert sorted(line for line in documented if not is_logged(line, logged)) == []
+
+
+def test_the_guides_log_greps_find_what_it_says() -> None:
+    """`grep "sync failed"` finds every failed sync: each message of the manual's list of them, and no message
+    that is not about a failure; `grep "external callback"` finds the inbound table's lines."""
+    logged = logged_messages()
+    listed = listed_sync_failures()
+    assert listed == {m for m in logged if "sync failed" in m}
+    assert all("failed" in m for m in listed)
+    assert {m for m in logged if m.startswith("external callback")} >= {"external callback recorded"}
+    for pattern in names.LOG_GREPS:
+        assert f'grep "{pattern}"' in GUIDE, pattern
+    assert "audit export" in GUIDE

@@ -241,7 +241,7 @@ class Settler:
         )
         await self._announce([i.id for i in intents], "dead", height, intents)
         log.warning(
-            "tx intents dead-lettered",
+            "chain sync failed: tx intents dead-lettered",
             extra={
                 "intent_ids": [i.id for i in intents],
                 "code": answer.code,

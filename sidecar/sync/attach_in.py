@@ -364,7 +364,7 @@ class AttachmentIntake:
         await self._store.write(f"inbound attachment {state}", txn, self._clock())
         self._not_before.pop(row.id, None)
         if state == "failed":
-            log.error("attachment not synced", extra={"desk": row.desk, "ticket_id": row.ticket_id, "reason": reason})
+            log.error("attachment sync failed", extra={"desk": row.desk, "ticket_id": row.ticket_id, "reason": reason})
 
     async def _echo(self, row: AttachmentRow, sha256: str) -> None:
         def txn(conn: sqlite3.Connection) -> None:

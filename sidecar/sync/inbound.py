@@ -359,7 +359,7 @@ class InboundEngine:
         await self._store.write("dead re-read", self._dead_txn, item, error, now)
         self._metrics.count_sync("inbound", "failed")
         log.error(
-            "external callback failed", extra={"desk": item.desk, "external_id": item.external_id, "error": error}
+            "external callback sync failed", extra={"desk": item.desk, "external_id": item.external_id, "error": error}
         )
 
     def _dead_txn(self, conn: sqlite3.Connection, item: QueuedIssue, error: str, now: float) -> None:
@@ -410,7 +410,7 @@ class InboundEngine:
             else:
                 self._metrics.count_sync("inbound", "failed")
                 log.error(
-                    "external callback not accepted by the chain",
+                    "external callback sync failed: not accepted by the chain",
                     extra={
                         "desk": intent.desk,
                         "ticket_id": intent.ticket_id,

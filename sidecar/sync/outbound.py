@@ -559,7 +559,7 @@ class DeskWorker:
         await self._store.write("retry job", retry_job_txn, job.id, error, now + delay, now)
         self._announce(job, "retry", f"{job.kind}, attempt {job.attempts + 1} failed")
         log.info(
-            "desk job will be retried",
+            "outbound sync failed: desk job will be retried",
             extra={"job_id": job.id, "desk": job.desk, "in_s": round(delay, 2), "error": error},
         )
 
@@ -570,7 +570,8 @@ class DeskWorker:
         details = {"job_id": job.id, "kind": job.kind, "attempts": job.attempts + 1}
         await self._auditor.record(_outbound_entry("sync_failed", job, "dead", details, error))
         log.error(
-            "desk job dead-lettered", extra={"job_id": job.id, "desk": job.desk, "kind": job.kind, "error": error}
+            "outbound sync failed: desk job dead-lettered",
+            extra={"job_id": job.id, "desk": job.desk, "kind": job.kind, "error": error},
         )
 
     def _announce(self, job: Job, action: str, detail: str, job_id: int | None = None) -> None:

@@ -77,7 +77,9 @@ class Sweeper:
             try:
                 await self.sweep(desk)
             except DeskError as exc:
-                log.warning("inbound sweep failed: retried next interval", extra={"desk": desk.name, "error": str(exc)})
+                log.warning(
+                    "inbound sync failed: sweep retried next interval", extra={"desk": desk.name, "error": str(exc)}
+                )
             self._due[desk.name] = now + self._interval
         return wait
 

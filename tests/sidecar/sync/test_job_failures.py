@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -69,8 +70,9 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 async def test_a_bad_desk_answer_dead_letters_one_job_and_the_next_ticket_syncs(
-    rig: tuple[Rig, JiraSim, TamperingTransport], case: str
+    rig: tuple[Rig, JiraSim, TamperingTransport], case: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     worker, sim, transport = rig
     change, expected = CASES[case]
     transport.rewrite("POST", CREATE, change)
@@ -86,6 +88,11 @@ async def test_a_bad_desk_answer_dead_letters_one_job_and_the_next_ticket_syncs(
     assert sim.creates_for_label(ticket_label("SUP-000002")) == 1
     [failed] = await worker.audit("sync_failed")
     assert failed["error"] == first.last_error and failed["status"] == "dead"
+    # What the operations guide's `grep "sync failed"` finds: the one dead job, by id, without its content.
+    [line] = [r for r in caplog.records if "sync failed" in r.getMessage()]
+    assert (line.getMessage(), line.levelname) == ("outbound sync failed: desk job dead-lettered", "ERROR")
+    assert (getattr(line, "job_id", None), getattr(line, "error", None)) == (first.id, first.last_error)
+    assert not [r for r in caplog.records if "Lease 42" in str(vars(r))]  # message and extra fields alike
 
 
 async def test_a_desk_answer_that_conflicts_with_a_recorded_ref_dead_letters_its_job(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -75,6 +76,23 @@ async def test_a_signed_jira_delivery_is_recorded_once_by_ids_only(app: App, tmp
     dump = "\n".join(conn.iterdump())
     conn.close()
     assert "Lease 42" not in dump  # the summary in the body is never stored
+
+
+async def test_a_recorded_delivery_logs_one_external_callback_line_with_ids_only(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The operations guide's `grep "external callback"`: one line per recorded delivery (desk, outcome, event,
+    delivery id), none for its duplicate, and neither the body's content nor a secret in any line."""
+    caplog.set_level(logging.INFO)
+    body, headers = fresh(VECTORS["deliveries"][0], "delivery-logged")
+    async with httpx.AsyncClient() as client:
+        for retry in ("0", "1"):
+            retried = {**headers, "X-Atlassian-Webhook-Retry": retry}
+            assert (await client.post(url(app, "jira"), content=body, headers=retried)).status_code == 200
+    lines = [r for r in caplog.records if r.getMessage().startswith("external callback")]
+    assert [(r.getMessage(), r.desk, r.outcome, r.event, r.delivery_id) for r in lines] == [  # type: ignore[attr-defined]
+        ("external callback recorded", "jira", "accepted", "jira:issue_updated", "delivery-logged")]
+    assert not [r for r in caplog.records if "Lease 42" in str(vars(r)) or SECRET in str(vars(r))]
 
 
 async def test_the_vectors_verify_but_are_too_old(app: App, tmp_path: Path) -> None:
