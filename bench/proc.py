@@ -24,3 +24,12 @@ def memory_kb(pid: int, field: str) -> float:
         if line.startswith(f"{field}:"):
             return float(line.split()[1])
     raise RuntimeError(f"/proc/{pid}/status has no {field}")
+
+
+def voluntary_switches(status: Path) -> int:
+    """How often a process or thread gave up its CPU to wait (voluntary_ctxt_switches in a /proc `status`
+    file): for a thread that shares the interpreter lock, mostly the times it waited for it or for work."""
+    for line in status.read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{status} has no voluntary_ctxt_switches")

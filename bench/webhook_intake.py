@@ -14,7 +14,13 @@ median round is reported.
 Afterwards the rows each receiver stored are counted against the 200s it answered: they must be equal
 (no duplicate stored, none lost), and each database's audit chain must verify. The server's CPU per answer is
 reported whole (`*_cpu`: the process, both servers and the writer threads) and split (`*_loop_cpu`: the event
-loop's thread, HTTP and the receiver; `*_writer_cpu`: the SQLite writer threads), from Linux's per-thread counters.
+loop's thread, HTTP and the receiver; `*_writer_cpu`: the SQLite writer threads), from Linux's per-thread counters,
+with the times the writer threads waited per answer (`*_writer_waits`: for the interpreter lock or for work).
+
+Two figures describe the machine rather than the product: `thread_hop_cpu` and `thread_hop_wall`, one round trip
+from the event loop to a worker thread and back for a no-op, as the writer's every group takes. Two machines of
+the same description can differ here several times over (a virtual machine's wake-ups), and the bare endpoint,
+which hands nothing to a thread, does not pay it: read the ratio beside it.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ import statistics
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,7 +51,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bench.proc import stat_cpu_seconds
+from bench.proc import stat_cpu_seconds, voluntary_switches
 from bench.results import Figure, report
 from sidecar.config_schema import WebhookConfig
 from sidecar.observe.audit import Auditor
@@ -133,6 +141,31 @@ def thread_cpu(native_ids: list[int]) -> float:
     return total
 
 
+def thread_waits(native_ids: list[int]) -> int:
+    """Voluntary context switches so far of this process's threads `native_ids` (0 where not readable)."""
+    total = 0
+    for tid in native_ids:
+        try:
+            total += voluntary_switches(Path(f"/proc/self/task/{tid}/status"))
+        except OSError:
+            continue
+    return total
+
+
+async def thread_hop(hops: int = 2_000) -> tuple[float, float]:
+    """CPU and wall microseconds of one no-op round trip from the event loop to a worker thread and back
+    (the process's CPU: both threads' share of the hand-over, the loop's wake-up included)."""
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-hop") as pool:
+        await loop.run_in_executor(pool, int)  # the thread started
+        used, started = cpu_used(resource.RUSAGE_SELF), time.perf_counter()
+        for _ in range(hops):
+            await loop.run_in_executor(pool, int)
+        wall = time.perf_counter() - started
+        cpu = cpu_used(resource.RUSAGE_SELF) - used
+    return cpu * 1e6 / hops, wall * 1e6 / hops
+
+
 def writer_threads() -> list[int]:
     """The stores' SQLite writer threads (Store names its writer executor's threads `sqlite-writer`)."""
     return [t.native_id for t in threading.enumerate() if t.name.startswith("sqlite-writer") and t.native_id]
@@ -181,11 +214,13 @@ async def measure(tmp: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str,
             for target in TARGETS:
                 used, client_used = cpu_used(resource.RUSAGE_SELF), cpu_used(resource.RUSAGE_CHILDREN)
                 loop_used, writer_used = thread_cpu(loop_thread), thread_cpu(writers)
+                writer_waited = thread_waits(writers)
                 result = await load(urls[target], secret)
                 answered = max(1, result["answered"])
                 result["server_cpu_us"] = (cpu_used(resource.RUSAGE_SELF) - used) * 1e6 / answered
                 result["loop_cpu_us"] = (thread_cpu(loop_thread) - loop_used) * 1e6 / answered
                 result["writer_cpu_us"] = (thread_cpu(writers) - writer_used) * 1e6 / answered
+                result["writer_waits"] = (thread_waits(writers) - writer_waited) / answered
                 result["client_cpu_us"] = (cpu_used(resource.RUSAGE_CHILDREN) - client_used) * 1e6 / answered
                 runs[target].append(result)
                 if target in receiving:
@@ -236,6 +271,7 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="bench-webhooks-", dir=os.environ.get("BENCH_DIR")) as tmp,
     ):
         runs, receiving = asyncio.run(measure(Path(tmp)))
+        hop_cpu, hop_wall = asyncio.run(thread_hop())
         counts = {name: stored(Path(tmp) / f"{name}.db") for name in RECEIVERS}
     rate = {target: median_of(runs[target], "ok_per_second") for target in TARGETS}
     # The server's CPU per answer: what a receiver costs, read apart from how busy the machine was.
@@ -248,6 +284,8 @@ def main() -> None:
         Figure("bare_cpu", median_of(runs["bare"], "server_cpu_us"), "us/request"),
         Figure("bare_loop_cpu", median_of(runs["bare"], "loop_cpu_us"), "us/request"),
         Figure("client_cpu", median_of(runs["bare"], "client_cpu_us"), "us/request"),
+        Figure("thread_hop_cpu", hop_cpu, "us/hop"),
+        Figure("thread_hop_wall", hop_wall, "us/hop"),
     ]
     problems: list[str] = []
     for name in RECEIVERS:
@@ -261,6 +299,7 @@ def main() -> None:
             Figure(f"{name}_cpu", cpu[name], "us/request", cpu["bare"], cpu[name] / cpu["bare"]),
             Figure(f"{name}_loop_cpu", median_of(runs[name], "loop_cpu_us"), "us/request"),
             Figure(f"{name}_writer_cpu", median_of(runs[name], "writer_cpu_us"), "us/request"),
+            Figure(f"{name}_writer_waits", median_of(runs[name], "writer_waits"), "waits/request"),
             Figure(f"{name}_rows_stored", rows, "rows", r.ok, rows / r.ok if r.ok else None),
             Figure(f"{name}_audit_rows", audited, "rows", r.ok, audited / r.ok if r.ok else None),
             Figure(f"{name}_not_200", refused, "answers"),

@@ -122,6 +122,9 @@ async def test_webhook_intake_stores_each_accepted_delivery_once_with_its_audit_
         ok = receiving[name].ok
         assert ok > 0 and rows == ok == audited and chain_ok, (name, ok, rows, audited, chain_ok)
     assert all(run["answered"] > 0 for target in runs for run in runs[target])
+    assert all(run["writer_waits"] > 0 for name in webhook_intake.RECEIVERS for run in runs[name])
+    hop_cpu, hop_wall = await webhook_intake.thread_hop(hops=200)
+    assert hop_cpu >= 0 and hop_wall > 0
 
 
 async def test_the_inbound_sweep_bench_queues_exactly_the_changed_one_percent(
