@@ -39,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -129,27 +129,26 @@ def cpu_used(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def thread_cpu(native_ids: list[int]) -> float:
-    """CPU seconds used so far by this process's threads `native_ids` (0 where Linux's per-thread counters are
-    not readable)."""
+def threads_sum(native_ids: list[int], read: Callable[[Path], float], file: str) -> float:
+    """`read` of each of this process's threads `native_ids` from its /proc/self/task/<id>/`file`, summed (0 for a
+    thread whose counters Linux does not let us read)."""
     total = 0.0
     for tid in native_ids:
         try:
-            total += stat_cpu_seconds(Path(f"/proc/self/task/{tid}/stat"))
+            total += read(Path(f"/proc/self/task/{tid}/{file}"))
         except OSError:
             continue
     return total
 
 
-def thread_waits(native_ids: list[int]) -> int:
-    """Voluntary context switches so far of this process's threads `native_ids` (0 where not readable)."""
-    total = 0
-    for tid in native_ids:
-        try:
-            total += voluntary_switches(Path(f"/proc/self/task/{tid}/status"))
-        except OSError:
-            continue
-    return total
+def thread_cpu(native_ids: list[int]) -> float:
+    """CPU seconds used so far by this process's threads `native_ids`."""
+    return threads_sum(native_ids, stat_cpu_seconds, "stat")
+
+
+def thread_waits(native_ids: list[int]) -> float:
+    """Voluntary context switches so far of this process's threads `native_ids`."""
+    return threads_sum(native_ids, voluntary_switches, "status")
 
 
 async def thread_hop(hops: int = 2_000) -> tuple[float, float]:
