@@ -46,7 +46,9 @@ def _register_as_agent(node: DevnetNode, ticket_id: str) -> None:
         driver.register_external(ticket_id, "jira", "OTHER-1")
 
 
-async def test_a_bad_msg_in_a_batch_of_five_dead_letters_only_itself(devnet_node: DevnetNode, tmp_path: Path) -> None:
+async def test_a_bad_msg_in_a_batch_of_five_dead_letters_only_itself(
+    devnet_node: DevnetNode, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     ids = await tickets(devnet_node, 10)
     db = tmp_path / "s.db"
     rig = await open_rig(db, devnet_node.rpc_url, max_msgs_per_tx=5)
@@ -71,6 +73,10 @@ async def test_a_bad_msg_in_a_batch_of_five_dead_letters_only_itself(devnet_node
     assert sorted(rows) == sorted(
         [(t, "included", 0) for t in ids[:5] if t != ids[2]] + [(ids[2], "dead", 2)]
     )  # the four others spent nothing; the culprit failed in the batch, then alone
+    dead_id = db_rows(db, "SELECT id FROM tx_intents WHERE ticket_id = ?", ids[2])[0][0]
+    failed = [r for r in caplog.records if "sync failed" in r.getMessage()]
+    logged = [(r.getMessage(), getattr(r, "intent_ids", None)) for r in failed]
+    assert logged == [("chain sync failed: tx intents dead-lettered", [dead_id])]  # the guide's grep finds it once
 
 
 def _pauper_genesis() -> dict[str, Any]:

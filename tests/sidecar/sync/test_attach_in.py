@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from nacl.public import PrivateKey
 from virtengine.support.v1 import tx_pb2
 
@@ -311,7 +312,11 @@ async def test_a_desk_503_during_download_is_retried_and_lands_once(
 
 
 async def test_a_desk_that_never_serves_the_file_fails_it_after_the_retry_policy(
-    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+    make_jira_sim: Callable[..., JiraSim],
+    clock: ManualClock,
+    rigs: list[Rig],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     sim, b = await jira_bench(make_jira_sim, clock, rigs, tmp_path)
     sim.agent_attach(b.issue.key, "report.pdf", pdf(5000), "application/pdf")
@@ -323,6 +328,8 @@ async def test_a_desk_that_never_serves_the_file_fails_it_after_the_retry_policy
     assert [(r[1], r[2], r[4]) for r in await b.rows()] == [("failed", "desk_unavailable", b.rig.retry.max_retries)]
     failed = await b.rig.audit("attachment_failed")
     assert len(failed) == 1 and failed[0]["details"]["reason"] == "desk_unavailable"
+    logged = [(r.getMessage(), getattr(r, "reason", None)) for r in caplog.records if "sync failed" in r.getMessage()]
+    assert logged == [("attachment sync failed", "desk_unavailable")]  # once, for good (retries log their own line)
     assert await b.responses() == []
 
 

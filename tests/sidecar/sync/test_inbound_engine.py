@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from virtengine.support.v1 import tx_pb2
 
 from devnet.jira_sim import JiraSim
@@ -373,7 +374,11 @@ async def test_re_reads_wait_while_the_mirror_is_behind_the_chain_and_keep_their
 
 
 async def test_a_change_the_chain_refuses_for_good_is_set_back_at_the_desk(
-    make_jira_sim: Callable[..., JiraSim], clock: ManualClock, rigs: list[Rig], tmp_path: Path
+    make_jira_sim: Callable[..., JiraSim],
+    clock: ManualClock,
+    rigs: list[Rig],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The agent sets Low; the chain refuses the Msg until the signer gives it up (dead: the chain's own
     refusal, e.g. a status transition the chain no longer allows because it moved meanwhile). The chain's
@@ -395,6 +400,8 @@ async def test_a_change_the_chain_refuses_for_good_is_set_back_at_the_desk(
     await run(engine)  # the report sees the dead intent
     [entry] = await rig.audit("inbound_failed")
     assert entry["details"]["item"] == "priority"
+    failed = [r.getMessage() for r in caplog.records if "sync failed" in r.getMessage()]  # the guide's grep
+    assert failed == ["external callback sync failed: not accepted by the chain"]
     await rig.run_due()
     assert sim.issue(key).priority == "High", "the desk kept a value the chain refused"
     await run(engine)

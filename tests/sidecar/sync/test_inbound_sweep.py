@@ -190,3 +190,31 @@ async def test_a_jira_attachment_whose_hook_is_lost_is_found_through_the_issues_
     assert await sweep.sweep(desk) == 0  # the overlap lists the issue again; its re-read already saw the change
     await b.run()
     assert len(await b.rows()) == 1 and len(await b.responses()) == 1
+
+
+async def test_a_sweep_the_desk_fails_is_logged_as_a_failed_sync_keeps_its_mark_and_runs_again_next_interval(
+    make_jira_sim: Callable[..., JiraSim], rigs: list[Rig], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = make_jira_sim()
+    desk = JiraDesk(jira_config(sim), JIRA_TOKEN, metrics=Metrics(), allow_insecure_http=True)
+    rig, _ = await open_rig(tmp_path, rigs, desk)
+    sim.agent_update(str((await rig.query("SELECT external_key FROM external_refs"))[0][0]), priority="Low")
+    sim.flush_index()
+    clock = ManualClock(time.time())
+    sweeps = Sweeper([desk], rig.store, interval=60.0, clock=clock)
+    sim.faults.inject("503", 50, path_contains="/search")
+    assert await sweeps.step() == 60.0  # failed: the loop goes on, due again in one interval
+    assert [f for f in sim.faults.fired if f.kind == "503"], "the desk's search never failed"
+    failed = [r for r in caplog.records if "sync failed" in r.getMessage()]
+    assert [(r.getMessage(), getattr(r, "desk", None)) for r in failed] == [
+        ("inbound sync failed: sweep retried next interval", "jira")
+    ]
+    assert await rig.store.read("mark", sweep_mark, "jira") is None  # nothing skipped
+    assert await rig.query("SELECT COUNT(*) FROM inbound_queue") == [(0,)]
+    sim.faults.clear()
+    assert 0 < await sweeps.step() <= 60.0  # not due yet: the desk is not asked
+    assert await rig.query("SELECT COUNT(*) FROM inbound_queue") == [(0,)]
+    clock.advance(60.0)
+    await sweeps.step()
+    assert await rig.query("SELECT COUNT(*) FROM inbound_queue") == [(1,)]
+    assert len([r for r in caplog.records if "sync failed" in r.getMessage()]) == 1
