@@ -344,21 +344,29 @@ class ChainDriver:
               attachments: Sequence[dict[str, Any]] = ()) -> TxResult:
         """A response; `internal` marks an agent's note for agents only (in the encrypted plaintext);
         `attachments` are entries listed in the plaintext (devnet.artifacts.attach_file makes them)."""
+        return self.must_send([self.reply_msg(ticket_id, message, recipients, internal=internal,
+                                              attachments=attachments)])
+
+    def reply_msg(self, ticket_id: str, message: str, recipients: Sequence[bytes], *, internal: bool = False,
+                  attachments: Sequence[dict[str, Any]] = ()) -> tx_pb2.MsgAddSupportResponse:
         plaintext: dict[str, Any] = {"message": message, **({"internal": True} if internal else {})}
         if attachments:
             plaintext["attachments"] = list(attachments)
-        msg = tx_pb2.MsgAddSupportResponse(
+        return tx_pb2.MsgAddSupportResponse(
             sender=self.address, ticket_id=ticket_id, payload=self.seal(plaintext, recipients)
         )
-        return self.must_send([msg])
 
     def update(self, ticket_id: str, *, status: str | int | None = None, priority: str = "", category: str = "",
                assigned_agent: str = "") -> TxResult:
         """Update a ticket; empty or None fields stay unchanged (status, priority, agent: agents only)."""
+        return self.must_send([self.update_msg(ticket_id, status=status, priority=priority, category=category,
+                                               assigned_agent=assigned_agent)])
+
+    def update_msg(self, ticket_id: str, *, status: str | int | None = None, priority: str = "", category: str = "",
+                   assigned_agent: str = "") -> tx_pb2.MsgUpdateSupportRequest:
         status_name = types_pb2.SupportStatus.Name(0 if status is None else status_value(status))
-        msg = tx_pb2.MsgUpdateSupportRequest(sender=self.address, ticket_id=ticket_id, status=status_name,
-                                             priority=priority, category=category, assigned_agent=assigned_agent)
-        return self.must_send([msg])
+        return tx_pb2.MsgUpdateSupportRequest(sender=self.address, ticket_id=ticket_id, status=status_name,
+                                              priority=priority, category=category, assigned_agent=assigned_agent)
 
     def archive(self, ticket_id: str, reason: str = "") -> TxResult:
         msg = tx_pb2.MsgArchiveSupportRequest(sender=self.address, ticket_id=ticket_id, reason=reason)
@@ -377,20 +385,24 @@ class ChainDriver:
                        plaintext: Callable[[int], dict[str, Any]] | None = None, timeout: float = 120.0) -> list[str]:
         """Create `count` tickets fast: `per_tx` msgs per tx, all txs pipelined, then awaited together."""
         make = plaintext or (lambda i: {"subject": f"devnet ticket {i}", "description": f"bulk ticket number {i}"})
+        batches = [range(start, min(count, start + per_tx)) for start in range(0, count, per_tx)]
+        txs = [[self.create_msg(category, priority, make(i), recipients) for i in batch] for batch in batches]
+        return [ticket for result in self.send_pipelined(txs, timeout=timeout) for ticket in _created_ids(result)]
+
+    def send_pipelined(self, txs: Sequence[Sequence[Message]], *, timeout: float = 120.0) -> list[TxResult]:
+        """Each element of `txs` one tx, all broadcast back to back (consecutive sequences, no block awaited in
+        between), then awaited together: many changes in a few blocks. TxFailed at the first one refused."""
         hashes = []
-        for start in range(0, count, per_tx):
-            batch = range(start, min(count, start + per_tx))
-            msgs = [self.create_msg(category, priority, make(i), recipients) for i in batch]
+        for msgs in txs:
             checked = self.broadcast(msgs)
             if not checked.ok:
                 raise TxFailed(checked)
             hashes.append(checked.hash)
-        ids: list[str] = []
-        for result in self.wait_for(hashes, timeout=timeout):
+        results = self.wait_for(hashes, timeout=timeout)
+        for result in results:
             if not result.ok:
                 raise TxFailed(result)
-            ids.extend(_created_ids(result))
-        return ids
+        return results
 
 
 def _created_ids(result: TxResult) -> list[str]:

@@ -104,11 +104,9 @@ async def drive_tickets(node: DevnetNode, count: int) -> tuple[list[str], set[st
     def run() -> tuple[list[str], set[str]]:
         with ChainDriver(node.rpc_url, DevAccount.from_name("customer")) as customer:
             ids = customer.create_tickets(count, RECIPIENTS, per_tx=25)
-        with ChainDriver(node.rpc_url, DevAccount.from_name("agent")) as agent:
-            for tid in ids[::3]:
-                agent.reply(tid, f"Looking into {tid}", RECIPIENTS)
-            for tid in ids[::5]:
-                agent.update(tid, status="in_progress")
+        with ChainDriver(node.rpc_url, DevAccount.from_name("agent")) as agent:  # a tx per change, few blocks
+            replies = [[agent.reply_msg(tid, f"Looking into {tid}", RECIPIENTS)] for tid in ids[::3]]
+            agent.send_pipelined([*replies, *([agent.update_msg(tid, status="in_progress")] for tid in ids[::5])])
         return ids, set(ids[::3])
 
     return await asyncio.to_thread(run)
@@ -576,8 +574,9 @@ async def test_jsm_request_type_creates_customer_requests_exactly_once(
 ) -> None:
     jira_sim.add_request_type("7", "25", "Service Request")
     script_lost_creates(jira_sim.faults, JSM_CREATE)  # requests JSM made but whose answers were lost
+    # A held answer outlasts the client's timeout (2 s here, so the lost create is noticed without a 30 s wait).
     flags = desk_flags(tmp_path, devnet_node, jira_sim, None, **{
-        "jira.service_desk_id": "7", "jira.request_type_id": "25"})
+        "jira.service_desk_id": "7", "jira.request_type_id": "25", "jira.timeout": "2s"})
     db = tmp_path / "sidecar.db"
     async with running_app(flags, desk_env(jira_sim, None)):
         ids, answered = await drive_tickets(devnet_node, 6)
