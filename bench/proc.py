@@ -1,4 +1,4 @@
-"""What Linux's /proc says of a process or one of its threads (CPU time, memory), for the benchmarks that
+"""What Linux's /proc says of a process or one of its threads (CPU time, memory, waits), for the benchmarks that
 measure another process, or one thread of their own."""
 
 from __future__ import annotations
@@ -18,18 +18,20 @@ def cpu_seconds(pid: int) -> float:
     return stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
 
 
-def memory_kb(pid: int, field: str) -> float:
-    """A /proc/<pid>/status memory figure in kB: "VmRSS" (resident now) or "VmHWM" (its peak)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+def status_field(status: Path, field: str) -> float:
+    """The number after `field:` in a /proc `status` file (of a process or of one of its threads)."""
+    for line in status.read_text().splitlines():
         if line.startswith(f"{field}:"):
             return float(line.split()[1])
-    raise RuntimeError(f"/proc/{pid}/status has no {field}")
+    raise RuntimeError(f"{status} has no {field}")
 
 
-def voluntary_switches(status: Path) -> int:
+def memory_kb(pid: int, field: str) -> float:
+    """A process's memory figure in kB: "VmRSS" (resident now) or "VmHWM" (its peak)."""
+    return status_field(Path(f"/proc/{pid}/status"), field)
+
+
+def voluntary_switches(status: Path) -> float:
     """How often a process or thread gave up its CPU to wait (voluntary_ctxt_switches in a /proc `status`
     file): for a thread that shares the interpreter lock, mostly the times it waited for it or for work."""
-    for line in status.read_text().splitlines():
-        if line.startswith("voluntary_ctxt_switches:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{status} has no voluntary_ctxt_switches")
+    return status_field(status, "voluntary_ctxt_switches")

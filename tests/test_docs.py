@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import re
 from pathlib import Path
 from typing import get_args
@@ -457,8 +458,9 @@ def test_readme_benchmark_figures_are_the_latest_results() -> None:
 LOG_LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
 
 
-def logged_messages() -> set[str]:
-    """The literal first argument of every `log.<level>(...)` call in sidecar/."""
+@functools.cache
+def logged_messages() -> frozenset[str]:
+    """The literal first argument of every `log.<level>(...)` call in sidecar/ (parsed once per run)."""
     found: set[str] = set()
     for path in (ROOT / "sidecar").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -476,10 +478,10 @@ def logged_messages() -> set[str]:
             message = node.args[position]
             if isinstance(message, ast.Constant) and isinstance(message.value, str):
                 found.add(message.value)
-    return found
+    return frozenset(found)
 
 
-def is_logged(line: str, logged: set[str]) -> bool:
+def is_logged(line: str, logged: frozenset[str]) -> bool:
     """`line` is a message logged (its %-placeholders filled), or a prefix of one when it ends in "..."."""
     prefix = line.endswith("...")
     stem = line[:-3].rstrip() if prefix else line
@@ -534,7 +536,6 @@ def test_the_guides_log_greps_find_what_it_says() -> None:
     logged = logged_messages()
     listed = listed_sync_failures()
     assert listed == {m for m in logged if "sync failed" in m}
-    assert all("failed" in m for m in listed)
     table = inbound_log_table()
     assert {m for m in logged if "external callback" in m} == {line for line in table if "external callback" in line}
     for pattern in names.LOG_GREPS:
