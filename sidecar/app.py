@@ -30,7 +30,7 @@ from sidecar.chain.follower import ChainFollower, FollowerSettings, FollowerStat
 from sidecar.chain.heads import HeadTracker, head_subscription
 from sidecar.chain.probe import ChainProbe
 from sidecar.chain.rpc import CometRpc
-from sidecar.chain.signer import Signer, signer_from_config
+from sidecar.chain.signer import Signer, build_signer
 from sidecar.chain.subscription import websocket_url
 from sidecar.config import Config
 from sidecar.control.deps import ControlDeps
@@ -231,7 +231,7 @@ class App:
             pauses=pauses,
             activity=activity,
         )
-        control = ControlServer.from_config(self.config, deps) if settings.grpc.enabled else None
+        control = ControlServer.from_settings(settings, self.config.secrets, deps) if settings.grpc.enabled else None
         await store.write("release running jobs", release_running_txn, time.time())
         await store.write("release running re-reads", release_running_issues_txn, time.time())
         if control is not None:
@@ -424,7 +424,8 @@ class App:
         if not self.config.settings.chain.key_file and self.config.secret("signing_key") is None:
             log.warning("no signing key (chain.key_file or secret signing_key): desk refs are not registered on chain")
             return None
-        signer = signer_from_config(self.config, rpc, store, metrics, auditor, ws_url, health, self.activity)
+        chain, secrets = self.config.settings.chain, self.config.secrets
+        signer = build_signer(chain, secrets, rpc, store, metrics, auditor, ws_url, health, self.activity)
         log.info("signing key loaded", extra={"address": signer.status.address})
         return signer
 

@@ -292,7 +292,7 @@ def _keys_show(config: Config) -> int:
     from sidecar.chain.keys import key_info, load_signing_key
 
     try:
-        info = key_info(load_signing_key(config))
+        info = key_info(load_signing_key(config.settings.chain, config.secrets))
     except ConfigError as exc:
         print(f"servicedesk-sidecar: invalid configuration: {exc}", file=sys.stderr)
         return 2

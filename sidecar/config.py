@@ -20,6 +20,7 @@ import yaml
 
 from sidecar.artifacts.factory import check_artifacts
 from sidecar.config_schema import ENV_PREFIX, ServiceDeskConfig
+from sidecar.durations import parse_duration
 from sidecar.errors import ConfigError
 from sidecar.listen import missing_protection, parse_control_listen, parse_listen
 from sidecar.secrets import (
@@ -31,8 +32,6 @@ from sidecar.secrets import (
     read_vault,
 )
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 # YAML keys that hold secrets: refused in the file, with the place they belong instead.
@@ -113,18 +112,6 @@ class Config:
     def secret_values(self) -> list[str]:
         """Every secret value, for the log redaction filter."""
         return [s.reveal() for s in self.secrets.values()]
-
-
-def parse_duration(raw: object) -> float:
-    """'30s', '5m', '500ms', '2h', '1d' or a bare number of seconds."""
-    if isinstance(raw, bool):
-        raise ValueError("a duration such as 30s, 5m or 500ms")
-    if isinstance(raw, (int, float)):
-        return float(raw)
-    match = _DURATION.match(str(raw))
-    if not match:
-        raise ValueError("a duration such as 30s, 5m or 500ms")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
 def _convert(spec: KeySpec, raw: object) -> Any:

@@ -1,7 +1,9 @@
-"""ISO-8601 stamps from desks and webhooks as unix seconds. A leaf module: web and desks both read stamps."""
+"""ISO-8601 stamps from desks and webhooks as unix seconds, and unix seconds as the stamps the guide shows. A leaf
+module: web, desks and control all read or write stamps."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,3 +18,10 @@ def iso_seconds(value: Any) -> float | None:
     except ValueError:
         return None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def iso(ts: float | None) -> str | None:
+    """ISO-8601 UTC to the second, as the guide shows: 2024-01-15T10:30:00Z."""
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

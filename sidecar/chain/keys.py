@@ -7,10 +7,11 @@ reported by its source and the shape that was expected, never by its value.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
-from sidecar.config import Config
+from sidecar.config_schema import ChainConfig
 from sidecar.errors import ConfigError
 from sidecar.secrets import Secret, read_private_file
 from sidecar.secrets import forbid_core_dumps as forbid_core_dumps  # re-exported: the signer's setup calls it
@@ -96,12 +97,12 @@ def read_key_file(file: str, prefix: str) -> SigningKey:
     return parse_key(Secret(content, f"file:{file}"), prefix, path="chain.key_file")
 
 
-def load_signing_key(config: Config) -> SigningKey:
-    """chain.key_file when set, else the `signing_key` secret (secrets dir, Vault or environment)."""
-    chain = config.settings.chain
+def load_signing_key(chain: ChainConfig, secrets: Mapping[str, Secret]) -> SigningKey:
+    """chain.key_file when set, else the `signing_key` secret of `secrets` (the configuration's, from the secrets
+    dir, Vault or environment)."""
     if chain.key_file:
         return read_key_file(chain.key_file, chain.address_prefix)
-    secret = config.secret("signing_key")
+    secret = secrets.get("signing_key")
     if secret is None:
         raise ConfigError(
             "chain.key_file", "is empty and no signing_key secret is set: the signer has no key", source="default"

@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -35,12 +36,13 @@ from sidecar.chain.rpc import CometRpc, NodeStatus
 from sidecar.chain.settle import Settler
 from sidecar.chain.txbuild import Account, FeePolicy, SignedTx, build_tx, query_account, simulate
 from sidecar.chain.txwatch import TxWatcher
-from sidecar.config import Config
+from sidecar.config_schema import ChainConfig
 from sidecar.errors import ChainRpcError
 from sidecar.observe.activity import ActivityFeed
 from sidecar.observe.audit import Auditor
 from sidecar.observe.health import HealthState
 from sidecar.observe.metrics import Metrics
+from sidecar.secrets import Secret
 from sidecar.store.db import Store
 from sidecar.store.intents import (
     Intent,
@@ -81,8 +83,8 @@ class SignerSettings:
     refused_interval: float = 5.0  # seconds between looks at a refused node
 
     @classmethod
-    def from_config(cls, config: Config) -> SignerSettings:
-        c = config.settings.chain
+    def from_chain(cls, c: ChainConfig) -> SignerSettings:
+        """The chain.* keys the signer reads."""
         fee = FeePolicy(
             c.fee_denom, Decimal(str(c.gas_price)), Decimal(str(c.gas_multiplier)), c.gas_limit_max, c.gas_fallback
         )
@@ -698,8 +700,9 @@ def _broadcast_chunks(flights: list[InFlight]) -> list[list[InFlight]]:
     return chunks
 
 
-def signer_from_config(
-    config: Config,
+def build_signer(
+    chain: ChainConfig,
+    secrets: Mapping[str, Secret],
     rpc: CometRpc,
     store: Store,
     metrics: Metrics,
@@ -708,10 +711,11 @@ def signer_from_config(
     health: HealthState | None = None,
     activity: ActivityFeed | None = None,
 ) -> Signer:
-    """What app.py calls: make the process undumpable, load the key (ConfigError without one), build the signer
-    with its tx subscription (app.py runs `signer.watcher.subscription` in the TaskGroup)."""
+    """What app.py calls with the configuration's chain.* keys and secrets: make the process undumpable, load the
+    key (ConfigError without one), build the signer with its tx subscription (app.py runs
+    `signer.watcher.subscription` in the TaskGroup)."""
     forbid_core_dumps()
-    key = load_signing_key(config)
+    key = load_signing_key(chain, secrets)
     watcher = TxWatcher(ws_url, key.address, metrics)
-    settings = SignerSettings.from_config(config)
+    settings = SignerSettings.from_chain(chain)
     return Signer(rpc, store, key, settings, metrics, auditor, watcher=watcher, health=health, activity=activity)

@@ -16,7 +16,7 @@ from sidecar.store.intents import intent_state, redrive_intents_txn
 from sidecar.store.jobs import ManualSync, job_by_id, queue_manual_sync_txn, redrive_txn
 from sidecar.store.pauses import EVERY_DESK, is_paused, list_pauses
 from sidecar.store.tickets import get_ticket
-from sidecar.web.health import iso
+from sidecar.timestamps import iso
 
 DIRECTIONS = {"outbound": ("outbound",), "inbound": ("inbound",), "both": ("outbound", "inbound")}
 

@@ -16,14 +16,14 @@ import contextlib
 import hmac
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from virtengine.servicedesk.v1 import control_pb2
 
-from sidecar.config import Config
+from sidecar.config_schema import GrpcConfig
 from sidecar.control.caller import reset_caller, set_caller
 from sidecar.control.calls import READ_ONLY, method_name
 from sidecar.observe.audit import Auditor
@@ -55,14 +55,14 @@ class ControlSecurity:
     mutating_rate: float = 5.0
 
     @classmethod
-    def from_config(cls, config: Config) -> ControlSecurity:
-        grpc_settings = config.settings.grpc
+    def from_settings(cls, grpc_settings: GrpcConfig, secrets: Mapping[str, Secret]) -> ControlSecurity:
+        """The grpc.* keys, and the grpc_token and grpc_read_token of the configuration's `secrets`."""
         return cls(
             tls_cert=grpc_settings.tls_cert,
             tls_key=grpc_settings.tls_key,
             client_ca=grpc_settings.client_ca,
-            token=config.secret("grpc_token"),
-            read_token=config.secret("grpc_read_token"),
+            token=secrets.get("grpc_token"),
+            read_token=secrets.get("grpc_read_token"),
             mutating_rate=grpc_settings.mutating_rate,
         )
 

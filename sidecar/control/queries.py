@@ -18,7 +18,7 @@ from sidecar.errors import ChainRpcError
 from sidecar.observe.logs import current_redactor
 from sidecar.store.status import DeskFigures, StatusFigures, status_figures
 from sidecar.store.ticket_view import TicketView, ticket_view
-from sidecar.web.health import iso
+from sidecar.timestamps import iso
 
 log = logging.getLogger(__name__)
 

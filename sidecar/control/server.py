@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
@@ -14,14 +15,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from virtengine.servicedesk.v1 import control_pb2_grpc
 
-from sidecar.config import Config
+from sidecar.config_schema import ServiceDeskConfig
 from sidecar.control.auth import CONTROL_SERVICE, AuthInterceptor, ControlSecurity
 from sidecar.control.deps import ControlDeps
 from sidecar.control.health import ControlHealth
 from sidecar.control.service import ControlService
 from sidecar.errors import ConfigError
 from sidecar.listen import ControlAddress, missing_protection, parse_control_listen
-from sidecar.secrets import read_private_file
+from sidecar.secrets import Secret, read_private_file
 
 SERVICE_NAME = CONTROL_SERVICE
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -73,12 +74,15 @@ class ControlServer:
         self.port = self._bind(address, server_credentials(security))
 
     @classmethod
-    def from_config(cls, config: Config, deps: ControlDeps) -> ControlServer:
+    def from_settings(
+        cls, settings: ServiceDeskConfig, secrets: Mapping[str, Secret], deps: ControlDeps
+    ) -> ControlServer:
+        """The server the configuration's grpc.* keys and secrets describe."""
         return cls(
-            config.settings.grpc.listen,
+            settings.grpc.listen,
             deps,
-            ControlSecurity.from_config(config),
-            max_lag_blocks=config.settings.chain.max_lag_blocks,
+            ControlSecurity.from_settings(settings.grpc, secrets),
+            max_lag_blocks=settings.chain.max_lag_blocks,
         )
 
     def _bind(self, address: ControlAddress, credentials: grpc.ServerCredentials | None) -> int:

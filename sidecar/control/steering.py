@@ -27,8 +27,8 @@ from sidecar.observe.activity import KINDS, Activity, WatchFilter, unknown_kinds
 from sidecar.observe.logs import current_redactor
 from sidecar.store.audit import AuditEntry
 from sidecar.store.pauses import DIRECTIONS, EVERY_DESK, Pause, list_pauses, pause_txn, resume_txn
+from sidecar.timestamps import iso
 from sidecar.urls import scrub_urls
-from sidecar.web.health import iso
 
 DESKS = ("jira", "waldur")
 REASON_MAX = 200  # characters of an operator's reason kept (store, audit, health)

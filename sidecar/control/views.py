@@ -9,7 +9,7 @@ from sidecar.store.inbound import ConflictRow
 from sidecar.store.intents import IntentView
 from sidecar.store.jobs import Job
 from sidecar.store.pauses import Pause
-from sidecar.web.health import iso
+from sidecar.timestamps import iso
 
 
 def job_message(j: Job) -> control_pb2.Job:

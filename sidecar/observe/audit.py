@@ -16,7 +16,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sidecar.config import parse_duration
+from sidecar.durations import parse_duration
 from sidecar.observe.audit_rules import clean_details as clean_details  # re-exported: the rule's entry points
 from sidecar.observe.audit_rules import clean_entry
 from sidecar.observe.audit_rules import is_content_key as is_content_key

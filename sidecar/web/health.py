@@ -26,16 +26,10 @@ from sidecar.observe.metrics import Metrics
 from sidecar.store.db import Store
 from sidecar.store.pauses import PauseBook
 from sidecar.store.status import QueueFigures, queue_figures
+from sidecar.timestamps import iso
 from sidecar.urls import scrub_urls
 
 FIGURES_TTL = 1.0
-
-
-def iso(ts: float | None) -> str | None:
-    """ISO-8601 UTC to the second, as the guide shows: 2024-01-15T10:30:00Z."""
-    if ts is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 class CachedFigures:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.config import KEYS, KEYS_BY_PATH, load_config, parse_duration
+from sidecar.config import KEYS, KEYS_BY_PATH, load_config
+from sidecar.durations import parse_duration
 from sidecar.errors import ConfigError
 from sidecar.secrets import Secret
 

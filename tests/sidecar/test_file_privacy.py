@@ -153,7 +153,7 @@ env = json.loads(sys.argv[1])
 config = load_config(environ=env)
 if "KEY_FILE" in sys.argv[2:]:
     from sidecar.chain.keys import load_signing_key
-    load_signing_key(config)
+    load_signing_key(config.settings.chain, config.secrets)
 print(json.dumps({"before": before, "after": libc.prctl(3, 0, 0, 0, 0),
                   "core": list(resource.getrlimit(resource.RLIMIT_CORE)), "secrets": sorted(config.secrets)}))
 """

@@ -69,12 +69,14 @@ def test_bad_key_errors_and_reprs_carry_no_key_material(tmp_path: Path) -> None:
 
 def test_signing_key_secret_is_used_without_a_key_file() -> None:
     config = load_config(environ={"VIRTENGINE_SERVICEDESK_SIGNING_KEY": MNEMONIC}, flags={})
-    assert load_signing_key(config).address == parse_key(Secret(MNEMONIC, "t"), "virtengine", path="x").address
+    expected = parse_key(Secret(MNEMONIC, "t"), "virtengine", path="x").address
+    assert load_signing_key(config.settings.chain, config.secrets).address == expected
 
 
 def test_no_key_at_all_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="chain.key_file"):
-        load_signing_key(load_config(environ={}, flags={}))
+        config = load_config(environ={}, flags={})
+        load_signing_key(config.settings.chain, config.secrets)
 
 
 def test_resigning_the_same_content_is_byte_identical() -> None:

@@ -262,7 +262,8 @@ async def test_a_non_loopback_bind_needs_tls_and_client_certificates_or_a_token(
     config = load_config(environ={"VIRTENGINE_SERVICEDESK_SECRETS_DIR": str(secrets)}, flags=flags)
     with_ca = load_config(environ={}, flags={**flags, "grpc.client_ca": str(pki.ca)})
     assert with_ca.settings.grpc.client_ca == str(pki.ca)  # certificates alone are enough too
-    server = ControlServer.from_config(config, ControlDeps(store, HealthState(), Auditor(store)))
+    deps = ControlDeps(store, HealthState(), Auditor(store))
+    server = ControlServer.from_settings(config.settings, config.secrets, deps)
     await server.start()
     try:
         options = DialOptions(f"{EXTERNAL}:{server.port}", tls_ca=str(pki.ca), token=FULL_TOKEN)

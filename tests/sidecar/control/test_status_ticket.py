@@ -43,7 +43,7 @@ from sidecar.store.pauses import pause_txn
 from sidecar.store.records import RequestCreated
 from sidecar.store.refs import RefRow, record_ref_txn
 from sidecar.sync.content import ContentOpener
-from sidecar.web.health import iso
+from sidecar.timestamps import iso
 from tests.sidecar.chain.signer_kit import devnet_key, open_rig, settings
 from tests.sidecar.control.kit import control_stub, opened_store, park_priority_conflict
 from tests.vectors import load
