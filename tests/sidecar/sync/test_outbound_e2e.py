@@ -441,10 +441,13 @@ async def test_new_desk_refs_are_registered_on_chain_by_the_signer(
         await settled(db, devnet_node, timeout=120)
 
         async def registered() -> bool:
+            # Two observers, each in its own time: the follower sees the link events in blocks, the signer
+            # learns its txs' fate from its subscription or its settle pass (a block or two apart).
             rows = await asyncio.to_thread(_refs, db)
-            return len(rows) == 40 and all(on_chain for _, _, on_chain in rows)
+            states = await asyncio.to_thread(_intent_states, db)
+            return len(rows) == 40 and all(on_chain for _, _, on_chain in rows) and states == [("included", 40)]
 
-        await async_wait_until(registered, timeout=120, what="every desk ref linked on chain")
+        await async_wait_until(registered, timeout=120, what="every desk ref linked on chain, its intent included")
         port = app.grpc_port
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             listed = await control_pb2_grpc.ControlStub(channel).ListTxIntents(
@@ -452,14 +455,21 @@ async def test_new_desk_refs_are_registered_on_chain_by_the_signer(
     rows = _refs(db)
     assert {(t, d) for t, d, _ in rows} == {(t, d) for t in ids for d in ("jira", "waldur")}
     conn = sqlite3.connect(db)
-    intents = conn.execute("SELECT state, COUNT(*) FROM tx_intents GROUP BY state").fetchall()
     linked = conn.execute("SELECT COUNT(*) FROM chain_inbox WHERE event_type = 'support_external_ticket_linked'"
                           ).fetchone()[0]
     conn.close()
-    assert intents == [("included", 40)]
+    assert _intent_states(db) == [("included", 40)]  # and still so after the sidecar stopped
     assert len(listed.intents) == 40
     assert all(i.tx_hash and i.height > 0 and i.msg_type == "MsgRegisterExternalTicket" for i in listed.intents)
     assert linked == 40  # each ref registered exactly once, seen back through the follower
+
+
+def _intent_states(db: Path) -> list[tuple[str, int]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return [(r[0], r[1]) for r in conn.execute("SELECT state, COUNT(*) FROM tx_intents GROUP BY state")]
+    finally:
+        conn.close()
 
 
 def _refs(db: Path) -> list[tuple[str, str, int]]:
