@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from sidecar.app import App
 from sidecar.config import load_config
@@ -47,12 +48,16 @@ async def running_app(flags: Mapping[str, object], environ: Mapping[str, str] | 
         await asyncio.wait_for(task, timeout=30)
 
 
-def cursor_height(db: Path) -> int:
-    """The height a sidecar has read the chain up to, from its database read-only (it may be running; 0
-    before its first commit). /metrics' lag gauge is the follower's own view; this is what it committed."""
+def read_rows(db: Path, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    """`sql`'s rows as tuples, read from a sidecar's database read-only (it may be running)."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
-        row = conn.execute("SELECT COALESCE(MAX(height), 0) FROM cursor").fetchone()
-        return int(row[0])
+        return [tuple(row) for row in conn.execute(sql, params)]
     finally:
         conn.close()
+
+
+def cursor_height(db: Path) -> int:
+    """The height a sidecar has read the chain up to (0 before its first commit). /metrics' lag gauge is the
+    follower's own view; this is what it committed."""
+    return int(read_rows(db, "SELECT COALESCE(MAX(height), 0) FROM cursor")[0][0])

@@ -27,7 +27,7 @@ from devnet.waldur_sim import WaldurSim
 from sidecar.config_schema import WaldurConfig
 from sidecar.desks.base import text_marker
 from tests.sidecar.chain.scan import support_secret
-from tests.sidecar.harness import app_flags, cursor_height, running_app
+from tests.sidecar.harness import app_flags, cursor_height, read_rows, running_app
 from tests.sidecar.process import SidecarProcess
 
 pytestmark = pytest.mark.node
@@ -91,11 +91,7 @@ def jobs_left(db: Path, height: int) -> int:
 
 
 def dead_jobs(db: Path) -> list[tuple[str, str]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return [(r[0], r[1]) for r in conn.execute("SELECT kind, last_error FROM jobs WHERE state = 'dead'")]
-    finally:
-        conn.close()
+    return read_rows(db, "SELECT kind, last_error FROM jobs WHERE state = 'dead'")
 
 
 async def drive_tickets(node: DevnetNode, count: int) -> tuple[list[str], set[str]]:
@@ -129,11 +125,7 @@ JIRA_STATUS = {"open": "Open", "assigned": "In Progress", "in_progress": "In Pro
 
 def mirror(db: Path) -> dict[str, tuple[str, str]]:
     """ticket id -> (ticket number, current chain status), from the sidecar's mirror."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return {r[0]: (r[1], r[2]) for r in conn.execute("SELECT ticket_id, ticket_number, status FROM tickets")}
-    finally:
-        conn.close()
+    return {r[0]: (r[1], r[2]) for r in read_rows(db, "SELECT ticket_id, ticket_number, status FROM tickets")}
 
 
 def assert_jira_exactly_once(jira: JiraSim, db: Path, ids: list[str], answered: set[str]) -> None:
@@ -289,12 +281,8 @@ def _env(path: str) -> str:
 
 
 def audit_rows(db: Path, event_type: str) -> list[tuple[str | None, str | None, str]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return [(r[0], r[1], r[2]) for r in conn.execute(
-            "SELECT ticket_id, error, details_json FROM audit WHERE event_type = ? ORDER BY id", (event_type,))]
-    finally:
-        conn.close()
+    sql = "SELECT ticket_id, error, details_json FROM audit WHERE event_type = ? ORDER BY id"
+    return read_rows(db, sql, (event_type,))
 
 
 async def wait_dead(db: Path, count: int, app: Any) -> list[tuple[str, str]]:
@@ -395,12 +383,7 @@ async def test_a_revoked_token_holds_the_queue_until_it_is_fixed_without_leaking
         await async_wait_until(refused, timeout=60, what="health to report the desk unauthorized")
 
         def waiting() -> list[tuple[str, int, str]]:
-            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-            try:
-                return [(r[0], r[1], r[2] or "") for r in conn.execute(
-                    "SELECT state, attempts, last_error FROM jobs WHERE desk = 'jira'")]
-            finally:
-                conn.close()
+            return read_rows(db, "SELECT state, attempts, COALESCE(last_error, '') FROM jobs WHERE desk = 'jira'")
 
         async def job_refused() -> list[tuple[str, int, str]] | None:
             rows = await asyncio.to_thread(waiting)
@@ -465,20 +448,11 @@ async def test_new_desk_refs_are_registered_on_chain_by_the_signer(
 
 
 def _intent_states(db: Path) -> list[tuple[str, int]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return [(r[0], r[1]) for r in conn.execute("SELECT state, COUNT(*) FROM tx_intents GROUP BY state")]
-    finally:
-        conn.close()
+    return read_rows(db, "SELECT state, COUNT(*) FROM tx_intents GROUP BY state")
 
 
 def _refs(db: Path) -> list[tuple[str, str, int]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return [(r[0], r[1], r[2]) for r in conn.execute(
-            "SELECT ticket_id, desk, registered_on_chain FROM external_refs")]
-    finally:
-        conn.close()
+    return read_rows(db, "SELECT ticket_id, desk, registered_on_chain FROM external_refs")
 
 
 async def test_follower_pauses_while_the_queue_is_full_and_resumes_when_it_drains(
