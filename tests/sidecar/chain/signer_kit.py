@@ -32,6 +32,7 @@ from sidecar.secrets import Secret
 from sidecar.store.db import Store
 from sidecar.store.intents import queue_intent_txn
 from tests.sidecar.chain.scan import support_public
+from tests.sidecar.harness import read_rows
 
 FEE = FeePolicy("uve", Decimal("0.025"), Decimal("1.3"), 2_000_000, 300_000)
 UNSETTLED = ("queued", "signed", "broadcast")
@@ -146,19 +147,11 @@ def _typed(ticket: str | None, msg: Any) -> tuple[str, str | None, bytes]:
 
 
 def db_counts(db: Path) -> dict[str, int]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return {r[0]: r[1] for r in conn.execute("SELECT state, COUNT(*) FROM tx_intents GROUP BY state")}
-    finally:
-        conn.close()
+    return dict(read_rows(db, "SELECT state, COUNT(*) FROM tx_intents GROUP BY state"))
 
 
 def db_rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return [tuple(r) for r in conn.execute(sql, params)]
-    finally:
-        conn.close()
+    return read_rows(db, sql, params)
 
 
 async def settle(

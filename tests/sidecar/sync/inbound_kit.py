@@ -35,6 +35,7 @@ from devnet.waiting import async_wait_until
 from devnet.waldur_sim import WaldurSim
 from sidecar.config import KEYS_BY_PATH
 from sidecar.store.inbound import sweep_marks
+from tests.sidecar.harness import read_rows
 from tests.sidecar.process import SidecarProcess, closed_port
 from tests.sidecar.sync.test_outbound_e2e import desk_env, desk_flags
 
@@ -308,11 +309,7 @@ def waldur_texts(waldur: WaldurSim, uuid: str) -> list[tuple[str, bool, str]]:
 # the sidecar's store, read-only ---------------------------------------------------------------------
 def rows(db: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
     """A read-only query of the sidecar's database (it may be running)."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return [tuple(r) for r in conn.execute(sql, args)]
-    finally:
-        conn.close()
+    return read_rows(db, sql, args)
 
 
 def count(db: Path, sql: str, *args: object) -> int:

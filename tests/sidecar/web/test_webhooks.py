@@ -16,7 +16,7 @@ import pytest
 from devnet.jira_hooks import sign_jira_body
 from devnet.node_config import free_port
 from sidecar.app import App
-from tests.sidecar.harness import app_flags, running_app
+from tests.sidecar.harness import app_flags, read_rows, running_app
 from tests.vectors import load
 
 VECTORS = load("jira_webhooks.json")
@@ -40,11 +40,7 @@ def fresh(delivery: dict[str, Any], identifier: str) -> tuple[bytes, dict[str, s
 
 
 def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return [tuple(r) for r in conn.execute(sql)]
-    finally:
-        conn.close()
+    return read_rows(db, sql)
 
 
 @pytest.fixture
