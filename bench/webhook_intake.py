@@ -22,8 +22,8 @@ writer threads), from Linux's per-thread counters, with the times the writer thr
 
 Two figures describe the machine rather than the product: `thread_hop_cpu` and `thread_hop_wall`, one round trip
 from the event loop to a worker thread and back for a no-op, as the writer's every group takes. Two machines of
-the same description can differ here several times over (a virtual machine's wake-ups), and the bare endpoint,
-which hands nothing to a thread, does not pay it: read the ratio beside it.
+the same description can differ here several times over (a virtual machine's wake-ups). The bare endpoint hands
+nothing to a thread; `unrecorded` pays the same hop as `grouped`, so its ratio says what the hop costs here.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from devnet.waldur_sim import WaldurSim
 from sidecar.config_schema import WaldurConfig
 from sidecar.desks.base import text_marker
 from tests.sidecar.chain.scan import support_secret
+from tests.sidecar.chain.signer_kit import db_counts
 from tests.sidecar.harness import app_flags, cursor_height, read_rows, running_app
 from tests.sidecar.process import SidecarProcess
 
@@ -427,8 +428,8 @@ async def test_new_desk_refs_are_registered_on_chain_by_the_signer(
             # Two observers, each in its own time: the follower sees the link events in blocks, the signer
             # learns its txs' fate from its subscription or its settle pass (a block or two apart).
             rows = await asyncio.to_thread(_refs, db)
-            states = await asyncio.to_thread(_intent_states, db)
-            return len(rows) == 40 and all(on_chain for _, _, on_chain in rows) and states == [("included", 40)]
+            states = await asyncio.to_thread(db_counts, db)
+            return len(rows) == 40 and all(on_chain for _, _, on_chain in rows) and states == {"included": 40}
 
         await async_wait_until(registered, timeout=120, what="every desk ref linked on chain, its intent included")
         port = app.grpc_port
@@ -441,14 +442,10 @@ async def test_new_desk_refs_are_registered_on_chain_by_the_signer(
     linked = conn.execute("SELECT COUNT(*) FROM chain_inbox WHERE event_type = 'support_external_ticket_linked'"
                           ).fetchone()[0]
     conn.close()
-    assert _intent_states(db) == [("included", 40)]  # and still so after the sidecar stopped
+    assert db_counts(db) == {"included": 40}  # and still so after the sidecar stopped
     assert len(listed.intents) == 40
     assert all(i.tx_hash and i.height > 0 and i.msg_type == "MsgRegisterExternalTicket" for i in listed.intents)
     assert linked == 40  # each ref registered exactly once, seen back through the follower
-
-
-def _intent_states(db: Path) -> list[tuple[str, int]]:
-    return read_rows(db, "SELECT state, COUNT(*) FROM tx_intents GROUP BY state")
 
 
 def _refs(db: Path) -> list[tuple[str, str, int]]:
