@@ -42,6 +42,8 @@ from sidecar.store.inbox import (
 from sidecar.store.records import ContentCheck, SupportEvent
 
 log = logging.getLogger(__name__)
+# A refused node is checked again after chain.poll_interval, then twice as long each time up to this: a node the
+# operator fixes at once is followed at once, one left wrong is asked twice a minute.
 RECHECK_REFUSED = 30.0
 # Chunks holding more events than this are "busy": the window is halved until a commit holds fewer, which
 # bounds the decoded events held in memory (about 3 KB each) during a backfill; decoding and storing them is
@@ -106,6 +108,7 @@ class ChainFollower:
         # kept in the store so that a restart still knows it.
         self._first_block: tuple[int, str] | None = None
         self._saved_first_block: tuple[int, str] | None = None
+        self._rechecks = 0  # refusals in a row: the next re-check waits longer (see RECHECK_REFUSED)
 
     async def step(self) -> float:
         status = await self._probe.check()
@@ -113,14 +116,14 @@ class ChainFollower:
             return self._settings.poll_interval
         if self.state is FollowerState.FOLLOWING and await self._refused_node(status):
             self.state = FollowerState.STARTING  # re-checked from scratch, and refused again, until fixed
-            return RECHECK_REFUSED
+            return self._recheck_delay()
         self._heads.observe(status.latest_height)
         self._check_block_alarm()
         if self.state is not FollowerState.FOLLOWING:
             await self._start(status)
             if self.state is FollowerState.REFUSED:
                 self.state = FollowerState.STARTING  # re-check later: the operator may fix the node
-                return RECHECK_REFUSED
+                return self._recheck_delay()
             if self.state is FollowerState.STARTING:
                 return self._settings.poll_interval
         if await self._paused():
@@ -132,10 +135,18 @@ class ChainFollower:
             await self._catch_up()
             if self.state is not FollowerState.FOLLOWING:  # refused mid-way: re-checked later, like at start
                 self.state = FollowerState.STARTING
-                return RECHECK_REFUSED
+                return self._recheck_delay()
+            self._rechecks = 0  # the node answered a catch-up: following again, not only past the start check
             return 0.0
+        self._rechecks = 0
         await self._heads.wait_change(self._settings.poll_interval)
         return 0.0
+
+    def _recheck_delay(self) -> float:
+        """How long to wait before checking a refused node again: poll_interval doubled per refusal in a row."""
+        delay = min(RECHECK_REFUSED, self._settings.poll_interval * 2.0 ** min(self._rechecks, 10))
+        self._rechecks += 1
+        return delay
 
     def _refuse(self, reason: str) -> None:
         if self._health.problems.get("follower") != reason:

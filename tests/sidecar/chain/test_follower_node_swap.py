@@ -5,6 +5,7 @@ the inbox stays exactly the first chain's events up to the cursor, and the curso
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,35 @@ async def test_a_node_swapped_under_a_running_follower_is_refused_and_the_cursor
     stored = inbox_ids(db)
     assert stored == scan_event_ids(first.rpc_url, 1, held)
     assert len(stored) >= len(ids)
+
+
+async def test_a_refused_node_is_checked_again_at_once_then_less_and_less_often(
+    devnet_node_factory: Any, tmp_path: Path
+) -> None:
+    """A node the operator fixes right away is followed right away; one left wrong is not asked in a tight loop:
+    the re-checks start at chain.poll_interval (200 ms here) and double each time (up to 30 s)."""
+    first: DevnetNode = devnet_node_factory()
+    other: DevnetNode = devnet_node_factory(chain_id="virtengine-devnet-2")
+    db = tmp_path / "sidecar.db"
+    async with NodeProxy(first.rpc_url).running() as proxy:
+        flags = app_flags(tmp_path, proxy.url, **{
+            "chain.start_height": "1",
+            "chain.chain_id": CHAIN_ID,
+            "chain.ws_url": f"ws://127.0.0.1:{closed_port()}/websocket",
+        })
+        async with running_app(flags, ENV) as app:
+            await caught_up(db, first)
+            proxy.point_at(other.rpc_url)
+            await async_wait_until(lambda: _refusal(app, ("'virtengine-devnet-2'",)), timeout=30, what="a refusal")
+            checks = (other.rpc_url, "status")
+            await async_wait_until(lambda: len(proxy.times.get(checks, [])) >= 7, timeout=60, what="seven checks")
+            times = proxy.times[checks][:7]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert gaps[0] < 1.0, gaps  # the first re-check comes at once
+    # 0.2, 0.4, 0.8, 1.6, 3.2 and 6.4 s: each of the last three about twice the one before.
+    for earlier, later in itertools.pairwise(gaps[2:]):
+        assert 1.5 * earlier < later < 2.5 * earlier, gaps
+    assert 5.0 < gaps[-1] < 8.0, gaps
 
 
 async def _checked_again(proxy: NodeProxy, node: DevnetNode) -> bool:
