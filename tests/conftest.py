@@ -11,12 +11,12 @@ pytest_plugins = ["devnet.fixtures", "devnet.sim_fixtures", "devnet.s3_fixtures"
 # than about half a minute starts first, longest first (seconds from a full run on the 2-core machine), and
 # the short ones fill in behind them: the two workers then finish within a short module of each other.
 LONGEST_FIRST = (
-    "tests/sidecar/sync/test_outbound_e2e.py",  # 159
     "tests/test_chaos.py",  # 133
-    "tests/sidecar/chain/test_follower_node_swap.py",  # 118
+    "tests/sidecar/sync/test_outbound_e2e.py",  # 125
     "tests/sidecar/sync/test_inbound_e2e.py",  # 100
     "tests/test_soak.py",  # 92
     "tests/devnet/test_devnet_signals.py",  # 56
+    "tests/sidecar/chain/test_follower_node_swap.py",  # 52
     "tests/devnet/test_seaweedfs.py",  # 52
     "tests/sidecar/sync/test_inbound_chaos.py",  # 50
     "tests/test_bench_smoke.py",  # 50
