@@ -49,6 +49,16 @@ RECHECK_REASONS = {
 }
 
 
+def _through(proxy: NodeProxy, tmp_path: Path, start_height: int = 1) -> dict[str, object]:
+    """The sidecar's flags to follow the chain CHAIN_ID through `proxy` only, from `start_height`. No websocket:
+    every head the follower sees comes through the proxy's /status."""
+    return app_flags(tmp_path, proxy.url, **{
+        "chain.start_height": str(start_height),
+        "chain.chain_id": CHAIN_ID,
+        "chain.ws_url": f"ws://127.0.0.1:{closed_port()}/websocket",
+    })
+
+
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 async def test_a_node_swapped_under_a_running_follower_is_refused_and_the_cursor_kept(
     devnet_node_factory: Any, tmp_path: Path, case: str
@@ -58,12 +68,7 @@ async def test_a_node_swapped_under_a_running_follower_is_refused_and_the_cursor
     first: DevnetNode = devnet_node_factory()
     db = tmp_path / "sidecar.db"
     async with NodeProxy(first.rpc_url).running() as proxy:
-        flags = app_flags(tmp_path, proxy.url, **{
-            "chain.start_height": "1",
-            "chain.chain_id": CHAIN_ID,
-            # No websocket: every head the follower sees comes through the proxy's /status.
-            "chain.ws_url": f"ws://127.0.0.1:{closed_port()}/websocket",
-        })
+        flags = _through(proxy, tmp_path)
         async with running_app(flags, ENV) as app:
             ids = await create(first, 20, per_tx=5)
             if not swap_first:  # a lead the swapped node cannot make up while it starts
@@ -101,11 +106,7 @@ async def test_a_refused_node_is_checked_again_at_once_then_less_and_less_often(
     other: DevnetNode = devnet_node_factory(chain_id="virtengine-devnet-2")
     db = tmp_path / "sidecar.db"
     async with NodeProxy(first.rpc_url).running() as proxy:
-        flags = app_flags(tmp_path, proxy.url, **{
-            "chain.start_height": "1",
-            "chain.chain_id": CHAIN_ID,
-            "chain.ws_url": f"ws://127.0.0.1:{closed_port()}/websocket",
-        })
+        flags = _through(proxy, tmp_path)
         async with running_app(flags, ENV) as app:
             await caught_up(db, first)
             proxy.point_at(other.rpc_url)
@@ -174,11 +175,7 @@ async def test_a_node_with_older_history_of_the_same_chain_is_followed(
     db = tmp_path / "sidecar.db"
     async with NodeProxy(node.rpc_url).running() as proxy:
         proxy.earliest = (5, block5)
-        flags = app_flags(tmp_path, proxy.url, **{
-            "chain.start_height": "6",
-            "chain.chain_id": CHAIN_ID,
-            "chain.ws_url": f"ws://127.0.0.1:{closed_port()}/websocket",
-        })
+        flags = _through(proxy, tmp_path, start_height=6)
         async with running_app(flags, ENV) as app:
             await create(node, 3, per_tx=3)
             await caught_up(db, node)
