@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -30,11 +29,14 @@ class NodeProxy:
         self.rewritten: set[str] = set()
         self.wrong_heights_from: int | None = None  # block_results from this height answer for the next one
         self.earliest: tuple[int, str] | None = None  # /status names this (height, hash) as its earliest block
-        self.calls: Counter[tuple[str, str]] = Counter()  # (upstream, method) -> requests forwarded
         self.times: dict[tuple[str, str], list[float]] = {}  # (upstream, method) -> when each came (monotonic)
         self.batches: list[list[str]] = []  # the methods of each HTTP request forwarded, in order
         self.url = ""
         self._client = httpx.AsyncClient(timeout=15)
+
+    def calls(self, upstream: str, method: str) -> int:
+        """How many `method` calls went to `upstream`."""
+        return len(self.times.get((upstream, method), ()))
 
     def point_at(self, upstream: str) -> None:
         """Every request from now on goes to `upstream`."""
@@ -71,7 +73,6 @@ class NodeProxy:
         body = json.loads(await request.body())
         upstream = self.upstream
         for item in body if isinstance(body, list) else [body]:
-            self.calls[(upstream, str(item.get("method")))] += 1
             self.times.setdefault((upstream, str(item.get("method"))), []).append(time.monotonic())
         self.batches.append([str(item.get("method")) for item in (body if isinstance(body, list) else [body])])
         answer = (await self._client.post(upstream + "/", json=body)).json()

@@ -112,7 +112,7 @@ async def test_a_refused_node_is_checked_again_at_once_then_less_and_less_often(
             proxy.point_at(other.rpc_url)
             await async_wait_until(lambda: _refusal(app, ("'virtengine-devnet-2'",)), timeout=30, what="a refusal")
             checks = (other.rpc_url, "status")
-            await async_wait_until(lambda: len(proxy.times.get(checks, [])) >= 7, timeout=60, what="seven checks")
+            await async_wait_until(lambda: proxy.calls(*checks) >= 7, timeout=60, what="seven checks")
             times = proxy.times[checks][:7]
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert gaps[0] < 1.0, gaps  # the first re-check comes at once
@@ -123,7 +123,7 @@ async def test_a_refused_node_is_checked_again_at_once_then_less_and_less_often(
 
 
 async def _checked_again(proxy: NodeProxy, node: DevnetNode) -> bool:
-    return proxy.calls[(node.rpc_url, "status")] >= 2
+    return proxy.calls(node.rpc_url, "status") >= 2
 
 
 async def _refusal(app: Any, reasons: tuple[str, ...]) -> str | None:
@@ -149,7 +149,7 @@ async def test_block_results_for_another_height_are_refused_and_never_committed(
             # The heights fetched in the same batch as `bad` (which the follower lagging the head may have
             # asked together) are refused with it; every height before that batch is committed.
             assert bad - FollowerSettings().chunk <= held <= bad - 1
-            asked = proxy.calls[(devnet_node.rpc_url, "block_results")]
+            asked = proxy.calls(devnet_node.rpc_url, "block_results")
             # Checked again from a fresh start, which reads the next height's results once more: still refused.
             await async_wait_until(lambda: _asked_more(proxy, devnet_node, asked), timeout=90, what="another check")
             assert f"answered height {bad + 1} when asked for {bad}" in (await _follower_problem(app) or "")
@@ -160,7 +160,7 @@ async def test_block_results_for_another_height_are_refused_and_never_committed(
 
 
 async def _asked_more(proxy: NodeProxy, node: DevnetNode, before: int) -> bool:
-    return proxy.calls[(node.rpc_url, "block_results")] > before
+    return proxy.calls(node.rpc_url, "block_results") > before
 
 
 
