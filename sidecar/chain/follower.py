@@ -136,10 +136,9 @@ class ChainFollower:
             if self.state is not FollowerState.FOLLOWING:  # refused mid-way: re-checked later, like at start
                 self.state = FollowerState.STARTING
                 return self._recheck_delay()
-            self._rechecks = 0  # the node answered a catch-up: following again, not only past the start check
-            return 0.0
-        self._rechecks = 0
-        await self._heads.wait_change(self._settings.poll_interval)
+        else:
+            await self._heads.wait_change(self._settings.poll_interval)
+        self._rechecks = 0  # the node answered a catch-up or is at its head: following, not only past the start check
         return 0.0
 
     def _recheck_delay(self) -> float:
