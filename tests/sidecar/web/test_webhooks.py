@@ -39,10 +39,6 @@ def fresh(delivery: dict[str, Any], identifier: str) -> tuple[bytes, dict[str, s
     return body, headers
 
 
-def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    return read_rows(db, sql)
-
-
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[App]:
     flags = app_flags(tmp_path, f"http://127.0.0.1:{free_port()}", **{"webhook.max_body_bytes": "4096"})
@@ -63,9 +59,9 @@ async def test_a_signed_jira_delivery_is_recorded_once_by_ids_only(app: App, tmp
     assert (first.status_code, first.json()["status"]) == (200, "accepted")
     assert (again.status_code, again.json()["status"]) == (200, "duplicate")  # Jira would retry a 409
     db = tmp_path / "sidecar.db"
-    assert rows(db, "SELECT desk, delivery_id, event_type, external_id, state FROM webhook_deliveries") == [
+    assert read_rows(db, "SELECT desk, delivery_id, event_type, external_id, state FROM webhook_deliveries") == [
         ("jira", "delivery-1", "jira:issue_updated", "10007", "accepted")]
-    assert rows(db, "SELECT event_type, status FROM audit WHERE event_type LIKE 'webhook%'") == [
+    assert read_rows(db, "SELECT event_type, status FROM audit WHERE event_type LIKE 'webhook%'") == [
         ("webhook_accepted", "accepted")]
     assert 'servicedesk_webhook_deliveries_total{desk="jira",outcome="duplicate"} 1.0' in metrics
     conn = sqlite3.connect(db)
@@ -97,7 +93,7 @@ async def test_the_vectors_verify_but_are_too_old(app: App, tmp_path: Path) -> N
         answers = [await client.post(url(app, "jira"), content=d["body"].encode(), headers=d["headers"])
                    for d in VECTORS["deliveries"]]
     assert [(a.status_code, a.json()["status"]) for a in answers] == [(200, "stale")] * len(answers)
-    states = rows(tmp_path / "sidecar.db", "SELECT state, reason FROM webhook_deliveries")
+    states = read_rows(tmp_path / "sidecar.db", "SELECT state, reason FROM webhook_deliveries")
     assert states and all(state == "ignored" and "webhook.max_age" in reason for state, reason in states)
 
 
@@ -120,10 +116,10 @@ async def test_bad_deliveries_get_their_status_write_nothing_and_are_summed_up_a
     flags = app_flags(tmp_path, f"http://127.0.0.1:{free_port()}", **{"webhook.max_body_bytes": "4096"})
     async with running_app(flags, ENV) as running, httpx.AsyncClient() as client:
         answer = await client.post(url(running, "jira"), content=body, headers=headers)
-        assert rows(db, "SELECT COUNT(*) FROM audit WHERE event_type LIKE 'webhook%'") == [(0,)]  # nothing durable
+        assert read_rows(db, "SELECT COUNT(*) FROM audit WHERE event_type LIKE 'webhook%'") == [(0,)]  # nothing durable
     assert (answer.status_code, answer.json()["status"]) == (status, outcome)
-    assert rows(db, "SELECT COUNT(*) FROM webhook_deliveries") == [(0,)]
-    audited = rows(db, "SELECT event_type, status, details_json FROM audit WHERE event_type LIKE 'webhook%'")
+    assert read_rows(db, "SELECT COUNT(*) FROM webhook_deliveries") == [(0,)]
+    audited = read_rows(db, "SELECT event_type, status, details_json FROM audit WHERE event_type LIKE 'webhook%'")
     assert [(e, s) for e, s, _ in audited] == [("webhook_rejections", outcome)]  # the summary, written at shutdown
     details = json.loads(audited[0][2])
     assert (details["count"], details["sources"]) == (1, ["127.0.0.1"]) and details["reasons"]
@@ -143,7 +139,7 @@ async def test_waldur_hooks_authenticate_by_shared_secret_json_or_form(app: App,
         formed = await client.post(url(app, "waldur"), content=str(form).encode(), headers={
             "X-Webhook-Secret": WALDUR_SECRET, "Content-Type": "application/x-www-form-urlencoded"})
     assert [a.status_code for a in (good, wrong, bare, formed)] == [200, 401, 401, 200]
-    assert rows(tmp_path / "sidecar.db", "SELECT event_type, external_id FROM webhook_deliveries ORDER BY id") == [
+    assert read_rows(tmp_path / "sidecar.db", "SELECT event_type, external_id FROM webhook_deliveries ORDER BY id") == [
         ("issue_update_succeeded", context["issue_uuid"]), ("issue_creation_succeeded", context["issue_uuid"])]
 
 
@@ -175,5 +171,6 @@ async def test_a_change_by_the_sidecars_own_jira_account_is_recorded_as_an_echo(
         agent = await client.post(url(running, "jira"), content=other,
                                   headers={**theirs[1], "X-Hub-Signature": sign_jira_body(SECRET, other)})
     assert [echo.json()["status"], agent.json()["status"]] == ["echo", "accepted"]
-    assert rows(tmp_path / "sidecar.db", "SELECT delivery_id, state, reason FROM webhook_deliveries ORDER BY id") == [
+    stored = read_rows(tmp_path / "sidecar.db", "SELECT delivery_id, state, reason FROM webhook_deliveries ORDER BY id")
+    assert stored == [
         ("by-us", "ignored", "the sidecar's own change"), ("by-an-agent", "accepted", None)]
