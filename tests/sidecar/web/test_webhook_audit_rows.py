@@ -23,8 +23,9 @@ from sidecar.observe.metrics import Metrics
 from sidecar.store.db import Store
 from sidecar.web.server import WebServer, build_web_app
 from sidecar.web.webhooks import WebhookReceiver
+from tests.sidecar.harness import read_rows
 from tests.sidecar.web.test_webhook_hostile import jira_body, signed
-from tests.sidecar.web.test_webhooks import SECRET, rows
+from tests.sidecar.web.test_webhooks import SECRET
 
 PROCESS_SECRET = "process-secret-4f1c9e"
 OWN_SECRET = "auditor-secret-7b2d05"
@@ -68,7 +69,7 @@ async def deliver(url: str, identifier: str) -> httpx.Response:
 
 
 def audited_ids(db: Path) -> list[str]:
-    details = rows(db, "SELECT details_json FROM audit WHERE event_type = 'webhook_accepted'")
+    details = read_rows(db, "SELECT details_json FROM audit WHERE event_type = 'webhook_accepted'")
     return [json.loads(text)["delivery_id"] for (text,) in details]
 
 

@@ -24,7 +24,7 @@ from sidecar.observe.metrics import Metrics
 from sidecar.store.db import Store
 from sidecar.web.server import WebServer, build_web_app
 from sidecar.web.webhooks import WebhookReceiver, parse_waldur
-from tests.sidecar.web.test_webhooks import rows
+from tests.sidecar.harness import read_rows
 
 OWN = uuid.UUID("5b3a0c1e-9d2f-4e6a-8b7c-1d2e3f405162")
 AGENT = uuid.UUID("0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d")
@@ -85,7 +85,9 @@ async def test_the_sidecar_s_own_waldur_change_is_an_echo_once_its_user_is_known
     statuses = [a.json()["status"] for a in (before, echo, agent, backend)]
     # Not known yet: taken as a hint (a needless re-read, never a lost change); known: ignored as an echo.
     assert statuses == ["accepted", "echo", "accepted", "accepted"]
-    recorded = rows(tmp_path / "sidecar.db", "SELECT event_type, state, reason FROM webhook_deliveries ORDER BY id")
+    recorded = read_rows(
+        tmp_path / "sidecar.db", "SELECT event_type, state, reason FROM webhook_deliveries ORDER BY id"
+    )
     assert recorded == [
         ("issue_creation_succeeded", "accepted", None),
         ("issue_creation_succeeded", "ignored", "the sidecar's own change"),

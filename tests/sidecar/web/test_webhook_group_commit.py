@@ -25,8 +25,9 @@ from sidecar.store.db import GroupCommit, Store
 from sidecar.store.webhooks import Recording
 from sidecar.web.server import WebServer, build_web_app
 from sidecar.web.webhooks import WebhookReceiver
+from tests.sidecar.harness import read_rows
 from tests.sidecar.web.test_webhook_hostile import jira_body, signed
-from tests.sidecar.web.test_webhooks import SECRET, rows
+from tests.sidecar.web.test_webhooks import SECRET
 
 
 @dataclass
@@ -103,9 +104,9 @@ async def test_many_concurrent_deliveries_are_each_stored_once_with_a_valid_audi
         answers = await asyncio.gather(*(post(c, served, n, f"delivery-{n}") for n in range(count)))
         groups, written = served.intake.groups, served.intake.written
     assert [(a.status_code, a.json()["status"]) for a in answers] == [(200, "accepted")] * count
-    stored = [d for (d,) in rows(served.db, "SELECT delivery_id FROM webhook_deliveries ORDER BY id")]
+    stored = [d for (d,) in read_rows(served.db, "SELECT delivery_id FROM webhook_deliveries ORDER BY id")]
     assert sorted(stored) == sorted(f"delivery-{n}" for n in range(count))
-    audited = rows(served.db, "SELECT details_json FROM audit WHERE event_type = 'webhook_accepted' ORDER BY id")
+    audited = read_rows(served.db, "SELECT details_json FROM audit WHERE event_type = 'webhook_accepted' ORDER BY id")
     assert [json.loads(d)["delivery_id"] for (d,) in audited] == stored  # one audit row each, in the same order
     assert audit_chain_ok(served.db)
     assert written == count and groups < count  # deliveries did share transactions
@@ -127,9 +128,9 @@ async def test_repeats_inside_one_group_are_stored_once(tmp_path: Path) -> None:
     assert [a.json()["status"] for a in answers] == ["accepted", "accepted", "duplicate", "duplicate", "accepted"]
     assert all(a.status_code == 200 for a in answers)
     assert groups == 2  # the four waited together
-    stored = rows(served.db, "SELECT delivery_id FROM webhook_deliveries ORDER BY id")
+    stored = read_rows(served.db, "SELECT delivery_id FROM webhook_deliveries ORDER BY id")
     assert stored == [("first",), ("delivery-1",), ("delivery-2",)]
-    assert rows(served.db, "SELECT COUNT(*) FROM audit WHERE event_type = 'webhook_accepted'") == [(3,)]
+    assert read_rows(served.db, "SELECT COUNT(*) FROM audit WHERE event_type = 'webhook_accepted'") == [(3,)]
     assert audit_chain_ok(served.db)
 
 
@@ -148,11 +149,11 @@ async def test_a_failed_group_transaction_answers_each_of_its_deliveries_503_and
         answers = [await first, *(await asyncio.gather(*group))]
         assert [a.status_code for a in answers] == [200, 503, 503, 503]
         assert all(a.json()["status"] == "overloaded" and a.headers["retry-after"] == "1" for a in answers[1:])
-        assert rows(served.db, "SELECT delivery_id FROM webhook_deliveries") == [("first",)]
-        assert rows(served.db, "SELECT COUNT(*) FROM audit WHERE event_type = 'webhook_accepted'") == [(1,)]
+        assert read_rows(served.db, "SELECT delivery_id FROM webhook_deliveries") == [("first",)]
+        assert read_rows(served.db, "SELECT COUNT(*) FROM audit WHERE event_type = 'webhook_accepted'") == [(1,)]
         retried = await asyncio.gather(post(client, served, 1, "ok-1"), post(client, served, 3, "ok-2"))
         assert [(a.status_code, a.json()["status"]) for a in retried] == [(200, "accepted")] * 2  # as Jira retries
-    assert sorted(d for (d,) in rows(served.db, "SELECT delivery_id FROM webhook_deliveries")) == [
+    assert sorted(d for (d,) in read_rows(served.db, "SELECT delivery_id FROM webhook_deliveries")) == [
         "first",
         "ok-1",
         "ok-2",
@@ -172,5 +173,5 @@ async def test_beyond_max_queued_writes_deliveries_are_refused_503_and_not_store
     assert [(a.status_code, a.json()["status"], a.headers["retry-after"]) for a in refused] == [
         (503, "overloaded", "1")
     ] * 3
-    stored = rows(served.db, "SELECT delivery_id FROM webhook_deliveries ORDER BY id")
+    stored = read_rows(served.db, "SELECT delivery_id FROM webhook_deliveries ORDER BY id")
     assert stored == [("first",), ("waiting-1",), ("waiting-2",)]

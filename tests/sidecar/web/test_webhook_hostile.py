@@ -20,8 +20,8 @@ from devnet.jira_hooks import sign_jira_body
 from devnet.node_config import free_port
 from devnet.waiting import async_wait_until
 from sidecar.app import App
-from tests.sidecar.harness import app_flags, running_app
-from tests.sidecar.web.test_webhooks import ENV, SECRET, VECTORS, WALDUR_SECRET, rows, url
+from tests.sidecar.harness import app_flags, read_rows, running_app
+from tests.sidecar.web.test_webhooks import ENV, SECRET, VECTORS, WALDUR_SECRET, url
 
 FLOODER = "127.0.0.2"  # a second loopback address: another source as far as the receiver can tell
 
@@ -95,7 +95,7 @@ async def test_a_flood_from_one_address_does_not_turn_signed_deliveries_into_429
     assert 429 in answers and set(answers) <= {401, 429}
     assert metric(metrics, "jira", "accepted") == 60
     assert metric(metrics, "jira", "rate_limited") == answers.count(429)
-    accepted = rows(tmp_path / "sidecar.db", "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'accepted'")
+    accepted = read_rows(tmp_path / "sidecar.db", "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'accepted'")
     assert accepted == [(60,)]
 
 
@@ -136,7 +136,7 @@ async def test_intake_over_its_writer_slots_is_answered_503_without_writing(tmp_
     assert statuses.count(200) == 1 and statuses.count(503) == len(statuses) - 1 >= 1
     busy = [a for a in answers if a.status_code == 503]
     assert all(a.headers["retry-after"] == "1" and a.json()["status"] == "overloaded" for a in busy)
-    assert rows(db, "SELECT COUNT(*) FROM webhook_deliveries") == [(1,)]
+    assert read_rows(db, "SELECT COUNT(*) FROM webhook_deliveries") == [(1,)]
     assert metric(metrics, "jira", "overloaded") == len(busy)
 
 
@@ -149,7 +149,7 @@ async def test_a_signed_body_replayed_under_a_new_delivery_id_is_a_duplicate(tmp
         other = await client.post(url(app, "jira"), content=body2, headers=signed(body2, "other"))
     assert [(a.status_code, a.json()["status"]) for a in (first, replay, other)] == [
         (200, "accepted"), (200, "duplicate"), (200, "accepted")]
-    assert rows(tmp_path / "sidecar.db", "SELECT delivery_id FROM webhook_deliveries ORDER BY id") == [
+    assert read_rows(tmp_path / "sidecar.db", "SELECT delivery_id FROM webhook_deliveries ORDER BY id") == [
         ("original",), ("other",)]
 
 
@@ -165,7 +165,7 @@ async def test_a_signed_jira_body_needs_a_timestamp_not_far_in_the_future(
     async with app_with(tmp_path) as app, httpx.AsyncClient() as client:
         answer = await client.post(url(app, "jira"), content=body, headers=signed(body, "stamped"))
     assert (answer.status_code, answer.json()["status"]) == (status, outcome)
-    recorded = rows(tmp_path / "sidecar.db", "SELECT COUNT(*) FROM webhook_deliveries")
+    recorded = read_rows(tmp_path / "sidecar.db", "SELECT COUNT(*) FROM webhook_deliveries")
     assert recorded == [(1 if status == 200 else 0,)]
 
 
@@ -201,7 +201,7 @@ async def _rejections(tmp_path: Path, env: dict[str, str], flags: dict[str, str]
             await client.post(url(app, "jira"), content=body, headers=forged(body, "forged")),
             await client.post(url(app, "jira"), content=body),
         ]
-    summary = rows(tmp_path / "sidecar.db", "SELECT status, error, details_json FROM audit "
+    summary = read_rows(tmp_path / "sidecar.db", "SELECT status, error, details_json FROM audit "
                    "WHERE event_type = 'webhook_rejections'")
     return [(a.status_code, a.json()) for a in answers], summary
 
